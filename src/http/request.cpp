@@ -1,0 +1,87 @@
+#include "http/request.h"
+
+#include <fmt/format.h>
+
+#include <strings.h>
+
+#include "core/version.h"
+
+namespace meridian::http {
+namespace {
+bool IsTchar(char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+}  // namespace
+
+bool HasHeader(const HeaderList& headers, std::string_view name) {
+  for (const auto& [n, v] : headers) {
+    if (n.size() == name.size() && strncasecmp(n.data(), name.data(), n.size()) == 0) return true;
+  }
+  return false;
+}
+
+Result<std::pair<std::string, std::string>> ParseHeaderLine(std::string_view line) {
+  const size_t colon = line.find(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("invalid header '{}': expected 'Name: value'", line));
+  }
+  std::string_view name = line.substr(0, colon);
+  for (char c : name) {
+    if (!IsTchar(c)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("invalid header '{}': the name may not contain '{}'", line, c));
+    }
+  }
+  std::string_view value = Trim(line.substr(colon + 1));
+  for (char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("invalid header '{}': control characters (CR, LF, ...) are not allowed", name));
+    }
+  }
+  return std::pair<std::string, std::string>(std::string(name), std::string(value));
+}
+
+Result<std::string> NormalizeMethod(std::string_view method) {
+  if (method.empty()) return MakeError(ErrorCode::kInvalidArgument, "empty HTTP method");
+  std::string out;
+  for (char c : method) {
+    if (!IsTchar(c)) {
+      return MakeError(ErrorCode::kInvalidArgument, fmt::format("invalid HTTP method '{}'", method));
+    }
+    out.push_back(static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c));
+  }
+  return out;
+}
+
+void AppendRequestHead(std::string& out, std::string_view method, std::string_view target,
+                       std::string_view host_header, const HeaderList& headers, size_t body_size) {
+  out.append(method).append(" ").append(target).append(" HTTP/1.1\r\n");
+  if (!HasHeader(headers, "host")) out.append("Host: ").append(host_header).append("\r\n");
+  if (!HasHeader(headers, "user-agent")) out.append("User-Agent: meridian/").append(kVersion).append("\r\n");
+  for (const auto& [n, v] : headers) out.append(n).append(": ").append(v).append("\r\n");
+  const bool body_method = method == "POST" || method == "PUT" || method == "PATCH";
+  if ((body_size > 0 || body_method) && !HasHeader(headers, "content-length") &&
+      !HasHeader(headers, "transfer-encoding")) {
+    out.append("Content-Length: ").append(std::to_string(body_size)).append("\r\n");
+  }
+  out.append("\r\n");
+}
+
+std::string BuildRequest(std::string_view method, const Url& url, const HeaderList& headers, std::string_view body) {
+  std::string out;
+  out.reserve(128 + body.size());
+  AppendRequestHead(out, method, url.target, url.HostHeader(), headers, body.size());
+  out.append(body);
+  return out;
+}
+
+}  // namespace meridian::http
