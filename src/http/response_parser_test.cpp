@@ -57,7 +57,9 @@ Parsed RunAllSplits(const std::string& wire, bool eof = false, bool head = false
     EXPECT_EQ(split.failed, whole.failed) << "cut at " << cut;
     EXPECT_EQ(split.status, whole.status) << "cut at " << cut;
     EXPECT_EQ(split.body, whole.body) << "cut at " << cut;
-    if (whole.complete) EXPECT_EQ(split.headers, whole.headers) << "cut at " << cut;
+    if (whole.complete) {
+      EXPECT_EQ(split.headers, whole.headers) << "cut at " << cut;
+    }
     EXPECT_EQ(split.consumed, whole.consumed) << "cut at " << cut;
   }
   std::vector<size_t> every;
