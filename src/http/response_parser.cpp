@@ -193,16 +193,17 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
       case State::kReason: {
         // The reason phrase is skipped in bulk up to the line end.
         size_t j = i;
-        while (j < len && data[j] != '\n') {
+        while (j < len && data[j] != '\n' && data[j] != '\r') {
           const auto u = static_cast<unsigned char>(data[j]);
-          if ((u < 0x20 && u != '\t' && u != '\r') || u == 0x7f) return Fail("invalid character in reason phrase", j);
+          if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail("invalid character in reason phrase", j);
           ++j;
         }
         header_bytes_ += static_cast<uint32_t>(j - i);
         if (header_bytes_ > kMaxHeaderBytes) return Fail("response header section too large", j);
         i = j;
-        if (j < len) state_ = State::kStatusLf;  // reprocess the '\n'
-        continue;
+        if (j == len) continue;
+        state_ = data[j] == '\r' ? State::kStatusLf : State::kHeaderStart;
+        break;  // the line end is consumed below
       }
       case State::kStatusLf:
         if (c != '\n') return Fail("invalid status line ending", i);
@@ -321,19 +322,21 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
         break;
       case State::kTrailer: {
         size_t j = i;
-        while (j < len && data[j] != '\n') {
+        while (j < len && data[j] != '\n' && data[j] != '\r') {
           const auto u = static_cast<unsigned char>(data[j]);
-          if ((u < 0x20 && u != '\t' && u != '\r') || u == 0x7f) return Fail("invalid character in trailer", j);
+          if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail("invalid character in trailer", j);
           ++j;
         }
         header_bytes_ += static_cast<uint32_t>(j - i);
         if (header_bytes_ > kMaxHeaderBytes) return Fail("trailer section too large", j);
         i = j;
-        if (j < len) state_ = State::kTrailerLf;
-        continue;
+        if (j == len) continue;
+        state_ = data[j] == '\r' ? State::kTrailerLf : State::kTrailerStart;
+        break;  // the line end is consumed below
       }
       case State::kTrailerLf:
-        state_ = State::kTrailerStart;  // data[i] is the '\n' ending the trailer line
+        if (c != '\n') return Fail("invalid trailer line ending", i);
+        state_ = State::kTrailerStart;
         break;
       case State::kTrailersEndLf:
         if (c != '\n') return Fail("invalid end of trailer section", i);
