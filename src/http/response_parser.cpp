@@ -44,6 +44,19 @@ void ResponseParser::Reset(bool no_body) {
   body_limit_ = limit;
 }
 
+void ResponseParser::BeginBody(bool chunked, uint64_t length) {
+  Reset(false);
+  started_ = true;
+  status_ = 200;
+  chunked_ = chunked;
+  if (chunked) {
+    state_ = State::kChunkSize;
+  } else {
+    remaining_ = length;
+    state_ = length ? State::kBodyIdentity : State::kComplete;
+  }
+}
+
 size_t ResponseParser::Fail(const char* why, size_t at) {
   state_ = State::kError;
   error_ = why;

@@ -30,6 +30,10 @@ class ResponseParser {
   // Prepares for the next response. `no_body` is set for responses to HEAD requests.
   void Reset(bool no_body = false);
 
+  // Frames a message body only (no start line or header section): chunked, or `length` bytes. The target
+  // server uses this for request bodies so that both directions share one chunked decoder.
+  void BeginBody(bool chunked, uint64_t length);
+
   // Consumes bytes up to the end of the current response (or the error). Returns the number consumed; bytes
   // after a complete response belong to the next one.
   size_t Feed(const char* data, size_t len);
