@@ -72,10 +72,13 @@ class ClientConnection final : public net::IoHandler, public net::DeadlineNode {
 
   // Starts a request. The connection must not be busy.
   void Send(const RequestOptions& request, ClientHandler* handler);
-  // Closes the socket; a request in flight is abandoned without a callback.
+  // Closes the socket; a request in flight is abandoned without a callback. Only to abandon work: an idle
+  // connection is left open by callers.
   void Abort();
 
   bool busy() const { return state_ != State::kIdle && state_ != State::kClosed; }
+  // A request is running or its response is about to be delivered.
+  bool in_flight() const { return busy() || pending_delivery_; }
   bool connected() const { return fd_ >= 0; }
   uint64_t requests_on_connection() const { return requests_on_connection_; }
   const Origin& origin() const { return *origin_; }

@@ -63,7 +63,18 @@ void GeneratorHealth::Merge(const GeneratorHealth& o) {
   schedule_lag.Merge(o.schedule_lag);
 }
 
+void IntervalSnapshot::AddErrorExample(ErrorKind kind, std::string_view message) {
+  size_t same_kind = 0;
+  for (const auto& [k, m] : error_examples) {
+    if (k != kind) continue;
+    if (m == message) return;
+    ++same_kind;
+  }
+  if (same_kind < kMaxExamplesPerKind) error_examples.emplace_back(kind, std::string(message));
+}
+
 void IntervalSnapshot::MergeAcrossWorkers(const IntervalSnapshot& o) {
+  for (const auto& [k, m] : o.error_examples) AddErrorExample(k, m);
   for (const auto& [key, s] : o.series) series[key].Merge(s);
   if (scenarios.size() < o.scenarios.size()) scenarios.resize(o.scenarios.size());
   for (size_t i = 0; i < o.scenarios.size(); ++i) scenarios[i].MergeAcrossWorkers(o.scenarios[i]);
@@ -71,6 +82,7 @@ void IntervalSnapshot::MergeAcrossWorkers(const IntervalSnapshot& o) {
 }
 
 void IntervalSnapshot::MergeAcrossTime(const IntervalSnapshot& o) {
+  for (const auto& [k, m] : o.error_examples) AddErrorExample(k, m);
   for (const auto& [key, s] : o.series) series[key].Merge(s);
   if (scenarios.size() < o.scenarios.size()) scenarios.resize(o.scenarios.size());
   for (size_t i = 0; i < o.scenarios.size(); ++i) scenarios[i].MergeAcrossTime(o.scenarios[i]);

@@ -5,7 +5,9 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "stats/histogram.h"
@@ -117,6 +119,10 @@ struct IntervalSnapshot {
   std::unordered_map<uint64_t, SeriesStats> series;
   std::vector<ScenarioStats> scenarios;
   GeneratorHealth health;
+  // The first distinct messages per error kind (at most kMaxExamplesPerKind each), to explain the counts.
+  std::vector<std::pair<ErrorKind, std::string>> error_examples;
+  static constexpr size_t kMaxExamplesPerKind = 3;
+  void AddErrorExample(ErrorKind kind, std::string_view message);
 
   SeriesStats& Series(const SeriesKey& key) { return series[key.Pack()]; }
   ScenarioStats& Scenario(size_t index) {
