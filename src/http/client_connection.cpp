@@ -27,7 +27,7 @@ void ClientConnection::Send(const RequestOptions& request, ClientHandler* handle
   request_ = request;
   handler_ = handler;
   retried_ = false;
-  send_ns_ = MonoNanos();
+  send_ns_ = request.now_ns ? request.now_ns : MonoNanos();
   deadline_ns_ = send_ns_ + shared_.request_timeout_ns;
   in_send_ = true;
   Begin();
@@ -36,6 +36,7 @@ void ClientConnection::Send(const RequestOptions& request, ClientHandler* handle
 
 void ClientConnection::Begin() {
   written_ = 0;
+  write_start_ns_ = 0;
   got_bytes_ = false;
   sample_ = stats::RequestSample{};
   error_message_.clear();
@@ -51,6 +52,7 @@ void ClientConnection::Begin() {
   }
   reused_ = true;
   state_ = State::kWriting;
+  write_start_ns_ = send_ns_;
   shared_.deadlines.Arm(this, deadline_ns_);
   DoWrite();
 }
@@ -138,7 +140,7 @@ void ClientConnection::WantWrite(bool on) {
 }
 
 void ClientConnection::DoWrite() {
-  if (written_ == 0) write_start_ns_ = MonoNanos();
+  if (write_start_ns_ == 0) write_start_ns_ = MonoNanos();
   const std::string_view bytes = request_.bytes;
   while (written_ < bytes.size()) {
     const char* p = bytes.data() + written_;
@@ -248,10 +250,11 @@ void ClientConnection::DoRead() {
         return;
       }
     }
+    const int64_t now = MonoNanos();
     if (n == 0) {
       parser_.FeedEof();
       if (parser_.complete()) {
-        Complete(false);
+        Complete(false, now);
       } else {
         Fail(ErrorKind::kReset,
              fmt::format("{}: {}", origin_->host_header,
@@ -263,7 +266,7 @@ void ClientConnection::DoRead() {
     }
     if (!got_bytes_) {
       got_bytes_ = true;
-      sample_.ttfb_ns = MonoNanos() - write_start_ns_;
+      sample_.ttfb_ns = now - write_start_ns_;
     }
     sample_.bytes_received += static_cast<uint64_t>(n);
     const size_t used = parser_.Feed(buf, static_cast<size_t>(n));
@@ -274,7 +277,7 @@ void ClientConnection::DoRead() {
     }
     if (parser_.complete()) {
       // Bytes after the response were never asked for: do not trust the connection with another request.
-      Complete(/*extra_bytes=*/used < static_cast<size_t>(n));
+      Complete(/*extra_bytes=*/used < static_cast<size_t>(n), now);
       return;
     }
     if (!ssl_ && static_cast<size_t>(n) < cap) return;
@@ -296,7 +299,7 @@ void ClientConnection::ReadIdle() {
   CloseSocket();
 }
 
-void ClientConnection::Complete(bool extra_bytes) {
+void ClientConnection::Complete(bool extra_bytes, int64_t now) {
   shared_.deadlines.Disarm(this);
   ++requests_on_connection_;
   sample_.status = static_cast<uint16_t>(parser_.status());
@@ -305,7 +308,7 @@ void ClientConnection::Complete(bool extra_bytes) {
   } else {
     CloseSocket();
   }
-  Deliver(ErrorKind::kNone);
+  Deliver(ErrorKind::kNone, now);
 }
 
 void ClientConnection::Fail(ErrorKind kind, std::string message, bool retryable) {
@@ -319,7 +322,7 @@ void ClientConnection::Fail(ErrorKind kind, std::string message, bool retryable)
     return;
   }
   error_message_ = std::move(message);
-  Deliver(kind);
+  Deliver(kind, MonoNanos());
 }
 
 void ClientConnection::OnDeadline() {
@@ -337,9 +340,10 @@ void ClientConnection::OnDeadline() {
        false);
 }
 
-void ClientConnection::Deliver(ErrorKind kind) {
+void ClientConnection::Deliver(ErrorKind kind, int64_t now) {
   sample_.error = kind;
-  sample_.total_ns = MonoNanos() - request_.start_ns;
+  sample_.total_ns = now - request_.start_ns;
+  completed_ns_ = now;
   if (in_send_) {
     // Never call back from inside Send: a caller that sends again from its callback would recurse.
     pending_delivery_ = true;
@@ -359,6 +363,7 @@ void ClientConnection::Notify() {
   if (handler == nullptr) return;
   ResponseEvent event;
   event.sample = sample_;
+  event.completed_ns = completed_ns_;
   std::string message = std::move(error_message_);
   event.error_message = message;
   handler->OnResponse(event);  // may Send again on this connection

@@ -45,6 +45,7 @@ struct Origin {
 struct RequestOptions {
   std::string_view bytes;    // the whole serialised request; must stay valid until OnResponse
   int64_t start_ns = 0;      // latency is measured from here (the intended start for arrival-rate iterations)
+  int64_t now_ns = 0;        // the caller's current time if it has one (saves a clock read), else 0
   bool head = false;         // HEAD: the response has no body
   bool idempotent = true;    // may be re-sent once if a reused connection turns out to be closed
   std::string* capture_headers = nullptr;
@@ -54,6 +55,7 @@ struct RequestOptions {
 
 struct ResponseEvent {
   stats::RequestSample sample;
+  int64_t completed_ns = 0;        // when the response completed or the request failed (monotonic)
   std::string_view error_message;  // empty on success; otherwise why (for the first-errors log)
 };
 
@@ -96,9 +98,9 @@ class ClientConnection final : public net::IoHandler, public net::DeadlineNode {
   void DoWrite();
   void DoRead();
   void ReadIdle();
-  void Complete(bool extra_bytes);
+  void Complete(bool extra_bytes, int64_t now);
   void Fail(stats::ErrorKind kind, std::string message, bool retryable);
-  void Deliver(stats::ErrorKind kind);
+  void Deliver(stats::ErrorKind kind, int64_t now);
   void Notify();
   void CloseSocket();
   void WantWrite(bool on);
@@ -121,7 +123,8 @@ class ClientConnection final : public net::IoHandler, public net::DeadlineNode {
   int64_t send_ns_ = 0;      // when Send was called
   int64_t deadline_ns_ = 0;  // request deadline
   int64_t phase_start_ns_ = 0;
-  int64_t write_start_ns_ = 0;
+  int64_t write_start_ns_ = 0;  // 0 until the request's first write
+  int64_t completed_ns_ = 0;
   ResponseParser parser_;
   stats::RequestSample sample_;
   std::string error_message_;

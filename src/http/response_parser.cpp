@@ -159,6 +159,8 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
   size_t i = 0;
   // Header bytes of this call not yet copied to header_capture_ start here (npos: not in a header section).
   size_t capture_from = InHeaderSection(state_) ? 0 : std::string::npos;
+  // Where this call's bytes of the current header (or trailer) section began, for the size bound.
+  size_t header_from = 0;
   auto flush_capture = [&](size_t to) {
     if (header_capture_ && capture_from != std::string::npos && to > capture_from) {
       header_capture_->append(data + capture_from, to - capture_from);
@@ -172,6 +174,18 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
       // ---- status line -------------------------------------------------------------------------------------
       case State::kVersion:
         started_ = true;
+        if (version_pos_ == 0 && len - i >= 13 && std::memcmp(data + i, "HTTP/1.", 7) == 0 &&
+            (data[i + 7] == '0' || data[i + 7] == '1') && data[i + 8] == ' ' && data[i + 9] >= '1' &&
+            data[i + 9] <= '9' && data[i + 10] >= '0' && data[i + 10] <= '9' && data[i + 11] >= '0' &&
+            data[i + 11] <= '9') {
+          // The whole "HTTP/1.x NNN" is here: take it in one step.
+          minor_ = data[i + 7] - '0';
+          status_ = (data[i + 9] - '0') * 100 + (data[i + 10] - '0') * 10 + (data[i + 11] - '0');
+          code_digits_ = 3;
+          state_ = State::kAfterCode;
+          i += 12;
+          continue;
+        }
         if (c != kVersionPrefix[version_pos_]) return Fail("invalid status line (expected HTTP/1.x)", i);
         if (++version_pos_ == kVersionPrefixLen) state_ = State::kVersionMinor;
         break;
@@ -211,9 +225,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
           if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail("invalid character in reason phrase", j);
           ++j;
         }
-        header_bytes_ += static_cast<uint32_t>(j - i);
-        if (header_bytes_ > kMaxHeaderBytes) return Fail("response header section too large", j);
-        i = j;
+                i = j;
         if (j == len) continue;
         state_ = data[j] == '\r' ? State::kStatusLf : State::kHeaderStart;
         break;  // the line end is consumed below
@@ -240,17 +252,20 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
           continue;
         }
         break;
-      case State::kHeaderName:
-        if (c == ':') {
-          EndHeaderName();
-          state_ = State::kHeaderValueOws;
-        } else if (IsTokenChar(static_cast<unsigned char>(c))) {
-          if (name_len_ < sizeof name_) name_[name_len_] = Lower(c);
+      case State::kHeaderName: {
+        size_t j = i;
+        while (j < len && IsTokenChar(static_cast<unsigned char>(data[j]))) {
+          if (name_len_ < sizeof name_) name_[name_len_] = Lower(data[j]);
           if (name_len_ <= sizeof name_) ++name_len_;  // saturates at sizeof name_ + 1: "too long to matter"
-        } else {
-          return Fail("invalid character in header name", i);
+          ++j;
         }
+        i = j;
+        if (j == len) continue;
+        if (data[j] != ':') return Fail("invalid character in header name", j);
+        EndHeaderName();
+        state_ = State::kHeaderValueOws;
         break;
+      }
       case State::kHeaderValueOws:
         if (c == ' ' || c == '\t') break;
         state_ = State::kHeaderValue;
@@ -272,9 +287,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
             if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail("invalid character in header value", j);
             ++j;
           }
-          header_bytes_ += static_cast<uint32_t>(j - i);
-          if (header_bytes_ > kMaxHeaderBytes) return Fail("response header section too large", j);
-          i = j;
+                      i = j;
           continue;
         }
         if (c == ',') {
@@ -301,7 +314,9 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
       case State::kHeadersEndLf: {
         if (c != '\n') return Fail("invalid end of header section", i);
         ++i;
-        ++header_bytes_;
+        header_bytes_ += static_cast<uint32_t>(i - header_from);
+        if (header_bytes_ > kMaxHeaderBytes) return Fail("response header section too large", i);
+        header_from = i;
         if (status_ >= 100 && status_ < 200 && status_ != 101) {
           // Informational (100 Continue, 103 Early Hints): skip it; the final response follows.
           const uint32_t info = informational_ + 1;
@@ -311,6 +326,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
           header_bytes_ = used;
           if (header_capture_) header_capture_->clear();
           capture_from = i;
+          header_from = i;
           continue;
         }
         flush_capture(i);
@@ -340,9 +356,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
           if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail("invalid character in trailer", j);
           ++j;
         }
-        header_bytes_ += static_cast<uint32_t>(j - i);
-        if (header_bytes_ > kMaxHeaderBytes) return Fail("trailer section too large", j);
-        i = j;
+                i = j;
         if (j == len) continue;
         state_ = data[j] == '\r' ? State::kTrailerLf : State::kTrailerStart;
         break;  // the line end is consumed below
@@ -409,6 +423,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
         if (remaining_ == 0) {
           state_ = State::kTrailerStart;
           capture_from = i + 1;
+          header_from = i + 1;
         } else {
           state_ = State::kChunkData;
         }
@@ -439,11 +454,14 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
         return i;
     }
     ++i;
-    if (InHeaderSection(state_) && ++header_bytes_ > kMaxHeaderBytes) {
-      return Fail("response header section too large", i);
-    }
   }
   flush_capture(i);
+  if (InHeaderSection(state_)) {
+    // Header bytes are counted per call, not per byte: the parser keeps no bytes, so the bound only has to stop
+    // a header section that never ends.
+    header_bytes_ += static_cast<uint32_t>(std::min<size_t>(i - header_from, kMaxHeaderBytes + 1));
+    if (header_bytes_ > kMaxHeaderBytes) return Fail("response header section too large", i);
+  }
   return i;
 }
 

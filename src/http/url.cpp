@@ -8,13 +8,21 @@ namespace meridian::http {
 
 std::string Url::HostHeader() const {
   const bool v6 = host.find(':') != std::string::npos;
-  std::string h = v6 ? "[" + host + "]" : host;
+  std::string h;
+  h.reserve(host.size() + 8);
+  if (v6) h.push_back('[');
+  h.append(host);
+  if (v6) h.push_back(']');
   const uint16_t default_port = tls() ? 443 : 80;
   if (port != default_port) h += ":" + std::to_string(port);
   return h;
 }
 
-std::string Url::Origin() const { return scheme + "://" + HostHeader(); }
+std::string Url::Origin() const {
+  std::string out = scheme;
+  out.append("://").append(HostHeader());
+  return out;
+}
 
 Result<Url> ParseUrl(std::string_view text) {
   const std::string original(text);
@@ -79,7 +87,7 @@ Result<Url> ParseUrl(std::string_view text) {
   const size_t hash = rest.find('#');
   if (hash != std::string_view::npos) rest = rest.substr(0, hash);
   if (rest.empty() || rest.front() == '?') {
-    url.target = "/" + std::string(rest);
+    url.target.assign("/").append(rest);
   } else {
     url.target = std::string(rest);
   }

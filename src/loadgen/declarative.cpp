@@ -123,7 +123,7 @@ class DeclarativeIteration final : public Iteration, public http::ClientHandler 
   void Start(Vu& vu) override {
     vu_ = &vu;
     next_ = 0;
-    SendNext();
+    SendNext(vu.iteration_began_ns());
   }
 
   void Abort(Vu&) override { vu_ = nullptr; }
@@ -135,16 +135,17 @@ class DeclarativeIteration final : public Iteration, public http::ClientHandler 
     if (sample.error == ErrorKind::kNone) sample.error = ClassifyStatus(sample.status, r.expect_status);
     vu_->RecordRequest(r.series, sample, event.error_message);
     if (++next_ < program_->requests().size()) {
-      SendNext();
+      SendNext(event.completed_ns);
       return;
     }
     Vu* vu = vu_;
     vu_ = nullptr;
-    vu->FinishIteration(false);
+    vu->FinishIteration(false, event.completed_ns);
   }
 
  private:
-  void SendNext() {
+  // `now`: when the iteration began, or when the previous request completed (the next one is due at once).
+  void SendNext(int64_t now) {
     const CompiledRequest& r = program_->requests()[next_];
     http::RequestOptions options;
     if (r.dynamic) {
@@ -155,7 +156,8 @@ class DeclarativeIteration final : public Iteration, public http::ClientHandler 
     }
     options.head = r.head;
     options.idempotent = r.idempotent;
-    options.start_ns = vu_->NextRequestStart(MonoNanos());
+    options.start_ns = vu_->NextRequestStart(now);
+    options.now_ns = now;
     vu_->Connection(r.origin).Send(options, this);
   }
 

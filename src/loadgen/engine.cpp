@@ -6,6 +6,7 @@
 
 #include "core/clock.h"
 #include "loadgen/worker.h"
+#include "net/socket.h"
 
 namespace meridian::loadgen {
 
@@ -18,6 +19,7 @@ Engine::~Engine() = default;
 
 Result<RunResult> Engine::Run(const std::function<void(const Progress&)>& on_second) {
   const RunConfig& config = *config_;
+  net::IgnoreSigpipe();
   const uint32_t threads = std::max<uint32_t>(1, config.threads);
   Collector collector;
   std::vector<std::unique_ptr<Worker>> workers;

@@ -45,6 +45,7 @@ class Vu {
   uint64_t iteration() const { return iteration_; }        // 0-based iteration number of this VU (__ITER)
   uint32_t index() const { return index_; }                // index within its runner
   int64_t iteration_start_ns() const { return iteration_start_ns_; }  // intended start (open model) or actual
+  int64_t iteration_began_ns() const { return iteration_began_ns_; }  // when the iteration actually began
   bool first_request_pending() const { return first_request_pending_; }
   uint16_t scenario() const;
   bool running() const { return running_; }
@@ -63,11 +64,12 @@ class Vu {
   WorkerEnv& env() { return *env_; }
 
   // The iteration calls this exactly once per Start (never from inside Start: use WorkerEnv::loop->Defer).
-  void FinishIteration(bool failed);
+  // `now` is the current monotonic time if the caller has it (0: read the clock).
+  void FinishIteration(bool failed, int64_t now = 0);
 
  private:
   friend class ScenarioRunner;
-  void Begin(int64_t start_ns);
+  void Begin(int64_t start_ns, int64_t now);
   void Abort();
 
   ScenarioRunner& runner_;
@@ -77,6 +79,7 @@ class Vu {
   uint64_t iteration_ = 0;
   uint64_t completed_ = 0;
   int64_t iteration_start_ns_ = 0;
+  int64_t iteration_began_ns_ = 0;
   int64_t ramp_down_deadline_ = INT64_MAX;
   bool running_ = false;
   bool first_request_pending_ = false;

@@ -82,6 +82,7 @@ Result<void> Probe(const net::Endpoint& ep, const OriginSpec& spec, const net::T
 Result<std::vector<PreparedOrigin>> PrepareOrigins(const std::vector<OriginSpec>& specs, const net::TlsContext* tls,
                                                    int64_t timeout_ns) {
   std::vector<PreparedOrigin> out;
+  net::IgnoreSigpipe();
   for (const OriginSpec& spec : specs) {
     auto resolved = net::Resolve(spec.host, spec.port, timeout_ns);
     if (!resolved.ok()) return resolved.error();

@@ -180,16 +180,15 @@ void ScenarioRunner::StartDueArrivals(int64_t now) {
 }
 
 void ScenarioRunner::StartIteration(Vu& vu, int64_t intended, int64_t now) {
-  (void)now;
   if (config_.type == ExecutorType::kSharedIterations) --shared_left_;
   ++running_;
   auto& scenario = recorder_.Scenario(placement_.scenario);
   scenario.vus_active = std::max(scenario.vus_active, running_);
-  vu.Begin(intended);
+  vu.Begin(intended, now);
 }
 
-void ScenarioRunner::OnIterationDone(Vu& vu, bool failed) {
-  const int64_t now = scheduler_.Now();
+void ScenarioRunner::OnIterationDone(Vu& vu, bool failed, int64_t now) {
+  if (now == 0) now = scheduler_.Now();
   auto& scenario = recorder_.Scenario(placement_.scenario);
   ++scenario.iterations;
   if (failed) ++scenario.failed_iterations;
@@ -323,21 +322,22 @@ void Vu::RecordRequest(uint16_t request, const stats::RequestSample& sample, std
   env_->recorder->RecordRequest(runner_.scenario(), request, sample);
 }
 
-void Vu::Begin(int64_t start_ns) {
+void Vu::Begin(int64_t start_ns, int64_t now) {
   running_ = true;
   iteration_start_ns_ = start_ns;
+  iteration_began_ns_ = now;
   first_request_pending_ = true;
   iteration_failed_ = false;
   if (!iteration_obj_) iteration_obj_ = runner_.factory().NewIteration(*this);
   iteration_obj_->Start(*this);
 }
 
-void Vu::FinishIteration(bool failed) {
+void Vu::FinishIteration(bool failed, int64_t now) {
   MERIDIAN_ASSERT(running_);
   running_ = false;
   ++iteration_;
   ++completed_;
-  runner_.OnIterationDone(*this, failed || iteration_failed_);
+  runner_.OnIterationDone(*this, failed || iteration_failed_, now);
 }
 
 void Vu::Abort() {

@@ -54,7 +54,7 @@ class ScenarioRunner {
   void SeedGauges();
 
   // From Vu.
-  void OnIterationDone(Vu& vu, bool failed);
+  void OnIterationDone(Vu& vu, bool failed, int64_t now);
   IterationFactory& factory() { return factory_; }
   uint16_t scenario() const { return placement_.scenario; }
 

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cerrno>
 #include <cstring>
 
@@ -142,6 +143,8 @@ uint64_t RaiseFileLimit() {
   }
   return rl.rlim_cur;
 }
+
+void IgnoreSigpipe() { std::signal(SIGPIPE, SIG_IGN); }
 
 std::string ErrnoText(int err) {
   switch (err) {

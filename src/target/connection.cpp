@@ -49,9 +49,10 @@ void Connection::Handshake() {
   if (rc == 1) {
     handshaking_ = false;
     worker_.counters().tls_handshakes.Add(1);
-    if (const char* sni = SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name)) {
+    const char* sni = SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name);
+    {
       std::lock_guard lock(worker_.shared().sni_mu);
-      worker_.shared().last_sni = sni;
+      ++worker_.shared().sni[sni ? sni : ""];
     }
     ReadAll();
     return;

@@ -87,7 +87,7 @@ TargetStats CollectStats(Shared& shared) {
     s.bytes_sent += c.bytes_out.Get();
   }
   std::lock_guard lock(shared.sni_mu);
-  s.last_sni = shared.last_sni;
+  s.sni = shared.sni;
   return s;
 }
 
@@ -100,7 +100,7 @@ std::string StatsToJson(const TargetStats& s) {
       {"tls_handshakes", s.tls_handshakes},
       {"bytes_received", s.bytes_received},
       {"bytes_sent", s.bytes_sent},
-      {"last_sni", s.last_sni},
+      {"sni", s.sni},
   };
   return j.dump();
 }
@@ -148,6 +148,7 @@ Result<std::unique_ptr<TargetServer>> TargetServer::Start(const TargetOptions& o
   int threads = options.threads;
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   net::RaiseFileLimit();
+  net::IgnoreSigpipe();
 
   // The first listener picks the port (port 0 included); the others join it with SO_REUSEPORT.
   net::Endpoint endpoint = *at;

@@ -9,6 +9,7 @@
 // The pause holds every response due inside the window until it ends, which is how coordinated omission is shown.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -41,7 +42,7 @@ struct TargetStats {
   uint64_t tls_handshakes = 0;
   uint64_t bytes_received = 0;
   uint64_t bytes_sent = 0;
-  std::string last_sni;
+  std::map<std::string, uint64_t> sni;  // TLS handshakes per server name sent by clients ("" for none)
 };
 
 class TargetServer {

@@ -43,8 +43,8 @@ struct Shared {
   std::atomic<int64_t> first_request_ns{0};
   std::atomic<int64_t> pause_start_ns{INT64_MAX};
   std::atomic<int64_t> pause_end_ns{INT64_MIN};
-  std::mutex sni_mu;
-  std::string last_sni;
+  std::mutex sni_mu;  // taken once per TLS handshake, never per request
+  std::map<std::string, uint64_t> sni;
   std::vector<std::unique_ptr<Worker>> workers;
 
   // When a response computed at `now` and due at `due` may leave, given the pause window.

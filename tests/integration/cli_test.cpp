@@ -1,0 +1,80 @@
+// The command table, --help on every subcommand, --version, and `meridian target`'s own input checks.
+#include <gtest/gtest.h>
+
+#include "process.h"
+
+namespace meridian::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(Cli, HelpListsEveryCommand) {
+  Finished f = RunMeridian({"--help"});
+  EXPECT_EQ(f.exit_code, 0);
+  EXPECT_NE(f.out.find("load"), std::string::npos);
+  EXPECT_NE(f.out.find("target"), std::string::npos);
+  Finished none = RunMeridian({});
+  EXPECT_EQ(none.exit_code, 2);
+}
+
+TEST(Cli, EverySubcommandHasHelp) {
+  for (const char* cmd : {"load", "target"}) {
+    Finished f = RunMeridian({cmd, "--help"});
+    EXPECT_EQ(f.exit_code, 0) << cmd;
+    EXPECT_NE(f.out.find("Usage"), std::string::npos) << cmd << f.out;
+    EXPECT_NE(f.out.find("Examples"), std::string::npos) << cmd << f.out;
+    Finished via_help = RunMeridian({"help", cmd});
+    EXPECT_EQ(via_help.exit_code, 0);
+    EXPECT_EQ(via_help.out, f.out);
+  }
+}
+
+TEST(Cli, VersionAndUnknownCommand) {
+  Finished v = RunMeridian({"--version"});
+  EXPECT_EQ(v.exit_code, 0);
+  EXPECT_EQ(v.out.rfind("meridian ", 0), 0u);
+  Finished u = RunMeridian({"frobnicate"});
+  EXPECT_EQ(u.exit_code, 2);
+  EXPECT_NE(u.err.find("unknown command 'frobnicate'"), std::string::npos);
+}
+
+TEST(TargetCli, BadInputIsOneLineAndExitTwo) {
+  struct Case {
+    std::vector<std::string> args;
+    const char* mentions;
+  } cases[] = {
+      {{"target", "--error-rate", "2"}, "--error-rate"},
+      {{"target", "--latency", "5ms-1ms"}, "--latency"},
+      {{"target", "--latency", "fast"}, "--latency"},
+      {{"target", "--listen", "nowhere:80"}, "listen address"},
+      {{"target", "--body", "lots"}, "--body"},
+      {{"target", "--pause-at", "1s"}, "--pause-for"},
+      {{"target", "--tls-cert", "/no/cert.pem"}, "--tls-key"},
+      {{"target", "--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem"}, "/no/cert.pem"},
+  };
+  for (const auto& c : cases) {
+    Finished f = RunMeridian(c.args, 10'000ms);
+    EXPECT_EQ(f.exit_code, 2) << c.args[1] << "\n" << f.err;
+    EXPECT_NE(f.err.find(c.mentions), std::string::npos) << f.err;
+    EXPECT_EQ(std::count(f.err.begin(), f.err.end(), '\n'), 1) << f.err;
+  }
+}
+
+TEST(TargetCli, AdminPauseAndStats) {
+  Target target;
+  EXPECT_EQ(HttpGet(target.port(), "/__admin/health"), "ok\n");
+  EXPECT_NE(HttpGet(target.port(), "/__admin/pause?for=1s").find("POST"), std::string::npos);
+  EXPECT_NE(HttpGet(target.port(), "/__admin/pause?for=50ms", "POST").find("paused"), std::string::npos);
+  EXPECT_EQ(HttpGet(target.port(), "/"), "hello world\n");
+  EXPECT_EQ(target.StatsField("requests"), 1u);  // admin requests are not counted
+}
+
+TEST(TargetCli, StopsOnSigtermAndAfterDuration) {
+  Finished f = RunMeridian({"target", "--listen", "127.0.0.1:0", "--duration", "300ms"}, 10'000ms);
+  EXPECT_EQ(f.exit_code, 0) << f.err;
+  EXPECT_NE(f.out.find("listening on http://127.0.0.1:"), std::string::npos);
+  EXPECT_NE(f.err.find("served 0 requests"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace meridian::testing

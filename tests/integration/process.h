@@ -1,0 +1,79 @@
+#pragma once
+// Test helpers: run the real `meridian` binary as a child process with deadlines (nothing here can hang a test),
+// and a minimal blocking HTTP GET for the target's admin API.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace meridian::testing {
+
+// Path of the binary under test (set by CMake).
+std::string MeridianBinary();
+
+struct Finished {
+  int exit_code = -1;  // -1: killed at the deadline
+  std::string out;
+  std::string err;
+};
+
+class Process {
+ public:
+  explicit Process(const std::vector<std::string>& args);
+  ~Process();  // kills the child if it still runs
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Reads stdout until a line is complete or the deadline passes; returns "" on time-out.
+  std::string ReadLine(std::chrono::milliseconds deadline);
+  void Signal(int sig);
+  // Waits for exit (killing the child at the deadline) and collects the remaining output.
+  Finished Wait(std::chrono::milliseconds deadline);
+
+ private:
+  void Pump(int timeout_ms);
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+  std::string out_;
+  std::string err_;
+  size_t line_pos_ = 0;
+  bool exited_ = false;
+  int status_ = 0;
+};
+
+// Runs meridian with args to completion (at most `deadline`).
+Finished RunMeridian(const std::vector<std::string>& args,
+                     std::chrono::milliseconds deadline = std::chrono::milliseconds(60'000));
+
+// A `meridian target` on 127.0.0.1:0, stopped on destruction.
+class Target {
+ public:
+  explicit Target(std::vector<std::string> extra = {});
+  const std::string& url() const { return url_; }  // "http://127.0.0.1:PORT" or https
+  int port() const { return port_; }
+  // GET /__admin/stats, parsed fields.
+  std::string Stats() const;
+  uint64_t StatsField(const std::string& field) const;
+
+ private:
+  std::unique_ptr<Process> process_;
+  std::string url_;
+  int port_ = 0;
+};
+
+// A blocking GET to 127.0.0.1:port with a deadline; returns the body ("" on failure).
+std::string HttpGet(int port, const std::string& path, const std::string& method = "GET");
+
+// The same over TLS (no certificate verification; SNI "admin.test").
+std::string HttpsGet(int port, const std::string& path);
+
+// A port on 127.0.0.1 with nothing listening.
+int UnusedPort();
+
+}  // namespace meridian::testing
