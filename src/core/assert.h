@@ -1,6 +1,6 @@
 #pragma once
-// Assertions for impossible states (Envoy style): MERIDIAN_ASSERT is debug-only, MERIDIAN_RELEASE_ASSERT always on.
-// Untrusted input and likely environment failures are handled with Result, never with these.
+// Assertions for impossible states (Envoy style): MERIDIAN_ASSERT is debug-only, MERIDIAN_RELEASE_ASSERT
+// always on. Untrusted input and likely environment failures are handled with Result, never with these.
 
 namespace meridian::internal {
 [[noreturn]] void AssertFail(const char* expr, const char* file, int line);

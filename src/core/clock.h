@@ -1,6 +1,6 @@
 #pragma once
-// Time sources. Monotonic nanoseconds drive everything on the data path; the wall clock is only for artefacts.
-// Clock is an interface at the edge (STYLE.md) so that schedules can be tested with FakeClock.
+// Time sources. Monotonic nanoseconds drive everything on the data path; the wall clock is only for
+// artefacts. Clock is an interface at the edge (STYLE.md) so that schedules can be tested with FakeClock.
 
 #include <cstdint>
 

@@ -15,7 +15,8 @@ void LogLine(LogLevel level, std::string_view message);
 
 template <class... Args>
 void LogDebug(fmt::format_string<Args...> f, Args&&... args) {
-  if (GetLogLevel() <= LogLevel::kDebug) LogLine(LogLevel::kDebug, fmt::format(f, std::forward<Args>(args)...));
+  if (GetLogLevel() <= LogLevel::kDebug)
+    LogLine(LogLevel::kDebug, fmt::format(f, std::forward<Args>(args)...));
 }
 template <class... Args>
 void LogInfo(fmt::format_string<Args...> f, Args&&... args) {
@@ -27,7 +28,8 @@ void LogWarn(fmt::format_string<Args...> f, Args&&... args) {
 }
 template <class... Args>
 void LogError(fmt::format_string<Args...> f, Args&&... args) {
-  if (GetLogLevel() <= LogLevel::kError) LogLine(LogLevel::kError, fmt::format(f, std::forward<Args>(args)...));
+  if (GetLogLevel() <= LogLevel::kError)
+    LogLine(LogLevel::kError, fmt::format(f, std::forward<Args>(args)...));
 }
 
 }  // namespace meridian

@@ -7,16 +7,26 @@ namespace meridian {
 
 const char* ErrorCodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return "invalid_argument";
-    case ErrorCode::kNotFound: return "not_found";
-    case ErrorCode::kIo: return "io";
-    case ErrorCode::kTimeout: return "timeout";
-    case ErrorCode::kDns: return "dns";
-    case ErrorCode::kConnect: return "connect";
-    case ErrorCode::kReset: return "reset";
-    case ErrorCode::kTls: return "tls";
-    case ErrorCode::kProtocol: return "protocol";
-    case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kInvalidArgument:
+      return "invalid_argument";
+    case ErrorCode::kNotFound:
+      return "not_found";
+    case ErrorCode::kIo:
+      return "io";
+    case ErrorCode::kTimeout:
+      return "timeout";
+    case ErrorCode::kDns:
+      return "dns";
+    case ErrorCode::kConnect:
+      return "connect";
+    case ErrorCode::kReset:
+      return "reset";
+    case ErrorCode::kTls:
+      return "tls";
+    case ErrorCode::kProtocol:
+      return "protocol";
+    case ErrorCode::kInternal:
+      return "internal";
   }
   return "unknown";
 }

@@ -1,6 +1,6 @@
 #pragma once
-// Result<T>: the value of an operation that can fail, or the Error saying why. Used at module edges instead of
-// exceptions (see STYLE.md); exceptions are reserved for the top of a subcommand or an HTTP handler.
+// Result<T>: the value of an operation that can fail, or the Error saying why. Used at module edges instead
+// of exceptions (see STYLE.md); exceptions are reserved for the top of a subcommand or an HTTP handler.
 
 #include <string>
 #include <utility>
@@ -33,7 +33,7 @@ struct Error {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
   Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }

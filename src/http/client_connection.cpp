@@ -15,7 +15,8 @@ namespace meridian::http {
 
 using stats::ErrorKind;
 
-ClientConnection::ClientConnection(ClientShared& shared, const Origin& origin) : shared_(shared), origin_(&origin) {}
+ClientConnection::ClientConnection(ClientShared& shared, const Origin& origin)
+    : shared_(shared), origin_(&origin) {}
 
 ClientConnection::~ClientConnection() {
   shared_.deadlines.Disarm(this);
@@ -76,8 +77,8 @@ void ClientConnection::Connect() {
   phase_start_ns_ = MonoNanos();
   const int rc = net::StartConnect(fd_, origin_->endpoint);
   if (rc != 0 && rc != EINPROGRESS) {
-    Fail(ErrorKind::kConnect, fmt::format("connect to {}: {}", origin_->endpoint.ToString(), net::ErrnoText(rc)),
-         false);
+    Fail(ErrorKind::kConnect,
+         fmt::format("connect to {}: {}", origin_->endpoint.ToString(), net::ErrnoText(rc)), false);
     return;
   }
   auto added = shared_.loop->Add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
@@ -128,8 +129,8 @@ void ClientConnection::DoHandshake() {
       WantWrite(true);
       return;
     default:
-      Fail(ErrorKind::kTls, fmt::format("TLS handshake with {} failed: {}", origin_->host, net::TlsErrorText(ssl_)),
-           false);
+      Fail(ErrorKind::kTls,
+           fmt::format("TLS handshake with {} failed: {}", origin_->host, net::TlsErrorText(ssl_)), false);
   }
 }
 
@@ -171,7 +172,8 @@ void ClientConnection::DoWrite() {
           return;
         }
         if (errno == EINTR) continue;
-        Fail(ErrorKind::kReset, fmt::format("write to {}: {}", origin_->host_header, net::ErrnoText(errno)), reused_);
+        Fail(ErrorKind::kReset, fmt::format("write to {}: {}", origin_->host_header, net::ErrnoText(errno)),
+             reused_);
         return;
       }
     }
@@ -189,8 +191,8 @@ void ClientConnection::OnIo(uint32_t events) {
       const int rc = net::FinishConnect(fd_);
       if (rc == EAGAIN) return;
       if (rc != 0) {
-        Fail(ErrorKind::kConnect, fmt::format("connect to {}: {}", origin_->endpoint.ToString(), net::ErrnoText(rc)),
-             false);
+        Fail(ErrorKind::kConnect,
+             fmt::format("connect to {}: {}", origin_->endpoint.ToString(), net::ErrnoText(rc)), false);
         return;
       }
       OnConnected();
@@ -271,8 +273,8 @@ void ClientConnection::DoRead() {
     sample_.bytes_received += static_cast<uint64_t>(n);
     const size_t used = parser_.Feed(buf, static_cast<size_t>(n));
     if (parser_.failed()) {
-      Fail(ErrorKind::kProtocol, fmt::format("invalid response from {}: {}", origin_->host_header, parser_.error()),
-           false);
+      Fail(ErrorKind::kProtocol,
+           fmt::format("invalid response from {}: {}", origin_->host_header, parser_.error()), false);
       return;
     }
     if (parser_.complete()) {

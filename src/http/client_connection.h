@@ -2,11 +2,11 @@
 // One keep-alive HTTP/1.1 (optionally TLS) client connection, driven by a worker's event loop.
 //
 // The connection is opened lazily by the first Send, reused while the server keeps it alive, and re-opened
-// transparently after the server closed it. Each Send produces exactly one ClientHandler::OnResponse, never from
-// inside Send itself, carrying the request's RequestSample: phases, bytes, status and error kind. Reads go into the
-// worker's shared buffer and are parsed in place; a connection owns no buffers, so ten thousand idle connections
-// cost only their objects. Interest in EPOLLIN stays registered while connected, so a request costs one write
-// and one read system call and no epoll_ctl.
+// transparently after the server closed it. Each Send produces exactly one ClientHandler::OnResponse, never
+// from inside Send itself, carrying the request's RequestSample: phases, bytes, status and error kind. Reads
+// go into the worker's shared buffer and are parsed in place; a connection owns no buffers, so ten thousand
+// idle connections cost only their objects. Interest in EPOLLIN stays registered while connected, so a
+// request costs one write and one read system call and no epoll_ctl.
 
 #include <openssl/ssl.h>
 
@@ -25,7 +25,7 @@ namespace meridian::http {
 // Per-worker state shared by all its client connections.
 struct ClientShared {
   net::EventLoop* loop = nullptr;
-  net::DeadlineList deadlines;          // request and connect deadlines
+  net::DeadlineList deadlines;           // request and connect deadlines
   const net::TlsContext* tls = nullptr;  // set when any target uses https
   int64_t connect_timeout_ns = 5'000'000'000;
   int64_t request_timeout_ns = 10'000'000'000;
@@ -43,11 +43,11 @@ struct Origin {
 };
 
 struct RequestOptions {
-  std::string_view bytes;    // the whole serialised request; must stay valid until OnResponse
-  int64_t start_ns = 0;      // latency is measured from here (the intended start for arrival-rate iterations)
-  int64_t now_ns = 0;        // the caller's current time if it has one (saves a clock read), else 0
-  bool head = false;         // HEAD: the response has no body
-  bool idempotent = true;    // may be re-sent once if a reused connection turns out to be closed
+  std::string_view bytes;  // the whole serialised request; must stay valid until OnResponse
+  int64_t start_ns = 0;    // latency is measured from here (the intended start for arrival-rate iterations)
+  int64_t now_ns = 0;      // the caller's current time if it has one (saves a clock read), else 0
+  bool head = false;       // HEAD: the response has no body
+  bool idempotent = true;  // may be re-sent once if a reused connection turns out to be closed
   std::string* capture_headers = nullptr;
   std::string* capture_body = nullptr;
   size_t capture_body_limit = 0;
@@ -112,7 +112,7 @@ class ClientConnection final : public net::IoHandler, public net::DeadlineNode {
   int fd_ = -1;
   State state_ = State::kClosed;
   bool want_write_ = false;
-  bool reused_ = false;     // this request runs on a connection that already served one
+  bool reused_ = false;  // this request runs on a connection that already served one
   bool retried_ = false;
   bool got_bytes_ = false;  // any response byte for the current request
   bool in_send_ = false;

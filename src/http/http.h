@@ -1,6 +1,6 @@
 #pragma once
-// meridian http: URLs, request serialisation, the incremental response parser, the keep-alive client connection,
-// and request-head parsing for the built-in target. The public header of src/http.
+// meridian http: URLs, request serialisation, the incremental response parser, the keep-alive client
+// connection, and request-head parsing for the built-in target. The public header of src/http.
 
 #include "http/client_connection.h"  // IWYU pragma: export
 #include "http/request.h"            // IWYU pragma: export

@@ -1,7 +1,6 @@
 #include "http/request.h"
 
 #include <fmt/format.h>
-
 #include <strings.h>
 
 #include "core/version.h"
@@ -43,8 +42,9 @@ Result<std::pair<std::string, std::string>> ParseHeaderLine(std::string_view lin
   for (char c : value) {
     const auto u = static_cast<unsigned char>(c);
     if ((u < 0x20 && c != '\t') || u == 0x7f) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("invalid header '{}': control characters (CR, LF, ...) are not allowed", name));
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("invalid header '{}': control characters (CR, LF, ...) are not allowed", name));
     }
   }
   return std::pair<std::string, std::string>(std::string(name), std::string(value));
@@ -76,7 +76,8 @@ void AppendRequestHead(std::string& out, std::string_view method, std::string_vi
   out.append("\r\n");
 }
 
-std::string BuildRequest(std::string_view method, const Url& url, const HeaderList& headers, std::string_view body) {
+std::string BuildRequest(std::string_view method, const Url& url, const HeaderList& headers,
+                         std::string_view body) {
   std::string out;
   out.reserve(128 + body.size());
   AppendRequestHead(out, method, url.target, url.HostHeader(), headers, body.size());

@@ -25,7 +25,8 @@ void AppendRequestHead(std::string& out, std::string_view method, std::string_vi
                        std::string_view host_header, const HeaderList& headers, size_t body_size);
 
 // A whole request: head plus body.
-std::string BuildRequest(std::string_view method, const Url& url, const HeaderList& headers, std::string_view body);
+std::string BuildRequest(std::string_view method, const Url& url, const HeaderList& headers,
+                         std::string_view body);
 
 bool HasHeader(const HeaderList& headers, std::string_view name);
 

@@ -1,6 +1,6 @@
 #pragma once
-// Parsing request heads for the built-in target server. The head must be contiguous (the server keeps a partial
-// head until its end arrives); the body is framed by ResponseParser::BeginBody.
+// Parsing request heads for the built-in target server. The head must be contiguous (the server keeps a
+// partial head until its end arrives); the body is framed by ResponseParser::BeginBody.
 
 #include <cstdint>
 #include <string_view>

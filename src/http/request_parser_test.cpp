@@ -37,8 +37,8 @@ TEST(RequestParser, Http10AndChunkedAndExpect) {
   const char* err = nullptr;
   ASSERT_EQ(ParseRequestHead("GET / HTTP/1.0\r\n\r\n", head, &err), ParseStatus::kComplete);
   EXPECT_FALSE(head.keep_alive);
-  ASSERT_EQ(ParseRequestHead("PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n", head,
-                             &err),
+  ASSERT_EQ(ParseRequestHead("PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+                             head, &err),
             ParseStatus::kComplete);
   EXPECT_TRUE(head.chunked);
   EXPECT_TRUE(head.expect_continue);

@@ -171,7 +171,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
   while (i < len) {
     const char c = data[i];
     switch (state_) {
-      // ---- status line -------------------------------------------------------------------------------------
+      // ---- status line ----
       case State::kVersion:
         started_ = true;
         if (version_pos_ == 0 && len - i >= 13 && std::memcmp(data + i, "HTTP/1.", 7) == 0 &&
@@ -225,7 +225,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
           if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail("invalid character in reason phrase", j);
           ++j;
         }
-                i = j;
+        i = j;
         if (j == len) continue;
         state_ = data[j] == '\r' ? State::kStatusLf : State::kHeaderStart;
         break;  // the line end is consumed below
@@ -235,7 +235,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
         state_ = State::kHeaderStart;
         break;
 
-      // ---- header and trailer fields -----------------------------------------------------------------------
+      // ---- header and trailer fields ----
       case State::kHeaderStart:
         if (c == '\r') {
           state_ = State::kHeadersEndLf;
@@ -287,7 +287,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
             if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail("invalid character in header value", j);
             ++j;
           }
-                      i = j;
+          i = j;
           continue;
         }
         if (c == ',') {
@@ -356,7 +356,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
           if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail("invalid character in trailer", j);
           ++j;
         }
-                i = j;
+        i = j;
         if (j == len) continue;
         state_ = data[j] == '\r' ? State::kTrailerLf : State::kTrailerStart;
         break;  // the line end is consumed below
@@ -372,7 +372,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
         state_ = State::kComplete;
         return i;
 
-      // ---- bodies ------------------------------------------------------------------------------------------
+      // ---- bodies ----
       case State::kBodyIdentity: {
         const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, len - i));
         AppendBody(data + i, n);
@@ -457,8 +457,8 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
   }
   flush_capture(i);
   if (InHeaderSection(state_)) {
-    // Header bytes are counted per call, not per byte: the parser keeps no bytes, so the bound only has to stop
-    // a header section that never ends.
+    // Header bytes are counted per call, not per byte: the parser keeps no bytes, so the bound only has to
+    // stop a header section that never ends.
     header_bytes_ += static_cast<uint32_t>(std::min<size_t>(i - header_from, kMaxHeaderBytes + 1));
     if (header_bytes_ > kMaxHeaderBytes) return Fail("response header section too large", i);
   }
@@ -470,7 +470,8 @@ void ResponseParser::FeedEof() {
     state_ = State::kComplete;
     keep_alive_ = false;
   } else if (state_ != State::kComplete && state_ != State::kError) {
-    Fail(started_ ? "connection closed before the response was complete" : "connection closed before a response",
+    Fail(started_ ? "connection closed before the response was complete"
+                  : "connection closed before a response",
          0);
   }
 }

@@ -2,10 +2,11 @@
 // Incremental HTTP/1.1 response parser for the load client.
 //
 // It keeps state, never bytes: a response split across any number of reads needs no buffering, which is what
-// lets a worker read every connection into one shared buffer. It handles status lines with or without a reason,
-// bare-LF line ends, Content-Length (repeated identical values allowed), chunked bodies with extensions and
-// trailers, bodies delimited by connection close, 1xx informational responses (skipped), and responses without a
-// body (HEAD, 204, 304). Header and body bytes are copied out only when a capture string is set (scripts).
+// lets a worker read every connection into one shared buffer. It handles status lines with or without a
+// reason, bare-LF line ends, Content-Length (repeated identical values allowed), chunked bodies with
+// extensions and trailers, bodies delimited by connection close, 1xx informational responses (skipped), and
+// responses without a body (HEAD, 204, 304). Header and body bytes are copied out only when a capture string
+// is set (scripts).
 
 #include <cstddef>
 #include <cstdint>
@@ -17,12 +18,33 @@ namespace meridian::http {
 class ResponseParser {
  public:
   enum class State : uint8_t {
-    kVersion, kVersionMinor, kStatusSpace, kStatusCode, kAfterCode, kReason, kStatusLf,
-    kHeaderStart, kHeaderName, kHeaderValueOws, kHeaderValue, kHeaderLf, kHeadersEndLf,
-    kBodyIdentity, kBodyUntilClose,
-    kChunkSize, kChunkExtension, kChunkSizeLf, kChunkData, kChunkDataCr, kChunkDataLf,
-    kTrailerStart, kTrailer, kTrailerLf, kTrailersEndLf,
-    kComplete, kError,
+    kVersion,
+    kVersionMinor,
+    kStatusSpace,
+    kStatusCode,
+    kAfterCode,
+    kReason,
+    kStatusLf,
+    kHeaderStart,
+    kHeaderName,
+    kHeaderValueOws,
+    kHeaderValue,
+    kHeaderLf,
+    kHeadersEndLf,
+    kBodyIdentity,
+    kBodyUntilClose,
+    kChunkSize,
+    kChunkExtension,
+    kChunkSizeLf,
+    kChunkData,
+    kChunkDataCr,
+    kChunkDataLf,
+    kTrailerStart,
+    kTrailer,
+    kTrailerLf,
+    kTrailersEndLf,
+    kComplete,
+    kError,
   };
 
   static constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
@@ -59,8 +81,8 @@ class ResponseParser {
   int64_t content_length() const { return has_length_ ? static_cast<int64_t>(content_length_) : -1; }
   uint32_t informational_responses() const { return informational_; }
 
-  // Optional copies for callers that need the header section (status line and fields, including trailers) or the
-  // body (at most `limit` bytes; the rest is counted but dropped). nullptr disables.
+  // Optional copies for callers that need the header section (status line and fields, including trailers) or
+  // the body (at most `limit` bytes; the rest is counted but dropped). nullptr disables.
   void CaptureHeaders(std::string* out) { header_capture_ = out; }
   void CaptureBody(std::string* out, size_t limit) {
     body_capture_ = out;

@@ -21,7 +21,8 @@ struct Parsed {
 };
 
 // Feeds `wire` in pieces cut at `cuts` (offsets), then EOF if `eof`.
-Parsed ParseWire(const std::string& wire, const std::vector<size_t>& cuts, bool eof = false, bool head = false) {
+Parsed ParseWire(const std::string& wire, const std::vector<size_t>& cuts, bool eof = false,
+                 bool head = false) {
   ResponseParser p;
   Parsed out;
   p.CaptureBody(&out.body, 1 << 20);
@@ -106,7 +107,8 @@ TEST(ResponseParser, ChunkedWithExtensionsAndTrailers) {
 
 TEST(ResponseParser, ChunkedHexAndEmpty) {
   const std::string body(0x1a, 'z');
-  const std::string wire = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1A\r\n" + body + "\r\n0\r\n\r\n";
+  const std::string wire =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1A\r\n" + body + "\r\n0\r\n\r\n";
   Parsed p = RunAllSplits(wire);
   EXPECT_TRUE(p.complete);
   EXPECT_EQ(p.body, body);
@@ -190,7 +192,8 @@ TEST(ResponseParser, RepeatedIdenticalContentLengthIsAccepted) {
 }
 
 TEST(ResponseParser, TransferEncodingWinsOverContentLengthAndForcesClose) {
-  Parsed p = ParseWire("HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", {});
+  Parsed p = ParseWire(
+      "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", {});
   EXPECT_TRUE(p.complete);
   EXPECT_EQ(p.body, "ok");
   EXPECT_FALSE(p.keep_alive);
@@ -227,7 +230,8 @@ TEST(ResponseParser, RejectsMalformedInput) {
 
 TEST(ResponseParser, HeaderSectionIsBounded) {
   std::string wire = "HTTP/1.1 200 OK\r\n";
-  while (wire.size() < ResponseParser::kMaxHeaderBytes + 100) wire += "X-Filler: 0123456789012345678901234567\r\n";
+  while (wire.size() < ResponseParser::kMaxHeaderBytes + 100)
+    wire += "X-Filler: 0123456789012345678901234567\r\n";
   wire += "\r\n";
   ResponseParser p;
   p.Reset();

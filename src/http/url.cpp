@@ -34,13 +34,15 @@ Result<Url> ParseUrl(std::string_view text) {
   if (colon == std::string_view::npos) return fail("missing scheme (expected http:// or https://)");
   std::string scheme(text.substr(0, colon));
   for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (scheme != "http" && scheme != "https") return fail(fmt::format("scheme '{}' is not http or https", scheme));
+  if (scheme != "http" && scheme != "https")
+    return fail(fmt::format("scheme '{}' is not http or https", scheme));
   url.scheme = scheme;
   text.remove_prefix(colon + 3);
 
   const size_t authority_end = text.find_first_of("/?#");
   std::string_view authority = text.substr(0, authority_end);
-  std::string_view rest = authority_end == std::string_view::npos ? std::string_view() : text.substr(authority_end);
+  std::string_view rest =
+      authority_end == std::string_view::npos ? std::string_view() : text.substr(authority_end);
   if (authority.find('@') != std::string_view::npos) {
     return fail("credentials in the URL are not supported (use -H 'Authorization: ...')");
   }
@@ -93,7 +95,8 @@ Result<Url> ParseUrl(std::string_view text) {
   }
   for (char c : url.target) {
     const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f) return fail("spaces and control characters must be percent-encoded in the path");
+    if (u <= 0x20 || u == 0x7f)
+      return fail("spaces and control characters must be percent-encoded in the path");
   }
   return url;
 }

@@ -22,8 +22,8 @@ struct Url {
   std::string ToString() const { return Origin() + target; }
 };
 
-// Parses "http://host[:port][/path][?query][#fragment]" and https. The fragment is dropped. Errors name the URL
-// and the part that is wrong.
+// Parses "http://host[:port][/path][?query][#fragment]" and https. The fragment is dropped. Errors name the
+// URL and the part that is wrong.
 Result<Url> ParseUrl(std::string_view text);
 
 }  // namespace meridian::http

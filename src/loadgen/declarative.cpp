@@ -12,7 +12,8 @@ using stats::ErrorKind;
 
 size_t OriginTable::Intern(const http::Url& url) {
   for (size_t i = 0; i < origins_.size(); ++i) {
-    if (origins_[i].scheme == url.scheme && origins_[i].host == url.host && origins_[i].port == url.port) return i;
+    if (origins_[i].scheme == url.scheme && origins_[i].host == url.host && origins_[i].port == url.port)
+      return i;
   }
   origins_.push_back(OriginSpec{url.scheme, url.host, url.port, url.HostHeader()});
   return origins_.size() - 1;
@@ -28,9 +29,10 @@ ErrorKind ClassifyStatus(int status, const std::vector<int>& expected) {
 }
 
 Result<std::shared_ptr<const RequestProgram>> RequestProgram::Compile(const std::vector<RequestSpec>& specs,
-                                                                       const VarMap& vars, uint16_t first_series,
-                                                                       OriginTable& origins,
-                                                                       std::string_view field_prefix) {
+                                                                      const VarMap& vars,
+                                                                      uint16_t first_series,
+                                                                      OriginTable& origins,
+                                                                      std::string_view field_prefix) {
   auto program = std::make_shared<RequestProgram>();
   if (specs.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}: give at least one request", field_prefix));
@@ -40,7 +42,8 @@ Result<std::shared_ptr<const RequestProgram>> RequestProgram::Compile(const std:
     const std::string where = fmt::format("{}[{}]", field_prefix, i);
     CompiledRequest r;
     auto method = http::NormalizeMethod(spec.method);
-    if (!method.ok()) return MakeError(ErrorCode::kInvalidArgument, where + ".method: " + method.error().message);
+    if (!method.ok())
+      return MakeError(ErrorCode::kInvalidArgument, where + ".method: " + method.error().message);
     r.method = *method;
     r.head = r.method == "HEAD";
     r.idempotent = r.method == "GET" || r.method == "HEAD" || r.method == "OPTIONS" || r.method == "PUT" ||
@@ -62,14 +65,17 @@ Result<std::shared_ptr<const RequestProgram>> RequestProgram::Compile(const std:
     // The target template: everything after scheme://authority in the original text.
     std::string_view raw = spec.url;
     const size_t scheme_end = raw.find("://");
-    const size_t path_start = raw.find_first_of("/?#", scheme_end == std::string_view::npos ? 0 : scheme_end + 3);
+    const size_t path_start =
+        raw.find_first_of("/?#", scheme_end == std::string_view::npos ? 0 : scheme_end + 3);
     std::string_view authority = raw.substr(0, path_start);
     if (authority.find("{{__") != std::string_view::npos) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("{}.url: the scheme, host and port cannot use per-iteration variables ({})", where,
-                                   BuiltinVariableNames()));
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("{}.url: the scheme, host and port cannot use per-iteration variables ({})", where,
+                      BuiltinVariableNames()));
     }
-    std::string target_text = path_start == std::string_view::npos ? "/" : std::string(raw.substr(path_start));
+    std::string target_text =
+        path_start == std::string_view::npos ? "/" : std::string(raw.substr(path_start));
     if (const size_t hash = target_text.find('#'); hash != std::string::npos) target_text.resize(hash);
     if (target_text.empty() || target_text.front() == '?') target_text.insert(0, "/");
     auto target = Template::Compile(target_text, vars, where + ".url");
@@ -79,7 +85,8 @@ Result<std::shared_ptr<const RequestProgram>> RequestProgram::Compile(const std:
 
     for (const auto& [name, value] : spec.headers) {
       auto line = http::ParseHeaderLine(name + ": " + value);
-      if (!line.ok()) return MakeError(ErrorCode::kInvalidArgument, where + ".headers: " + line.error().message);
+      if (!line.ok())
+        return MakeError(ErrorCode::kInvalidArgument, where + ".headers: " + line.error().message);
       auto t = Template::Compile(value, vars, fmt::format("{}.headers.{}", where, name));
       if (!t.ok()) return t.error();
       r.headers.emplace_back(name, std::move(*t));
@@ -100,8 +107,9 @@ Result<std::shared_ptr<const RequestProgram>> RequestProgram::Compile(const std:
     r.name = spec.name.empty() ? fmt::format("{} {}", r.method, spec.url) : spec.name;
     r.series = static_cast<uint16_t>(first_series + i);
 
-    r.dynamic = !r.target.is_static() || !r.body.is_static() ||
-                std::any_of(r.headers.begin(), r.headers.end(), [](const auto& h) { return !h.second.is_static(); });
+    r.dynamic =
+        !r.target.is_static() || !r.body.is_static() ||
+        std::any_of(r.headers.begin(), r.headers.end(), [](const auto& h) { return !h.second.is_static(); });
     if (!r.dynamic) {
       for (const auto& [n, t] : r.headers) r.static_headers.emplace_back(n, t.static_text());
       const std::string body_text = r.body.static_text();
@@ -118,7 +126,8 @@ namespace {
 
 class DeclarativeIteration final : public Iteration, public http::ClientHandler {
  public:
-  explicit DeclarativeIteration(std::shared_ptr<const RequestProgram> program) : program_(std::move(program)) {}
+  explicit DeclarativeIteration(std::shared_ptr<const RequestProgram> program)
+      : program_(std::move(program)) {}
 
   void Start(Vu& vu) override {
     vu_ = &vu;
@@ -190,7 +199,9 @@ class DeclarativeIteration final : public Iteration, public http::ClientHandler 
 class DeclarativeFactory final : public IterationFactory {
  public:
   explicit DeclarativeFactory(std::shared_ptr<const RequestProgram> program) : program_(std::move(program)) {}
-  std::unique_ptr<Iteration> NewIteration(Vu&) override { return std::make_unique<DeclarativeIteration>(program_); }
+  std::unique_ptr<Iteration> NewIteration(Vu&) override {
+    return std::make_unique<DeclarativeIteration>(program_);
+  }
 
  private:
   std::shared_ptr<const RequestProgram> program_;

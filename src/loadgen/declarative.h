@@ -1,7 +1,7 @@
 #pragma once
 // Declarative iterations: a list of requests run in order on the VU's keep-alive connections, templated with
-// {{vars}}. Requests that do not use per-iteration built-ins are serialised once, up front, and sent from that
-// buffer; templated ones render into a per-VU buffer that is reused.
+// {{vars}}. Requests that do not use per-iteration built-ins are serialised once, up front, and sent from
+// that buffer; templated ones render into a per-VU buffer that is reused.
 
 #include <cstdint>
 #include <memory>
@@ -17,12 +17,12 @@
 namespace meridian::loadgen {
 
 struct RequestSpec {
-  std::string name;            // series name; default "METHOD url" with the URL as written
+  std::string name;  // series name; default "METHOD url" with the URL as written
   std::string method = "GET";
-  std::string url;             // absolute; may use {{vars}}, but scheme, host and port must not vary
-  http::HeaderList headers;    // values may use {{vars}}
-  std::string body;            // raw body, may use {{vars}}
-  bool json = false;           // body is JSON: sets Content-Type unless a header does
+  std::string url;                 // absolute; may use {{vars}}, but scheme, host and port must not vary
+  http::HeaderList headers;        // values may use {{vars}}
+  std::string body;                // raw body, may use {{vars}}
+  bool json = false;               // body is JSON: sets Content-Type unless a header does
   std::vector<int> expect_status;  // empty: any 2xx or 3xx succeeds (k6's default)
 };
 
@@ -64,11 +64,13 @@ struct CompiledRequest {
 // The compiled request list of one scenario: immutable, shared by every worker.
 class RequestProgram {
  public:
-  // `first_series` numbers the requests in the run's request-name table; `field_prefix` prefixes error messages
+  // `first_series` numbers the requests in the run's request-name table; `field_prefix` prefixes error
+  // messages
   // ("scenarios.browse.requests").
   static Result<std::shared_ptr<const RequestProgram>> Compile(const std::vector<RequestSpec>& specs,
-                                                                const VarMap& vars, uint16_t first_series,
-                                                                OriginTable& origins, std::string_view field_prefix);
+                                                               const VarMap& vars, uint16_t first_series,
+                                                               OriginTable& origins,
+                                                               std::string_view field_prefix);
   const std::vector<CompiledRequest>& requests() const { return requests_; }
 
  private:

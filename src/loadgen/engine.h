@@ -38,8 +38,8 @@ struct RunConfig {
 };
 
 struct Progress {
-  int64_t second = 0;                        // the second just completed (0-based from the start instant)
-  const stats::IntervalSnapshot* interval;   // merged across workers
+  int64_t second = 0;                       // the second just completed (0-based from the start instant)
+  const stats::IntervalSnapshot* interval;  // merged across workers
   const stats::TimelinePoint* point;
   int64_t elapsed_ns = 0;
 };
@@ -48,7 +48,7 @@ struct RunResult {
   stats::IntervalSnapshot totals;  // merged over workers and time
   std::vector<stats::TimelinePoint> timeline;
   int64_t started_wall_ns = 0;
-  int64_t duration_ns = 0;         // start instant to the last worker's end
+  int64_t duration_ns = 0;  // start instant to the last worker's end
   uint64_t connections_opened = 0;
   uint64_t retries = 0;
   bool stopped_early = false;

@@ -62,8 +62,8 @@ Result<std::vector<Stage>> ParseStages(std::string_view text) {
     std::string_view item = text.substr(0, comma);
     const size_t colon = item.find(':');
     if (colon == std::string_view::npos) {
-      return Invalid(fmt::format("invalid stages '{}': '{}' is not DURATION:TARGET (e.g. 10s:100,20s:0)", original,
-                                 item));
+      return Invalid(fmt::format("invalid stages '{}': '{}' is not DURATION:TARGET (e.g. 10s:100,20s:0)",
+                                 original, item));
     }
     auto d = ParseDuration(item.substr(0, colon));
     if (!d.ok()) return Invalid(fmt::format("invalid stages '{}': {}", original, d.error().message));
@@ -71,7 +71,8 @@ Result<std::vector<Stage>> ParseStages(std::string_view text) {
     char* end = nullptr;
     const double v = std::strtod(target.c_str(), &end);
     if (target.empty() || end != target.c_str() + target.size() || !(v >= 0) || !std::isfinite(v)) {
-      return Invalid(fmt::format("invalid stages '{}': target '{}' is not a non-negative number", original, target));
+      return Invalid(
+          fmt::format("invalid stages '{}': target '{}' is not a non-negative number", original, target));
     }
     stages.push_back(Stage{*d, v});
     if (comma == std::string_view::npos) break;
@@ -140,13 +141,15 @@ Result<void> ExecutorConfig::Validate() const {
     case ExecutorType::kRampingArrivalRate:
       if (stages.empty()) return Invalid(fmt::format("{}: stages must list at least one stage", name));
       for (size_t i = 0; i < stages.size(); ++i) {
-        if (stages[i].duration_ns < 0) return Invalid(fmt::format("{}: stages[{}].duration is negative", name, i));
+        if (stages[i].duration_ns < 0)
+          return Invalid(fmt::format("{}: stages[{}].duration is negative", name, i));
         if (stages[i].target < 0) return Invalid(fmt::format("{}: stages[{}].target is negative", name, i));
         if (type == ExecutorType::kRampingVus && stages[i].target != std::floor(stages[i].target)) {
           return Invalid(fmt::format("{}: stages[{}].target must be a whole number of VUs", name, i));
         }
       }
-      if (ScheduledDuration() <= 0) return Invalid(fmt::format("{}: the stages must last longer than 0", name));
+      if (ScheduledDuration() <= 0)
+        return Invalid(fmt::format("{}: the stages must last longer than 0", name));
       if (type == ExecutorType::kRampingVus && graceful_ramp_down_ns < 0) {
         return Invalid(fmt::format("{}: graceful_ramp_down must not be negative", name));
       }
@@ -158,14 +161,16 @@ Result<void> ExecutorConfig::Validate() const {
   }
   if (open_model()) {
     if (time_unit_ns <= 0) return Invalid(fmt::format("{}: time_unit must be greater than 0", name));
-    if (!(rate >= 0) || !std::isfinite(rate)) return Invalid(fmt::format("{}: rate must be a number >= 0", name));
+    if (!(rate >= 0) || !std::isfinite(rate))
+      return Invalid(fmt::format("{}: rate must be a number >= 0", name));
     if (pre_allocated_vus < 1) return Invalid(fmt::format("{}: pre_allocated_vus must be at least 1", name));
     if (max_vus != 0 && max_vus < pre_allocated_vus) {
       return Invalid(fmt::format("{}: max_vus ({}) must be at least pre_allocated_vus ({})", name, max_vus,
                                  pre_allocated_vus));
     }
   }
-  if (MaxVus() > kMaxVusLimit) return Invalid(fmt::format("{}: at most {} VUs are supported", name, kMaxVusLimit));
+  if (MaxVus() > kMaxVusLimit)
+    return Invalid(fmt::format("{}: at most {} VUs are supported", name, kMaxVusLimit));
   return {};
 }
 
@@ -190,8 +195,8 @@ std::string ExecutorConfig::Describe() const {
       return fmt::format("constant-arrival-rate: {} for {} ({} to {} VUs)", RateText(rate, time_unit_ns),
                          FormatDuration(duration_ns), pre_allocated_vus, MaxVus());
     case ExecutorType::kRampingArrivalRate:
-      return fmt::format("ramping-arrival-rate: from {}, stages {} ({} to {} VUs)", RateText(rate, time_unit_ns),
-                         stages_text, pre_allocated_vus, MaxVus());
+      return fmt::format("ramping-arrival-rate: from {}, stages {} ({} to {} VUs)",
+                         RateText(rate, time_unit_ns), stages_text, pre_allocated_vus, MaxVus());
   }
   return "?";
 }

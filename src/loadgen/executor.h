@@ -1,6 +1,6 @@
 #pragma once
-// Executors with k6's semantics. An ExecutorConfig says how iterations are scheduled; it says nothing about what
-// an iteration does (see iteration.h).
+// Executors with k6's semantics. An ExecutorConfig says how iterations are scheduled; it says nothing about
+// what an iteration does (see iteration.h).
 //
 //   constant-vus          `vus` VUs loop iterations for `duration`                       (closed model)
 //   ramping-vus           VUs follow `stages` from `start_vus`, graceful ramp-down        (closed model)
@@ -43,19 +43,19 @@ Result<std::vector<Stage>> ParseStages(std::string_view text);
 
 struct ExecutorConfig {
   ExecutorType type = ExecutorType::kConstantVus;
-  int64_t start_time_ns = 0;        // offset from the run's start instant
+  int64_t start_time_ns = 0;  // offset from the run's start instant
   int64_t graceful_stop_ns = 30'000'000'000;
-  uint32_t vus = 1;                 // constant-vus, per-vu-iterations, shared-iterations
-  int64_t duration_ns = 0;          // constant-vus, constant-arrival-rate
-  uint64_t iterations = 1;          // per-vu-iterations (each VU), shared-iterations (in total)
+  uint32_t vus = 1;                           // constant-vus, per-vu-iterations, shared-iterations
+  int64_t duration_ns = 0;                    // constant-vus, constant-arrival-rate
+  uint64_t iterations = 1;                    // per-vu-iterations (each VU), shared-iterations (in total)
   int64_t max_duration_ns = 600'000'000'000;  // per-vu/shared-iterations
-  uint32_t start_vus = 0;           // ramping-vus
+  uint32_t start_vus = 0;                     // ramping-vus
   int64_t graceful_ramp_down_ns = 30'000'000'000;
-  std::vector<Stage> stages;        // ramping-vus, ramping-arrival-rate
-  double rate = 0;                  // iterations per time_unit: the constant rate, or the ramp's start rate
+  std::vector<Stage> stages;  // ramping-vus, ramping-arrival-rate
+  double rate = 0;            // iterations per time_unit: the constant rate, or the ramp's start rate
   int64_t time_unit_ns = 1'000'000'000;
-  uint32_t pre_allocated_vus = 1;   // arrival-rate
-  uint32_t max_vus = 0;             // arrival-rate; 0 means pre_allocated_vus
+  uint32_t pre_allocated_vus = 1;  // arrival-rate
+  uint32_t max_vus = 0;            // arrival-rate; 0 means pre_allocated_vus
 
   bool open_model() const {
     return type == ExecutorType::kConstantArrivalRate || type == ExecutorType::kRampingArrivalRate;

@@ -1,7 +1,7 @@
 #pragma once
-// The iteration interface: what a VU runs, independent of how executors schedule it. Today's implementation is
-// a list of declarative requests (declarative.h); the JavaScript runtime plugs in as another IterationFactory
-// without touching the executors.
+// The iteration interface: what a VU runs, independent of how executors schedule it. Today's implementation
+// is a list of declarative requests (declarative.h); the JavaScript runtime plugs in as another
+// IterationFactory without touching the executors.
 //
 // Threading: factories, iterations and VUs live on one worker thread and are driven by its event loop.
 
@@ -41,9 +41,9 @@ class Vu {
   Vu(const Vu&) = delete;
   Vu& operator=(const Vu&) = delete;
 
-  uint64_t id() const { return id_; }                      // global and 1-based, like k6's __VU
-  uint64_t iteration() const { return iteration_; }        // 0-based iteration number of this VU (__ITER)
-  uint32_t index() const { return index_; }                // index within its runner
+  uint64_t id() const { return id_; }                // global and 1-based, like k6's __VU
+  uint64_t iteration() const { return iteration_; }  // 0-based iteration number of this VU (__ITER)
+  uint32_t index() const { return index_; }          // index within its runner
   int64_t iteration_start_ns() const { return iteration_start_ns_; }  // intended start (open model) or actual
   int64_t iteration_began_ns() const { return iteration_began_ns_; }  // when the iteration actually began
   bool first_request_pending() const { return first_request_pending_; }
@@ -98,7 +98,8 @@ class Iteration {
   virtual void Abort(Vu& vu) = 0;
 };
 
-// One per scenario per worker, created on the worker thread (a JavaScript factory holds the thread's context).
+// One per scenario per worker, created on the worker thread (a JavaScript factory holds the thread's
+// context).
 class IterationFactory {
  public:
   virtual ~IterationFactory() = default;

@@ -27,7 +27,8 @@ bool WaitFor(int fd, short events, int64_t deadline) {
   }
 }
 
-Result<void> Probe(const net::Endpoint& ep, const OriginSpec& spec, const net::TlsContext* tls, int64_t timeout_ns) {
+Result<void> Probe(const net::Endpoint& ep, const OriginSpec& spec, const net::TlsContext* tls,
+                   int64_t timeout_ns) {
   const int64_t deadline = MonoNanos() + timeout_ns;
   auto fd = net::NewTcpSocket(ep.family());
   if (!fd.ok()) return fd.error();
@@ -39,20 +40,21 @@ Result<void> Probe(const net::Endpoint& ep, const OriginSpec& spec, const net::T
   if (rc == EINPROGRESS) {
     do {
       if (!WaitFor(*fd, POLLOUT, deadline)) {
-        return MakeError(ErrorCode::kConnect, fmt::format("cannot connect to {} ({}): timed out after {}",
-                                                          spec.host_header, ep.ToString(),
-                                                          FormatDuration(timeout_ns)));
+        return MakeError(ErrorCode::kConnect,
+                         fmt::format("cannot connect to {} ({}): timed out after {}", spec.host_header,
+                                     ep.ToString(), FormatDuration(timeout_ns)));
       }
       rc = net::FinishConnect(*fd);
     } while (rc == EAGAIN);
   }
   if (rc != 0) {
-    return MakeError(ErrorCode::kConnect,
-                     fmt::format("cannot connect to {} ({}): {}", spec.host_header, ep.ToString(), net::ErrnoText(rc)));
+    return MakeError(ErrorCode::kConnect, fmt::format("cannot connect to {} ({}): {}", spec.host_header,
+                                                      ep.ToString(), net::ErrnoText(rc)));
   }
   if (!spec.tls()) return {};
   SSL* ssl = tls->NewClient(*fd, spec.host);
-  if (ssl == nullptr) return MakeError(ErrorCode::kTls, "cannot create a TLS session: " + net::TlsErrorText());
+  if (ssl == nullptr)
+    return MakeError(ErrorCode::kTls, "cannot create a TLS session: " + net::TlsErrorText());
   struct SslFree {
     SSL* s;
     ~SslFree() { SSL_free(s); }
@@ -68,19 +70,20 @@ Result<void> Probe(const net::Endpoint& ep, const OriginSpec& spec, const net::T
     if (wait == 0) {
       std::string why = net::TlsErrorText(ssl);
       if (e == SSL_ERROR_SYSCALL) why = errno ? net::ErrnoText(errno) : "the server closed the connection";
-      return MakeError(ErrorCode::kTls, fmt::format("TLS handshake with {} failed: {}", spec.host_header, why));
+      return MakeError(ErrorCode::kTls,
+                       fmt::format("TLS handshake with {} failed: {}", spec.host_header, why));
     }
     if (!WaitFor(*fd, wait, deadline)) {
-      return MakeError(ErrorCode::kTls, fmt::format("TLS handshake with {} timed out after {}", spec.host_header,
-                                                    FormatDuration(timeout_ns)));
+      return MakeError(ErrorCode::kTls, fmt::format("TLS handshake with {} timed out after {}",
+                                                    spec.host_header, FormatDuration(timeout_ns)));
     }
   }
 }
 
 }  // namespace
 
-Result<std::vector<PreparedOrigin>> PrepareOrigins(const std::vector<OriginSpec>& specs, const net::TlsContext* tls,
-                                                   int64_t timeout_ns) {
+Result<std::vector<PreparedOrigin>> PrepareOrigins(const std::vector<OriginSpec>& specs,
+                                                   const net::TlsContext* tls, int64_t timeout_ns) {
   std::vector<PreparedOrigin> out;
   net::IgnoreSigpipe();
   for (const OriginSpec& spec : specs) {
@@ -102,7 +105,8 @@ Result<std::vector<PreparedOrigin>> PrepareOrigins(const std::vector<OriginSpec>
         break;
       }
       last = probe.error();
-      if (last.code == ErrorCode::kTls) break;  // the address answered: trying others will not fix the certificate
+      if (last.code == ErrorCode::kTls)
+        break;  // the address answered: trying others will not fix the certificate
     }
     if (!ok) return last;
   }

@@ -18,7 +18,7 @@ struct PreparedOrigin {
 };
 
 // Errors carry kDns, kConnect or kTls and name the host.
-Result<std::vector<PreparedOrigin>> PrepareOrigins(const std::vector<OriginSpec>& specs, const net::TlsContext* tls,
-                                                   int64_t timeout_ns);
+Result<std::vector<PreparedOrigin>> PrepareOrigins(const std::vector<OriginSpec>& specs,
+                                                   const net::TlsContext* tls, int64_t timeout_ns);
 
 }  // namespace meridian::loadgen

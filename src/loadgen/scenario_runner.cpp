@@ -8,7 +8,12 @@ namespace meridian::loadgen {
 
 ScenarioRunner::ScenarioRunner(const ExecutorConfig& config, RunnerPlacement placement, WorkerEnv* env,
                                Scheduler& scheduler, IterationFactory& factory, Recorder& recorder)
-    : config_(config), placement_(placement), env_(env), scheduler_(scheduler), factory_(factory), recorder_(recorder) {
+    : config_(config),
+      placement_(placement),
+      env_(env),
+      scheduler_(scheduler),
+      factory_(factory),
+      recorder_(recorder) {
   MERIDIAN_RELEASE_ASSERT(placement_.workers >= 1 && placement_.worker < placement_.workers);
   max_vus_ = static_cast<uint32_t>(WorkerShare(config_.MaxVus(), placement_.worker, placement_.workers));
   if (config_.open_model()) {
@@ -76,8 +81,8 @@ void ScenarioRunner::OnWake() {
 void ScenarioRunner::Begin(int64_t now) {
   phase_ = Phase::kRunning;
   if (arrivals_) {
-    const uint32_t pre = static_cast<uint32_t>(
-        std::min<uint64_t>(WorkerShare(config_.pre_allocated_vus, placement_.worker, placement_.workers), max_vus_));
+    const uint32_t pre = static_cast<uint32_t>(std::min<uint64_t>(
+        WorkerShare(config_.pre_allocated_vus, placement_.worker, placement_.workers), max_vus_));
     for (uint32_t i = 0; i < pre; ++i) idle_.push_back(&NewVu());
     std::reverse(idle_.begin(), idle_.end());  // lowest ids first
     next_k_ = placement_.worker;
@@ -114,7 +119,8 @@ bool ScenarioRunner::NoMoreWork() const {
   if (running_ > 0) return false;
   switch (config_.type) {
     case ExecutorType::kPerVuIterations:
-      return std::all_of(vus_.begin(), vus_.end(), [&](const auto& v) { return v->completed_ >= config_.iterations; });
+      return std::all_of(vus_.begin(), vus_.end(),
+                         [&](const auto& v) { return v->completed_ >= config_.iterations; });
     case ExecutorType::kSharedIterations:
       return shared_left_ == 0;
     case ExecutorType::kConstantArrivalRate:
@@ -297,10 +303,13 @@ void ScenarioRunner::Reschedule(int64_t now) {
   scheduler_.WakeAt(next);
 }
 
-// ---- Vu ---------------------------------------------------------------------------------------------------------
+// ---- Vu ----
 
 Vu::Vu(ScenarioRunner& runner, WorkerEnv* env, uint64_t id, uint32_t index)
-    : runner_(runner), env_(env), id_(id), index_(index),
+    : runner_(runner),
+      env_(env),
+      id_(id),
+      index_(index),
       rng_((env ? env->seed : 1) * 0x9E3779B97F4A7C15ULL + id) {}
 
 Vu::~Vu() = default;

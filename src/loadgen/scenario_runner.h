@@ -1,7 +1,7 @@
 #pragma once
 // Runs one scenario's share of work on one worker: the executor logic of executor.h, driven by a Scheduler
-// (the worker's event-loop timer in production, a fake clock in tests). It owns the VUs; iterations report back
-// through Vu::FinishIteration.
+// (the worker's event-loop timer in production, a fake clock in tests). It owns the VUs; iterations report
+// back through Vu::FinishIteration.
 
 #include <cstdint>
 #include <functional>
@@ -26,15 +26,15 @@ class Scheduler {
 
 struct RunnerPlacement {
   uint16_t scenario = 0;
-  uint32_t worker = 0;   // this worker's index
-  uint32_t workers = 1;  // workers sharing the scenario (callers cap it at the scenario's MaxVus())
+  uint32_t worker = 0;      // this worker's index
+  uint32_t workers = 1;     // workers sharing the scenario (callers cap it at the scenario's MaxVus())
   uint64_t vu_id_base = 0;  // VU ids are vu_id_base + global VU index + 1
 };
 
 class ScenarioRunner {
  public:
-  ScenarioRunner(const ExecutorConfig& config, RunnerPlacement placement, WorkerEnv* env, Scheduler& scheduler,
-                 IterationFactory& factory, Recorder& recorder);
+  ScenarioRunner(const ExecutorConfig& config, RunnerPlacement placement, WorkerEnv* env,
+                 Scheduler& scheduler, IterationFactory& factory, Recorder& recorder);
   ~ScenarioRunner();
 
   // Arms the scenario to begin at run_start + start_time (absolute, scheduler clock).
@@ -95,7 +95,7 @@ class ScenarioRunner {
   uint64_t shared_left_ = 0;   // shared-iterations: iterations not yet started on this worker
   uint64_t next_k_ = 0;        // open model: the next global iteration index owned by this worker
   std::vector<std::unique_ptr<Vu>> vus_;
-  std::vector<Vu*> idle_;      // open model: VUs free to take an arrival
+  std::vector<Vu*> idle_;  // open model: VUs free to take an arrival
 };
 
 }  // namespace meridian::loadgen

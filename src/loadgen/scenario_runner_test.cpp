@@ -73,7 +73,9 @@ class FakeFactory final : public IterationFactory {
 
 struct Harness {
   explicit Harness(const ExecutorConfig& config, uint32_t worker = 0, uint32_t workers = 1)
-      : scheduler(sim.now), factory(sim), recorder(worker),
+      : scheduler(sim.now),
+        factory(sim),
+        recorder(worker),
         runner(config, RunnerPlacement{0, worker, workers, 0}, nullptr, scheduler, factory, recorder) {}
 
   // Runs until the runner is done; `probe(now)` is called before each event.
@@ -172,7 +174,7 @@ TEST(RampingVus, RunnerFollowsTheScheduleAndRampsDownGracefully) {
       if (now >= probe && !running_at.count(probe)) running_at[probe] = h.runner.running();
     }
   });
-  EXPECT_EQ(running_at[505 * kMs], 6u);   // 2 + floor(8 * 0.5)
+  EXPECT_EQ(running_at[505 * kMs], 6u);  // 2 + floor(8 * 0.5)
   EXPECT_EQ(running_at[1500 * kMs], 10u);
   EXPECT_EQ(running_at[2515 * kMs], 5u);  // 10 - floor(10 * 0.515); ramped-down VUs finished their 10 ms
   EXPECT_EQ(h.stats.interrupted_iterations, 0u);  // 10 ms iterations always finish within the 50 ms grace
@@ -284,7 +286,8 @@ TEST(ConstantArrivalRate, StartsOnScheduleMeasuredFromIntendedStart) {
     EXPECT_EQ(h.sim.starts[i].intended, static_cast<int64_t>(i) * 10 * kMs);
     EXPECT_EQ(h.sim.starts[i].at, h.sim.starts[i].intended);
   }
-  EXPECT_EQ(h.runner.allocated(), 2u);  // 5 ms iterations every 10 ms never need more than the pre-allocated VUs
+  EXPECT_EQ(h.runner.allocated(),
+            2u);  // 5 ms iterations every 10 ms never need more than the pre-allocated VUs
 }
 
 TEST(ConstantArrivalRate, DropsIterationsWhenMaxVusAreBusy) {

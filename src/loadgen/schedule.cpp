@@ -104,13 +104,15 @@ VuSchedule::VuSchedule(const ExecutorConfig& config) {
 }
 
 uint32_t VuSchedule::VusAt(int64_t t) const {
-  auto it = std::upper_bound(steps_.begin(), steps_.end(), t, [](int64_t v, const Step& s) { return v < s.at; });
+  auto it =
+      std::upper_bound(steps_.begin(), steps_.end(), t, [](int64_t v, const Step& s) { return v < s.at; });
   if (it == steps_.begin()) return 0;
   return (it - 1)->vus;
 }
 
 int64_t VuSchedule::NextChangeAfter(int64_t t) const {
-  auto it = std::upper_bound(steps_.begin(), steps_.end(), t, [](int64_t v, const Step& s) { return v < s.at; });
+  auto it =
+      std::upper_bound(steps_.begin(), steps_.end(), t, [](int64_t v, const Step& s) { return v < s.at; });
   return it == steps_.end() ? INT64_MAX : it->at;
 }
 

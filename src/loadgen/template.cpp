@@ -90,8 +90,8 @@ void Template::Render(std::string& out, const RenderContext& ctx) const {
         uint64_t lo = (*ctx.rng)();
         hi = (hi & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
         lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // variant 10
-        auto r = fmt::format_to_n(buf, sizeof buf, "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", hi >> 32, (hi >> 16) & 0xFFFF,
-                                  hi & 0xFFFF, lo >> 48, lo & 0xFFFFFFFFFFFFULL);
+        auto r = fmt::format_to_n(buf, sizeof buf, "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", hi >> 32,
+                                  (hi >> 16) & 0xFFFF, hi & 0xFFFF, lo >> 48, lo & 0xFFFFFFFFFFFFULL);
         out.append(buf, r.size);
         break;
       }

@@ -99,8 +99,8 @@ Result<void> Worker::Prepare() {
     factories_.push_back(std::move(factory).value());
     timers_.push_back(std::make_unique<RunnerTimer>(loop_, recorder_));
     runners_.push_back(std::make_unique<ScenarioRunner>(
-        plan.executor, RunnerPlacement{static_cast<uint16_t>(i), index_, workers, base}, &env_, *timers_.back(),
-        *factories_.back(), recorder_));
+        plan.executor, RunnerPlacement{static_cast<uint16_t>(i), index_, workers, base}, &env_,
+        *timers_.back(), *factories_.back(), recorder_));
     timers_.back()->Bind(runners_.back().get());
     runners_.back()->set_on_done([this] { OnRunnerDone(); });
   }
@@ -137,7 +137,8 @@ void Worker::Tick(bool final) {
   auto snapshot = recorder_.Swap(second_, final);
   snapshot->health.wall_ns = wall;
   snapshot->health.cpu_ns = cpu - last_cpu_ns_;
-  snapshot->health.max_cpu_share = wall > 0 ? static_cast<double>(cpu - last_cpu_ns_) / static_cast<double>(wall) : 0;
+  snapshot->health.max_cpu_share =
+      wall > 0 ? static_cast<double>(cpu - last_cpu_ns_) / static_cast<double>(wall) : 0;
   recorder_.Health().timer_lag.Record(final ? 0 : now - tick_.deadline());
   last_tick_ns_ = now;
   last_cpu_ns_ = cpu;

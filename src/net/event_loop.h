@@ -1,10 +1,10 @@
 #pragma once
 // One event loop per thread (STYLE.md: a thread owns its loop, connections, buffers and counters).
 //
-// epoll for readiness, a binary heap of intrusive timers, FIFO deadline lists for the many same-length time-outs
-// (request and idle time-outs: O(1) arm and disarm), and Post() for the rare cross-thread closure (an eventfd
-// wakes the loop). Waits use epoll_pwait2 with nanosecond time-outs so arrival-rate schedules are not rounded to
-// milliseconds. Nothing here allocates per event.
+// epoll for readiness, a binary heap of intrusive timers, FIFO deadline lists for the many same-length
+// time-outs (request and idle time-outs: O(1) arm and disarm), and Post() for the rare cross-thread closure
+// (an eventfd wakes the loop). Waits use epoll_pwait2 with nanosecond time-outs so arrival-rate schedules are
+// not rounded to milliseconds. Nothing here allocates per event.
 
 #include <sys/epoll.h>
 
@@ -70,8 +70,9 @@ class DeadlineNode {
   int64_t deadline_ = 0;
 };
 
-// Deadlines kept in order in a linked list. With one time-out length per list, new deadlines are never earlier
-// than the tail, so Arm is O(1); an earlier deadline is still placed correctly by walking back from the tail.
+// Deadlines kept in order in a linked list. With one time-out length per list, new deadlines are never
+// earlier than the tail, so Arm is O(1); an earlier deadline is still placed correctly by walking back from
+// the tail.
 class DeadlineList {
  public:
   ~DeadlineList();

@@ -34,7 +34,7 @@ TEST(EventLoop, TimersFireInDeadlineOrderAndCancelWorks) {
     timers.push_back(std::make_unique<RecordingTimer>(log, id));
     loop.Schedule(timers.back().get(), now + id * 1'000'000);
   }
-  loop.Cancel(timers[2].get());                         // id 4
+  loop.Cancel(timers[2].get());                          // id 4
   loop.Schedule(timers[0].get(), now + 10 * 1'000'000);  // id 5 moved later
   FunctionTimer stop([&] { loop.Stop(); });
   loop.Schedule(&stop, now + 20 * 1'000'000);

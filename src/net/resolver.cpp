@@ -49,7 +49,8 @@ Result<Resolved> Resolve(const std::string& host, uint16_t port, int64_t timeout
   }
   Outcome out = future.get();
   if (out.rc != 0) {
-    return MakeError(ErrorCode::kDns, fmt::format("cannot resolve host '{}': {}", host, gai_strerror(out.rc)));
+    return MakeError(ErrorCode::kDns,
+                     fmt::format("cannot resolve host '{}': {}", host, gai_strerror(out.rc)));
   }
   if (out.endpoints.empty()) {
     return MakeError(ErrorCode::kDns, fmt::format("cannot resolve host '{}': no addresses", host));

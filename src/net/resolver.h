@@ -1,7 +1,7 @@
 #pragma once
 // Name resolution with a deadline. getaddrinfo blocks without a bound, so it runs on a helper thread and the
-// caller waits at most `timeout_ns`; numeric addresses skip the lookup. Hosts are resolved once per run, before
-// the start instant, never on an event loop.
+// caller waits at most `timeout_ns`; numeric addresses skip the lookup. Hosts are resolved once per run,
+// before the start instant, never on an event loop.
 
 #include <cstdint>
 #include <string>

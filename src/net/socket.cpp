@@ -7,8 +7,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 
 namespace meridian::net {
@@ -53,8 +53,9 @@ Result<Endpoint> NumericEndpoint(const std::string& host, uint16_t port) {
 
 Result<Endpoint> ParseListenAddress(const std::string& text) {
   auto fail = [&](const char* why) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("invalid listen address '{}': {} (e.g. 127.0.0.1:8080, :8080, [::1]:0)", text, why));
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        fmt::format("invalid listen address '{}': {} (e.g. 127.0.0.1:8080, :8080, [::1]:0)", text, why));
   };
   std::string host = "127.0.0.1";
   std::string port_text = text;
@@ -117,12 +118,14 @@ Result<int> Listen(const Endpoint& at, bool reuse_port, int backlog) {
   if (bind(fd, reinterpret_cast<const sockaddr*>(&at.addr), at.len) != 0) {
     const int err = errno;
     close(fd);
-    return MakeError(ErrorCode::kIo, fmt::format("cannot listen on {}: {}", at.ToString(), std::strerror(err)));
+    return MakeError(ErrorCode::kIo,
+                     fmt::format("cannot listen on {}: {}", at.ToString(), std::strerror(err)));
   }
   if (listen(fd, backlog) != 0) {
     const int err = errno;
     close(fd);
-    return MakeError(ErrorCode::kIo, fmt::format("cannot listen on {}: {}", at.ToString(), std::strerror(err)));
+    return MakeError(ErrorCode::kIo,
+                     fmt::format("cannot listen on {}: {}", at.ToString(), std::strerror(err)));
   }
   return fd;
 }
@@ -148,15 +151,24 @@ void IgnoreSigpipe() { std::signal(SIGPIPE, SIG_IGN); }
 
 std::string ErrnoText(int err) {
   switch (err) {
-    case ECONNREFUSED: return "connection refused";
-    case ECONNRESET: return "connection reset by peer";
-    case EPIPE: return "broken pipe";
-    case ETIMEDOUT: return "timed out";
-    case EHOSTUNREACH: return "host unreachable";
-    case ENETUNREACH: return "network unreachable";
-    case EADDRNOTAVAIL: return "no local address/port available";
-    case EMFILE: return "too many open files (raise ulimit -n)";
-    default: return std::strerror(err);
+    case ECONNREFUSED:
+      return "connection refused";
+    case ECONNRESET:
+      return "connection reset by peer";
+    case EPIPE:
+      return "broken pipe";
+    case ETIMEDOUT:
+      return "timed out";
+    case EHOSTUNREACH:
+      return "host unreachable";
+    case ENETUNREACH:
+      return "network unreachable";
+    case EADDRNOTAVAIL:
+      return "no local address/port available";
+    case EMFILE:
+      return "too many open files (raise ulimit -n)";
+    default:
+      return std::strerror(err);
   }
 }
 

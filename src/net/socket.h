@@ -43,8 +43,8 @@ Endpoint LocalEndpoint(int fd);
 // Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
 uint64_t RaiseFileLimit();
 
-// Ignores SIGPIPE for the process: OpenSSL writes with write(2), which raises it on a closed peer; every socket
-// error is handled from return codes instead. Idempotent.
+// Ignores SIGPIPE for the process: OpenSSL writes with write(2), which raises it on a closed peer; every
+// socket error is handled from return codes instead. Idempotent.
 void IgnoreSigpipe();
 
 // Maps an errno from connect/send/recv to a short phrase ("connection refused").

@@ -11,7 +11,8 @@ std::string TlsErrorText(SSL* ssl) {
   std::string text;
   if (ssl) {
     const long verify = SSL_get_verify_result(ssl);
-    if (verify != X509_V_OK) text = fmt::format("certificate verify failed: {}", X509_verify_cert_error_string(verify));
+    if (verify != X509_V_OK)
+      text = fmt::format("certificate verify failed: {}", X509_verify_cert_error_string(verify));
   }
   unsigned long e = 0;
   unsigned long last = 0;
@@ -33,8 +34,9 @@ Result<std::unique_ptr<TlsContext>> TlsContext::Client(const TlsClientOptions& o
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   if (!options.insecure) {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-    const int ok = options.ca_file.empty() ? SSL_CTX_set_default_verify_paths(ctx)
-                                           : SSL_CTX_load_verify_locations(ctx, options.ca_file.c_str(), nullptr);
+    const int ok = options.ca_file.empty()
+                       ? SSL_CTX_set_default_verify_paths(ctx)
+                       : SSL_CTX_load_verify_locations(ctx, options.ca_file.c_str(), nullptr);
     if (ok != 1) {
       const std::string why = TlsErrorText();
       SSL_CTX_free(ctx);
@@ -48,7 +50,8 @@ Result<std::unique_ptr<TlsContext>> TlsContext::Client(const TlsClientOptions& o
   return std::unique_ptr<TlsContext>(new TlsContext(ctx, !options.insecure));
 }
 
-Result<std::unique_ptr<TlsContext>> TlsContext::Server(const std::string& cert_file, const std::string& key_file) {
+Result<std::unique_ptr<TlsContext>> TlsContext::Server(const std::string& cert_file,
+                                                       const std::string& key_file) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx) return MakeError(ErrorCode::kTls, "cannot create a TLS context: " + TlsErrorText());
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -56,13 +59,15 @@ Result<std::unique_ptr<TlsContext>> TlsContext::Server(const std::string& cert_f
   if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1) {
     const std::string why = TlsErrorText();
     SSL_CTX_free(ctx);
-    return MakeError(ErrorCode::kInvalidArgument, fmt::format("cannot load certificate '{}': {}", cert_file, why));
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("cannot load certificate '{}': {}", cert_file, why));
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(ctx) != 1) {
     const std::string why = TlsErrorText();
     SSL_CTX_free(ctx);
-    return MakeError(ErrorCode::kInvalidArgument, fmt::format("cannot load private key '{}': {}", key_file, why));
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("cannot load private key '{}': {}", key_file, why));
   }
   return std::unique_ptr<TlsContext>(new TlsContext(ctx, false));
 }

@@ -1,5 +1,6 @@
 #pragma once
-// OpenSSL contexts for the load client and the built-in target. Connections hold an SSL* on a non-blocking fd.
+// OpenSSL contexts for the load client and the built-in target. Connections hold an SSL* on a non-blocking
+// fd.
 
 #include <openssl/ssl.h>
 
@@ -18,7 +19,8 @@ struct TlsClientOptions {
 class TlsContext {
  public:
   static Result<std::unique_ptr<TlsContext>> Client(const TlsClientOptions& options);
-  static Result<std::unique_ptr<TlsContext>> Server(const std::string& cert_file, const std::string& key_file);
+  static Result<std::unique_ptr<TlsContext>> Server(const std::string& cert_file,
+                                                    const std::string& key_file);
   ~TlsContext();
   SSL_CTX* get() const { return ctx_; }
   bool verify() const { return verify_; }

@@ -127,7 +127,8 @@ int64_t Histogram::ValueAtPercentile(double p) const {
 }
 
 bool Histogram::operator==(const Histogram& other) const {
-  if (count_ != other.count_ || sum_ != other.sum_ || min() != other.min() || max() != other.max()) return false;
+  if (count_ != other.count_ || sum_ != other.sum_ || min() != other.min() || max() != other.max())
+    return false;
   for (int i = 0; i < kBuckets; ++i) {
     if (BucketCount(i) != other.BucketCount(i)) return false;
   }

@@ -6,17 +6,28 @@ namespace meridian::stats {
 
 const char* ErrorKindName(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::kNone: return "none";
-    case ErrorKind::kTimeout: return "timeout";
-    case ErrorKind::kDns: return "dns";
-    case ErrorKind::kConnect: return "connect";
-    case ErrorKind::kReset: return "reset";
-    case ErrorKind::kTls: return "tls";
-    case ErrorKind::kHttp4xx: return "http4xx";
-    case ErrorKind::kHttp5xx: return "http5xx";
-    case ErrorKind::kCheck: return "check";
-    case ErrorKind::kProtocol: return "protocol";
-    case ErrorKind::kCount: break;
+    case ErrorKind::kNone:
+      return "none";
+    case ErrorKind::kTimeout:
+      return "timeout";
+    case ErrorKind::kDns:
+      return "dns";
+    case ErrorKind::kConnect:
+      return "connect";
+    case ErrorKind::kReset:
+      return "reset";
+    case ErrorKind::kTls:
+      return "tls";
+    case ErrorKind::kHttp4xx:
+      return "http4xx";
+    case ErrorKind::kHttp5xx:
+      return "http5xx";
+    case ErrorKind::kCheck:
+      return "check";
+    case ErrorKind::kProtocol:
+      return "protocol";
+    case ErrorKind::kCount:
+      break;
   }
   return "unknown";
 }

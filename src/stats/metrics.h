@@ -31,14 +31,15 @@ enum class ErrorKind : uint8_t {
 const char* ErrorKindName(ErrorKind kind);
 
 struct RequestSample {
-  int64_t total_ns = 0;    // request start (the intended start for arrival-rate iterations) to last byte or error
-  int64_t dns_ns = -1;     // -1: the phase did not happen for this request
+  int64_t total_ns =
+      0;  // request start (the intended start for arrival-rate iterations) to last byte or error
+  int64_t dns_ns = -1;  // -1: the phase did not happen for this request
   int64_t connect_ns = -1;
   int64_t tls_ns = -1;
-  int64_t ttfb_ns = -1;    // first byte of the request written to first byte of the response
+  int64_t ttfb_ns = -1;  // first byte of the request written to first byte of the response
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
-  uint16_t status = 0;     // 0 when no response arrived
+  uint16_t status = 0;  // 0 when no response arrived
   ErrorKind error = ErrorKind::kNone;
 };
 
@@ -55,8 +56,8 @@ struct SeriesKey {
            static_cast<uint64_t>(error);
   }
   static SeriesKey Unpack(uint64_t v) {
-    return SeriesKey{static_cast<uint16_t>(v >> 40), static_cast<uint16_t>(v >> 24), static_cast<uint16_t>(v >> 8),
-                     static_cast<ErrorKind>(v & 0xff)};
+    return SeriesKey{static_cast<uint16_t>(v >> 40), static_cast<uint16_t>(v >> 24),
+                     static_cast<uint16_t>(v >> 8), static_cast<ErrorKind>(v & 0xff)};
   }
 };
 
@@ -86,9 +87,9 @@ struct SeriesStats {
 };
 
 struct ScenarioStats {
-  uint64_t iterations = 0;          // completed iterations
-  uint64_t failed_iterations = 0;   // completed with at least one failed request
-  uint64_t dropped_iterations = 0;  // arrival-rate iterations not started because max_vus were busy
+  uint64_t iterations = 0;              // completed iterations
+  uint64_t failed_iterations = 0;       // completed with at least one failed request
+  uint64_t dropped_iterations = 0;      // arrival-rate iterations not started because max_vus were busy
   uint64_t interrupted_iterations = 0;  // cut off by graceful stop / ramp-down
   Histogram iteration_duration;
   uint32_t vus_active = 0;     // gauge: most VUs running an iteration at once in the interval
@@ -113,9 +114,9 @@ struct GeneratorHealth {
 
 // One worker's (or, after merging, a whole run's) counters for one interval.
 struct IntervalSnapshot {
-  int64_t second = 0;   // interval index since the run's start instant
+  int64_t second = 0;  // interval index since the run's start instant
   uint32_t worker = 0;
-  bool final = false;   // the worker's last snapshot
+  bool final = false;  // the worker's last snapshot
   std::unordered_map<uint64_t, SeriesStats> series;
   std::vector<ScenarioStats> scenarios;
   GeneratorHealth health;

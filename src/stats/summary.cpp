@@ -50,9 +50,10 @@ Saturation AssessGenerator(const IntervalSnapshot& totals, const std::vector<Tim
   constexpr int64_t kLagLimit = 10'000'000;
   if (s.cpu_max >= 0.9) {
     s.saturated = true;
-    s.reason = fmt::format("a worker thread was {:.0f}% busy: the generator, not the server, may set the pace "
-                           "(add --threads or machines)",
-                           s.cpu_max * 100);
+    s.reason = fmt::format(
+        "a worker thread was {:.0f}% busy: the generator, not the server, may set the pace "
+        "(add --threads or machines)",
+        s.cpu_max * 100);
   } else if (s.schedule_lag_p99_ns > kLagLimit) {
     s.saturated = true;
     s.reason = fmt::format("iterations started {} late (p99): the arrival rate was not met on time",
@@ -147,10 +148,11 @@ nlohmann::json SummaryJson(const IntervalSnapshot& totals, const std::vector<Tim
   j["duration_s"] = static_cast<double>(meta.duration_ns) / 1e9;
   j["threads"] = meta.threads;
   j["stopped_early"] = meta.stopped_early;
-  j["requests"] = {{"count", t.requests},
-                   {"rate", PerSecond(t.requests, meta.duration_ns)},
-                   {"failed", t.failures},
-                   {"failed_rate", t.requests ? static_cast<double>(t.failures) / static_cast<double>(t.requests) : 0}};
+  j["requests"] = {
+      {"count", t.requests},
+      {"rate", PerSecond(t.requests, meta.duration_ns)},
+      {"failed", t.failures},
+      {"failed_rate", t.requests ? static_cast<double>(t.failures) / static_cast<double>(t.requests) : 0}};
   j["latency_ms"] = LatencyJson(t.duration);
   j["latency_ok_ms"] = LatencyJson(t.ok_duration);
   j["phases_ms"] = {{"dns", LatencyJson(t.dns)},
@@ -172,7 +174,8 @@ nlohmann::json SummaryJson(const IntervalSnapshot& totals, const std::vector<Tim
   j["connections_opened"] = meta.connections_opened;
   j["retries"] = meta.retries;
   nlohmann::json dns = nlohmann::json::array();
-  for (const auto& [host, ns] : meta.dns_lookups) dns.push_back({{"host", host}, {"ms", static_cast<double>(ns) / 1e6}});
+  for (const auto& [host, ns] : meta.dns_lookups)
+    dns.push_back({{"host", host}, {"ms", static_cast<double>(ns) / 1e6}});
   j["dns_lookups"] = dns;
   nlohmann::json scenarios = nlohmann::json::array();
   for (size_t i = 0; i < meta.scenarios.size(); ++i) {
@@ -234,7 +237,8 @@ std::string SummaryText(const IntervalSnapshot& totals, const std::vector<Timeli
   };
   out += fmt::format("\n  {}\n", meta.title);
   for (const auto& s : meta.scenarios) {
-    out += fmt::format("  scenario {} · {} · {} model\n", s.name, s.description, s.open_model ? "open" : "closed");
+    out += fmt::format("  scenario {} · {} · {} model\n", s.name, s.description,
+                       s.open_model ? "open" : "closed");
   }
   out += fmt::format("  ran {} on {} thread{}{}\n\n", FormatDuration(meta.duration_ns), meta.threads,
                      meta.threads == 1 ? "" : "s", meta.stopped_early ? " (stopped early)" : "");
@@ -244,34 +248,39 @@ std::string SummaryText(const IntervalSnapshot& totals, const std::vector<Timeli
   if (t.failures > 0 && t.ok_duration.count() > 0) {
     line("  { expected_response:true }", LatencyText(t.ok_duration));
   }
-  const double failed_rate = t.requests ? 100.0 * static_cast<double>(t.failures) / static_cast<double>(t.requests) : 0;
+  const double failed_rate =
+      t.requests ? 100.0 * static_cast<double>(t.failures) / static_cast<double>(t.requests) : 0;
   line("http_req_failed", fmt::format("{:.2f}%  {} of {}", failed_rate, t.failures, t.requests));
   if (!t.errors.empty()) {
     std::string kinds;
-    for (const auto& [kind, n] : t.errors) kinds += fmt::format("{}{}={}", kinds.empty() ? "" : " ", ErrorKindName(kind), n);
+    for (const auto& [kind, n] : t.errors)
+      kinds += fmt::format("{}{}={}", kinds.empty() ? "" : " ", ErrorKindName(kind), n);
     line("  errors by kind", kinds);
     for (const auto& [kind, message] : totals.error_examples) {
       out += fmt::format("      {}: {}\n", ErrorKindName(kind), message);
     }
   }
   std::string statuses;
-  for (const auto& [code, n] : t.status) statuses += fmt::format("{}{}={}", statuses.empty() ? "" : " ", code, n);
+  for (const auto& [code, n] : t.status)
+    statuses += fmt::format("{}{}={}", statuses.empty() ? "" : " ", code, n);
   line("http_status", statuses.empty() ? "none" : statuses);
   if (t.dns.count() > 0) line("http_req_dns_lookup", LatencyText(t.dns));
-  line("http_req_connecting", t.connect.count() ? fmt::format("{}  ({} new connections)", LatencyText(t.connect),
-                                                             t.connect.count())
-                                                 : "none (all connections reused)");
+  line("http_req_connecting",
+       t.connect.count() ? fmt::format("{}  ({} new connections)", LatencyText(t.connect), t.connect.count())
+                         : "none (all connections reused)");
   if (t.tls.count() > 0) line("http_req_tls_handshaking", LatencyText(t.tls));
   line("http_req_waiting (ttfb)", LatencyText(t.ttfb));
   for (size_t i = 0; i < meta.scenarios.size(); ++i) {
     const ScenarioStats s = i < totals.scenarios.size() ? totals.scenarios[i] : ScenarioStats{};
     const std::string prefix = meta.scenarios.size() > 1 ? meta.scenarios[i].name + " " : "";
-    line(prefix + "iterations", fmt::format("{}  {:.1f}/s", s.iterations, PerSecond(s.iterations, meta.duration_ns)));
+    line(prefix + "iterations",
+         fmt::format("{}  {:.1f}/s", s.iterations, PerSecond(s.iterations, meta.duration_ns)));
     line(prefix + "iteration_duration", LatencyText(s.iteration_duration));
     if (meta.scenarios[i].open_model || s.dropped_iterations > 0) {
       line(prefix + "dropped_iterations", std::to_string(s.dropped_iterations));
     }
-    if (s.interrupted_iterations > 0) line(prefix + "interrupted_iterations", std::to_string(s.interrupted_iterations));
+    if (s.interrupted_iterations > 0)
+      line(prefix + "interrupted_iterations", std::to_string(s.interrupted_iterations));
     line(prefix + "vus_max", fmt::format("{} (allocated {})", s.vus_active, s.vus_allocated));
   }
   line("data_received", fmt::format("{}  {}/s", FormatBytes(static_cast<double>(t.bytes_received)),
@@ -279,7 +288,8 @@ std::string SummaryText(const IntervalSnapshot& totals, const std::vector<Timeli
   line("data_sent", fmt::format("{}  {}/s", FormatBytes(static_cast<double>(t.bytes_sent)),
                                 FormatBytes(PerSecond(t.bytes_sent, meta.duration_ns))));
   std::string conn = fmt::format("{} opened", meta.connections_opened);
-  if (meta.retries) conn += fmt::format(", {} requests re-sent after the server closed an idle connection", meta.retries);
+  if (meta.retries)
+    conn += fmt::format(", {} requests re-sent after the server closed an idle connection", meta.retries);
   line("connections", conn);
   for (const auto& [host, ns] : meta.dns_lookups) {
     if (ns > 0) line("dns", fmt::format("{} resolved once before the start in {}", host, FormatDuration(ns)));
@@ -293,8 +303,8 @@ std::string SummaryText(const IntervalSnapshot& totals, const std::vector<Timeli
     for (const auto& [index, s] : t.by_request) {
       if (index < names.requests.size()) width = std::max(width, names.requests[index].name.size());
     }
-    out += fmt::format("    {:<{}}  {:>10}  {:>8}  {:>9}  {:>9}  {:>9}\n", "name", width, "requests", "failed",
-                       "p50", "p95", "p99");
+    out += fmt::format("    {:<{}}  {:>10}  {:>8}  {:>9}  {:>9}  {:>9}\n", "name", width, "requests",
+                       "failed", "p50", "p95", "p99");
     for (const auto& [index, s] : t.by_request) {
       out += fmt::format("    {:<{}}  {:>10}  {:>8}  {:>9}  {:>9}  {:>9}\n",
                          index < names.requests.size() ? names.requests[index].name : "?", width, s.requests,

@@ -2,9 +2,8 @@
 // The end-of-run summary: computed from merged interval snapshots only (never from samples), printed in the
 // layout k6 users know (metric name, dots, values) and as JSON for machines.
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -68,8 +67,8 @@ struct Saturation {
   int64_t timer_lag_p99_ns = 0;
   int64_t schedule_lag_p99_ns = 0;
 };
-// The generator is saturated when a worker thread was >= 90 % busy for a whole second, or its event loop or the
-// arrival-rate schedule ran more than 10 ms late at the 99th percentile.
+// The generator is saturated when a worker thread was >= 90 % busy for a whole second, or its event loop or
+// the arrival-rate schedule ran more than 10 ms late at the 99th percentile.
 Saturation AssessGenerator(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline);
 
 nlohmann::json SummaryJson(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline,

@@ -220,8 +220,9 @@ void Connection::HandleRequest(const RequestHead& head) {
     }
     fmt::format_to(std::back_inserter(*body),
                    "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n{}", status,
-                   ReasonPhrase(status), path == "/__admin/stats" && status == 200 ? "application/json" : "text/plain",
-                   text.size(), spec.close ? "Connection: close\r\n" : "", text);
+                   ReasonPhrase(status),
+                   path == "/__admin/stats" && status == 200 ? "application/json" : "text/plain", text.size(),
+                   spec.close ? "Connection: close\r\n" : "", text);
     spec.custom = body;
     Enqueue(spec);
     return;
@@ -277,7 +278,8 @@ void Connection::HandleRequest(const RequestHead& head) {
   if (spec.status >= 500) worker_.counters().responses_5xx.Add(1);
   int64_t latency = opt.latency_min_ns;
   if (opt.latency_max_ns > opt.latency_min_ns) {
-    latency += static_cast<int64_t>(worker_.Uniform() * static_cast<double>(opt.latency_max_ns - opt.latency_min_ns));
+    latency += static_cast<int64_t>(worker_.Uniform() *
+                                    static_cast<double>(opt.latency_max_ns - opt.latency_min_ns));
   }
   spec.due_ns = shared.ApplyPause(now, now + latency + delay);
   spec.plain_default = plain && !spec.head && !spec.close;

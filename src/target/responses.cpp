@@ -6,28 +6,50 @@ namespace meridian::target {
 
 const char* ReasonPhrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
+    case 100:
+      return "Continue";
+    case 103:
+      return "Early Hints";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Status";
   }
 }
 
@@ -43,8 +65,9 @@ void AppendBody(std::string& out, const std::string& pattern, int64_t n) {
 
 void AppendResponse(std::string& out, const ResponseSpec& spec, const std::string& pattern) {
   if (spec.early_hints) out.append("HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n");
-  fmt::format_to(std::back_inserter(out), "HTTP/1.1 {} {}\r\nServer: meridian-target\r\nContent-Type: text/plain\r\n",
-                 spec.status, ReasonPhrase(spec.status));
+  fmt::format_to(std::back_inserter(out),
+                 "HTTP/1.1 {} {}\r\nServer: meridian-target\r\nContent-Type: text/plain\r\n", spec.status,
+                 ReasonPhrase(spec.status));
   const bool no_body = spec.status == 204 || spec.status == 304 || spec.status < 200;
   if (spec.close) out.append("Connection: close\r\n");
   if (no_body) {

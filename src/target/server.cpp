@@ -1,11 +1,11 @@
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <netinet/tcp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <nlohmann/json.hpp>
 
 #include "core/clock.h"
 #include "core/log.h"

@@ -3,10 +3,12 @@
 // The public header of src/target.
 //
 // One event loop per thread, each with its own SO_REUSEPORT listener. Every response can be shaped:
-//   server-wide  --body, --latency (fixed or a uniform range), --error-rate, --pause-at/--pause-for, --idle-timeout
-//   per request  ?status=404 ?delay=20ms ?size=4k ?chunked ?close ?early_hints (query parameters)
-//   admin        GET /__admin/stats (JSON counters), POST /__admin/pause?for=1s, GET /__admin/health
-// The pause holds every response due inside the window until it ends, which is how coordinated omission is shown.
+//   server-wide  --body, --latency (fixed or a uniform range), --error-rate, --pause-at/--pause-for,
+//   --idle-timeout per request  ?status=404 ?delay=20ms ?size=4k ?chunked ?close ?early_hints (query
+//   parameters) admin        GET /__admin/stats (JSON counters), POST /__admin/pause?for=1s, GET
+//   /__admin/health
+// The pause holds every response due inside the window until it ends, which is how coordinated omission is
+// shown.
 
 #include <cstdint>
 #include <map>
@@ -20,18 +22,18 @@ namespace meridian::target {
 
 struct TargetOptions {
   std::string listen = "127.0.0.1:8080";
-  int threads = 0;                  // 0: one per CPU
-  int64_t body_bytes = 12;          // default response body ("hello world\n" repeated)
-  int64_t latency_min_ns = 0;       // extra latency, uniform in [min, max]
+  int threads = 0;             // 0: one per CPU
+  int64_t body_bytes = 12;     // default response body ("hello world\n" repeated)
+  int64_t latency_min_ns = 0;  // extra latency, uniform in [min, max]
   int64_t latency_max_ns = 0;
-  double error_rate = 0;            // share of requests answered 500
-  int64_t pause_at_ns = -1;         // pause starts this long after the first request (-1: never)
+  double error_rate = 0;     // share of requests answered 500
+  int64_t pause_at_ns = -1;  // pause starts this long after the first request (-1: never)
   int64_t pause_for_ns = 0;
   int64_t idle_timeout_ns = 60'000'000'000;  // close keep-alive connections idle this long (0: never)
-  std::string tls_cert;             // PEM; with tls_key enables https
+  std::string tls_cert;                      // PEM; with tls_key enables https
   std::string tls_key;
-  uint64_t seed = 1;                // seeds the error and latency draws
-  bool admin = true;                // serve /__admin/*
+  uint64_t seed = 1;  // seeds the error and latency draws
+  bool admin = true;  // serve /__admin/*
 };
 
 struct TargetStats {

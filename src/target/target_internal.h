@@ -69,7 +69,7 @@ struct ResponseSpec {
   bool chunked = false;
   bool close = false;
   bool early_hints = false;
-  bool plain_default = false;  // the prebuilt default response
+  bool plain_default = false;     // the prebuilt default response
   std::string* custom = nullptr;  // admin responses: complete bytes, owned here
 };
 
@@ -105,8 +105,8 @@ class Connection final : public net::IoHandler, public net::DeadlineNode, public
   bool want_write_ = false;
   bool in_body_ = false;
   bool closed_ = false;
-  std::string in_;   // an incomplete request head carried to the next read
-  std::string out_;  // rendered bytes not yet written
+  std::string in_;                     // an incomplete request head carried to the next read
+  std::string out_;                    // rendered bytes not yet written
   std::vector<ResponseSpec> pending_;  // responses waiting for their due time, in request order
   size_t pending_head_ = 0;
   int64_t last_due_ns_ = 0;

@@ -1,6 +1,10 @@
 // The command table, --help on every subcommand, --version, and `meridian target`'s own input checks.
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <fstream>
+#include <iterator>
+
 #include "process.h"
 
 namespace meridian::testing {
@@ -26,6 +30,28 @@ TEST(Cli, EverySubcommandHasHelp) {
     Finished via_help = RunMeridian({"help", cmd});
     EXPECT_EQ(via_help.exit_code, 0);
     EXPECT_EQ(via_help.out, f.out);
+  }
+}
+
+// docs/cli.md lists every flag that --help lists.
+TEST(Cli, DocsListEveryFlag) {
+  std::ifstream in(std::string(MERIDIAN_SOURCE_DIR) + "/docs/cli.md");
+  ASSERT_TRUE(in) << "docs/cli.md is missing";
+  const std::string docs((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const char* cmd : {"load", "target"}) {
+    const std::string help = RunMeridian({cmd, "--help"}).out;
+    for (size_t at = help.find("--"); at != std::string::npos; at = help.find("--", at + 2)) {
+      size_t end = at + 2;
+      while (end < help.size() && (std::isalnum(static_cast<unsigned char>(help[end])) || help[end] == '-')) ++end;
+      const std::string flag = help.substr(at, end - at);
+      if (flag == "--" || flag == "--help") continue;
+      bool found = false;
+      for (size_t d = docs.find(flag); d != std::string::npos && !found; d = docs.find(flag, d + 1)) {
+        const char next = d + flag.size() < docs.size() ? docs[d + flag.size()] : ' ';
+        found = !std::isalnum(static_cast<unsigned char>(next)) && next != '-';
+      }
+      EXPECT_TRUE(found) << "docs/cli.md does not document " << cmd << " " << flag;
+    }
   }
 }
 

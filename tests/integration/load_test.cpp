@@ -42,8 +42,8 @@ uint64_t Errors(const json& s, const std::string& kind) {
   return s["errors"].contains(kind) ? s["errors"][kind].get<uint64_t>() : 0;
 }
 
-#define ASSERT_RAN(run)                                                                        \
-  ASSERT_EQ((run).finished.exit_code, 0) << (run).finished.err << (run).finished.out;          \
+#define ASSERT_RAN(run)                                                               \
+  ASSERT_EQ((run).finished.exit_code, 0) << (run).finished.err << (run).finished.out; \
   ASSERT_TRUE((run).summary.is_object()) << (run).finished.out
 
 TEST(Load, ClosedModelReusesConnectionsAndMatchesTheServersCount) {
@@ -92,8 +92,8 @@ TEST(Load, PauseShowsInTheOpenModelButHidesInTheClosedModel) {
   ASSERT_RAN(closed);
   const double closed_p99 = closed.summary["latency_ms"]["p99"];
   const double closed_max = closed.summary["latency_ms"]["max"];
-  EXPECT_GE(closed_max, 600.0);              // the one request that waited out the pause
-  EXPECT_LT(closed_p99, open_p99 / 5);       // ... disappears from the closed model's percentiles
+  EXPECT_GE(closed_max, 600.0);         // the one request that waited out the pause
+  EXPECT_LT(closed_p99, open_p99 / 5);  // ... disappears from the closed model's percentiles
 }
 
 TEST(Load, FixedServerLatencyIsMeasured) {
@@ -164,7 +164,7 @@ TEST(Load, ChunkedEarlyHintsConnectionCloseAndHead) {
   ASSERT_RAN(head);
   EXPECT_EQ(Status(head.summary, 200), 10u);
   EXPECT_LT(head.summary["bytes"]["received"].get<uint64_t>(), 10u * 1000u);  // headers only
-  EXPECT_EQ(head.summary["connections_opened"], 1u);                         // and the connection was reused
+  EXPECT_EQ(head.summary["connections_opened"], 1u);                          // and the connection was reused
 }
 
 TEST(Load, ErrorRateAndExpectedStatuses) {
@@ -216,8 +216,9 @@ TEST(Load, PostBodiesHeadersAndTemplates) {
     fputs("{\"sku\": \"A1\", \"vu\": {{__VU}}}", f);
     fclose(f);
   }
-  LoadRun r = Load({target.url() + "/cart?i={{__ITER}}&u={{user}}", "-m", "POST", "-H", "Content-Type: application/json",
-                    "--body", "@" + file, "--var", "user=alice", "-n", "10", "-c", "2", "--name", "cart"});
+  LoadRun r = Load({target.url() + "/cart?i={{__ITER}}&u={{user}}", "-m", "POST", "-H",
+                    "Content-Type: application/json", "--body", "@" + file, "--var", "user=alice", "-n", "10",
+                    "-c", "2", "--name", "cart"});
   ASSERT_RAN(r);
   EXPECT_EQ(Status(r.summary, 200), 10u);
   EXPECT_EQ(r.summary["by_request"][0]["name"], "cart");
@@ -281,7 +282,7 @@ TEST(Load, BadInputIsOneLineAndExitTwo) {
   }
 }
 
-// ---- TLS with a certificate generated at test time ---------------------------------------------------------
+// ---- TLS with a certificate generated at test time ----
 
 class Tls : public ::testing::Test {
  protected:
@@ -309,7 +310,7 @@ TEST_F(Tls, VerifiedWithCaFileAndSniIsSent) {
   EXPECT_EQ(r.summary["phases_ms"]["tls"]["count"], 3u);  // one handshake per connection, then reuse
   const auto stats = nlohmann::json::parse(target.Stats());
   EXPECT_EQ(stats["tls_handshakes"], 3u + 1u + 1u);  // + the preflight + this stats request
-  EXPECT_EQ(stats["sni"]["localhost"], 3u + 1u);      // SNI carries the URL's host name
+  EXPECT_EQ(stats["sni"]["localhost"], 3u + 1u);     // SNI carries the URL's host name
   EXPECT_EQ(stats["sni"]["admin.test"], 1u);
 }
 
@@ -320,7 +321,8 @@ TEST_F(Tls, SelfSignedIsRefusedUnlessInsecure) {
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("certificate verify failed"), std::string::npos) << refused.err;
   EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
-  LoadRun insecure = Load({"https://127.0.0.1:" + std::to_string(target.port()) + "/", "-k", "-n", "5", "-c", "1"});
+  LoadRun insecure =
+      Load({"https://127.0.0.1:" + std::to_string(target.port()) + "/", "-k", "-n", "5", "-c", "1"});
   ASSERT_RAN(insecure);
   EXPECT_EQ(Status(insecure.summary, 200), 5u);
   EXPECT_EQ(nlohmann::json::parse(target.Stats())["sni"].count(""), 1u);  // no SNI for an IP address
@@ -328,8 +330,8 @@ TEST_F(Tls, SelfSignedIsRefusedUnlessInsecure) {
 
 TEST_F(Tls, HttpsAgainstAPlainServerIsATlsError) {
   Target plain;
-  Finished f = RunMeridian({"load", "https://127.0.0.1:" + std::to_string(plain.port()) + "/", "-k", "-d", "1s"},
-                           20'000ms);
+  Finished f = RunMeridian(
+      {"load", "https://127.0.0.1:" + std::to_string(plain.port()) + "/", "-k", "-d", "1s"}, 20'000ms);
   EXPECT_EQ(f.exit_code, 1);
   EXPECT_NE(f.err.find("TLS handshake"), std::string::npos) << f.err;
 }

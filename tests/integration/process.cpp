@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -13,7 +14,6 @@
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <openssl/ssl.h>
 #include <stdexcept>
 
 extern char** environ;

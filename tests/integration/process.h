@@ -1,6 +1,6 @@
 #pragma once
-// Test helpers: run the real `meridian` binary as a child process with deadlines (nothing here can hang a test),
-// and a minimal blocking HTTP GET for the target's admin API.
+// Test helpers: run the real `meridian` binary as a child process with deadlines (nothing here can hang a
+// test), and a minimal blocking HTTP GET for the target's admin API.
 
 #include <sys/types.h>
 

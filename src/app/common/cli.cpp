@@ -29,6 +29,10 @@ bool ParseCommandLine(CLI::App& app, int argc, char** argv, int* exit_code) {
   return false;
 }
 
+void SetValueNames(CLI::App& app, std::initializer_list<std::pair<const char*, const char*>> names) {
+  for (const auto& [option, value] : names) app.get_option(option)->type_name(value);
+}
+
 int Fail(std::string_view command, std::string_view message, int code) {
   fmt::print(stderr, "{}: {}\n", command, message);
   return code;

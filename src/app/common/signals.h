@@ -1,6 +1,7 @@
 #pragma once
 // SIGINT/SIGTERM delivered to one watcher thread instead of an arbitrary one. Construct before starting other
-// threads (they inherit the blocked mask). The callback runs on the watcher thread with the signal count so far.
+// threads (they inherit the blocked mask). The callback runs on the watcher thread with the signal count so
+// far.
 
 #include <atomic>
 #include <functional>

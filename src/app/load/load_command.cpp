@@ -68,8 +68,9 @@ Result<std::pair<double, int64_t>> ParseRate(const std::string& text) {
     if (!u.empty() && (u[0] < '0' || u[0] > '9')) u = "1" + u;
     auto d = ParseDuration(u);
     if (!d.ok() || *d <= 0) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("--rate: '{}' has an invalid time unit (e.g. 1000/s, 60/m, 5/100ms)", text));
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("--rate: '{}' has an invalid time unit (e.g. 1000/s, 60/m, 5/100ms)", text));
     }
     unit = *d;
   }
@@ -79,7 +80,9 @@ Result<std::pair<double, int64_t>> ParseRate(const std::string& text) {
 Result<std::string> ReadBody(const std::string& body) {
   if (!body.starts_with("@")) return body;
   std::ifstream in(body.substr(1), std::ios::binary);
-  if (!in) return MakeError(ErrorCode::kInvalidArgument, fmt::format("--body: cannot read file '{}'", body.substr(1)));
+  if (!in)
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--body: cannot read file '{}'", body.substr(1)));
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -105,10 +108,11 @@ Result<loadgen::ExecutorConfig> BuildExecutor(const Flags& f, const CLI::App& ap
   const bool arrival = e.open_model();
   const bool ramping = e.type == ExecutorType::kRampingVus || e.type == ExecutorType::kRampingArrivalRate;
   auto conflict = [&](const char* flag, const char* why) -> Result<loadgen::ExecutorConfig> {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("{} cannot be used with the {} executor ({})", flag, loadgen::ExecutorName(e.type), why));
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("{} cannot be used with the {} executor ({})",
+                                                              flag, loadgen::ExecutorName(e.type), why));
   };
-  if (given("--rate") && !arrival) return conflict("--rate", "use constant-arrival-rate or ramping-arrival-rate");
+  if (given("--rate") && !arrival)
+    return conflict("--rate", "use constant-arrival-rate or ramping-arrival-rate");
   if (given("--max-vus") && !arrival) return conflict("--max-vus", "it applies to arrival-rate executors");
   if (given("--stages") && !ramping) return conflict("--stages", "use ramping-vus or ramping-arrival-rate");
   if (given("--duration") && ramping) return conflict("--duration", "the stages set the duration");
@@ -139,7 +143,8 @@ Result<loadgen::ExecutorConfig> BuildExecutor(const Flags& f, const CLI::App& ap
   if (e.type == ExecutorType::kRampingVus) {
     e.start_vus = given("--connections") ? f.connections : 0;
   }
-  if (e.type == ExecutorType::kSharedIterations) e.iterations = given("--requests") ? f.requests : f.connections;
+  if (e.type == ExecutorType::kSharedIterations)
+    e.iterations = given("--requests") ? f.requests : f.connections;
   if (e.type == ExecutorType::kPerVuIterations) e.iterations = given("--iterations") ? f.iterations : 1;
   if (arrival) {
     if (given("--rate")) {
@@ -153,8 +158,9 @@ Result<loadgen::ExecutorConfig> BuildExecutor(const Flags& f, const CLI::App& ap
     for (const auto& s : e.stages) peak = std::max(peak, s.target);
     const double peak_per_second = peak * 1e9 / static_cast<double>(e.time_unit_ns);
     // Default: enough VUs to ride out a one-second stall without dropping iterations.
-    e.max_vus = given("--max-vus") ? f.max_vus
-                                   : std::max(f.connections, static_cast<uint32_t>(std::ceil(peak_per_second)));
+    e.max_vus = given("--max-vus")
+                    ? f.max_vus
+                    : std::max(f.connections, static_cast<uint32_t>(std::ceil(peak_per_second)));
   }
   if (auto v = e.Validate(); !v.ok()) return v.error();
   return e;
@@ -162,7 +168,8 @@ Result<loadgen::ExecutorConfig> BuildExecutor(const Flags& f, const CLI::App& ap
 
 void PrintProgress(const loadgen::Progress& p, int64_t total_ns, bool tty) {
   const stats::TimelinePoint& pt = *p.point;
-  const double failed = pt.requests ? 100.0 * static_cast<double>(pt.failures) / static_cast<double>(pt.requests) : 0;
+  const double failed =
+      pt.requests ? 100.0 * static_cast<double>(pt.failures) / static_cast<double>(pt.requests) : 0;
   const std::string text =
       fmt::format("{:>5} / {}  {:>9} req/s  p50 {:>7}  p95 {:>7}  p99 {:>7}  errors {:.2f}%  vus {}{}",
                   FormatDuration((p.second + 1) * kNanosPerSecond), FormatDuration(total_ns), pt.requests,
@@ -207,15 +214,16 @@ int RunLoad(const Flags& f, const CLI::App& app) {
   if (!timeout.ok()) return Fail(kName, timeout.error().message, kExitUsage);
   auto connect_timeout = DurationFlag("--connect-timeout", f.connect_timeout);
   if (!connect_timeout.ok()) return Fail(kName, connect_timeout.error().message, kExitUsage);
-  if (*timeout <= 0 || *connect_timeout <= 0) return Fail(kName, "time-outs must be greater than 0", kExitUsage);
+  if (*timeout <= 0 || *connect_timeout <= 0)
+    return Fail(kName, "time-outs must be greater than 0", kExitUsage);
 
   loadgen::OriginTable origins;
   auto program = loadgen::RequestProgram::Compile({spec}, vars, 0, origins, "request");
   if (!program.ok()) return Fail(kName, program.error().message, kExitUsage);
 
   auto config = std::make_shared<loadgen::RunConfig>();
-  const bool any_tls = std::any_of(origins.origins().begin(), origins.origins().end(),
-                                   [](const auto& o) { return o.tls(); });
+  const bool any_tls =
+      std::any_of(origins.origins().begin(), origins.origins().end(), [](const auto& o) { return o.tls(); });
   if (any_tls) {
     auto tls = net::TlsContext::Client(net::TlsClientOptions{f.insecure, f.ca_file});
     if (!tls.ok()) return Fail(kName, tls.error().message, kExitUsage);
@@ -237,11 +245,12 @@ int RunLoad(const Flags& f, const CLI::App& app) {
   config->connect_timeout_ns = *connect_timeout;
   config->request_timeout_ns = *timeout;
   config->seed = f.seed ? f.seed : static_cast<uint64_t>(WallNanos());
-  config->scenarios.push_back(loadgen::ScenarioPlan{"default", *executor, loadgen::DeclarativeFactoryMaker(*program)});
+  config->scenarios.push_back(
+      loadgen::ScenarioPlan{"default", *executor, loadgen::DeclarativeFactoryMaker(*program)});
 
   meta.title = fmt::format("meridian load {} {}", (*program)->requests()[0].method, url->ToString());
-  meta.scenarios.push_back(
-      stats::ScenarioMeta{"default", loadgen::ExecutorName(executor->type), executor->Describe(), executor->open_model()});
+  meta.scenarios.push_back(stats::ScenarioMeta{"default", loadgen::ExecutorName(executor->type),
+                                               executor->Describe(), executor->open_model()});
   meta.threads = config->threads;
   stats::SeriesNames names;
   names.scenarios = {"default"};
@@ -279,7 +288,8 @@ int RunLoad(const Flags& f, const CLI::App& app) {
   if (!f.summary_file.empty()) {
     std::ofstream out(f.summary_file);
     out << json.dump(2) << "\n";
-    if (!out) return Fail(kName, fmt::format("--summary-file: cannot write '{}'", f.summary_file), kExitRunError);
+    if (!out)
+      return Fail(kName, fmt::format("--summary-file: cannot write '{}'", f.summary_file), kExitRunError);
   }
   if (f.json) {
     fmt::print("{}\n", json.dump(2));
@@ -294,36 +304,42 @@ int RunLoad(const Flags& f, const CLI::App& app) {
 
 int LoadMain(int argc, char** argv) {
   Flags f;
-  CLI::App app{"Send HTTP load to one URL and print a k6-style summary (an ad-hoc test, as with wrk or hey).\n"
-               "Closed model by default (-c VUs looping for -d); --rate switches to the open model, where\n"
-               "latency is measured from each request's intended start (no coordinated omission).",
-               kName};
+  CLI::App app{
+      "Send HTTP load to one URL and print a k6-style summary (an ad-hoc test, as with wrk or hey).\n"
+      "Closed model by default (-c VUs looping for -d); --rate switches to the open model, where\n"
+      "latency is measured from each request's intended start (no coordinated omission).",
+      kName};
   app.get_formatter()->column_width(34);
   app.add_option("url", f.url, "Absolute http:// or https:// URL; may use {{var}} templates")->required();
   app.add_option("-c,--connections", f.connections,
                  "VUs, each with its own keep-alive connection (open model: pre-allocated VUs)")
       ->default_val(10)
-      ->check(CLI::Range(1u, 1'000'000u));
+      ->check(CLI::Range(1u, 1'000'000u).description(""));
   app.add_option("-d,--duration", f.duration, "How long to send load (ms, s, m, h)")->default_val("10s");
   app.add_option("-r,--rate", f.rate, "Open model: iterations per second (1000, 1000/s, 60/m, 5/100ms)");
   app.add_option("-t,--threads", f.threads, "Worker threads (default: CPUs, at most one per VU)")
-      ->check(CLI::Range(1u, 1024u));
+      ->check(CLI::Range(1u, 1024u).description(""));
   app.add_option("-m,--method", f.method, "HTTP method")->default_val("GET");
   app.add_option("-H,--header", f.headers, "Request header 'Name: value' (repeatable)");
   app.add_option("--body", f.body, "Request body, or @FILE to read it from a file");
   app.add_option("--timeout", f.timeout, "Request time-out: connect to last byte")->default_val("10s");
-  app.add_option("--connect-timeout", f.connect_timeout, "Connect (and preflight) time-out")->default_val("5s");
+  app.add_option("--connect-timeout", f.connect_timeout, "Connect (and preflight) time-out")
+      ->default_val("5s");
   app.add_flag("-k,--insecure", f.insecure, "Do not verify TLS certificates or host names");
   app.add_option("--ca-file", f.ca_file, "PEM bundle of CA certificates to trust instead of the system's");
-  app.add_option("--max-vus", f.max_vus, "Open model: most VUs to allocate (default: max(-c, one second of --rate))")
-      ->check(CLI::Range(1u, 1'000'000u));
-  app.add_option("--stages", f.stages,
-                 "Ramp: DURATION:TARGET,... of VUs (ramping-vus) or, with --rate, of rates (ramping-arrival-rate)");
-  app.add_option("-n,--requests", f.requests, "Total iterations shared by the VUs (shared-iterations), like ab -n")
-      ->check(CLI::Range(uint64_t{1}, uint64_t{1'000'000'000'000}));
+  app.add_option("--max-vus", f.max_vus,
+                 "Open model: most VUs to allocate (default: max(-c, one second of --rate))")
+      ->check(CLI::Range(1u, 1'000'000u).description(""));
+  app.add_option(
+      "--stages", f.stages,
+      "Ramp: DURATION:TARGET,... of VUs (ramping-vus) or, with --rate, of rates (ramping-arrival-rate)");
+  app.add_option("-n,--requests", f.requests,
+                 "Total iterations shared by the VUs (shared-iterations), like ab -n")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1'000'000'000'000}).description(""));
   app.add_option("--iterations", f.iterations, "Iterations per VU (per-vu-iterations)")
-      ->check(CLI::Range(uint64_t{1}, uint64_t{1'000'000'000'000}));
-  app.add_option("--executor", f.executor, "Executor: " + loadgen::AllowedExecutorNames() + " (default from flags)");
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1'000'000'000'000}).description(""));
+  app.add_option("--executor", f.executor,
+                 "Executor: " + loadgen::AllowedExecutorNames() + " (default from flags)");
   app.add_option("--graceful-stop", f.graceful_stop, "Time running iterations get to finish at the end")
       ->default_val("30s");
   app.add_option("--expect-status", f.expect_status, "Statuses that count as success (default: 200-399)")
@@ -334,9 +350,32 @@ int LoadMain(int argc, char** argv) {
   app.add_option("--summary-file", f.summary_file, "Also write the JSON summary to this file");
   app.add_flag("-q,--quiet", f.quiet, "No progress output");
   app.add_option("--seed", f.seed, "Seed for {{__RANDOM}} and {{__UUID}} (default: time)");
+  SetValueNames(app, {{"url", "URL"},
+                      {"-c", "N"},
+                      {"-d", "DURATION"},
+                      {"-r", "RATE"},
+                      {"-t", "N"},
+                      {"-m", "METHOD"},
+                      {"-H", "HEADER"},
+                      {"--body", "BODY|@FILE"},
+                      {"--timeout", "DURATION"},
+                      {"--connect-timeout", "DURATION"},
+                      {"--ca-file", "FILE"},
+                      {"--max-vus", "N"},
+                      {"--stages", "STAGES"},
+                      {"-n", "N"},
+                      {"--iterations", "N"},
+                      {"--executor", "NAME"},
+                      {"--graceful-stop", "DURATION"},
+                      {"--expect-status", "CODES"},
+                      {"--var", "NAME=VALUE"},
+                      {"--name", "NAME"},
+                      {"--summary-file", "FILE"},
+                      {"--seed", "N"}});
   app.footer(
       "\nExamples:\n"
-      "  meridian load http://127.0.0.1:8080/ -c 50 -d 10s                 closed model, like wrk -c50 -d10s\n"
+      "  meridian load http://127.0.0.1:8080/ -c 50 -d 10s                 closed model, like wrk -c50 "
+      "-d10s\n"
       "  meridian load http://127.0.0.1:8080/ --rate 2000 -d 30s           open model, 2000 req/s\n"
       "  meridian load http://127.0.0.1:8080/ --stages 10s:100,20s:100,10s:0  ramping VUs\n"
       "  meridian load https://host/api -m POST -H 'Content-Type: application/json' --body @order.json\n"

@@ -29,8 +29,9 @@ Result<double> ParseShare(const std::string& text) {
   char* end = nullptr;
   const double v = std::strtod(number.c_str(), &end) * scale;
   if (number.empty() || end != number.c_str() + number.size() || !(v >= 0 && v <= 1)) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("--error-rate: '{}' is not a share between 0 and 1 (e.g. 0.01 or 1%)", text));
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        fmt::format("--error-rate: '{}' is not a share between 0 and 1 (e.g. 0.01 or 1%)", text));
   }
   return v;
 }
@@ -41,18 +42,22 @@ int TargetMain(int argc, char** argv) {
   target::TargetOptions o;
   std::string body = "12", latency, error_rate, pause_at, pause_for, idle_timeout = "60s", duration;
   bool no_admin = false;
-  CLI::App app{"Serve HTTP/1.1 as a configurable system under test: keep-alive, body size, fixed or random\n"
-               "latency, an error rate and a pause window (to show coordinated omission). Binds loopback by default.",
-               kName};
+  CLI::App app{
+      "Serve HTTP/1.1 as a configurable system under test: keep-alive, body size, fixed or random\n"
+      "latency, an error rate and a pause window (to show coordinated omission). Binds loopback by default.",
+      kName};
   app.get_formatter()->column_width(30);
-  app.add_option("-l,--listen", o.listen, "Address to listen on; port 0 picks a free port")->default_val(o.listen);
+  app.add_option("-l,--listen", o.listen, "Address to listen on; port 0 picks a free port")
+      ->default_val(o.listen);
   app.add_option("-t,--threads", o.threads, "Threads, each with its own listener (default: CPUs)")
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(1, 1024).description(""));
   app.add_option("--body", body, "Response body size (12, 4k, 1MiB); the body is 'hello world\\n' repeated")
       ->default_val("12");
-  app.add_option("--latency", latency, "Extra latency per response: fixed (10ms) or uniform range (5ms-20ms)");
+  app.add_option("--latency", latency,
+                 "Extra latency per response: fixed (10ms) or uniform range (5ms-20ms)");
   app.add_option("--error-rate", error_rate, "Share of responses that are 500 (0.01 or 1%)");
-  app.add_option("--pause-at", pause_at, "Pause all responses this long after the first request (with --pause-for)");
+  app.add_option("--pause-at", pause_at,
+                 "Pause all responses this long after the first request (with --pause-for)");
   app.add_option("--pause-for", pause_for, "Length of the pause");
   app.add_option("--idle-timeout", idle_timeout, "Close keep-alive connections idle this long (0: never)")
       ->default_val("60s");
@@ -61,6 +66,18 @@ int TargetMain(int argc, char** argv) {
   app.add_option("--seed", o.seed, "Seed for the error and latency draws")->default_val(1);
   app.add_option("--duration", duration, "Stop after this long (default: until SIGINT/SIGTERM)");
   app.add_flag("--no-admin", no_admin, "Do not serve /__admin/ (stats, pause, health)");
+  SetValueNames(app, {{"-l", "ADDR"},
+                      {"-t", "N"},
+                      {"--body", "SIZE"},
+                      {"--latency", "DURATION[-DURATION]"},
+                      {"--error-rate", "SHARE"},
+                      {"--pause-at", "DURATION"},
+                      {"--pause-for", "DURATION"},
+                      {"--idle-timeout", "DURATION"},
+                      {"--tls-cert", "FILE"},
+                      {"--tls-key", "FILE"},
+                      {"--seed", "N"},
+                      {"--duration", "DURATION"}});
   app.footer(
       "\nPer request, query parameters shape the response: ?status=404 ?delay=20ms ?size=4k ?chunked ?close\n"
       "?early_hints. Admin: GET /__admin/stats, POST /__admin/pause?for=1s, GET /__admin/health.\n"
@@ -125,22 +142,24 @@ int TargetMain(int argc, char** argv) {
   if (o.latency_max_ns > 0) {
     shape += o.latency_min_ns == o.latency_max_ns
                  ? fmt::format(", latency {}", FormatDuration(o.latency_min_ns))
-                 : fmt::format(", latency {}-{}", FormatDuration(o.latency_min_ns), FormatDuration(o.latency_max_ns));
+                 : fmt::format(", latency {}-{}", FormatDuration(o.latency_min_ns),
+                               FormatDuration(o.latency_max_ns));
   }
   if (o.error_rate > 0) shape += fmt::format(", error rate {:g}%", o.error_rate * 100);
   if (o.pause_at_ns >= 0) {
     shape += fmt::format(", pause {} after the first request for {}", FormatDuration(o.pause_at_ns),
                          FormatDuration(o.pause_for_ns));
   }
-  fmt::print("meridian target listening on {}://{} ({})\n", s->tls() ? "https" : "http", s->endpoint().ToString(),
-             shape);
+  fmt::print("meridian target listening on {}://{} ({})\n", s->tls() ? "https" : "http",
+             s->endpoint().ToString(), shape);
   std::fflush(stdout);
   const int64_t deadline = run_for > 0 ? MonoNanos() + run_for : INT64_MAX;
   while (!stop.load() && MonoNanos() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   s->Stop();
   s->Wait();
   const target::TargetStats st = s->Stats();
-  fmt::print(stderr, "meridian target: served {} requests on {} connections\n", st.requests, st.connections_accepted);
+  fmt::print(stderr, "meridian target: served {} requests on {} connections\n", st.requests,
+             st.connections_accepted);
   return kExitOk;
 }
 

@@ -1,0 +1,44 @@
+# meridian — the two commands are `make demo` and `make test`; both install what is missing first.
+.PHONY: all deps dev release test demo bench fuzz format format-check lint clean
+
+all: release
+
+deps:
+	scripts/install-deps
+
+dev: deps
+	cmake --preset dev
+	cmake --build --preset dev
+
+release: deps
+	cmake --preset release
+	cmake --build --preset release
+
+# Every test through ctest: ASan+UBSan (all tests), TSan (threaded tests), libFuzzer targets briefly, lint.
+test: deps
+	scripts/test
+
+# `meridian load` against `meridian target` with live progress and the summary.
+demo: release
+	scripts/demo
+
+# Throughput, memory and open-model benchmarks against the peers; writes bench/out/ and prints the table.
+bench: release
+	bench/run
+
+fuzz: deps
+	cmake --preset fuzz
+	cmake --build build/fuzz --target fuzz_all
+	ctest --test-dir build/fuzz -L fuzz --output-on-failure
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.cpp' '*.h')
+
+lint:
+	scripts/lint build/asan-ubsan
+
+clean:
+	rm -rf build
