@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <arpa/inet.h>
+
 #include <cctype>
 
 namespace meridian::http {
@@ -47,7 +49,8 @@ Result<Url> ParseUrl(std::string_view text) {
     return fail("credentials in the URL are not supported (use -H 'Authorization: ...')");
   }
   std::string_view port_text;
-  if (authority.starts_with("[")) {
+  const bool bracketed = authority.starts_with("[");
+  if (bracketed) {
     const size_t close = authority.find(']');
     if (close == std::string_view::npos) return fail("unterminated IPv6 address");
     url.host = std::string(authority.substr(1, close - 1));
@@ -67,10 +70,15 @@ Result<Url> ParseUrl(std::string_view text) {
     url.host = std::string(authority);
   }
   if (url.host.empty()) return fail("missing host");
-  for (char c : url.host) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f || c == '/' || c == '\\' || c == '%' || c == '"' || c == '<' || c == '>') {
-      return fail("invalid character in host");
+  if (bracketed) {
+    in6_addr addr{};
+    if (inet_pton(AF_INET6, url.host.c_str(), &addr) != 1) return fail("not a valid IPv6 address in brackets");
+  } else {
+    // RFC 3986 reg-name: unreserved and sub-delims (internationalised names must be given in punycode).
+    for (char c : url.host) {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos;
+      if (!ok) return fail("invalid character in host (IPv6 addresses go in brackets: http://[::1]:8080/)");
     }
   }
   if (!port_text.empty()) {

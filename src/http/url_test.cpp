@@ -45,6 +45,10 @@ TEST(ParseUrl, ErrorsNameTheProblem) {
       {"http://h:8x/", "not a number"},      {"http://h:/", "empty port"},
       {"http://[::1/", "unterminated IPv6"}, {"http://user:pw@h/", "credentials"},
       {"http://h/a b", "percent-encoded"},
+      {"https://\xff\xff[::1]:8443/", "invalid character in host"},
+      {"http://a:b:80/", "invalid character in host"},
+      {"http://[zz]:80/", "IPv6"},
+      {"http://h%2e/", "invalid character in host"},
   };
   for (const auto& c : cases) {
     auto r = ParseUrl(c.url);
