@@ -118,7 +118,8 @@ void BM_SerializeRequest(benchmark::State& state) {
 BENCHMARK(BM_SerializeRequest);
 
 void BM_RenderTemplate(benchmark::State& state) {
-  auto t = meridian::loadgen::Template::Compile("/users/{{__VU}}/orders/{{__ITER}}?trace={{__UUID}}", {}, "bench");
+  auto t =
+      meridian::loadgen::Template::Compile("/users/{{__VU}}/orders/{{__ITER}}?trace={{__UUID}}", {}, "bench");
   std::mt19937_64 rng(5);
   std::string out;
   uint64_t iter = 0;

@@ -1,8 +1,7 @@
 #include "http/url.h"
 
-#include <fmt/format.h>
-
 #include <arpa/inet.h>
+#include <fmt/format.h>
 
 #include <cctype>
 
@@ -72,7 +71,8 @@ Result<Url> ParseUrl(std::string_view text) {
   if (url.host.empty()) return fail("missing host");
   if (bracketed) {
     in6_addr addr{};
-    if (inet_pton(AF_INET6, url.host.c_str(), &addr) != 1) return fail("not a valid IPv6 address in brackets");
+    if (inet_pton(AF_INET6, url.host.c_str(), &addr) != 1)
+      return fail("not a valid IPv6 address in brackets");
   } else {
     // RFC 3986 reg-name: unreserved and sub-delims (internationalised names must be given in punycode).
     for (char c : url.host) {

@@ -39,11 +39,16 @@ TEST(ParseUrl, ErrorsNameTheProblem) {
     const char* url;
     const char* expect;
   } cases[] = {
-      {"127.0.0.1:8080", "missing scheme"},  {"ftp://x/", "is not http or https"},
-      {"http://", "missing host"},           {"http://:80/", "missing host"},
-      {"http://h:99999/", "out of range"},   {"http://h:0/", "port 0"},
-      {"http://h:8x/", "not a number"},      {"http://h:/", "empty port"},
-      {"http://[::1/", "unterminated IPv6"}, {"http://user:pw@h/", "credentials"},
+      {"127.0.0.1:8080", "missing scheme"},
+      {"ftp://x/", "is not http or https"},
+      {"http://", "missing host"},
+      {"http://:80/", "missing host"},
+      {"http://h:99999/", "out of range"},
+      {"http://h:0/", "port 0"},
+      {"http://h:8x/", "not a number"},
+      {"http://h:/", "empty port"},
+      {"http://[::1/", "unterminated IPv6"},
+      {"http://user:pw@h/", "credentials"},
       {"http://h/a b", "percent-encoded"},
       {"https://\xff\xff[::1]:8443/", "invalid character in host"},
       {"http://a:b:80/", "invalid character in host"},

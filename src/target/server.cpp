@@ -14,7 +14,9 @@
 namespace meridian::target {
 
 Worker::Worker(Shared& shared, int index, int listen_fd)
-    : shared_(shared), index_(index), listen_fd_(listen_fd), rng_(shared.options.seed * 7919 + index) {}
+    : shared_(shared),
+      listen_fd_(listen_fd),
+      rng_(shared.options.seed * 7919 + static_cast<uint64_t>(index)) {}
 
 Worker::~Worker() {
   for (Connection* c : connections_) delete c;

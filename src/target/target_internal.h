@@ -134,7 +134,6 @@ class Worker final : public net::IoHandler {
 
  private:
   Shared& shared_;
-  int index_;
   int listen_fd_;
   net::EventLoop loop_;
   net::DeadlineList idle_;

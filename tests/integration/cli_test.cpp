@@ -42,7 +42,8 @@ TEST(Cli, DocsListEveryFlag) {
     const std::string help = RunMeridian({cmd, "--help"}).out;
     for (size_t at = help.find("--"); at != std::string::npos; at = help.find("--", at + 2)) {
       size_t end = at + 2;
-      while (end < help.size() && (std::isalnum(static_cast<unsigned char>(help[end])) || help[end] == '-')) ++end;
+      while (end < help.size() && (std::isalnum(static_cast<unsigned char>(help[end])) || help[end] == '-'))
+        ++end;
       const std::string flag = help.substr(at, end - at);
       if (flag == "--" || flag == "--help") continue;
       bool found = false;
