@@ -165,7 +165,7 @@ void ClientConnection::DoWrite() {
       }
       n = rc;
     } else {
-      n = send(fd_, p, len, MSG_NOSIGNAL);
+      n = net::SendNoSignal(fd_, p, len);
       if (n < 0) {
         if (errno == EAGAIN) {
           WantWrite(true);
@@ -243,7 +243,7 @@ void ClientConnection::DoRead() {
         n = rc;
       }
     } else {
-      n = recv(fd_, buf, cap, 0);
+      n = net::Recv(fd_, buf, cap);
       if (n < 0) {
         if (errno == EAGAIN) return;
         if (errno == EINTR) continue;

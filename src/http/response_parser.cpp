@@ -24,6 +24,33 @@ bool IsTokenChar(unsigned char c) { return kTokenChars[c]; }
 
 char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
+// The index of the first byte in [from, len) that ends a field value or may not appear in one: CR, LF, another
+// control character except HTAB, or DEL; `len` when there is none. Eight bytes at a time: a word with no byte
+// below 0x20 and no 0x7f is skipped whole (exact "has a byte less than n" test for n <= 0x80).
+size_t ScanFieldText(const char* data, size_t from, size_t len) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHigh = 0x8080808080808080ULL;
+  size_t j = from;
+  while (true) {
+    while (j + 8 <= len) {
+      uint64_t x;
+      std::memcpy(&x, data + j, 8);
+      const uint64_t below_space = (x - kOnes * 0x20) & ~x & kHigh;
+      const uint64_t y = x ^ (kOnes * 0x7f);
+      const uint64_t del = (y - kOnes) & ~y & kHigh;
+      if ((below_space | del) != 0) break;
+      j += 8;
+    }
+    // Byte by byte through the word that stopped the fast loop (or the tail).
+    const size_t stop = std::min(len, j + 8);
+    for (; j < stop; ++j) {
+      const auto u = static_cast<unsigned char>(data[j]);
+      if ((u < 0x20 && u != '\t') || u == 0x7f) return j;
+    }
+    if (j >= len) return len;
+  }
+}
+
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -219,14 +246,10 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
         break;
       case State::kReason: {
         // The reason phrase is skipped in bulk up to the line end.
-        size_t j = i;
-        while (j < len && data[j] != '\n' && data[j] != '\r') {
-          const auto u = static_cast<unsigned char>(data[j]);
-          if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail("invalid character in reason phrase", j);
-          ++j;
-        }
+        const size_t j = ScanFieldText(data, i, len);
         i = j;
         if (j == len) continue;
+        if (data[j] != '\r' && data[j] != '\n') return Fail("invalid character in reason phrase", j);
         state_ = data[j] == '\r' ? State::kStatusLf : State::kHeaderStart;
         break;  // the line end is consumed below
       }
@@ -253,12 +276,18 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
         }
         break;
       case State::kHeaderName: {
+        // Locals, not members, in the loop: a char store may alias any member, which would force reloads.
         size_t j = i;
-        while (j < len && IsTokenChar(static_cast<unsigned char>(data[j]))) {
-          if (name_len_ < sizeof name_) name_[name_len_] = Lower(data[j]);
-          if (name_len_ <= sizeof name_) ++name_len_;  // saturates at sizeof name_ + 1: "too long to matter"
+        unsigned n = name_len_;
+        char* name = name_;
+        while (j < len) {
+          const auto u = static_cast<unsigned char>(data[j]);
+          if (!kTokenChars[u]) break;
+          if (n < sizeof name_) name[n] = Lower(static_cast<char>(u));
+          n += n <= sizeof name_ ? 1 : 0;  // saturates at sizeof name_ + 1: "too long to matter"
           ++j;
         }
+        name_len_ = static_cast<uint8_t>(n);
         i = j;
         if (j == len) continue;
         if (data[j] != ':') return Fail("invalid character in header name", j);
@@ -281,32 +310,37 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
           break;
         }
         if (field_ == Field::kOther) {
+          const size_t j = ScanFieldText(data, i, len);
+          if (j < len && data[j] != '\r' && data[j] != '\n') return Fail("invalid character in header value", j);
+          i = j;
+          continue;
+        }
+        {
+          // Content-Length, Transfer-Encoding, Connection: short values, read here to the line end.
           size_t j = i;
-          while (j < len && data[j] != '\r' && data[j] != '\n') {
-            const auto u = static_cast<unsigned char>(data[j]);
-            if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail("invalid character in header value", j);
-            ++j;
+          for (; j < len; ++j) {
+            const char v = data[j];
+            if (v == '\r' || v == '\n') break;
+            if (v == ',') {
+              if (!EndToken()) return Fail("invalid or conflicting Content-Length", j);
+            } else if (v == ' ' || v == '\t') {
+              // OWS around list elements is ignored.
+            } else if (field_ == Field::kContentLength) {
+              if (v < '0' || v > '9') return Fail("invalid Content-Length", j);
+              if (pending_length_ > (UINT64_MAX - 9) / 10) return Fail("Content-Length too large", j);
+              pending_length_ = pending_length_ * 10 + static_cast<uint64_t>(v - '0');
+              length_pending_ = true;
+              if (token_len_ < 255) ++token_len_;
+            } else {
+              const auto u = static_cast<unsigned char>(v);
+              if (u < 0x20 || u == 0x7f) return Fail("invalid character in header value", j);
+              if (token_len_ < sizeof token_) token_[token_len_] = Lower(v);
+              if (token_len_ < 255) ++token_len_;
+            }
           }
           i = j;
           continue;
         }
-        if (c == ',') {
-          if (!EndToken()) return Fail("invalid or conflicting Content-Length", i);
-        } else if (c == ' ' || c == '\t') {
-          // OWS around list elements is ignored.
-        } else if (field_ == Field::kContentLength) {
-          if (c < '0' || c > '9') return Fail("invalid Content-Length", i);
-          if (pending_length_ > (UINT64_MAX - 9) / 10) return Fail("Content-Length too large", i);
-          pending_length_ = pending_length_ * 10 + static_cast<uint64_t>(c - '0');
-          length_pending_ = true;
-          if (token_len_ < 255) ++token_len_;
-        } else {
-          const auto u = static_cast<unsigned char>(c);
-          if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail("invalid character in header value", i);
-          if (token_len_ < sizeof token_) token_[token_len_] = Lower(c);
-          if (token_len_ < 255) ++token_len_;
-        }
-        break;
       case State::kHeaderLf:
         if (c != '\n') return Fail("invalid header line ending", i);
         state_ = State::kHeaderStart;
@@ -350,14 +384,10 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
         }
         break;
       case State::kTrailer: {
-        size_t j = i;
-        while (j < len && data[j] != '\n' && data[j] != '\r') {
-          const auto u = static_cast<unsigned char>(data[j]);
-          if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail("invalid character in trailer", j);
-          ++j;
-        }
+        const size_t j = ScanFieldText(data, i, len);
         i = j;
         if (j == len) continue;
+        if (data[j] != '\r' && data[j] != '\n') return Fail("invalid character in trailer", j);
         state_ = data[j] == '\r' ? State::kTrailerLf : State::kTrailerStart;
         break;  // the line end is consumed below
       }

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -146,6 +147,12 @@ uint64_t RaiseFileLimit() {
   }
   return rl.rlim_cur;
 }
+
+ssize_t SendNoSignal(int fd, const void* data, size_t len) {
+  return syscall(SYS_sendto, fd, data, len, MSG_NOSIGNAL, nullptr, 0);
+}
+
+ssize_t Recv(int fd, void* data, size_t len) { return syscall(SYS_recvfrom, fd, data, len, 0, nullptr, nullptr); }
 
 void IgnoreSigpipe() { std::signal(SIGPIPE, SIG_IGN); }
 

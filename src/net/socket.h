@@ -43,6 +43,11 @@ Endpoint LocalEndpoint(int fd);
 // Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
 uint64_t RaiseFileLimit();
 
+// send(2)/recv(2) without glibc's cancellation-point wrapper (which toggles async cancellation around every call;
+// meridian never cancels threads). Return -1 with errno set, like the libc calls.
+ssize_t SendNoSignal(int fd, const void* data, size_t len);
+ssize_t Recv(int fd, void* data, size_t len);
+
 // Ignores SIGPIPE for the process: OpenSSL writes with write(2), which raises it on a closed peer; every
 // socket error is handled from return codes instead. Idempotent.
 void IgnoreSigpipe();

@@ -87,7 +87,7 @@ void Connection::ReadAll() {
         n = rc;
       }
     } else {
-      n = recv(fd_, buf.data(), buf.size(), 0);
+      n = net::Recv(fd_, buf.data(), buf.size());
       if (n < 0) {
         if (errno == EAGAIN) break;
         if (errno == EINTR) continue;
@@ -353,7 +353,7 @@ void Connection::Write() {
       }
       n = rc;
     } else {
-      n = send(fd_, out_.data() + done, out_.size() - done, MSG_NOSIGNAL);
+      n = net::SendNoSignal(fd_, out_.data() + done, out_.size() - done);
       if (n < 0) {
         if (errno == EAGAIN) break;
         if (errno == EINTR) continue;
