@@ -42,6 +42,7 @@ Result<int64_t> ParseDuration(std::string_view text) {
                                  original, why));
   };
   if (text.empty()) return fail("empty");
+  if (text == "0") return int64_t{0};  // zero needs no unit
   double total = 0;
   while (!text.empty()) {
     double number = 0;

@@ -21,10 +21,11 @@ TEST(ParseDuration, CombinedAndFractional) {
   EXPECT_EQ(*ParseDuration("0.5ms"), 500'000);
   EXPECT_EQ(*ParseDuration("1h2m3s"), (3600 + 120 + 3) * kNanosPerSecond);
   EXPECT_EQ(*ParseDuration("0s"), 0);
+  EXPECT_EQ(*ParseDuration("0"), 0);  // zero needs no unit
 }
 
 TEST(ParseDuration, RejectsBadInputWithAClearMessage) {
-  for (const char* bad : {"", "10", "s", "10x", "-1s", "1.s.", "ten seconds", "1s2"}) {
+  for (const char* bad : {"", "10", "00", "0.0", "s", "10x", "-1s", "1.s.", "ten seconds", "1s2"}) {
     auto r = ParseDuration(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);

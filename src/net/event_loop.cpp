@@ -217,7 +217,10 @@ void EventLoop::RunOnce(int64_t max_wait_ns) {
   const int64_t now = MonoNanos();
   int64_t next = heap_.empty() ? INT64_MAX : heap_.front()->deadline_;
   for (DeadlineList* list : lists_) next = std::min(next, list->next_deadline());
-  if (next != INT64_MAX) wait = std::min(wait, std::max<int64_t>(0, next - now));
+  if (next != INT64_MAX) {
+    wait = std::min(wait, std::max<int64_t>(0, next - now));
+    if (wait <= timer_spin_ns_) wait = 0;  // spin: poll until the timer is due
+  }
   timespec ts{};
   ts.tv_sec = wait / 1'000'000'000;
   ts.tv_nsec = wait % 1'000'000'000;

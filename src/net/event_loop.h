@@ -120,6 +120,9 @@ class EventLoop {
   // Runs one turn: waits up to `max_wait_ns` (0 = poll) for events, then dispatches timers and events.
   void RunOnce(int64_t max_wait_ns);
   void Stop() { stop_ = true; }
+  // Poll instead of sleeping when the next timer is due within `ns`: trades CPU for timer precision on
+  // machines where waking an idle CPU is slow (virtual machines). 0 (the default) always sleeps.
+  void set_timer_spin(int64_t ns) { timer_spin_ns_ = ns; }
   bool stopping() const { return stop_; }
 
  private:
@@ -134,6 +137,7 @@ class EventLoop {
   int epfd_ = -1;
   int eventfd_ = -1;
   bool stop_ = false;
+  int64_t timer_spin_ns_ = 0;
   std::vector<Timer*> heap_;
   std::vector<DeadlineList*> lists_;
   std::vector<epoll_event> events_;

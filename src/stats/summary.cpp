@@ -67,7 +67,7 @@ Saturation AssessGenerator(const IntervalSnapshot& totals, const std::vector<Tim
 
 namespace {
 
-nlohmann::json LatencyJson(const Histogram& h) {
+nlohmann::ordered_json LatencyJson(const Histogram& h) {
   auto ms = [](int64_t ns) { return static_cast<double>(ns) / 1e6; };
   return {{"count", h.count()},
           {"min", ms(h.min())},
@@ -137,11 +137,11 @@ std::string IsoTime(int64_t wall_ns) {
 
 }  // namespace
 
-nlohmann::json SummaryJson(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline,
+nlohmann::ordered_json SummaryJson(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline,
                            const SeriesNames& names, const SummaryMeta& meta) {
   const Totals t = Collect(totals);
   const Saturation sat = AssessGenerator(totals, timeline);
-  nlohmann::json j;
+  nlohmann::ordered_json j;
   j["meridian"] = kVersion;
   j["title"] = meta.title;
   j["started_at"] = IsoTime(meta.started_wall_ns);
@@ -159,13 +159,13 @@ nlohmann::json SummaryJson(const IntervalSnapshot& totals, const std::vector<Tim
                     {"connect", LatencyJson(t.connect)},
                     {"tls", LatencyJson(t.tls)},
                     {"ttfb", LatencyJson(t.ttfb)}};
-  nlohmann::json status = nlohmann::json::object();
+  nlohmann::ordered_json status = nlohmann::ordered_json::object();
   for (const auto& [code, n] : t.status) status[std::to_string(code)] = n;
   j["status"] = status;
-  nlohmann::json errors = nlohmann::json::object();
+  nlohmann::ordered_json errors = nlohmann::ordered_json::object();
   for (const auto& [kind, n] : t.errors) errors[ErrorKindName(kind)] = n;
   j["errors"] = errors;
-  nlohmann::json examples = nlohmann::json::array();
+  nlohmann::ordered_json examples = nlohmann::ordered_json::array();
   for (const auto& [kind, message] : totals.error_examples) {
     examples.push_back({{"kind", ErrorKindName(kind)}, {"message", message}});
   }
@@ -173,11 +173,11 @@ nlohmann::json SummaryJson(const IntervalSnapshot& totals, const std::vector<Tim
   j["bytes"] = {{"sent", t.bytes_sent}, {"received", t.bytes_received}};
   j["connections_opened"] = meta.connections_opened;
   j["retries"] = meta.retries;
-  nlohmann::json dns = nlohmann::json::array();
+  nlohmann::ordered_json dns = nlohmann::ordered_json::array();
   for (const auto& [host, ns] : meta.dns_lookups)
     dns.push_back({{"host", host}, {"ms", static_cast<double>(ns) / 1e6}});
   j["dns_lookups"] = dns;
-  nlohmann::json scenarios = nlohmann::json::array();
+  nlohmann::ordered_json scenarios = nlohmann::ordered_json::array();
   for (size_t i = 0; i < meta.scenarios.size(); ++i) {
     const ScenarioStats s = i < totals.scenarios.size() ? totals.scenarios[i] : ScenarioStats{};
     scenarios.push_back({{"name", meta.scenarios[i].name},
@@ -193,7 +193,7 @@ nlohmann::json SummaryJson(const IntervalSnapshot& totals, const std::vector<Tim
                          {"iteration_duration_ms", LatencyJson(s.iteration_duration)}});
   }
   j["scenarios"] = scenarios;
-  nlohmann::json by_request = nlohmann::json::array();
+  nlohmann::ordered_json by_request = nlohmann::ordered_json::array();
   for (const auto& [index, s] : t.by_request) {
     by_request.push_back({{"name", index < names.requests.size() ? names.requests[index].name : "?"},
                           {"count", s.requests},
@@ -206,7 +206,7 @@ nlohmann::json SummaryJson(const IntervalSnapshot& totals, const std::vector<Tim
                     {"cpu_max", sat.cpu_max},
                     {"timer_lag_p99_ms", static_cast<double>(sat.timer_lag_p99_ns) / 1e6},
                     {"schedule_lag_p99_ms", static_cast<double>(sat.schedule_lag_p99_ns) / 1e6}};
-  nlohmann::json tl = nlohmann::json::array();
+  nlohmann::ordered_json tl = nlohmann::ordered_json::array();
   for (const TimelinePoint& p : timeline) {
     tl.push_back({{"t", p.second},
                   {"requests", p.requests},

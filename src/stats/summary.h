@@ -71,7 +71,8 @@ struct Saturation {
 // the arrival-rate schedule ran more than 10 ms late at the 99th percentile.
 Saturation AssessGenerator(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline);
 
-nlohmann::json SummaryJson(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline,
+// Keys keep a reading order (run, requests, latency, ... timeline) rather than alphabetical order.
+nlohmann::ordered_json SummaryJson(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline,
                            const SeriesNames& names, const SummaryMeta& meta);
 std::string SummaryText(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline,
                         const SeriesNames& names, const SummaryMeta& meta);

@@ -37,6 +37,7 @@ Result<void> Worker::Init() {
 void Worker::Run() {
   thread_ = std::thread([this] {
     prctl(PR_SET_TIMERSLACK, 1UL);  // precise response delays
+    loop_.set_timer_spin(shared_.options.timer_spin_ns);
     loop_.Run();
   });
 }

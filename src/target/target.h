@@ -33,6 +33,7 @@ struct TargetOptions {
   std::string tls_cert;                      // PEM; with tls_key enables https
   std::string tls_key;
   uint64_t seed = 1;  // seeds the error and latency draws
+  int64_t timer_spin_ns = 300'000;  // poll instead of sleeping when a delayed response is due this soon
   bool admin = true;  // serve /__admin/*
 };
 

@@ -228,7 +228,7 @@ TEST(Load, PostBodiesHeadersAndTemplates) {
 TEST(Load, SigintStopsGracefullyWithASummary) {
   Target target;
   Process p({MeridianBinary(), "load", target.url() + "/", "-c", "2", "-d", "60s", "--json", "--quiet"});
-  std::this_thread::sleep_for(700ms);
+  std::this_thread::sleep_for(1500ms);  // well after start-up, even in sanitizer builds
   p.Signal(SIGINT);
   Finished f = p.Wait(20'000ms);
   ASSERT_EQ(f.exit_code, 0) << f.err;

@@ -284,7 +284,7 @@ int RunLoad(const Flags& f, const CLI::App& app) {
   meta.connections_opened = result->connections_opened;
   meta.retries = result->retries;
   meta.stopped_early = result->stopped_early;
-  const nlohmann::json json = stats::SummaryJson(result->totals, result->timeline, names, meta);
+  const nlohmann::ordered_json json = stats::SummaryJson(result->totals, result->timeline, names, meta);
   if (!f.summary_file.empty()) {
     std::ofstream out(f.summary_file);
     out << json.dump(2) << "\n";

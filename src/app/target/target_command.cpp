@@ -40,7 +40,8 @@ Result<double> ParseShare(const std::string& text) {
 
 int TargetMain(int argc, char** argv) {
   target::TargetOptions o;
-  std::string body = "12", latency, error_rate, pause_at, pause_for, idle_timeout = "60s", duration;
+  std::string body = "12", latency, error_rate, pause_at, pause_for, idle_timeout = "60s", duration,
+              timer_spin = "300us";
   bool no_admin = false;
   CLI::App app{
       "Serve HTTP/1.1 as a configurable system under test: keep-alive, body size, fixed or random\n"
@@ -64,6 +65,11 @@ int TargetMain(int argc, char** argv) {
   app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain: serve https");
   app.add_option("--tls-key", o.tls_key, "PEM private key for --tls-cert");
   app.add_option("--seed", o.seed, "Seed for the error and latency draws")->default_val(1);
+  app.add_option(
+         "--timer-spin", timer_spin,
+         "Poll instead of sleeping when a delayed response is due this soon: virtual machines wake late "
+         "(0: always sleep)")
+      ->default_val("300us");
   app.add_option("--duration", duration, "Stop after this long (default: until SIGINT/SIGTERM)");
   app.add_flag("--no-admin", no_admin, "Do not serve /__admin/ (stats, pause, health)");
   SetValueNames(app, {{"-l", "ADDR"},
@@ -122,6 +128,9 @@ int TargetMain(int argc, char** argv) {
   auto idle = DurationFlag("--idle-timeout", idle_timeout);
   if (!idle.ok()) return Fail(kName, idle.error().message, kExitUsage);
   o.idle_timeout_ns = *idle;
+  auto spin = DurationFlag("--timer-spin", timer_spin);
+  if (!spin.ok()) return Fail(kName, spin.error().message, kExitUsage);
+  o.timer_spin_ns = *spin;
   int64_t run_for = 0;
   if (!duration.empty()) {
     auto d = DurationFlag("--duration", duration);
