@@ -167,6 +167,8 @@ Result<loadgen::ExecutorConfig> BuildExecutor(const Flags& f, const CLI::App& ap
 }
 
 void PrintProgress(const loadgen::Progress& p, int64_t total_ns, bool tty) {
+  // Seconds after the schedule are the graceful-stop tail (a partial interval): the summary covers them.
+  if (p.second * kNanosPerSecond >= total_ns) return;
   const stats::TimelinePoint& pt = *p.point;
   const double failed =
       pt.requests ? 100.0 * static_cast<double>(pt.failures) / static_cast<double>(pt.requests) : 0;
