@@ -24,9 +24,9 @@ bool IsTokenChar(unsigned char c) { return kTokenChars[c]; }
 
 char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
-// The index of the first byte in [from, len) that ends a field value or may not appear in one: CR, LF, another
-// control character except HTAB, or DEL; `len` when there is none. Eight bytes at a time: a word with no byte
-// below 0x20 and no 0x7f is skipped whole (exact "has a byte less than n" test for n <= 0x80).
+// The index of the first byte in [from, len) that ends a field value or may not appear in one: CR, LF,
+// another control character except HTAB, or DEL; `len` when there is none. Eight bytes at a time: a word with
+// no byte below 0x20 and no 0x7f is skipped whole (exact "has a byte less than n" test for n <= 0x80).
 size_t ScanFieldText(const char* data, size_t from, size_t len) {
   constexpr uint64_t kOnes = 0x0101010101010101ULL;
   constexpr uint64_t kHigh = 0x8080808080808080ULL;
@@ -311,7 +311,8 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
         }
         if (field_ == Field::kOther) {
           const size_t j = ScanFieldText(data, i, len);
-          if (j < len && data[j] != '\r' && data[j] != '\n') return Fail("invalid character in header value", j);
+          if (j < len && data[j] != '\r' && data[j] != '\n')
+            return Fail("invalid character in header value", j);
           i = j;
           continue;
         }

@@ -152,7 +152,9 @@ ssize_t SendNoSignal(int fd, const void* data, size_t len) {
   return syscall(SYS_sendto, fd, data, len, MSG_NOSIGNAL, nullptr, 0);
 }
 
-ssize_t Recv(int fd, void* data, size_t len) { return syscall(SYS_recvfrom, fd, data, len, 0, nullptr, nullptr); }
+ssize_t Recv(int fd, void* data, size_t len) {
+  return syscall(SYS_recvfrom, fd, data, len, 0, nullptr, nullptr);
+}
 
 void IgnoreSigpipe() { std::signal(SIGPIPE, SIG_IGN); }
 

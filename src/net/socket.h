@@ -43,8 +43,8 @@ Endpoint LocalEndpoint(int fd);
 // Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
 uint64_t RaiseFileLimit();
 
-// send(2)/recv(2) without glibc's cancellation-point wrapper (which toggles async cancellation around every call;
-// meridian never cancels threads). Return -1 with errno set, like the libc calls.
+// send(2)/recv(2) without glibc's cancellation-point wrapper (which toggles async cancellation around every
+// call; meridian never cancels threads). Return -1 with errno set, like the libc calls.
 ssize_t SendNoSignal(int fd, const void* data, size_t len);
 ssize_t Recv(int fd, void* data, size_t len);
 

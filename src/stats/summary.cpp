@@ -138,7 +138,7 @@ std::string IsoTime(int64_t wall_ns) {
 }  // namespace
 
 nlohmann::ordered_json SummaryJson(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline,
-                           const SeriesNames& names, const SummaryMeta& meta) {
+                                   const SeriesNames& names, const SummaryMeta& meta) {
   const Totals t = Collect(totals);
   const Saturation sat = AssessGenerator(totals, timeline);
   nlohmann::ordered_json j;

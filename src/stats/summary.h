@@ -73,7 +73,7 @@ Saturation AssessGenerator(const IntervalSnapshot& totals, const std::vector<Tim
 
 // Keys keep a reading order (run, requests, latency, ... timeline) rather than alphabetical order.
 nlohmann::ordered_json SummaryJson(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline,
-                           const SeriesNames& names, const SummaryMeta& meta);
+                                   const SeriesNames& names, const SummaryMeta& meta);
 std::string SummaryText(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline,
                         const SeriesNames& names, const SummaryMeta& meta);
 

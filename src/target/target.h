@@ -32,9 +32,9 @@ struct TargetOptions {
   int64_t idle_timeout_ns = 60'000'000'000;  // close keep-alive connections idle this long (0: never)
   std::string tls_cert;                      // PEM; with tls_key enables https
   std::string tls_key;
-  uint64_t seed = 1;  // seeds the error and latency draws
+  uint64_t seed = 1;                // seeds the error and latency draws
   int64_t timer_spin_ns = 300'000;  // poll instead of sleeping when a delayed response is due this soon
-  bool admin = true;  // serve /__admin/*
+  bool admin = true;                // serve /__admin/*
 };
 
 struct TargetStats {
