@@ -142,7 +142,9 @@ uint64_t Target::StatsField(const std::string& field) const {
   return j.at(field).get<uint64_t>();
 }
 
-std::string HttpGet(int port, const std::string& path, const std::string& method) {
+namespace {
+// A blocking TCP connection to 127.0.0.1:port whose reads and writes give up after 5 s; -1 if refused.
+int ConnectLoopback(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   timeval tv{5, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -151,33 +153,40 @@ std::string HttpGet(int port, const std::string& path, const std::string& method
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string BodyOf(const std::string& response) {
+  const size_t body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+}  // namespace
+
+std::string HttpGet(int port, const std::string& path, const std::string& method) {
   std::string response;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+  const int fd = ConnectLoopback(port);
+  if (fd >= 0) {
     const std::string req = method + " " + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
       char buf[4096];
       ssize_t n;
       while ((n = read(fd, buf, sizeof buf)) > 0) response.append(buf, static_cast<size_t>(n));
     }
+    close(fd);
   }
-  close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  return body == std::string::npos ? "" : response.substr(body + 4);
+  return BodyOf(response);
 }
 
 std::string HttpsGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::string response;
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());  // verification is not the point here
   SSL* ssl = SSL_new(ctx);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+  const int fd = ConnectLoopback(port);
+  if (fd >= 0) {
     SSL_set_fd(ssl, fd);
     SSL_set_tlsext_host_name(ssl, "admin.test");
     if (SSL_connect(ssl) == 1) {
@@ -190,9 +199,8 @@ std::string HttpsGet(int port, const std::string& path) {
   }
   SSL_free(ssl);
   SSL_CTX_free(ctx);
-  close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  return body == std::string::npos ? "" : response.substr(body + 4);
+  if (fd >= 0) close(fd);
+  return BodyOf(response);
 }
 
 int UnusedPort() {

@@ -83,7 +83,8 @@ int TargetMain(int argc, char** argv) {
                       {"--tls-cert", "FILE"},
                       {"--tls-key", "FILE"},
                       {"--seed", "N"},
-                      {"--duration", "DURATION"}});
+                      {"--duration", "DURATION"},
+                      {"--timer-spin", "DURATION"}});
   app.footer(
       "\nPer request, query parameters shape the response: ?status=404 ?delay=20ms ?size=4k ?chunked ?close\n"
       "?early_hints. Admin: GET /__admin/stats, POST /__admin/pause?for=1s, GET /__admin/health.\n"
