@@ -1,26 +1,14 @@
 #include "http/request.h"
 
 #include <fmt/format.h>
-#include <strings.h>
 
 #include "core/version.h"
+#include "http/syntax.h"
 
 namespace meridian::http {
-namespace {
-bool IsTchar(char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-}  // namespace
-
 bool HasHeader(const HeaderList& headers, std::string_view name) {
   for (const auto& [n, v] : headers) {
-    if (n.size() == name.size() && strncasecmp(n.data(), name.data(), n.size()) == 0) return true;
+    if (EqualsIgnoreCase(n, name)) return true;
   }
   return false;
 }
@@ -33,12 +21,12 @@ Result<std::pair<std::string, std::string>> ParseHeaderLine(std::string_view lin
   }
   std::string_view name = line.substr(0, colon);
   for (char c : name) {
-    if (!IsTchar(c)) {
+    if (!IsTokenChar(c)) {
       return MakeError(ErrorCode::kInvalidArgument,
                        fmt::format("invalid header '{}': the name may not contain '{}'", line, c));
     }
   }
-  std::string_view value = Trim(line.substr(colon + 1));
+  std::string_view value = TrimOws(line.substr(colon + 1));
   for (char c : value) {
     const auto u = static_cast<unsigned char>(c);
     if ((u < 0x20 && c != '\t') || u == 0x7f) {
@@ -54,7 +42,7 @@ Result<std::string> NormalizeMethod(std::string_view method) {
   if (method.empty()) return MakeError(ErrorCode::kInvalidArgument, "empty HTTP method");
   std::string out;
   for (char c : method) {
-    if (!IsTchar(c)) {
+    if (!IsTokenChar(c)) {
       return MakeError(ErrorCode::kInvalidArgument, fmt::format("invalid HTTP method '{}'", method));
     }
     out.push_back(static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c));

@@ -1,31 +1,16 @@
 #include "http/request_parser.h"
 
-#include <strings.h>
+#include "http/syntax.h"
 
 namespace meridian::http {
 namespace {
-
-bool IsTchar(char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
-bool IEquals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 // Calls fn(token) for each comma-separated, trimmed, non-empty element.
 template <class Fn>
 void ForEachToken(std::string_view list, Fn fn) {
   while (!list.empty()) {
     const size_t comma = list.find(',');
-    std::string_view token = Trim(list.substr(0, comma));
+    std::string_view token = TrimOws(list.substr(0, comma));
     if (!token.empty()) fn(token);
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);
@@ -68,7 +53,7 @@ ParseStatus ParseRequestHead(std::string_view data, RequestHead& out, const char
       const std::string_view version = line.substr(sp2 + 1);
       if (out.method.empty()) return fail("empty method");
       for (char c : out.method) {
-        if (!IsTchar(c)) return fail("invalid method");
+        if (!IsTokenChar(c)) return fail("invalid method");
       }
       if (out.target.empty()) return fail("empty request target");
       for (char c : out.target) {
@@ -89,14 +74,14 @@ ParseStatus ParseRequestHead(std::string_view data, RequestHead& out, const char
     if (colon == std::string_view::npos || colon == 0) return fail("malformed header field");
     const std::string_view name = line.substr(0, colon);
     for (char c : name) {
-      if (!IsTchar(c)) return fail("invalid header field name");
+      if (!IsTokenChar(c)) return fail("invalid header field name");
     }
-    const std::string_view value = Trim(line.substr(colon + 1));
+    const std::string_view value = TrimOws(line.substr(colon + 1));
     for (char c : value) {
       const auto u = static_cast<unsigned char>(c);
       if ((u < 0x20 && c != '\t') || u == 0x7f) return fail("invalid character in header field value");
     }
-    if (IEquals(name, "content-length")) {
+    if (EqualsIgnoreCase(name, "content-length")) {
       bool bad = false;
       ForEachToken(value, [&](std::string_view token) {
         int64_t t = 0;
@@ -111,19 +96,19 @@ ParseStatus ParseRequestHead(std::string_view data, RequestHead& out, const char
         out.content_length = t;
       });
       if (bad || out.content_length < 0) return fail("invalid Content-Length");
-    } else if (IEquals(name, "transfer-encoding")) {
+    } else if (EqualsIgnoreCase(name, "transfer-encoding")) {
       has_te = true;
       bool last_chunked = false;
-      ForEachToken(value, [&](std::string_view token) { last_chunked = IEquals(token, "chunked"); });
+      ForEachToken(value, [&](std::string_view token) { last_chunked = EqualsIgnoreCase(token, "chunked"); });
       if (!last_chunked) return fail("unsupported Transfer-Encoding");
       out.chunked = true;
-    } else if (IEquals(name, "connection")) {
+    } else if (EqualsIgnoreCase(name, "connection")) {
       ForEachToken(value, [&](std::string_view token) {
-        if (IEquals(token, "close")) close = true;
-        if (IEquals(token, "keep-alive")) keep_alive = true;
+        if (EqualsIgnoreCase(token, "close")) close = true;
+        if (EqualsIgnoreCase(token, "keep-alive")) keep_alive = true;
       });
-    } else if (IEquals(name, "expect")) {
-      if (IEquals(value, "100-continue")) out.expect_continue = true;
+    } else if (EqualsIgnoreCase(name, "expect")) {
+      if (EqualsIgnoreCase(value, "100-continue")) out.expect_continue = true;
     }
   }
   if (has_te && out.content_length >= 0) return fail("both Transfer-Encoding and Content-Length");

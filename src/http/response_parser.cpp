@@ -4,23 +4,13 @@
 #include <array>
 #include <cstring>
 
+#include "http/syntax.h"
+
 namespace meridian::http {
 namespace {
 
 constexpr char kVersionPrefix[] = "HTTP/1.";
 constexpr int kVersionPrefixLen = 7;
-
-// RFC 9110 tchar.
-constexpr std::array<bool, 256> kTokenChars = [] {
-  std::array<bool, 256> t{};
-  for (int ch = '0'; ch <= '9'; ++ch) t[ch] = true;
-  for (int ch = 'a'; ch <= 'z'; ++ch) t[ch] = true;
-  for (int ch = 'A'; ch <= 'Z'; ++ch) t[ch] = true;
-  for (char ch : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(ch)] = true;
-  return t;
-}();
-
-bool IsTokenChar(unsigned char c) { return kTokenChars[c]; }
 
 char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
@@ -267,7 +257,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
           continue;  // reprocess the '\n' as the end of the header section
         } else if (c == ' ' || c == '\t') {
           return Fail("obsolete line folding in header", i);
-        } else if (!IsTokenChar(static_cast<unsigned char>(c))) {
+        } else if (!IsTokenChar(c)) {
           return Fail("invalid character in header name", i);
         } else {
           name_len_ = 0;
@@ -378,7 +368,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
           continue;
         } else if (c == ' ' || c == '\t') {
           return Fail("obsolete line folding in trailer", i);
-        } else if (!IsTokenChar(static_cast<unsigned char>(c))) {
+        } else if (!IsTokenChar(c)) {
           return Fail("invalid character in trailer name", i);
         } else {
           state_ = State::kTrailer;
