@@ -41,8 +41,16 @@ Result<RunResult> Engine::Run(const std::function<void(const Progress&)>& on_sec
   }
 
   RunResult result;
-  const int64_t start = MonoNanos() + config.start_delay_ns;
-  result.started_wall_ns = WallNanos() + config.start_delay_ns;
+  int64_t start = MonoNanos() + config.start_delay_ns;
+  if (config.await_start) {
+    start = config.await_start();
+    if (start < 0) {
+      start_promise.set_value(-1);
+      for (auto& w : workers) w->Join();
+      return MakeError(ErrorCode::kInternal, "the run was cancelled before it started");
+    }
+  }
+  result.started_wall_ns = WallNanos() + (start - MonoNanos());
   start_promise.set_value(start);
 
   struct Pending {

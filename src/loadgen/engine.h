@@ -24,6 +24,7 @@ struct ScenarioPlan {
   std::string name;
   ExecutorConfig executor;
   IterationFactoryMaker make_factory;
+  int stats_index = -1;  // the scenario's index in the run's name tables; -1: its position in RunConfig
 };
 
 struct RunConfig {
@@ -34,6 +35,9 @@ struct RunConfig {
   int64_t connect_timeout_ns = 5'000'000'000;
   int64_t request_timeout_ns = 10'000'000'000;
   int64_t start_delay_ns = 20'000'000;  // from "all workers ready" to the start instant
+  // When set, called on the engine's thread once every worker is prepared; returns the start instant on the
+  // monotonic clock (an agent waits here for the run's common start), or a negative value to abandon the run.
+  std::function<int64_t()> await_start;
   uint64_t seed = 1;
 };
 

@@ -92,14 +92,15 @@ Result<void> Worker::Prepare() {
     const uint32_t workers = EffectiveWorkers(plan.executor, config_.threads);
     const uint64_t base = vu_base;
     vu_base += plan.executor.MaxVus();
-    recorder_.Scenario(static_cast<uint16_t>(i));
+    const auto stats_index = static_cast<uint16_t>(plan.stats_index >= 0 ? plan.stats_index : i);
+    recorder_.Scenario(stats_index);
     if (index_ >= workers) continue;  // this scenario has fewer VUs than threads
     auto factory = plan.make_factory(env_);
     if (!factory.ok()) return factory.error();
     factories_.push_back(std::move(factory).value());
     timers_.push_back(std::make_unique<RunnerTimer>(loop_, recorder_));
     runners_.push_back(std::make_unique<ScenarioRunner>(
-        plan.executor, RunnerPlacement{static_cast<uint16_t>(i), index_, workers, base}, &env_,
+        plan.executor, RunnerPlacement{stats_index, index_, workers, base}, &env_,
         *timers_.back(), *factories_.back(), recorder_));
     timers_.back()->Bind(runners_.back().get());
     runners_.back()->set_on_done([this] { OnRunnerDone(); });

@@ -5,3 +5,5 @@
 #include "stats/histogram.h"  // IWYU pragma: export
 #include "stats/metrics.h"    // IWYU pragma: export
 #include "stats/summary.h"    // IWYU pragma: export
+#include "stats/threshold.h"  // IWYU pragma: export
+#include "stats/wire.h"       // IWYU pragma: export

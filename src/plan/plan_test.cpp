@@ -1,0 +1,166 @@
+#include "plan/plan.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+namespace meridian::plan {
+namespace {
+
+constexpr const char* kPlan = R"(name: checkout
+vars: { base: "http://127.0.0.1:8081" }
+start_buffer: 1s
+regions:
+  us-east-1: { weight: 2 }
+  eu-west-1: { weight: 1 }
+scenarios:
+  browse:
+    executor: constant-arrival-rate
+    rate: 300/s
+    duration: 60s
+    max_vus: 1000
+    requests:
+      - { name: home, method: GET, url: "{{base}}/" }
+      - { name: cart, method: POST, url: "{{base}}/cart", json: { sku: A1, n: 2 }, expect: { status: 200 } }
+  users:
+    executor: constant-vus
+    vus: 10
+    duration: 30s
+    start_time: 20s
+    requests:
+      - { url: "{{base}}/users" }
+thresholds:
+  http_req_duration: ["p(95)<200ms", "p(99)<500"]
+  "http_req_duration{region:eu-west-1}": ["p(95)<300ms"]
+  http_req_failed: [{ threshold: "rate<0.01", abortOnFail: true }]
+)";
+
+TEST(Plan, ParsesTheDesignExample) {
+  auto p = ParsePlan(kPlan, "plan.yaml");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->name, "checkout");
+  ASSERT_EQ(p->regions.size(), 2u);
+  EXPECT_EQ(p->regions[0].name, "us-east-1");
+  EXPECT_DOUBLE_EQ(p->regions[0].weight, 2);
+  ASSERT_EQ(p->scenarios.size(), 2u);
+  EXPECT_DOUBLE_EQ(p->scenarios[0].executor.rate, 300);
+  EXPECT_EQ(p->scenarios[0].executor.max_vus, 1000u);
+  EXPECT_TRUE(p->scenarios[0].requests[1].json);
+  EXPECT_EQ(p->scenarios[0].requests[1].body, R"({"n":2,"sku":"A1"})");
+  ASSERT_EQ(p->thresholds.size(), 3u);
+  EXPECT_TRUE(p->thresholds[2].exprs[0].abort_on_fail);
+  EXPECT_EQ(p->ScheduledDuration(), 60'000'000'000);
+  const auto names = Names(*p);
+  ASSERT_EQ(names.requests.size(), 3u);
+  EXPECT_EQ(names.requests[0].name, "home");
+  EXPECT_EQ(names.requests[2].name, "GET {{base}}/users");
+  EXPECT_EQ(names.requests[2].scenario, 1);
+}
+
+TEST(Plan, NormalisedYamlRoundTrips) {
+  auto p = ParsePlan(kPlan, "plan.yaml");
+  ASSERT_TRUE(p.ok());
+  const std::string yaml = ToYaml(*p);
+  auto again = ParsePlan(yaml, "normalised.yaml");
+  ASSERT_TRUE(again.ok()) << again.error().message << "\n" << yaml;
+  EXPECT_EQ(ToYaml(*again), yaml);
+  EXPECT_EQ(again->scenarios[0].requests[1].body, p->scenarios[0].requests[1].body);
+}
+
+TEST(Plan, JsonPlansParseToo) {
+  auto p = ParsePlan(R"({"name": "j", "scenarios": {"s": {"executor": "constant-vus", "vus": 2,
+      "duration": "5s", "requests": [{"url": "http://127.0.0.1:1/"}]}}})",
+                     "plan.json");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->regions.size(), 1u);
+  EXPECT_EQ(p->regions[0].name, "local");
+}
+
+void ExpectError(const std::string& text, const std::string& fragment) {
+  auto p = ParsePlan(text, "bad.yaml");
+  ASSERT_FALSE(p.ok()) << "accepted:\n" << text;
+  EXPECT_NE(p.error().message.find(fragment), std::string::npos) << p.error().message;
+}
+
+TEST(Plan, ErrorsNameFileLineAndField) {
+  ExpectError("name: x\nscenarios:\n  s:\n    executor: constant-vus\n    vus: 1\n    duraton: 5s\n"
+              "    requests: [{url: 'http://a/'}]\n",
+              "bad.yaml:6:5: scenarios.s.duraton: unknown key (allowed here:");
+  ExpectError("name: x\nscenarios:\n  s:\n    executor: constant-vuz\n", "bad.yaml:4:15: scenarios.s.executor");
+  ExpectError("name: x\nscenarios:\n  s: {executor: constant-vus, vus: 1, duration: 5x, requests: [{url: "
+              "'http://a/'}]}\n",
+              "scenarios.s.duration: invalid duration '5x'");
+  ExpectError("name: x\nscenarios:\n  s: {executor: constant-vus, vus: 1, duration: 5s}\n",
+              "a scenario needs requests");
+  ExpectError("name: x\nscenarios:\n  s: {executor: constant-vus, vus: 1, rate: 5/s, duration: 5s, requests: "
+              "[{url: 'http://a/'}]}\n",
+              "scenarios.s.rate: does not apply to constant-vus");
+  ExpectError("name: x\nthresholds:\n  http_req_duration: ['p95<1']\nscenarios:\n  s: {executor: constant-vus, "
+              "duration: 5s, requests: [{url: 'http://a/'}]}\n",
+              "bad.yaml:3:23: thresholds.http_req_duration[0]");
+  ExpectError("name: x\nregions: {a: {weight: 1}}\nthresholds:\n  'http_req_duration{region:b}': ['p(95)<1']\n"
+              "scenarios:\n  s: {executor: constant-vus, duration: 5s, requests: [{url: 'http://a/'}]}\n",
+              "region 'b' is not one of the plan's regions");
+  ExpectError("name: x\non_agent_loss: ignore\nscenarios: {}\n", "allowed: fail, continue");
+  ExpectError("name: x\nname: y\n", "bad.yaml:2:1: name: is given twice");
+  ExpectError("name: [x\n", "bad.yaml:");
+  ExpectError("scenarios: {}\n", "name: is required");
+  ExpectError("name: x\nscenarios:\n  s: {executor: constant-vus, duration: 5s, requests: [{url: "
+              "'http://a/{{nope}}'}]}\n",
+              "nope");
+}
+
+int64_t TotalVus(const Plan& p, size_t scenario) {
+  int64_t total = 0;
+  for (const auto& slot : Slots(p)) {
+    for (const auto& s : SharesFor(p, slot)) {
+      if (s.scenario == scenario) total += s.executor.vus;
+    }
+  }
+  return total;
+}
+
+TEST(Plan, SplitsLoadByWeightExactly) {
+  auto p = ParsePlan(
+      "name: x\nregions: {a: {weight: 2}, b: {weight: 1, agents: 2}, c: {vus: 4}}\nscenarios:\n"
+      "  s: {executor: constant-vus, vus: 10, duration: 5s, requests: [{url: 'http://h/'}]}\n"
+      "  r: {executor: constant-arrival-rate, rate: 90/s, duration: 5s, regions: [a, b], requests: [{url: "
+      "'http://h/'}]}\n",
+      "p.yaml");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  ASSERT_EQ(Slots(*p).size(), 4u);
+  // a:b = 2:1 over 10 VUs (c is pinned to its own 4): a 7, b 3 split over two agents.
+  EXPECT_EQ(TotalVus(*p, 0), 14);
+  auto a = SharesFor(*p, {"a", 0});
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[0].executor.vus, 7u);
+  EXPECT_DOUBLE_EQ(a[1].executor.rate, 60);
+  auto b1 = SharesFor(*p, {"b", 1});
+  EXPECT_DOUBLE_EQ(b1[1].executor.rate, 15);
+  auto c = SharesFor(*p, {"c", 0});
+  ASSERT_EQ(c.size(), 1u);  // r does not run in c
+  EXPECT_EQ(c[0].executor.vus, 4u);
+  EXPECT_NE(Timeline(*p).find("region c (pinned 4 VUs"), std::string::npos) << Timeline(*p);
+}
+
+TEST(Plan, ImportsConstellationConfig) {
+  const std::string path = ::testing::TempDir() + "/config.json";
+  std::ofstream(path) << R"({"DURATION": 30000, "HOME_REGION": "us-east-1",
+  "REMOTE_REGIONS": {"us-east-1": 5, "ap-south-1": 3}})";
+  auto p = ImportConstellation(path, "");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  ASSERT_EQ(p->scenarios.size(), 2u);
+  EXPECT_EQ(p->scenarios[1].executor.vus, 3u);
+  EXPECT_EQ(p->scenarios[1].regions[0], "ap-south-1");
+  EXPECT_EQ(p->ScheduledDuration(), 30'000'000'000);
+  EXPECT_FALSE(CheckRunnable(*p).ok());
+  EXPECT_TRUE(ParsePlan(ToYaml(*p), "n.yaml").ok()) << ToYaml(*p);
+  std::ofstream(path) << R"({"DURATION": 30000, "HOME_REGION": "x", "REMOTE_REGIONS": {"a": 1}, "REMOTE": {}})";
+  auto bad = ImportConstellation(path, "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("REMOTE: unknown key"), std::string::npos) << bad.error().message;
+}
+
+}  // namespace
+}  // namespace meridian::plan

@@ -1,0 +1,246 @@
+#include "stats/threshold.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "core/duration.h"
+
+namespace meridian::stats {
+namespace {
+
+struct MetricInfo {
+  const char* name;
+  MetricKind kind;
+};
+constexpr MetricInfo kMetrics[] = {
+    {"http_req_duration", MetricKind::kTrend},
+    {"http_req_waiting", MetricKind::kTrend},
+    {"http_req_connecting", MetricKind::kTrend},
+    {"http_req_tls_handshaking", MetricKind::kTrend},
+    {"iteration_duration", MetricKind::kTrend},
+    {"http_req_failed", MetricKind::kRate},
+    {"checks", MetricKind::kRate},
+    {"http_reqs", MetricKind::kCounter},
+    {"iterations", MetricKind::kCounter},
+    {"dropped_iterations", MetricKind::kCounter},
+    {"data_sent", MetricKind::kCounter},
+    {"data_received", MetricKind::kCounter},
+    {"vus", MetricKind::kGauge},
+};
+constexpr const char* kTags[] = {"region", "scenario", "name", "status"};
+
+std::string AllowedMetrics() {
+  std::string s;
+  for (const auto& m : kMetrics) s += (s.empty() ? "" : ", ") + std::string(m.name);
+  return s;
+}
+
+const char* AllowedAggregations(MetricKind kind) {
+  switch (kind) {
+    case MetricKind::kTrend:
+      return "avg, min, med, max, p(N)";
+    case MetricKind::kRate:
+      return "rate";
+    case MetricKind::kCounter:
+      return "count, rate";
+    case MetricKind::kGauge:
+      return "value, min, max";
+  }
+  return "";
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+Result<double> ParseNumber(std::string_view text) {
+  const std::string s(text);
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v)) {
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("'{}' is not a number", text));
+  }
+  return v;
+}
+
+}  // namespace
+
+Result<ThresholdSet> ParseThresholdKey(std::string_view key) {
+  ThresholdSet set;
+  set.key = std::string(key);
+  std::string_view metric = Trim(key);
+  const size_t brace = metric.find('{');
+  std::string_view tags;
+  if (brace != std::string_view::npos) {
+    if (metric.back() != '}') {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("threshold '{}': a tag filter must end with '}}'", key));
+    }
+    tags = metric.substr(brace + 1, metric.size() - brace - 2);
+    metric = Trim(metric.substr(0, brace));
+  }
+  bool found = false;
+  for (const auto& m : kMetrics) {
+    if (metric == m.name) {
+      set.metric = m.name;
+      set.kind = m.kind;
+      found = true;
+    }
+  }
+  if (!found) {
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("threshold '{}': unknown metric '{}' (allowed: {})",
+                                                              key, metric, AllowedMetrics()));
+  }
+  while (!tags.empty()) {
+    const size_t comma = tags.find(',');
+    const std::string_view item = Trim(tags.substr(0, comma));
+    tags = comma == std::string_view::npos ? std::string_view{} : tags.substr(comma + 1);
+    const size_t colon = item.find(':');
+    if (colon == std::string_view::npos) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("threshold '{}': tag filter '{}' is not tag:value", key, item));
+    }
+    TagFilter f{std::string(Trim(item.substr(0, colon))), std::string(Trim(item.substr(colon + 1)))};
+    bool known = false;
+    for (const char* t : kTags) known |= f.key == t;
+    if (!known) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("threshold '{}': unknown tag '{}' (allowed: region, scenario, name, status)",
+                                   key, f.key));
+    }
+    if (f.value.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("threshold '{}': tag '{}' has no value", key, f.key));
+    }
+    if ((set.metric == "vus" || set.metric == "iterations" || set.metric == "iteration_duration" ||
+         set.metric == "dropped_iterations") &&
+        (f.key == "name" || f.key == "status")) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("threshold '{}': {} has no '{}' tag (only region and scenario)", key,
+                                   set.metric, f.key));
+    }
+    set.tags.push_back(std::move(f));
+  }
+  return set;
+}
+
+Result<ThresholdExpr> ParseThresholdExpr(std::string_view text, MetricKind kind) {
+  ThresholdExpr e;
+  e.source = std::string(Trim(text));
+  std::string_view s = e.source;
+  auto bad = [&](const std::string& why) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("threshold expression '{}': {} (allowed aggregations: {}; operators: < <= > "
+                                 ">= == !=)",
+                                 text, why, AllowedAggregations(kind)));
+  };
+  const size_t op = s.find_first_of("<>=!");
+  if (op == std::string_view::npos) return bad("no comparison operator");
+  std::string_view agg = Trim(s.substr(0, op));
+  size_t op_len = (op + 1 < s.size() && s[op + 1] == '=') ? 2 : 1;
+  e.op = std::string(s.substr(op, op_len));
+  if (e.op == "=" || e.op == "!") return bad("operator must be one of < <= > >= == !=");
+  const std::string_view value = Trim(s.substr(op + op_len));
+  if (agg.starts_with("p(") && agg.ends_with(")")) {
+    auto p = ParseNumber(agg.substr(2, agg.size() - 3));
+    if (!p.ok() || *p < 0 || *p > 100) return bad("the percentile must be a number from 0 to 100");
+    e.aggregation = "p";
+    e.percentile = *p;
+  } else {
+    e.aggregation = std::string(agg);
+  }
+  const std::string allowed = AllowedAggregations(kind);
+  const bool ok_agg = (kind == MetricKind::kTrend &&
+                       (e.aggregation == "avg" || e.aggregation == "min" || e.aggregation == "med" ||
+                        e.aggregation == "max" || e.aggregation == "p")) ||
+                      (kind == MetricKind::kRate && e.aggregation == "rate") ||
+                      (kind == MetricKind::kCounter && (e.aggregation == "count" || e.aggregation == "rate")) ||
+                      (kind == MetricKind::kGauge &&
+                       (e.aggregation == "value" || e.aggregation == "min" || e.aggregation == "max"));
+  if (!ok_agg) return bad(fmt::format("'{}' does not apply to this metric", agg));
+  if (value.empty()) return bad("no value to compare with");
+  if (kind == MetricKind::kTrend) {
+    // k6 reads plain numbers as milliseconds; a unit may be given.
+    auto number = ParseNumber(value);
+    if (number.ok()) {
+      e.value = *number * 1e6;
+    } else {
+      auto d = ParseDuration(value);
+      if (!d.ok()) return bad(fmt::format("'{}' is neither milliseconds nor a duration (200ms, 1.5s)", value));
+      e.value = static_cast<double>(*d);
+    }
+  } else {
+    auto number = ParseNumber(value);
+    if (!number.ok()) return bad(fmt::format("'{}' is not a number", value));
+    e.value = *number;
+    if (kind == MetricKind::kRate && (e.value < 0 || e.value > 1)) return bad("a rate is between 0 and 1");
+  }
+  return e;
+}
+
+ThresholdOutcome Evaluate(const ThresholdSet& set, const ThresholdExpr& expr, const MetricData& d) {
+  ThresholdOutcome out;
+  out.key = set.key;
+  out.expr = expr.source;
+  out.abort_on_fail = expr.abort_on_fail;
+  double v = 0;
+  bool empty = false;
+  const Histogram* h = nullptr;
+  if (set.metric == "http_req_duration") h = &d.duration;
+  if (set.metric == "http_req_waiting") h = &d.waiting;
+  if (set.metric == "http_req_connecting") h = &d.connecting;
+  if (set.metric == "http_req_tls_handshaking") h = &d.tls;
+  if (set.metric == "iteration_duration") h = &d.iteration_duration;
+  if (h) {
+    empty = h->count() == 0;
+    if (expr.aggregation == "avg") v = h->mean();
+    if (expr.aggregation == "min") v = static_cast<double>(h->min());
+    if (expr.aggregation == "max") v = static_cast<double>(h->max());
+    if (expr.aggregation == "med") v = static_cast<double>(h->ValueAtPercentile(50));
+    if (expr.aggregation == "p") v = static_cast<double>(h->ValueAtPercentile(expr.percentile));
+    out.measured_text = FormatDuration(static_cast<int64_t>(v));
+  } else if (set.kind == MetricKind::kRate) {
+    const uint64_t total = set.metric == "checks" ? d.checks : d.requests;
+    const uint64_t hits = set.metric == "checks" ? d.checks - d.checks_failed : d.failures;
+    empty = total == 0;
+    v = total ? static_cast<double>(hits) / static_cast<double>(total) : 0;
+    out.measured_text = fmt::format("{:.2f}% ({} of {})", v * 100, hits, total);
+  } else if (set.kind == MetricKind::kCounter) {
+    uint64_t count = 0;
+    if (set.metric == "http_reqs") count = d.requests;
+    if (set.metric == "iterations") count = d.iterations;
+    if (set.metric == "dropped_iterations") count = d.dropped;
+    if (set.metric == "data_sent") count = d.bytes_sent;
+    if (set.metric == "data_received") count = d.bytes_received;
+    if (expr.aggregation == "count") {
+      v = static_cast<double>(count);
+      out.measured_text = fmt::format("{}", count);
+    } else {
+      v = d.seconds > 0 ? static_cast<double>(count) / d.seconds : 0;
+      out.measured_text = fmt::format("{:.2f}/s", v);
+    }
+  } else {
+    v = expr.aggregation == "min" ? d.vus_min : expr.aggregation == "max" ? d.vus_max : d.vus_last;
+    out.measured_text = fmt::format("{}", v);
+  }
+  out.measured = v;
+  if (empty) {
+    out.no_data = true;
+    out.measured_text = "no data";
+    return out;
+  }
+  const double t = expr.value;
+  if (expr.op == "<") out.ok = v < t;
+  if (expr.op == "<=") out.ok = v <= t;
+  if (expr.op == ">") out.ok = v > t;
+  if (expr.op == ">=") out.ok = v >= t;
+  if (expr.op == "==") out.ok = v == t;
+  if (expr.op == "!=") out.ok = v != t;
+  return out;
+}
+
+}  // namespace meridian::stats

@@ -1,0 +1,75 @@
+#pragma once
+// Thresholds in k6's syntax: a metric with optional tag filters as the key
+// ("http_req_duration{region:eu-west-1}") and expressions over one aggregation ("p(95)<200ms", "rate<0.01",
+// "count>100"). Evaluated against MetricData accumulated from merged snapshots (never from samples).
+//
+// Metrics and their aggregations:
+//   trends   http_req_duration, http_req_waiting, http_req_connecting, http_req_tls_handshaking,
+//            iteration_duration                          avg min med max p(N)  (values: ms, or with a unit)
+//   rates    http_req_failed, checks                     rate                  (0..1)
+//   counters http_reqs, iterations, dropped_iterations, data_sent, data_received   count rate (per second)
+//   gauges   vus                                          value min max
+// Tags: region, scenario, name (request name), status.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.h"
+#include "stats/histogram.h"
+
+namespace meridian::stats {
+
+enum class MetricKind { kTrend, kRate, kCounter, kGauge };
+
+struct TagFilter {
+  std::string key;  // region | scenario | name | status
+  std::string value;
+};
+
+struct ThresholdExpr {
+  std::string source;       // as written: "p(95)<200ms"
+  std::string aggregation;  // avg min med max p rate count value
+  double percentile = 0;    // for "p"
+  std::string op;           // < <= > >= == !=
+  double value = 0;         // in base units: ns for trends, fraction for rates, count or count/s
+  bool abort_on_fail = false;
+  int64_t delay_abort_eval_ns = 0;
+};
+
+struct ThresholdSet {
+  std::string key;  // as written: "http_req_duration{region:eu-west-1}"
+  std::string metric;
+  MetricKind kind = MetricKind::kTrend;
+  std::vector<TagFilter> tags;
+  std::vector<ThresholdExpr> exprs;
+};
+
+// Parses a threshold key; errors name the allowed metrics and tags.
+Result<ThresholdSet> ParseThresholdKey(std::string_view key);
+// Parses one expression for a metric kind; errors show the allowed aggregations.
+Result<ThresholdExpr> ParseThresholdExpr(std::string_view text, MetricKind kind);
+
+// Everything a threshold can look at, for one filter.
+struct MetricData {
+  Histogram duration, waiting, connecting, tls, iteration_duration;
+  uint64_t requests = 0, failures = 0, checks = 0, checks_failed = 0;
+  uint64_t iterations = 0, dropped = 0, bytes_sent = 0, bytes_received = 0;
+  uint32_t vus_max = 0, vus_min = 0, vus_last = 0;
+  double seconds = 0;  // the run's length, for counter rates
+};
+
+struct ThresholdOutcome {
+  std::string key;
+  std::string expr;
+  bool ok = true;
+  bool no_data = false;  // nothing matched the filter: treated as passing, as k6 does
+  double measured = 0;   // base units
+  std::string measured_text;
+  bool abort_on_fail = false;
+};
+
+ThresholdOutcome Evaluate(const ThresholdSet& set, const ThresholdExpr& expr, const MetricData& data);
+
+}  // namespace meridian::stats

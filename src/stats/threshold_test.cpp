@@ -1,0 +1,77 @@
+#include "stats/threshold.h"
+
+#include <gtest/gtest.h>
+
+namespace meridian::stats {
+namespace {
+
+TEST(Threshold, ParsesKeysWithTagFilters) {
+  auto t = ParseThresholdKey("http_req_duration{region:eu-west-1, name:cart}");
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  EXPECT_EQ(t->metric, "http_req_duration");
+  ASSERT_EQ(t->tags.size(), 2u);
+  EXPECT_EQ(t->tags[0].key, "region");
+  EXPECT_EQ(t->tags[0].value, "eu-west-1");
+  EXPECT_EQ(t->tags[1].value, "cart");
+  EXPECT_EQ(t->kind, MetricKind::kTrend);
+}
+
+TEST(Threshold, RejectsUnknownMetricsAndTagsNamingTheAllowedOnes) {
+  auto m = ParseThresholdKey("http_req_durration");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.error().message.find("allowed: http_req_duration"), std::string::npos);
+  auto t = ParseThresholdKey("http_req_duration{zone:a}");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.error().message.find("unknown tag 'zone'"), std::string::npos);
+  EXPECT_FALSE(ParseThresholdKey("http_req_duration{region:a").ok());
+  EXPECT_FALSE(ParseThresholdKey("iterations{name:a}").ok());
+}
+
+TEST(Threshold, ParsesExpressions) {
+  auto p = ParseThresholdExpr("p(95)<200", MetricKind::kTrend);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->aggregation, "p");
+  EXPECT_DOUBLE_EQ(p->percentile, 95);
+  EXPECT_DOUBLE_EQ(p->value, 200e6);  // plain numbers are milliseconds, as in k6
+  auto u = ParseThresholdExpr("p(99.9) <= 1.5s", MetricKind::kTrend);
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->op, "<=");
+  EXPECT_DOUBLE_EQ(u->value, 1.5e9);
+  auto r = ParseThresholdExpr("rate<0.01", MetricKind::kRate);
+  ASSERT_TRUE(r.ok());
+  EXPECT_DOUBLE_EQ(r->value, 0.01);
+  EXPECT_TRUE(ParseThresholdExpr("count>=10", MetricKind::kCounter).ok());
+  auto wrong = ParseThresholdExpr("rate<0.01", MetricKind::kTrend);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.error().message.find("avg, min, med, max, p(N)"), std::string::npos);
+  EXPECT_FALSE(ParseThresholdExpr("p(95)", MetricKind::kTrend).ok());
+  EXPECT_FALSE(ParseThresholdExpr("p(101)<1", MetricKind::kTrend).ok());
+  EXPECT_FALSE(ParseThresholdExpr("rate<2", MetricKind::kRate).ok());
+  EXPECT_FALSE(ParseThresholdExpr("avg=<3", MetricKind::kTrend).ok());
+}
+
+TEST(Threshold, EvaluatesAgainstMergedData) {
+  MetricData d;
+  for (int i = 1; i <= 100; ++i) d.duration.Record(i * 1'000'000);  // 1..100 ms
+  d.requests = 100;
+  d.failures = 2;
+  d.seconds = 10;
+  auto key = ParseThresholdKey("http_req_duration").value();
+  auto pass = Evaluate(key, ParseThresholdExpr("p(95)<200", key.kind).value(), d);
+  EXPECT_TRUE(pass.ok);
+  EXPECT_NEAR(pass.measured, 95e6, 95e6 * 0.01);
+  EXPECT_FALSE(Evaluate(key, ParseThresholdExpr("p(95)<50", key.kind).value(), d).ok);
+  auto failed = ParseThresholdKey("http_req_failed").value();
+  auto f = Evaluate(failed, ParseThresholdExpr("rate<0.01", failed.kind).value(), d);
+  EXPECT_FALSE(f.ok);
+  EXPECT_DOUBLE_EQ(f.measured, 0.02);
+  auto reqs = ParseThresholdKey("http_reqs").value();
+  EXPECT_TRUE(Evaluate(reqs, ParseThresholdExpr("rate>=10", reqs.kind).value(), d).ok);
+  MetricData empty;
+  auto none = Evaluate(key, ParseThresholdExpr("p(95)<1", key.kind).value(), empty);
+  EXPECT_TRUE(none.ok);
+  EXPECT_TRUE(none.no_data);
+}
+
+}  // namespace
+}  // namespace meridian::stats

@@ -1,0 +1,169 @@
+#include "stats/wire.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace meridian::stats {
+namespace {
+
+constexpr uint8_t kVersion = 1;
+constexpr uint64_t kMaxItems = 1'000'000;  // series, scenarios or examples in one snapshot
+
+uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
+int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
+
+void PutBytes(std::string& out, std::string_view b) {
+  PutVarint(out, b.size());
+  out.append(b);
+}
+void PutHistogram(std::string& out, const Histogram& h) {
+  if (h.count() == 0) {
+    PutVarint(out, 0);
+    return;
+  }
+  PutBytes(out, h.Encode());
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  bool ok() const { return ok_; }
+  bool done() const { return in_.empty(); }
+  uint64_t U() {
+    uint64_t v = 0;
+    if (ok_ && !GetVarint(in_, v)) ok_ = false;
+    return ok_ ? v : 0;
+  }
+  int64_t I() { return UnZigZag(U()); }
+  std::string_view Bytes() {
+    const uint64_t n = U();
+    if (!ok_ || n > in_.size()) {
+      ok_ = false;
+      return {};
+    }
+    std::string_view b = in_.substr(0, n);
+    in_.remove_prefix(n);
+    return b;
+  }
+  Histogram Hist() {
+    std::string_view b = Bytes();
+    if (!ok_ || b.empty()) return {};
+    auto h = Histogram::Decode(b);
+    if (!h.ok()) {
+      ok_ = false;
+      return {};
+    }
+    return std::move(h).value();
+  }
+  uint64_t Count() {
+    const uint64_t n = U();
+    if (n > kMaxItems || n > in_.size()) ok_ = false;
+    return ok_ ? n : 0;
+  }
+
+ private:
+  std::string_view in_;
+  bool ok_ = true;
+};
+
+}  // namespace
+
+std::string EncodeSnapshot(const IntervalSnapshot& s) {
+  std::string out;
+  out.push_back(static_cast<char>(kVersion));
+  PutVarint(out, ZigZag(s.second));
+  PutVarint(out, s.worker);
+  PutVarint(out, s.final ? 1 : 0);
+  PutVarint(out, s.series.size());
+  for (const auto& [key, st] : s.series) {
+    PutVarint(out, key);
+    PutVarint(out, st.requests);
+    PutVarint(out, st.failures);
+    PutVarint(out, st.bytes_sent);
+    PutVarint(out, st.bytes_received);
+    PutHistogram(out, st.duration);
+    PutHistogram(out, st.ttfb);
+    PutHistogram(out, st.connect);
+    PutHistogram(out, st.tls);
+    PutHistogram(out, st.dns);
+  }
+  PutVarint(out, s.scenarios.size());
+  for (const auto& sc : s.scenarios) {
+    PutVarint(out, sc.iterations);
+    PutVarint(out, sc.failed_iterations);
+    PutVarint(out, sc.dropped_iterations);
+    PutVarint(out, sc.interrupted_iterations);
+    PutHistogram(out, sc.iteration_duration);
+    PutVarint(out, sc.vus_active);
+    PutVarint(out, sc.vus_allocated);
+  }
+  PutVarint(out, ZigZag(s.health.wall_ns));
+  PutVarint(out, ZigZag(s.health.cpu_ns));
+  PutVarint(out, static_cast<uint64_t>(std::lround(std::clamp(s.health.max_cpu_share, 0.0, 1e3) * 1e6)));
+  PutHistogram(out, s.health.timer_lag);
+  PutHistogram(out, s.health.schedule_lag);
+  PutVarint(out, s.error_examples.size());
+  for (const auto& [kind, message] : s.error_examples) {
+    PutVarint(out, static_cast<uint64_t>(kind));
+    PutBytes(out, message);
+  }
+  return out;
+}
+
+Result<IntervalSnapshot> DecodeSnapshot(std::string_view bytes) {
+  auto bad = [](const char* why) {
+    return MakeError(ErrorCode::kInvalidArgument, std::string("invalid interval report: ") + why);
+  };
+  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kVersion) return bad("unknown version");
+  Reader r(bytes.substr(1));
+  IntervalSnapshot s;
+  s.second = r.I();
+  s.worker = static_cast<uint32_t>(r.U());
+  s.final = r.U() != 0;
+  const uint64_t n_series = r.Count();
+  for (uint64_t i = 0; i < n_series && r.ok(); ++i) {
+    const uint64_t key = r.U();
+    if (SeriesKey::Unpack(key).error >= ErrorKind::kCount) return bad("unknown error kind");
+    SeriesStats st;
+    st.requests = r.U();
+    st.failures = r.U();
+    st.bytes_sent = r.U();
+    st.bytes_received = r.U();
+    st.duration = r.Hist();
+    st.ttfb = r.Hist();
+    st.connect = r.Hist();
+    st.tls = r.Hist();
+    st.dns = r.Hist();
+    if (st.failures > st.requests) return bad("more failures than requests");
+    s.series[key].Merge(st);
+  }
+  const uint64_t n_scenarios = r.Count();
+  if (n_scenarios > 65535) return bad("too many scenarios");
+  s.scenarios.resize(r.ok() ? n_scenarios : 0);
+  for (auto& sc : s.scenarios) {
+    sc.iterations = r.U();
+    sc.failed_iterations = r.U();
+    sc.dropped_iterations = r.U();
+    sc.interrupted_iterations = r.U();
+    sc.iteration_duration = r.Hist();
+    sc.vus_active = static_cast<uint32_t>(r.U());
+    sc.vus_allocated = static_cast<uint32_t>(r.U());
+  }
+  s.health.wall_ns = r.I();
+  s.health.cpu_ns = r.I();
+  s.health.max_cpu_share = static_cast<double>(r.U()) / 1e6;
+  s.health.timer_lag = r.Hist();
+  s.health.schedule_lag = r.Hist();
+  const uint64_t n_examples = r.Count();
+  for (uint64_t i = 0; i < n_examples && r.ok(); ++i) {
+    const uint64_t kind = r.U();
+    const std::string_view message = r.Bytes();
+    if (kind == 0 || kind >= static_cast<uint64_t>(ErrorKind::kCount)) return bad("unknown error kind");
+    s.error_examples.emplace_back(static_cast<ErrorKind>(kind), std::string(message));
+  }
+  if (!r.ok()) return bad("truncated or malformed");
+  if (!r.done()) return bad("trailing bytes");
+  return s;
+}
+
+}  // namespace meridian::stats
