@@ -6,4 +6,6 @@
 #include "http/request.h"            // IWYU pragma: export
 #include "http/request_parser.h"     // IWYU pragma: export
 #include "http/response_parser.h"    // IWYU pragma: export
+#include "http/server.h"             // IWYU pragma: export
+#include "http/fetch.h"              // IWYU pragma: export
 #include "http/url.h"                // IWYU pragma: export

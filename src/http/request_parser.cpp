@@ -19,8 +19,10 @@ void ForEachToken(std::string_view list, Fn fn) {
 
 }  // namespace
 
-ParseStatus ParseRequestHead(std::string_view data, RequestHead& out, const char** error) {
+ParseStatus ParseRequestHead(std::string_view data, RequestHead& out, const char** error,
+                             HeaderViews* headers) {
   out = RequestHead{};
+  if (headers) headers->clear();
   auto fail = [&](const char* why) {
     *error = why;
     return ParseStatus::kError;
@@ -81,6 +83,7 @@ ParseStatus ParseRequestHead(std::string_view data, RequestHead& out, const char
       const auto u = static_cast<unsigned char>(c);
       if ((u < 0x20 && c != '\t') || u == 0x7f) return fail("invalid character in header field value");
     }
+    if (headers) headers->emplace_back(name, value);
     if (EqualsIgnoreCase(name, "content-length")) {
       bool bad = false;
       ForEachToken(value, [&](std::string_view token) {

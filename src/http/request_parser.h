@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace meridian::http {
 
@@ -22,8 +24,12 @@ enum class ParseStatus { kComplete, kIncomplete, kError };
 
 constexpr size_t kMaxRequestHeadBytes = 64 * 1024;
 
+using HeaderViews = std::vector<std::pair<std::string_view, std::string_view>>;
+
 // Parses the head at the start of `data`. On kError, `*error` names the problem (for a 400 response).
-ParseStatus ParseRequestHead(std::string_view data, RequestHead& out, const char** error);
+// `headers`, when given, receives every field (name as sent, value trimmed), viewing into `data`.
+ParseStatus ParseRequestHead(std::string_view data, RequestHead& out, const char** error,
+                             HeaderViews* headers = nullptr);
 
 // Splits "a=1&b=x" and returns the value of `key` (not percent-decoded), or an empty view with found=false.
 std::string_view QueryParam(std::string_view target, std::string_view key, bool* found = nullptr);

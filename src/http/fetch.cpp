@@ -1,0 +1,158 @@
+#include "http/fetch.h"
+
+#include <fmt/format.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/clock.h"
+#include "http/response_parser.h"
+#include "net/resolver.h"
+
+namespace meridian::http {
+namespace {
+
+// Waits for `events` on fd until the deadline; false on time-out.
+bool WaitFor(int fd, short events, int64_t deadline_ns) {
+  while (true) {
+    const int64_t left = deadline_ns - MonoNanos();
+    if (left <= 0) return false;
+    pollfd p{fd, events, 0};
+    const int rc = poll(&p, 1, static_cast<int>(std::min<int64_t>(left / 1'000'000 + 1, 1'000'000)));
+    if (rc > 0) return true;
+    if (rc < 0 && errno != EINTR) return true;  // let the following call report the error
+  }
+}
+
+}  // namespace
+
+Result<BlockingClient> BlockingClient::Create(const std::string& base, std::string token) {
+  auto url = ParseUrl(base);
+  if (!url.ok()) return url.error();
+  if (url->tls()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("{}: https control-plane URLs are not supported yet; use http on a trusted "
+                                 "network or a TLS-terminating proxy",
+                                 base));
+  }
+  auto resolved = net::Resolve(url->host, url->port, 5'000'000'000);
+  if (!resolved.ok()) return resolved.error();
+  BlockingClient c;
+  c.base_ = url->Origin();
+  c.prefix_ = url->target == "/" ? "" : url->target;
+  while (!c.prefix_.empty() && c.prefix_.back() == '/') c.prefix_.pop_back();
+  c.host_header_ = url->HostHeader();
+  c.token_ = std::move(token);
+  c.endpoint_ = resolved->endpoints.front();
+  return c;
+}
+
+BlockingClient::BlockingClient(BlockingClient&& o) noexcept { *this = std::move(o); }
+BlockingClient& BlockingClient::operator=(BlockingClient&& o) noexcept {
+  if (this != &o) {
+    Disconnect();
+    base_ = std::move(o.base_);
+    prefix_ = std::move(o.prefix_);
+    host_header_ = std::move(o.host_header_);
+    token_ = std::move(o.token_);
+    endpoint_ = o.endpoint_;
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+BlockingClient::~BlockingClient() { Disconnect(); }
+
+void BlockingClient::Disconnect() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+Result<FetchResponse> BlockingClient::Request(const std::string& method, const std::string& path,
+                                              const std::string& body, int64_t timeout_ns,
+                                              const std::string& content_type) {
+  std::string req = fmt::format("{} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: meridian\r\n", method, prefix_, path,
+                                host_header_);
+  if (!token_.empty()) req += fmt::format("Authorization: Bearer {}\r\n", token_);
+  if (!body.empty() || method == "POST" || method == "PUT") {
+    req += fmt::format("Content-Type: {}\r\nContent-Length: {}\r\n", content_type, body.size());
+  }
+  req += "\r\n";
+  req += body;
+  const int64_t deadline = MonoNanos() + timeout_ns;
+  bool reused = false;
+  auto r = Once(req, deadline, &reused);
+  if (!r.ok() && reused && r.error().code == ErrorCode::kReset) {
+    Disconnect();  // the kept connection had been closed by the server: one fresh attempt
+    r = Once(req, deadline, &reused);
+  }
+  if (!r.ok()) Disconnect();
+  return r;
+}
+
+Result<FetchResponse> BlockingClient::Once(const std::string& request, int64_t deadline, bool* reused) {
+  *reused = fd_ >= 0;
+  if (fd_ < 0) {
+    auto fd = net::NewTcpSocket(endpoint_.family());
+    if (!fd.ok()) return fd.error();
+    fd_ = *fd;
+    int err = net::StartConnect(fd_, endpoint_);
+    if (err == EINPROGRESS) {
+      if (!WaitFor(fd_, POLLOUT, deadline)) {
+        return MakeError(ErrorCode::kTimeout, fmt::format("connect to {} timed out", base_));
+      }
+      err = net::FinishConnect(fd_);
+    }
+    if (err != 0) {
+      return MakeError(ErrorCode::kConnect, fmt::format("cannot connect to {}: {}", base_, net::ErrnoText(err)));
+    }
+  }
+  FetchResponse out;
+  out.sent_wall_ns = WallNanos();
+  size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n = net::SendNoSignal(fd_, request.data() + sent, request.size() - sent);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (!WaitFor(fd_, POLLOUT, deadline)) return MakeError(ErrorCode::kTimeout, "request to " + base_ + " timed out");
+      continue;
+    }
+    if (n < 0) return MakeError(ErrorCode::kReset, fmt::format("{}: {}", base_, net::ErrnoText(errno)));
+    sent += static_cast<size_t>(n);
+  }
+  ResponseParser parser;
+  parser.Reset(false);
+  parser.CaptureBody(&out.body, 64 * 1024 * 1024);
+  char buf[16 * 1024];
+  while (!parser.complete()) {
+    const ssize_t n = net::Recv(fd_, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (!WaitFor(fd_, POLLIN, deadline)) {
+        return MakeError(ErrorCode::kTimeout, fmt::format("{}: no response in time", base_));
+      }
+      continue;
+    }
+    if (n <= 0) {
+      parser.FeedEof();
+      if (parser.complete()) break;
+      return MakeError(ErrorCode::kReset,
+                       fmt::format("{}: the connection closed before the response was complete", base_));
+    }
+    size_t used = 0;
+    while (used < static_cast<size_t>(n) && !parser.complete() && !parser.failed()) {
+      used += parser.Feed(buf + used, static_cast<size_t>(n) - used);
+    }
+    if (parser.failed()) {
+      return MakeError(ErrorCode::kProtocol, fmt::format("{}: invalid response: {}", base_, parser.error()));
+    }
+  }
+  out.status = parser.status();
+  out.received_wall_ns = WallNanos();
+  if (!parser.keep_alive()) Disconnect();
+  return out;
+}
+
+}  // namespace meridian::http

@@ -1,0 +1,50 @@
+#pragma once
+// A blocking HTTP/1.1 client for the control-plane protocol (agents, `submit`, `runs`): one keep-alive
+// connection, a deadline per request, one fresh-connection retry when a reused connection turned out closed.
+// Not for load: the load path is ClientConnection on an event loop.
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/result.h"
+#include "http/url.h"
+#include "net/socket.h"
+
+namespace meridian::http {
+
+struct FetchResponse {
+  int status = 0;
+  std::string body;
+  int64_t sent_wall_ns = 0;      // when the request was written
+  int64_t received_wall_ns = 0;  // when the response was complete
+};
+
+class BlockingClient {
+ public:
+  // `base` is "http://host:port" (a path prefix is kept); `token` is sent as a bearer token when not empty.
+  static Result<BlockingClient> Create(const std::string& base, std::string token);
+  BlockingClient(BlockingClient&& o) noexcept;
+  BlockingClient& operator=(BlockingClient&& o) noexcept;
+  ~BlockingClient();
+
+  Result<FetchResponse> Request(const std::string& method, const std::string& path, const std::string& body = {},
+                                int64_t timeout_ns = 10'000'000'000,
+                                const std::string& content_type = "application/json");
+  void Disconnect();
+  const std::string& base() const { return base_; }
+
+ private:
+  BlockingClient() = default;
+  Result<FetchResponse> Once(const std::string& request, int64_t deadline_ns, bool* reused);
+
+  std::string base_;
+  std::string prefix_;
+  std::string host_header_;
+  std::string token_;
+  net::Endpoint endpoint_;
+  int fd_ = -1;
+};
+
+}  // namespace meridian::http
