@@ -1,0 +1,377 @@
+// The SQLite backend: WAL mode, synchronous=NORMAL (a crash of the process loses nothing committed; a power
+// loss may lose the last transactions), busy timeout, versioned migrations in one table.
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+
+#include "store/store.h"
+
+namespace meridian::store {
+namespace {
+
+// Each entry migrates from version i to i+1. Never edit a released entry: add a new one.
+constexpr const char* kMigrations[] = {
+    R"(
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL, plan_yaml TEXT NOT NULL, owner TEXT NOT NULL,
+  reason TEXT NOT NULL DEFAULT '', created_ns INTEGER NOT NULL, updated_ns INTEGER NOT NULL,
+  deadline_ns INTEGER NOT NULL DEFAULT 0, start_at_ns INTEGER NOT NULL DEFAULT 0, ended_ns INTEGER NOT NULL DEFAULT 0,
+  exit_code INTEGER NOT NULL DEFAULT -1, summary_json TEXT NOT NULL DEFAULT '');
+CREATE INDEX runs_by_state ON runs(state);
+CREATE TABLE run_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs(id), at_ns INTEGER NOT NULL,
+  from_state TEXT NOT NULL, to_state TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX run_events_by_run ON run_events(run_id, id);
+CREATE TABLE agents (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, region TEXT NOT NULL, version TEXT NOT NULL, capacity INTEGER NOT NULL,
+  registered_ns INTEGER NOT NULL, clock_offset_ns INTEGER NOT NULL, rtt_ns INTEGER NOT NULL);
+CREATE TABLE run_agents (
+  run_id TEXT NOT NULL REFERENCES runs(id), agent_id TEXT NOT NULL, region TEXT NOT NULL, slot INTEGER NOT NULL,
+  state TEXT NOT NULL, ready_ns INTEGER NOT NULL, started_ns INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+  acked_seq INTEGER NOT NULL, requests INTEGER NOT NULL, PRIMARY KEY (run_id, agent_id));
+CREATE TABLE series (
+  run_id TEXT NOT NULL, series_key INTEGER NOT NULL, region TEXT NOT NULL, scenario TEXT NOT NULL,
+  name TEXT NOT NULL, status INTEGER NOT NULL, error TEXT NOT NULL, PRIMARY KEY (run_id, region, series_key));
+CREATE TABLE samples (
+  run_id TEXT NOT NULL, agent_id TEXT NOT NULL, seq INTEGER NOT NULL, second INTEGER NOT NULL,
+  payload BLOB NOT NULL, PRIMARY KEY (run_id, agent_id, seq));
+CREATE TABLE tokens (name TEXT PRIMARY KEY, hash_hex TEXT NOT NULL UNIQUE, scopes TEXT NOT NULL);
+)",
+};
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK) s_ = nullptr;
+  }
+  ~Stmt() { sqlite3_finalize(s_); }
+  bool ok() const { return s_ != nullptr; }
+  Stmt& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindBlob(int i, const std::string& v) {
+    sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  int Step() { return sqlite3_step(s_); }
+  int64_t Int(int col) { return sqlite3_column_int64(s_, col); }
+  std::string Text(int col) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_blob(s_, col));
+    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, col))) : std::string();
+  }
+  Error Fail(const char* what) const {
+    return MakeError(ErrorCode::kIo, fmt::format("store: {}: {}", what, sqlite3_errmsg(db_)));
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* s_ = nullptr;
+};
+
+constexpr const char* kRunColumns =
+    "id, name, state, plan_yaml, owner, reason, created_ns, updated_ns, deadline_ns, start_at_ns, ended_ns, "
+    "exit_code, summary_json";
+
+RunRow ReadRun(Stmt& s) {
+  RunRow r;
+  r.id = s.Text(0);
+  r.name = s.Text(1);
+  r.state = s.Text(2);
+  r.plan_yaml = s.Text(3);
+  r.owner = s.Text(4);
+  r.reason = s.Text(5);
+  r.created_ns = s.Int(6);
+  r.updated_ns = s.Int(7);
+  r.deadline_ns = s.Int(8);
+  r.start_at_ns = s.Int(9);
+  r.ended_ns = s.Int(10);
+  r.exit_code = static_cast<int>(s.Int(11));
+  r.summary_json = s.Text(12);
+  return r;
+}
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  ~SqliteStore() override { sqlite3_close(db_); }
+
+  Result<void> Exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      Error e = MakeError(ErrorCode::kIo, fmt::format("store: {}", err ? err : "error"));
+      sqlite3_free(err);
+      return e;
+    }
+    return {};
+  }
+
+  Result<void> Migrate() {
+    if (auto r = Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"); !r.ok()) return r;
+    int version = SchemaVersion();
+    if (version < 0) {
+      if (auto r = Exec("INSERT INTO schema_version VALUES (0)"); !r.ok()) return r;
+      version = 0;
+    }
+    constexpr int kLatest = static_cast<int>(std::size(kMigrations));
+    if (version > kLatest) {
+      return MakeError(ErrorCode::kIo, fmt::format("store: the database has schema version {}, newer than this "
+                                                   "binary's {}; use a newer meridian",
+                                                   version, kLatest));
+    }
+    for (int v = version; v < kLatest; ++v) {
+      if (auto r = Exec("BEGIN IMMEDIATE"); !r.ok()) return r;
+      auto r = Exec(kMigrations[v]);
+      if (r.ok()) r = Exec(fmt::format("UPDATE schema_version SET version = {}", v + 1).c_str());
+      if (!r.ok()) {
+        (void)Exec("ROLLBACK");
+        return MakeError(ErrorCode::kIo, fmt::format("migration {} failed: {}", v + 1, r.error().message));
+      }
+      if (auto c = Exec("COMMIT"); !c.ok()) return c;
+    }
+    return {};
+  }
+
+  int SchemaVersion() override {
+    Stmt s(db_, "SELECT version FROM schema_version");
+    if (!s.ok() || s.Step() != SQLITE_ROW) return -1;
+    return static_cast<int>(s.Int(0));
+  }
+
+  Result<void> CreateRun(const RunRow& r) override {
+    Stmt s(db_, fmt::format("INSERT INTO runs ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", kRunColumns).c_str());
+    BindRun(s, r);
+    if (s.Step() != SQLITE_DONE) return s.Fail("create run");
+    return AppendEvent(r.id, r.created_ns, "", r.state, "created");
+  }
+
+  Result<std::optional<RunRow>> GetRun(const std::string& id) override {
+    Stmt s(db_, fmt::format("SELECT {} FROM runs WHERE id = ?", kRunColumns).c_str());
+    s.Bind(1, id);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return std::optional<RunRow>();
+    if (rc != SQLITE_ROW) return s.Fail("get run");
+    return std::optional<RunRow>(ReadRun(s));
+  }
+
+  Result<std::vector<RunRow>> ListRuns(size_t limit, bool active_only) override {
+    const std::string sql = fmt::format(
+        "SELECT {} FROM runs {} ORDER BY created_ns DESC, id DESC LIMIT ?", kRunColumns,
+        active_only ? "WHERE state NOT IN ('passed','failed','aborted','errored')" : "");
+    Stmt s(db_, sql.c_str());
+    s.Bind(1, static_cast<int64_t>(limit));
+    std::vector<RunRow> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadRun(s));
+    if (rc != SQLITE_DONE) return s.Fail("list runs");
+    return out;
+  }
+
+  Result<bool> TransitionRun(const RunRow& r, const std::string& from, const std::string& detail) override {
+    if (auto b = Exec("BEGIN IMMEDIATE"); !b.ok()) return b.error();
+    Stmt s(db_,
+           "UPDATE runs SET state=?, reason=?, updated_ns=?, deadline_ns=?, start_at_ns=?, ended_ns=?, exit_code=?, "
+           "summary_json=? WHERE id=? AND state=?");
+    s.Bind(1, r.state).Bind(2, r.reason).Bind(3, r.updated_ns).Bind(4, r.deadline_ns).Bind(5, r.start_at_ns);
+    s.Bind(6, r.ended_ns).Bind(7, static_cast<int64_t>(r.exit_code)).Bind(8, r.summary_json).Bind(9, r.id);
+    s.Bind(10, from);
+    if (s.Step() != SQLITE_DONE) {
+      Error e = s.Fail("transition run");
+      (void)Exec("ROLLBACK");
+      return e;
+    }
+    if (sqlite3_changes(db_) == 0) {
+      (void)Exec("ROLLBACK");
+      return false;
+    }
+    if (auto e = AppendEvent(r.id, r.updated_ns, from, r.state, detail); !e.ok()) {
+      (void)Exec("ROLLBACK");
+      return e.error();
+    }
+    if (auto c = Exec("COMMIT"); !c.ok()) return c.error();
+    return true;
+  }
+
+  Result<void> UpdateRun(const RunRow& r) override {
+    Stmt s(db_,
+           "UPDATE runs SET reason=?, updated_ns=?, deadline_ns=?, start_at_ns=?, ended_ns=?, exit_code=?, "
+           "summary_json=? WHERE id=?");
+    s.Bind(1, r.reason).Bind(2, r.updated_ns).Bind(3, r.deadline_ns).Bind(4, r.start_at_ns).Bind(5, r.ended_ns);
+    s.Bind(6, static_cast<int64_t>(r.exit_code)).Bind(7, r.summary_json).Bind(8, r.id);
+    if (s.Step() != SQLITE_DONE) return s.Fail("update run");
+    return {};
+  }
+
+  Result<std::vector<EventRow>> Events(const std::string& run_id) override {
+    Stmt s(db_, "SELECT id, run_id, at_ns, from_state, to_state, detail FROM run_events WHERE run_id=? ORDER BY id");
+    s.Bind(1, run_id);
+    std::vector<EventRow> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      out.push_back(EventRow{s.Int(0), s.Text(1), s.Int(2), s.Text(3), s.Text(4), s.Text(5)});
+    }
+    if (rc != SQLITE_DONE) return s.Fail("list events");
+    return out;
+  }
+
+  Result<void> PutAgent(const AgentRow& a) override {
+    Stmt s(db_, "INSERT OR REPLACE INTO agents VALUES (?,?,?,?,?,?,?,?)");
+    s.Bind(1, a.id).Bind(2, a.name).Bind(3, a.region).Bind(4, a.version).Bind(5, int64_t{a.capacity});
+    s.Bind(6, a.registered_ns).Bind(7, a.clock_offset_ns).Bind(8, a.rtt_ns);
+    if (s.Step() != SQLITE_DONE) return s.Fail("put agent");
+    return {};
+  }
+
+  static AgentRow ReadAgent(Stmt& s) {
+    return AgentRow{s.Text(0), s.Text(1), s.Text(2), s.Text(3), static_cast<uint32_t>(s.Int(4)),
+                    s.Int(5),  s.Int(6),  s.Int(7)};
+  }
+
+  Result<std::optional<AgentRow>> GetAgent(const std::string& id) override {
+    Stmt s(db_, "SELECT * FROM agents WHERE id=?");
+    s.Bind(1, id);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return std::optional<AgentRow>();
+    if (rc != SQLITE_ROW) return s.Fail("get agent");
+    return std::optional<AgentRow>(ReadAgent(s));
+  }
+
+  Result<std::vector<AgentRow>> ListAgents() override {
+    Stmt s(db_, "SELECT * FROM agents ORDER BY registered_ns");
+    std::vector<AgentRow> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadAgent(s));
+    if (rc != SQLITE_DONE) return s.Fail("list agents");
+    return out;
+  }
+
+  Result<void> PutAssignment(const AssignmentRow& a) override {
+    Stmt s(db_, "INSERT OR REPLACE INTO run_agents VALUES (?,?,?,?,?,?,?,?,?,?)");
+    s.Bind(1, a.run_id).Bind(2, a.agent_id).Bind(3, a.region).Bind(4, int64_t{a.slot}).Bind(5, a.state);
+    s.Bind(6, a.ready_ns).Bind(7, a.started_ns).Bind(8, a.last_seq).Bind(9, a.acked_seq);
+    s.Bind(10, static_cast<int64_t>(a.requests));
+    if (s.Step() != SQLITE_DONE) return s.Fail("put assignment");
+    return {};
+  }
+
+  Result<std::vector<AssignmentRow>> Assignments(const std::string& run_id) override {
+    Stmt s(db_, "SELECT * FROM run_agents WHERE run_id=? ORDER BY region, slot");
+    s.Bind(1, run_id);
+    std::vector<AssignmentRow> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      out.push_back(AssignmentRow{s.Text(0), s.Text(1), s.Text(2), static_cast<uint32_t>(s.Int(3)), s.Text(4),
+                                  s.Int(5), s.Int(6), s.Int(7), s.Int(8), static_cast<uint64_t>(s.Int(9))});
+    }
+    if (rc != SQLITE_DONE) return s.Fail("list assignments");
+    return out;
+  }
+
+  Result<bool> InsertSample(const std::string& run_id, const SampleRow& r) override {
+    Stmt s(db_, "INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?)");
+    s.Bind(1, run_id).Bind(2, r.agent_id).Bind(3, r.seq).Bind(4, r.second).BindBlob(5, r.payload);
+    if (s.Step() != SQLITE_DONE) return s.Fail("insert sample");
+    return sqlite3_changes(db_) > 0;
+  }
+
+  Result<std::vector<SampleRow>> Samples(const std::string& run_id) override {
+    Stmt s(db_, "SELECT agent_id, seq, second, payload FROM samples WHERE run_id=? ORDER BY agent_id, seq");
+    s.Bind(1, run_id);
+    std::vector<SampleRow> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(SampleRow{s.Text(0), s.Int(1), s.Int(2), s.Text(3)});
+    if (rc != SQLITE_DONE) return s.Fail("list samples");
+    return out;
+  }
+
+  Result<void> PutSeries(const std::string& run_id, uint64_t key, const std::string& region,
+                         const std::string& scenario, const std::string& name, int status,
+                         const std::string& error) override {
+    Stmt s(db_, "INSERT OR IGNORE INTO series VALUES (?,?,?,?,?,?,?)");
+    s.Bind(1, run_id).Bind(2, static_cast<int64_t>(key)).Bind(3, region).Bind(4, scenario).Bind(5, name);
+    s.Bind(6, int64_t{status}).Bind(7, error);
+    if (s.Step() != SQLITE_DONE) return s.Fail("put series");
+    return {};
+  }
+
+  Result<void> ReplaceTokens(const std::vector<TokenRow>& tokens) override {
+    if (auto b = Exec("BEGIN IMMEDIATE"); !b.ok()) return b;
+    auto fail = [&](const char* what) {
+      Error e = MakeError(ErrorCode::kIo, fmt::format("store: {}: {}", what, sqlite3_errmsg(db_)));
+      (void)Exec("ROLLBACK");
+      return e;
+    };
+    if (!Exec("DELETE FROM tokens").ok()) return fail("replace tokens");
+    for (const auto& t : tokens) {
+      Stmt s(db_, "INSERT INTO tokens VALUES (?,?,?)");
+      s.Bind(1, t.name).Bind(2, t.hash_hex).Bind(3, t.scopes);
+      if (s.Step() != SQLITE_DONE) return fail("insert token");
+    }
+    return Exec("COMMIT");
+  }
+
+  Result<std::optional<TokenRow>> FindToken(const std::string& hash_hex) override {
+    Stmt s(db_, "SELECT name, hash_hex, scopes FROM tokens WHERE hash_hex=?");
+    s.Bind(1, hash_hex);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return std::optional<TokenRow>();
+    if (rc != SQLITE_ROW) return s.Fail("find token");
+    return std::optional<TokenRow>(TokenRow{s.Text(0), s.Text(1), s.Text(2)});
+  }
+
+ private:
+  void BindRun(Stmt& s, const RunRow& r) {
+    s.Bind(1, r.id).Bind(2, r.name).Bind(3, r.state).Bind(4, r.plan_yaml).Bind(5, r.owner).Bind(6, r.reason);
+    s.Bind(7, r.created_ns).Bind(8, r.updated_ns).Bind(9, r.deadline_ns).Bind(10, r.start_at_ns);
+    s.Bind(11, r.ended_ns).Bind(12, static_cast<int64_t>(r.exit_code)).Bind(13, r.summary_json);
+  }
+  Result<void> AppendEvent(const std::string& run, int64_t at, const std::string& from, const std::string& to,
+                           const std::string& detail) {
+    Stmt s(db_, "INSERT INTO run_events (run_id, at_ns, from_state, to_state, detail) VALUES (?,?,?,?,?)");
+    s.Bind(1, run).Bind(2, at).Bind(3, from).Bind(4, to).Bind(5, detail);
+    if (s.Step() != SQLITE_DONE) return s.Fail("append event");
+    return {};
+  }
+
+  sqlite3* db_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqlite(const std::string& path) {
+  std::error_code ec;
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return MakeError(ErrorCode::kIo, fmt::format("cannot open the store {}: {}", path, msg));
+  }
+  auto store = std::make_unique<SqliteStore>(db);
+  sqlite3_busy_timeout(db, 5000);
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
+    if (auto r = store->Exec(pragma); !r.ok()) return r.error();
+  }
+  if (auto r = store->Migrate(); !r.ok()) return r.error();
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+Result<std::unique_ptr<Store>> OpenStore(const std::string& spec) {
+  if (spec.starts_with("postgres://") || spec.starts_with("postgresql://")) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "--store: the PostgreSQL backend is not part of this build yet (use sqlite:PATH)");
+  }
+  const std::string path = spec.starts_with("sqlite:") ? spec.substr(7) : spec;
+  if (path.empty()) return MakeError(ErrorCode::kInvalidArgument, "--store: sqlite:PATH needs a path");
+  return OpenSqlite(path);
+}
+
+}  // namespace meridian::store

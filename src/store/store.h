@@ -1,0 +1,119 @@
+#pragma once
+// The store: every run, state transition, agent, assignment, interval report and token lives here, so a
+// restarted control plane picks up where it left off (DESIGN §2). One abstract interface (a PostgreSQL backend
+// can follow) and one implementation on SQLite in WAL mode with versioned migrations. The store has one owner
+// (the control plane's loop thread); it is not thread-safe.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace meridian::store {
+
+struct RunRow {
+  std::string id;
+  std::string name;
+  std::string state;  // created preparing ready running draining cleaning passed failed aborted errored
+  std::string plan_yaml;
+  std::string owner;   // token name that created it
+  std::string reason;  // why it ended as it did
+  int64_t created_ns = 0;
+  int64_t updated_ns = 0;
+  int64_t deadline_ns = 0;  // the current state's deadline (wall clock), 0 if none
+  int64_t start_at_ns = 0;  // the common start instant (control-plane wall clock), 0 until known
+  int64_t ended_ns = 0;
+  int exit_code = -1;
+  std::string summary_json;
+};
+
+struct EventRow {
+  int64_t id = 0;
+  std::string run_id;
+  int64_t at_ns = 0;
+  std::string from_state;
+  std::string to_state;
+  std::string detail;
+};
+
+struct AgentRow {
+  std::string id;
+  std::string name;
+  std::string region;
+  std::string version;
+  uint32_t capacity = 0;  // worker threads
+  int64_t registered_ns = 0;
+  int64_t clock_offset_ns = 0;  // agent clock minus control-plane clock
+  int64_t rtt_ns = 0;
+};
+
+struct AssignmentRow {
+  std::string run_id;
+  std::string agent_id;
+  std::string region;
+  uint32_t slot = 0;
+  std::string state;  // assigned ready running done lost
+  int64_t ready_ns = 0;
+  int64_t started_ns = 0;     // the agent's actual start, on the control plane's clock
+  int64_t last_seq = -1;      // the seq the agent's done named (-1: not done)
+  int64_t acked_seq = -1;     // highest contiguous seq stored
+  uint64_t requests = 0;      // the agent's own total, from done
+};
+
+struct SampleRow {
+  std::string agent_id;
+  int64_t seq = 0;
+  int64_t second = 0;
+  std::string payload;  // stats::EncodeSnapshot
+};
+
+struct TokenRow {
+  std::string name;
+  std::string hash_hex;  // SHA-256 of the token
+  std::string scopes;    // space-separated
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual Result<void> CreateRun(const RunRow& run) = 0;
+  virtual Result<std::optional<RunRow>> GetRun(const std::string& id) = 0;
+  virtual Result<std::vector<RunRow>> ListRuns(size_t limit, bool active_only) = 0;
+  // Guarded transition: applies `run`'s fields only if the stored state is `from`; appends the event in the
+  // same transaction. Returns false (and changes nothing) when the state had moved on.
+  virtual Result<bool> TransitionRun(const RunRow& run, const std::string& from, const std::string& detail) = 0;
+  // Updates fields other than the state (deadline, start_at, summary).
+  virtual Result<void> UpdateRun(const RunRow& run) = 0;
+  virtual Result<std::vector<EventRow>> Events(const std::string& run_id) = 0;
+
+  virtual Result<void> PutAgent(const AgentRow& agent) = 0;
+  virtual Result<std::optional<AgentRow>> GetAgent(const std::string& id) = 0;
+  virtual Result<std::vector<AgentRow>> ListAgents() = 0;
+
+  virtual Result<void> PutAssignment(const AssignmentRow& a) = 0;
+  virtual Result<std::vector<AssignmentRow>> Assignments(const std::string& run_id) = 0;
+
+  // Idempotent: false when (run, agent, seq) was stored before.
+  virtual Result<bool> InsertSample(const std::string& run_id, const SampleRow& s) = 0;
+  virtual Result<std::vector<SampleRow>> Samples(const std::string& run_id) = 0;
+  virtual Result<void> PutSeries(const std::string& run_id, uint64_t key, const std::string& region,
+                                 const std::string& scenario, const std::string& name, int status,
+                                 const std::string& error) = 0;
+
+  virtual Result<void> ReplaceTokens(const std::vector<TokenRow>& tokens) = 0;
+  virtual Result<std::optional<TokenRow>> FindToken(const std::string& hash_hex) = 0;
+
+  virtual int SchemaVersion() = 0;
+};
+
+// Opens (creating if needed) a SQLite database and applies pending migrations.
+Result<std::unique_ptr<Store>> OpenSqlite(const std::string& path);
+
+// Opens "sqlite:PATH" (or a bare path). "postgres://" names a backend this build does not have yet.
+Result<std::unique_ptr<Store>> OpenStore(const std::string& spec);
+
+}  // namespace meridian::store

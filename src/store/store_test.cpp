@@ -1,0 +1,97 @@
+#include "store/store.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+namespace meridian::store {
+namespace {
+
+std::string FreshPath(const char* name) {
+  const std::string path = ::testing::TempDir() + "/" + name + ".db";
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  return path;
+}
+
+TEST(SqliteStore, MigratesAndKeepsRunsAcrossReopen) {
+  const std::string path = FreshPath("runs");
+  {
+    auto s = OpenSqlite(path);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    EXPECT_EQ((*s)->SchemaVersion(), 1);
+    RunRow r;
+    r.id = "r1";
+    r.name = "plan";
+    r.state = "created";
+    r.plan_yaml = "name: x\n";
+    r.owner = "ci";
+    r.created_ns = r.updated_ns = 100;
+    ASSERT_TRUE((*s)->CreateRun(r).ok());
+    r.state = "preparing";
+    r.updated_ns = 200;
+    auto moved = (*s)->TransitionRun(r, "created", "agents assigned");
+    ASSERT_TRUE(moved.ok());
+    EXPECT_TRUE(*moved);
+    r.state = "running";
+    auto stale = (*s)->TransitionRun(r, "created", "a duplicate timer");  // guarded: no-op
+    ASSERT_TRUE(stale.ok());
+    EXPECT_FALSE(*stale);
+  }
+  auto s = OpenSqlite(path);
+  ASSERT_TRUE(s.ok());
+  auto run = (*s)->GetRun("r1");
+  ASSERT_TRUE(run.ok() && run->has_value());
+  EXPECT_EQ((*run)->state, "preparing");
+  auto events = (*s)->Events("r1");
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[1].from_state, "created");
+  EXPECT_EQ((*events)[1].to_state, "preparing");
+  EXPECT_EQ((*events)[1].detail, "agents assigned");
+  auto active = (*s)->ListRuns(10, true);
+  ASSERT_TRUE(active.ok());
+  EXPECT_EQ(active->size(), 1u);
+}
+
+TEST(SqliteStore, SamplesAreIdempotentPerRunAgentSeq) {
+  auto s = OpenSqlite(FreshPath("samples"));
+  ASSERT_TRUE(s.ok());
+  RunRow r;
+  r.id = "r";
+  r.state = "running";
+  ASSERT_TRUE((*s)->CreateRun(r).ok());
+  auto first = (*s)->InsertSample("r", SampleRow{"a1", 0, 0, std::string("\x01\x00", 2)});
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE(*first);
+  auto dup = (*s)->InsertSample("r", SampleRow{"a1", 0, 0, "other"});
+  ASSERT_TRUE(dup.ok());
+  EXPECT_FALSE(*dup);
+  ASSERT_TRUE((*s)->InsertSample("r", SampleRow{"a1", 1, 1, "x"}).ok());
+  auto all = (*s)->Samples("r");
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].payload, std::string("\x01\x00", 2));  // blobs keep NUL bytes
+}
+
+TEST(SqliteStore, TokensAndAgents) {
+  auto s = OpenSqlite(FreshPath("tokens"));
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE((*s)->ReplaceTokens({{"ci", "abc", "runs:read runs:write"}}).ok());
+  auto t = (*s)->FindToken("abc");
+  ASSERT_TRUE(t.ok() && t->has_value());
+  EXPECT_EQ((*t)->scopes, "runs:read runs:write");
+  EXPECT_FALSE((*s)->FindToken("abd")->has_value());
+  ASSERT_TRUE((*s)->PutAgent(AgentRow{"a1", "host", "eu", "0.1.0", 2, 5, -3, 100}).ok());
+  auto a = (*s)->GetAgent("a1");
+  ASSERT_TRUE(a.ok() && a->has_value());
+  EXPECT_EQ((*a)->clock_offset_ns, -3);
+}
+
+TEST(Store, PostgresIsNamedNotSilentlyIgnored) {
+  auto s = OpenStore("postgres://localhost/meridian");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("PostgreSQL"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace meridian::store
