@@ -110,7 +110,11 @@ Result<RunResult> Engine::Run(const std::function<void(const Progress&)>& on_sec
   result.duration_ns = MonoNanos() - start;
   for (auto& w : workers) w->Join();
   emit_ready();
+  result.start_mono_ns = start;
   for (auto& w : workers) {
+    if (w->began_ns() > 0 && (result.began_mono_ns == 0 || w->began_ns() < result.began_mono_ns)) {
+      result.began_mono_ns = w->began_ns();
+    }
     result.connections_opened += w->connections_opened();
     result.retries += w->retries();
   }

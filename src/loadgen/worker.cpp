@@ -124,6 +124,8 @@ void Worker::Begin(int64_t start_at) {
   start_at_ = start_at;
   last_tick_ns_ = start_at;
   last_cpu_ns_ = ThreadCpuNanos();
+  start_probe_.set([this] { began_ns_.store(MonoNanos(), std::memory_order_release); });
+  loop_.Schedule(&start_probe_, start_at);
   for (auto& r : runners_) r->Start(start_at);
   tick_.set([this] { Tick(false); });
   loop_.Schedule(&tick_, start_at_ + 1'000'000'000);
@@ -146,6 +148,7 @@ void Worker::Tick(bool final) {
   collector_.Push(std::move(snapshot));
   if (final) {
     loop_.Cancel(&tick_);
+    loop_.Cancel(&start_probe_);
     finished_ = true;
     return;
   }

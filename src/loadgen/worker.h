@@ -1,6 +1,7 @@
 #pragma once
 // One load-generating thread (internal to loadgen; see engine.h).
 
+#include <atomic>
 #include <condition_variable>
 #include <future>
 #include <latch>
@@ -42,6 +43,8 @@ class Worker {
   void Join();
   uint64_t connections_opened() const { return client_.connections_opened; }
   uint64_t retries() const { return client_.retries; }
+  // When this worker's loop actually woke for the start instant (monotonic ns; 0 if it never started).
+  int64_t began_ns() const { return began_ns_.load(std::memory_order_acquire); }
 
  private:
   class RunnerTimer;
@@ -62,6 +65,8 @@ class Worker {
   std::vector<std::unique_ptr<RunnerTimer>> timers_;
   std::vector<std::unique_ptr<ScenarioRunner>> runners_;
   net::FunctionTimer tick_;
+  net::FunctionTimer start_probe_;
+  std::atomic<int64_t> began_ns_{0};
   int64_t start_at_ = 0;
   int64_t second_ = 0;
   int64_t last_tick_ns_ = 0;

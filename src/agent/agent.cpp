@@ -1,0 +1,375 @@
+#include "agent/agent.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/clock.h"
+#include "core/duration.h"
+#include "core/version.h"
+#include "http/fetch.h"
+#include "loadgen/engine.h"
+#include "loadgen/origins.h"
+#include "net/tls.h"
+#include "plan/plan.h"
+#include "stats/wire.h"
+
+namespace meridian::agent {
+
+using nlohmann::json;
+
+namespace {
+
+json ParseJson(const std::string& body) {
+  json j = json::parse(body, nullptr, false);
+  return j.is_discarded() ? json::object() : j;
+}
+
+std::string Hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "agent";
+  return buf;
+}
+
+}  // namespace
+
+// One run on this agent: the engine, and the reporter thread that delivers its snapshots.
+class Agent::RunExecution {
+ public:
+  RunExecution(Agent& agent, std::string run_id) : agent_(agent), run_id_(std::move(run_id)) {}
+
+  void RequestStop() {
+    stop_.store(true);
+    if (auto* e = engine_.load()) e->RequestStop();
+  }
+  void Wake() { cv_.notify_all(); }
+
+  void Execute(const json& work) {
+    const std::string region = work.value("region", "");
+    const uint32_t slot = work.value("slot", 0u);
+    auto plan = plan::ParsePlan(work.value("plan", ""), "plan.yaml");
+    if (!plan.ok()) return NotReady(plan.error().message);
+    auto client = http::BlockingClient::Create(agent_.options_.control_url, agent_.options_.token);
+    if (!client.ok()) return NotReady(client.error().message);
+    control_ = std::make_unique<http::BlockingClient>(std::move(client).value());
+
+    // Compile the whole plan (name tables are global), run only this slot's shares.
+    const auto shares = plan::SharesFor(*plan, plan::AgentSlot{region, slot});
+    loadgen::OriginTable origins;
+    std::vector<std::shared_ptr<const loadgen::RequestProgram>> programs(plan->scenarios.size());
+    uint16_t series = 0;
+    for (size_t i = 0; i < plan->scenarios.size(); ++i) {
+      const auto& s = plan->scenarios[i];
+      if (s.requests.empty()) continue;
+      auto program = loadgen::RequestProgram::Compile(s.requests, plan->vars, series, origins,
+                                                      "scenarios." + s.name + ".requests");
+      if (!program.ok()) return NotReady(program.error().message);
+      programs[i] = *program;
+      series = static_cast<uint16_t>(series + s.requests.size());
+    }
+    auto config = std::make_shared<loadgen::RunConfig>();
+    const bool any_tls = std::any_of(origins.origins().begin(), origins.origins().end(),
+                                     [](const auto& o) { return o.tls(); });
+    if (any_tls) {
+      auto tls = net::TlsContext::Client(net::TlsClientOptions{plan->insecure, ""});
+      if (!tls.ok()) return NotReady(tls.error().message);
+      config->tls = std::move(tls).value();
+    }
+    auto prepared = loadgen::PrepareOrigins(origins.origins(), config->tls.get(), plan->connect_timeout_ns);
+    if (!prepared.ok()) return NotReady(prepared.error().message);
+    for (const auto& p : *prepared) config->origins.push_back(p.origin);
+    uint32_t vus = 0;
+    for (const auto& share : shares) {
+      const auto& s = plan->scenarios[share.scenario];
+      if (!programs[share.scenario]) return NotReady("scenarios." + s.name + ": scripts cannot run on this agent yet");
+      loadgen::ScenarioPlan sp{s.name, share.executor, loadgen::DeclarativeFactoryMaker(programs[share.scenario]),
+                               static_cast<int>(share.scenario)};
+      config->scenarios.push_back(std::move(sp));
+      vus += share.executor.MaxVus();
+    }
+    const uint32_t cpus = std::max(1u, std::thread::hardware_concurrency());
+    const uint32_t threads = agent_.options_.workers ? agent_.options_.workers : cpus;
+    config->threads = std::max(1u, std::min(threads, std::max(1u, vus)));
+    config->connect_timeout_ns = plan->connect_timeout_ns;
+    config->request_timeout_ns = plan->timeout_ns;
+    config->seed = static_cast<uint64_t>(WallNanos()) ^ std::hash<std::string>()(agent_.id_);
+    config->await_start = [this] { return AwaitStart(); };
+
+    std::thread reporter([this] { ReportLoop(); });
+    loadgen::Engine engine(config);
+    engine_.store(&engine);
+    if (stop_.load()) engine.RequestStop();
+    uint64_t requests = 0;
+    auto result = engine.Run([&](const loadgen::Progress& p) {
+      for (const auto& [k, s] : p.interval->series) requests += s.requests;
+      Enqueue(stats::EncodeSnapshot(*p.interval));
+    });
+    engine_.store(nullptr);
+    if (!result.ok()) {
+      agent_.Log(fmt::format("run {}: {}", run_id_, result.error().message));
+      finished_.store(true);
+      Wake();
+      reporter.join();
+      return;
+    }
+    // The actual start on the control plane's clock: wall time of the first worker's wake-up plus the offset.
+    if (result->began_mono_ns > 0) {
+      started_ns_ = WallNanos() - (MonoNanos() - result->began_mono_ns) + agent_.clock_.offset_ns;
+    }
+    finished_.store(true);
+    Wake();
+    reporter.join();
+    SendDone(requests);
+  }
+
+ private:
+  void NotReady(const std::string& why) {
+    agent_.Log(fmt::format("run {}: cannot prepare: {}", run_id_, why));
+    auto client = http::BlockingClient::Create(agent_.options_.control_url, agent_.options_.token);
+    if (!client.ok()) return;
+    (void)client->Request("POST", fmt::format("/v1/runs/{}/agents/{}/ready", run_id_, agent_.id_),
+                          json{{"error", why}}.dump());
+  }
+
+  // Reports ready, then waits for the common start instant; returns it on the monotonic clock, or -1.
+  int64_t AwaitStart() {
+    const std::string ready = fmt::format("/v1/runs/{}/agents/{}/ready", run_id_, agent_.id_);
+    for (int attempt = 0; !agent_.abort_.load() && !stop_.load(); ++attempt) {
+      auto r = control_->Request("POST", ready, "{}");
+      if (r.ok() && r->status == 200) break;
+      if (r.ok() && (r->status == 409 || r->status == 403 || r->status == 404)) return -1;
+      agent_.Backoff(attempt);
+    }
+    if (stop_.load() || agent_.abort_.load()) return -1;
+    agent_.Log(fmt::format("run {}: ready; waiting for the common start", run_id_));
+    const std::string path = fmt::format("/v1/runs/{}/start?wait={}ms", run_id_, agent_.long_poll_ns_ / 1'000'000);
+    for (int attempt = 0; !agent_.abort_.load() && !stop_.load();) {
+      auto r = control_->Request("GET", path, "", agent_.long_poll_ns_ + 10 * kNanosPerSecond);
+      if (r.ok() && r->status == 200) {
+        const json j = ParseJson(r->body);
+        const int64_t start_at = j.value("start_at_ns", int64_t{0});
+        if (start_at <= 0) continue;
+        // Control-plane wall clock → this agent's wall clock → its monotonic clock.
+        const int64_t local_wall = start_at - agent_.clock_.offset_ns;
+        const int64_t mono = MonoNanos() + (local_wall - WallNanos());
+        agent_.Log(fmt::format("run {}: starts in {}", run_id_, FormatDuration(std::max<int64_t>(0, mono - MonoNanos()))));
+        return mono;
+      }
+      if (r.ok() && r->status == 404) continue;  // not known yet: poll again
+      if (r.ok() && r->status == 409) return -1;  // the run ended before it started
+      agent_.Backoff(attempt++);
+    }
+    return -1;
+  }
+
+  void Enqueue(std::string report) {
+    std::lock_guard lock(mu_);
+    queue_.push_back({next_seq_++, std::move(report)});
+    cv_.notify_all();
+  }
+
+  // Sends reports in order; a report leaves the queue only once the control plane acknowledged it.
+  void ReportLoop() {
+    auto client = http::BlockingClient::Create(agent_.options_.control_url, agent_.options_.token);
+    if (!client.ok()) return;
+    int attempt = 0;
+    while (true) {
+      std::pair<int64_t, std::string> item;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return !queue_.empty() || finished_.load() || agent_.abort_.load(); });
+        if (queue_.empty() || agent_.abort_.load()) return;
+        item = queue_.front();
+      }
+      std::string path = fmt::format("/v1/runs/{}/agents/{}/reports/{}", run_id_, agent_.id_, item.first);
+      auto r = client->Request("PUT", path, item.second, 10 * kNanosPerSecond, "application/octet-stream");
+      if (r.ok() && (r->status == 200 || r->status == 409)) {
+        attempt = 0;
+        const json j = ParseJson(r->body);
+        std::lock_guard lock(mu_);
+        if (r->status == 409) {
+          cancelled_ = true;  // the run ended on the control plane: nothing more will be accepted
+          queue_.clear();
+        } else {
+          queue_.pop_front();
+          acked_ = item.first;
+        }
+        if (j.value("stop", false)) RequestStop();
+        continue;
+      }
+      if (r.ok() && r->status >= 400 && r->status < 500) {
+        agent_.Log(fmt::format("run {}: report {} refused ({}): {}", run_id_, item.first, r->status, r->body));
+        std::lock_guard lock(mu_);
+        queue_.pop_front();  // a malformed report will not get better by resending it
+        continue;
+      }
+      if (attempt == 0) {
+        agent_.Log(fmt::format("run {}: control plane unreachable ({}); keeping {} report(s) to resend", run_id_,
+                               r.ok() ? fmt::format("status {}", r->status) : r.error().message, queue_.size()));
+      }
+      agent_.Backoff(attempt++);
+    }
+  }
+
+  void SendDone(uint64_t requests) {
+    const int64_t last_seq = next_seq_ - 1;
+    const std::string body =
+        json{{"last_seq", last_seq}, {"requests", requests}, {"started_ns", started_ns_}}.dump();
+    for (int attempt = 0; !agent_.abort_.load() && !cancelled_; ++attempt) {
+      auto r = control_->Request("POST", fmt::format("/v1/runs/{}/agents/{}/done", run_id_, agent_.id_), body);
+      if (r.ok() && (r->status == 200 || r->status == 409)) break;
+      agent_.Backoff(attempt);
+    }
+    agent_.Log(fmt::format("run {}: done: {} requests in {} reports (last seq {}, acknowledged {})", run_id_,
+                           requests, next_seq_, last_seq, acked_));
+  }
+
+  Agent& agent_;
+  std::string run_id_;
+  std::unique_ptr<http::BlockingClient> control_;
+  std::atomic<loadgen::Engine*> engine_{nullptr};
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> finished_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<int64_t, std::string>> queue_;
+  int64_t next_seq_ = 0;
+  int64_t acked_ = -1;
+  bool cancelled_ = false;
+  int64_t started_ns_ = 0;
+};
+
+Agent::Agent(AgentOptions options) : options_(std::move(options)) {
+  if (options_.name.empty()) options_.name = Hostname();
+}
+Agent::~Agent() = default;
+
+void Agent::Log(const std::string& line) {
+  const std::string text = fmt::format("agent {} [{}]: {}", options_.name, options_.region, line);
+  if (options_.log) {
+    options_.log(text);
+  } else {
+    fmt::print(stderr, "{}\n", text);
+  }
+}
+
+void Agent::Backoff(int attempt) {
+  // 100 ms doubling to 2 s, with jitter, interruptible by Abort.
+  const int64_t base = std::min<int64_t>(2'000'000'000, 100'000'000LL << std::min(attempt, 5));
+  const int64_t wait = base / 2 + static_cast<int64_t>(static_cast<uint64_t>(MonoNanos()) % static_cast<uint64_t>(base / 2));
+  const int64_t until = MonoNanos() + wait;
+  while (MonoNanos() < until && !abort_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+void Agent::Stop() {
+  stop_.store(true);
+  std::lock_guard lock(current_mu_);
+  if (current_) current_->RequestStop();
+}
+
+void Agent::Abort() {
+  abort_.store(true);
+  Stop();
+  std::lock_guard lock(current_mu_);
+  if (current_) current_->Wake();
+}
+
+ClockSample Agent::MeasureClock() {
+  auto client = http::BlockingClient::Create(options_.control_url, options_.token);
+  ClockSample best{0, INT64_MAX};
+  if (!client.ok()) return ClockSample{};
+  for (int i = 0; i < 8; ++i) {
+    auto r = client->Request("GET", "/v1/time", "", 5 * kNanosPerSecond);
+    if (!r.ok() || r->status != 200) continue;
+    const json j = ParseJson(r->body);
+    const int64_t t1 = j.value("server_ns", int64_t{0}), t2 = j.value("sent_ns", int64_t{0});
+    const int64_t t0 = r->sent_wall_ns, t3 = r->received_wall_ns;
+    const int64_t rtt = (t3 - t0) - (t2 - t1);
+    if (rtt < best.rtt_ns) best = ClockSample{((t1 - t0) + (t2 - t3)) / 2, rtt};
+  }
+  return best.rtt_ns == INT64_MAX ? ClockSample{} : best;
+}
+
+bool Agent::Register() {
+  auto client = http::BlockingClient::Create(options_.control_url, options_.token);
+  if (!client.ok()) return false;
+  clock_ = MeasureClock();
+  const json body = {{"id", id_},
+                     {"name", options_.name},
+                     {"region", options_.region},
+                     {"version", kVersion},
+                     {"capacity", options_.workers ? options_.workers : std::max(1u, std::thread::hardware_concurrency())},
+                     {"clock_offset_ns", clock_.offset_ns},
+                     {"rtt_ns", clock_.rtt_ns}};
+  auto r = client->Request("POST", "/v1/agents", body.dump());
+  if (!r.ok()) {
+    Log("cannot register: " + r.error().message);
+    return false;
+  }
+  if (r->status != 201) {
+    Log(fmt::format("registration refused ({}): {}", r->status, r->body));
+    return false;
+  }
+  const json j = ParseJson(r->body);
+  id_ = j.value("id", "");
+  long_poll_ns_ = j.value("long_poll_ms", int64_t{2000}) * 1'000'000;
+  Log(fmt::format("registered as {} (clock offset {}{}, rtt {})", id_, clock_.offset_ns < 0 ? "-" : "",
+                  FormatDuration(std::abs(clock_.offset_ns)), FormatDuration(clock_.rtt_ns)));
+  return !id_.empty();
+}
+
+Result<void> Agent::Run() {
+  auto client = http::BlockingClient::Create(options_.control_url, options_.token);
+  if (!client.ok()) return client.error();
+  if (options_.region.empty()) return MakeError(ErrorCode::kInvalidArgument, "--region is required");
+  bool registered = false;
+  for (int attempt = 0; !stop_.load(); ++attempt) {
+    if (!registered) {
+      registered = Register();
+      if (!registered) {
+        Backoff(attempt);
+        continue;
+      }
+    }
+    auto r = client->Request("GET", fmt::format("/v1/agents/{}/work", id_), "", long_poll_ns_ + 10 * kNanosPerSecond);
+    if (!r.ok()) {
+      Backoff(attempt);
+      continue;
+    }
+    if (r->status == 404) {
+      registered = false;  // the control plane forgot us (a new store): register again
+      continue;
+    }
+    if (r->status == 401 || r->status == 403) {
+      return MakeError(ErrorCode::kInvalidArgument, fmt::format("the control plane refused the token: {}", r->body));
+    }
+    if (r->status != 200) {
+      if (r->status != 204) Backoff(attempt);
+      continue;
+    }
+    attempt = 0;
+    const json work = ParseJson(r->body);
+    const std::string run_id = work.value("run", "");
+    Log(fmt::format("run {}: assigned region {} slot {}", run_id, work.value("region", ""), work.value("slot", 0)));
+    RunExecution exec(*this, run_id);
+    {
+      std::lock_guard lock(current_mu_);
+      current_ = &exec;
+      if (stop_.load()) exec.RequestStop();
+    }
+    exec.Execute(work);
+    {
+      std::lock_guard lock(current_mu_);
+      current_ = nullptr;
+    }
+    if (options_.once) break;
+  }
+  return {};
+}
+
+}  // namespace meridian::agent

@@ -1,0 +1,1018 @@
+// The control plane: API routes, agent registry, orchestrator tick.
+
+#include <fmt/format.h>
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "control/control.h"
+#include "control/run.h"
+#include "core/clock.h"
+#include "core/duration.h"
+#include "core/log.h"
+#include "core/version.h"
+#include "http/server.h"
+#include "net/socket.h"
+#include "stats/wire.h"
+
+namespace meridian::control {
+
+using nlohmann::json;
+using nlohmann::ordered_json;
+
+namespace {
+
+constexpr int64_t kTickNs = 50'000'000;
+
+struct ApiError {
+  int status;
+  std::string code;
+  std::string message;
+  std::string field;
+};
+
+http::ServerResponse Json(int status, const ordered_json& body) {
+  http::ServerResponse r;
+  r.status = status;
+  r.body = body.dump();
+  return r;
+}
+
+http::ServerResponse ErrorResponse(const ApiError& e) {
+  ordered_json err = {{"code", e.code}, {"message", e.message}};
+  if (!e.field.empty()) err["field"] = e.field;
+  http::ServerResponse r = Json(e.status, {{"error", err}});
+  if (e.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"meridian\"");
+  if (e.status == 429) r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+std::vector<std::string> Split(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') ++i;
+    const size_t j = path.find('/', i);
+    if (i < path.size()) parts.push_back(path.substr(i, j == std::string::npos ? std::string::npos : j - i));
+    if (j == std::string::npos) break;
+    i = j;
+  }
+  return parts;
+}
+
+json ParseBody(const http::ServerRequest& req) {
+  if (req.body.empty()) return json::object();
+  json j = json::parse(req.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw ApiError{400, "invalid_body", "the body must be a JSON object", ""};
+  return j;
+}
+
+template <class T>
+T Field(const json& body, const char* name, T fallback, bool required = false) {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) {
+    if (required) throw ApiError{400, "missing_field", fmt::format("'{}' is required", name), name};
+    return fallback;
+  }
+  try {
+    return it->get<T>();
+  } catch (const json::exception&) {
+    throw ApiError{400, "invalid_field", fmt::format("'{}' has the wrong type", name), name};
+  }
+}
+
+std::string NewId(const char* prefix) {
+  return fmt::format("{}{}", prefix, NewToken().substr(0, 12));
+}
+
+int ExitCodeFor(const std::string& state) {
+  if (state == "passed") return 0;
+  if (state == "failed") return 99;
+  return 1;
+}
+
+}  // namespace
+
+struct AgentLive {
+  store::AgentRow row;
+  int64_t last_seen_mono = 0;
+  std::string run_id;  // the run it works on, empty when idle
+  http::Responder poll;
+  int64_t poll_deadline = 0;
+};
+
+class ControlPlane::Impl {
+ public:
+  Impl(net::EventLoop& loop, std::unique_ptr<store::Store> store, ServerConfig config)
+      : loop_(loop), store_(std::move(store)), config_(std::move(config)) {}
+
+  Result<void> Start() {
+    std::vector<store::TokenRow> rows;
+    for (const auto& t : config_.tokens) {
+      std::string scopes;
+      for (const auto& s : t.scopes) scopes += (scopes.empty() ? "" : " ") + s;
+      rows.push_back(store::TokenRow{t.name, t.hash_hex, scopes});
+    }
+    if (auto r = store_->ReplaceTokens(rows); !r.ok()) return r;
+    auto agents = store_->ListAgents();
+    if (!agents.ok()) return agents.error();
+    for (const auto& a : *agents) agents_[a.id].row = a;
+    auto active = store_->ListRuns(10'000, true);
+    if (!active.ok()) return active.error();
+    for (const auto& row : *active) {
+      if (auto r = Resume(row); !r.ok()) {
+        LogWarn("run {} cannot be resumed: {}", row.id, r.error().message);
+      }
+    }
+    server_ = std::make_unique<http::HttpServer>(
+        loop_, http::ServerOptions{config_.max_body_bytes, config_.max_headers, 120 * kNanosPerSecond},
+        [this](http::ServerRequest& req, http::Responder out) { Handle(req, out); });
+    auto at = net::ParseListenAddress(config_.listen);
+    if (!at.ok()) return at.error();
+    if (auto r = server_->Listen(*at); !r.ok()) return r;
+    tick_.set([this] { Tick(); });
+    loop_.Schedule(&tick_, MonoNanos() + kTickNs);
+    return {};
+  }
+
+  ~Impl() { loop_.Cancel(&tick_); }
+  uint16_t port() const { return server_ ? server_->port() : 0; }
+
+ private:
+  // ---- runs: loading and transitions -------------------------------------------------------------------
+
+  Result<void> Resume(const store::RunRow& row) {
+    auto run = std::make_unique<Run>();
+    run->row = row;
+    auto plan = plan::ParsePlan(row.plan_yaml, "plan.yaml");
+    if (!plan.ok()) return plan.error();
+    run->plan = std::move(plan).value();
+    run->names = plan::Names(run->plan);
+    run->slots = plan::Slots(run->plan);
+    auto assignments = store_->Assignments(row.id);
+    if (!assignments.ok()) return assignments.error();
+    run->assignments = *assignments;
+    auto samples = store_->Samples(row.id);
+    if (!samples.ok()) return samples.error();
+    for (const auto& s : *samples) {
+      auto snap = stats::DecodeSnapshot(s.payload);
+      const auto* a = run->Assignment(s.agent_id);
+      if (!snap.ok() || !a) continue;
+      run->Ingest(s.agent_id, a->region, s.seq, *snap);
+    }
+    // Agents get a fresh heartbeat window after a restart: the control plane, not they, was away.
+    const int64_t now = MonoNanos();
+    for (const auto& a : run->assignments) {
+      AgentLive& live = agents_[a.agent_id];
+      live.last_seen_mono = now;
+      if (a.state != "done" && a.state != "lost") live.run_id = row.id;
+    }
+    LogInfo("resumed run {} in state {} with {} stored reports", row.id, row.state, samples->size());
+    runs_[row.id] = std::move(run);
+    return {};
+  }
+
+  // Guarded transition, persisted with its event before anything else sees it.
+  bool Transition(Run& run, const std::string& to, const std::string& detail) {
+    store::RunRow next = run.row;
+    const std::string from = run.row.state;
+    next.state = to;
+    next.updated_ns = WallNanos();
+    if (TerminalState(to)) {
+      next.ended_ns = next.updated_ns;
+      next.exit_code = ExitCodeFor(to);
+    }
+    auto moved = store_->TransitionRun(next, from, detail);
+    if (!moved.ok()) {
+      LogError("run {}: {} -> {} not stored: {}", run.row.id, from, to, moved.error().message);
+      return false;
+    }
+    if (!*moved) return false;
+    run.row = next;
+    LogInfo("run {}: {} -> {}{}", run.row.id, from, to, detail.empty() ? "" : " (" + detail + ")");
+    return true;
+  }
+
+  void SaveRun(Run& run) {
+    run.row.updated_ns = WallNanos();
+    if (auto r = store_->UpdateRun(run.row); !r.ok()) LogError("run {}: {}", run.row.id, r.error().message);
+  }
+
+  void SaveAssignment(const store::AssignmentRow& a) {
+    if (auto r = store_->PutAssignment(a); !r.ok()) LogError("assignment: {}", r.error().message);
+  }
+
+  std::string AgentName(const std::string& id) {
+    auto it = agents_.find(id);
+    return it == agents_.end() ? id : it->second.row.name + " (" + id + ")";
+  }
+
+  // ---- the orchestrator ------------------------------------------------------------------------------
+
+  void Tick() {
+    const int64_t now_mono = MonoNanos();
+    const int64_t now = WallNanos();
+    std::vector<std::string> finished;
+    for (auto& [id, run] : runs_) {
+      Step(*run, now, now_mono);
+      if (run->Terminal()) finished.push_back(id);
+    }
+    for (const auto& id : finished) {
+      for (auto& w : runs_[id]->start_waiters) w.out.Send(Json(409, {{"state", runs_[id]->row.state}}));
+      for (auto& [aid, live] : agents_) {
+        if (live.run_id == id) live.run_id.clear();
+      }
+      runs_.erase(id);
+    }
+    // Expire long polls.
+    for (auto& [id, live] : agents_) {
+      if (live.poll.alive() && now_mono >= live.poll_deadline) {
+        live.poll.Send(http::ServerResponse{204, "application/json", "", {}});
+      }
+    }
+    for (auto& [id, run] : runs_) {
+      auto& ws = run->start_waiters;
+      for (auto& w : ws) {
+        if (now_mono >= w.deadline_mono) w.out.Send(Json(404, StartJson(*run)));
+      }
+      ws.erase(std::remove_if(ws.begin(), ws.end(), [](const Run::Waiter& w) { return !w.out.alive(); }), ws.end());
+    }
+    loop_.Schedule(&tick_, now_mono + kTickNs);
+  }
+
+  void Step(Run& run, int64_t now, int64_t now_mono) {
+    const std::string state = run.row.state;
+    if (state == "created") {
+      run.row.deadline_ns = now + run.plan.ready_timeout_ns;
+      store::RunRow next = run.row;
+      if (Transition(run, "preparing", fmt::format("{} agent slot(s) to fill", run.slots.size()))) SaveRun(run);
+      return;
+    }
+    if (state == "preparing" || state == "ready" || state == "running" || state == "draining") {
+      if (CheckAgents(run, now_mono)) return;
+    }
+    if (state == "preparing") {
+      Assign(run);
+      const bool all_ready = run.assignments.size() == run.slots.size() &&
+                             std::all_of(run.assignments.begin(), run.assignments.end(),
+                                         [](const auto& a) { return a.state == "ready"; });
+      if (all_ready) {
+        run.row.start_at_ns = now + run.plan.start_buffer_ns;  // set once, persisted with the transition
+        run.row.deadline_ns = run.row.start_at_ns;
+        if (Transition(run, "ready", fmt::format("all {} agents ready; start_at set", run.slots.size()))) {
+          for (auto& w : run.start_waiters) w.out.Send(Json(200, StartJson(run)));
+          run.start_waiters.clear();
+        }
+        return;
+      }
+      if (now >= run.row.deadline_ns) {
+        std::string missing;
+        for (size_t i = 0; i < run.slots.size(); ++i) {
+          const auto* a = i < run.assignments.size() ? &run.assignments[i] : nullptr;
+          if (!a) {
+            missing += fmt::format("{}region {} has no agent", missing.empty() ? "" : "; ", run.slots[i].region);
+          } else if (a->state != "ready") {
+            missing += fmt::format("{}agent {} not ready", missing.empty() ? "" : "; ", AgentName(a->agent_id));
+          }
+        }
+        Finish(run, "errored", fmt::format("ready_timeout ({}) elapsed: {}", FormatDuration(run.plan.ready_timeout_ns),
+                                           missing));
+      }
+      return;
+    }
+    if (state == "ready") {
+      if (now >= run.row.start_at_ns) Transition(run, "running", "the common start instant passed");
+      return;
+    }
+    if (state == "running") {
+      CheckAbortThresholds(run);
+      if (run.row.state != "running") return;
+      if (now >= run.EndAtNs()) {
+        run.row.deadline_ns = now + run.plan.LongestGracefulStop() + run.plan.drain_grace_ns;
+        if (Transition(run, "draining", "the scheduled duration elapsed")) SaveRun(run);
+      }
+      return;
+    }
+    if (state == "draining") {
+      bool all_done = true;
+      for (const auto& a : run.assignments) {
+        if (a.state == "lost") continue;
+        auto it = run.progress.find(a.agent_id);
+        const int64_t acked = it == run.progress.end() ? -1 : it->second.acked;
+        if (a.state != "done" || acked < a.last_seq) all_done = false;
+      }
+      if (all_done) {
+        Clean(run, "");
+      } else if (now >= run.row.deadline_ns) {
+        std::string late;
+        for (const auto& a : run.assignments) {
+          if (a.state != "done" && a.state != "lost") late += (late.empty() ? "" : ", ") + AgentName(a.agent_id);
+        }
+        Clean(run, fmt::format("agents did not finish within graceful stop + drain_grace: {}", late));
+      }
+      return;
+    }
+    if (state == "cleaning") Clean(run, run.row.reason);  // resumed mid-cleaning
+  }
+
+  // A lost agent fails the run (default) or is dropped from it. Returns true when the run ended.
+  bool CheckAgents(Run& run, int64_t now_mono) {
+    for (auto& a : run.assignments) {
+      if (a.state == "done" || a.state == "lost") continue;
+      const AgentLive& live = agents_[a.agent_id];
+      if (now_mono - live.last_seen_mono < run.plan.heartbeat_timeout_ns) continue;
+      const std::string why = fmt::format("agent {} in region {} lost: no contact for {} (heartbeat_timeout)",
+                                          AgentName(a.agent_id), a.region,
+                                          FormatDuration(now_mono - live.last_seen_mono));
+      if (run.plan.on_agent_loss == plan::AgentLoss::kContinue) {
+        a.state = "lost";
+        SaveAssignment(a);
+        agents_[a.agent_id].run_id.clear();
+        store::RunRow r = run.row;
+        LogWarn("run {}: {}; continuing (on_agent_loss: continue)", run.row.id, why);
+        if (run.row.reason.empty()) {
+          run.row.reason = why + "; continued (on_agent_loss: continue)";
+          SaveRun(run);
+        }
+        continue;
+      }
+      run.stop = true;
+      Finish(run, "errored", why);
+      return true;
+    }
+    return false;
+  }
+
+  void Assign(Run& run) {
+    while (run.assignments.size() < run.slots.size()) {
+      const plan::AgentSlot& slot = run.slots[run.assignments.size()];
+      AgentLive* pick = nullptr;
+      for (auto& [id, live] : agents_) {
+        if (live.row.region != slot.region || !live.run_id.empty()) continue;
+        if (MonoNanos() - live.last_seen_mono > run.plan.heartbeat_timeout_ns) continue;
+        if (!pick || live.row.registered_ns < pick->row.registered_ns) pick = &live;
+      }
+      if (!pick) return;
+      store::AssignmentRow a;
+      a.run_id = run.row.id;
+      a.agent_id = pick->row.id;
+      a.region = slot.region;
+      a.slot = slot.index;
+      a.state = "assigned";
+      SaveAssignment(a);
+      run.assignments.push_back(a);
+      pick->run_id = run.row.id;
+      LogInfo("run {}: region {} slot {} -> agent {}", run.row.id, slot.region, slot.index, AgentName(a.agent_id));
+      if (pick->poll.alive()) pick->poll.Send(Json(200, WorkJson(run, a)));
+    }
+  }
+
+  void CheckAbortThresholds(Run& run) {
+    // Once per newly completed second, and only when some threshold asks for it.
+    int64_t complete = INT64_MAX;
+    for (const auto& a : run.assignments) {
+      if (a.state == "lost") continue;
+      auto it = run.progress.find(a.agent_id);
+      complete = std::min(complete, it == run.progress.end() ? -1 : it->second.last_second);
+    }
+    if (complete == INT64_MAX || complete <= run.evaluated_second) return;
+    run.evaluated_second = complete;
+    for (const auto& o : EvaluateThresholds(run, true)) {
+      if (o.ok) continue;
+      int64_t delay = 0;
+      for (const auto& set : run.plan.thresholds) {
+        for (const auto& e : set.exprs) {
+          if (set.key == o.key && e.source == o.expr) delay = e.delay_abort_eval_ns;
+        }
+      }
+      if ((complete + 1) * kNanosPerSecond < delay) continue;
+      run.stop = true;
+      run.row.reason = fmt::format("threshold {} {} crossed (measured {}): aborted early (abort_on_fail)", o.key,
+                                   o.expr, o.measured_text);
+      run.row.deadline_ns = WallNanos() + run.plan.LongestGracefulStop() + run.plan.drain_grace_ns;
+      if (Transition(run, "draining", run.row.reason)) SaveRun(run);
+      return;
+    }
+  }
+
+  // cleaning: summary, thresholds, artefacts, then the final state.
+  void Clean(Run& run, const std::string& problem) {
+    if (run.row.state != "cleaning") {
+      if (!problem.empty()) run.row.reason = problem;
+      if (!Transition(run, "cleaning", problem.empty() ? "every agent finished and was acknowledged" : problem)) {
+        return;
+      }
+    }
+    const bool aborted = run.row.reason.starts_with("aborted");
+    const bool threshold_abort = run.row.reason.find("(abort_on_fail)") != std::string::npos;
+    const bool incomplete = !problem.empty() && !aborted && !threshold_abort;
+    auto agents = store_->ListAgents();
+    Summary summary = BuildSummary(run, agents.ok() ? *agents : std::vector<store::AgentRow>{});
+    std::string final_state = "passed";
+    if (aborted) {
+      final_state = "aborted";
+    } else if (incomplete) {
+      final_state = "errored";
+    } else if (!summary.thresholds_ok || threshold_abort) {
+      final_state = "failed";
+      if (run.row.reason.empty()) run.row.reason = "thresholds failed";
+    }
+    // Render again with the final state in the text.
+    run.row.state = final_state;
+    summary = BuildSummary(run, agents.ok() ? *agents : std::vector<store::AgentRow>{});
+    run.row.state = "cleaning";
+    summary.json["text"] = summary.text;
+    summary.json["metrics_csv"] = summary.csv;
+    run.row.summary_json = summary.json.dump();
+    WriteArtefacts(run, summary);
+    Finish(run, final_state, run.row.reason);
+  }
+
+  void Finish(Run& run, const std::string& state, const std::string& reason) {
+    run.row.reason = reason;
+    run.row.deadline_ns = 0;
+    Transition(run, state, reason);
+    for (auto& a : run.assignments) agents_[a.agent_id].run_id.clear();
+  }
+
+  std::string DataDir() const {
+    if (!config_.data_dir.empty()) return config_.data_dir;
+    std::string path = config_.store.starts_with("sqlite:") ? config_.store.substr(7) : config_.store;
+    const auto parent = std::filesystem::path(path).parent_path();
+    return (parent.empty() ? std::filesystem::path(".") : parent).string();
+  }
+
+  void WriteArtefacts(const Run& run, const Summary& summary) {
+    const auto dir = std::filesystem::path(DataDir()) / "runs" / run.row.id;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      LogWarn("run {}: cannot write artefacts to {}: {}", run.row.id, dir.string(), ec.message());
+      return;
+    }
+    std::ofstream(dir / "plan.yaml") << run.row.plan_yaml;
+    std::ofstream(dir / "summary.json") << summary.json.dump(2) << "\n";
+    std::ofstream(dir / "metrics.csv") << summary.csv;
+    std::ofstream(dir / "RUN.txt") << fmt::format("{}.{:09}\n", run.row.start_at_ns / kNanosPerSecond,
+                                                  run.row.start_at_ns % kNanosPerSecond);
+    std::ofstream(dir / "services.json") << ServicesJson(run).dump(2) << "\n";
+    std::ofstream(dir / "FINISHED.txt") << fmt::format("{}.{:09}\n", WallNanos() / kNanosPerSecond,
+                                                       WallNanos() % kNanosPerSecond);
+  }
+
+  ordered_json ServicesJson(const Run& run) {
+    ordered_json agents = ordered_json::array();
+    for (const auto& a : run.assignments) {
+      const auto& live = agents_[a.agent_id];
+      ordered_json scenarios = ordered_json::array();
+      for (const auto& s : plan::SharesFor(run.plan, plan::AgentSlot{a.region, a.slot})) {
+        scenarios.push_back({{"name", run.plan.scenarios[s.scenario].name},
+                             {"executor", s.executor.Describe()},
+                             {"stop_after_s", static_cast<double>(s.executor.start_time_ns +
+                                                                  s.executor.ScheduledDuration()) / 1e9}});
+      }
+      agents.push_back({{"id", a.agent_id},
+                        {"name", live.row.name},
+                        {"region", a.region},
+                        {"slot", a.slot},
+                        {"state", a.state},
+                        {"run_delay", 0},
+                        {"scenarios", scenarios}});
+    }
+    ordered_json steps = ordered_json::array();
+    for (const auto& s : run.plan.steps) {
+      steps.push_back({{"name", s.name},
+                       {"region", s.region},
+                       {"instances", s.instances},
+                       {"run_delay", static_cast<double>(s.run_delay_ns) / 1e9},
+                       {"run_max_time", static_cast<double>(s.run_max_time_ns) / 1e9}});
+    }
+    return {{"run", run.row.id},
+            {"start_at", static_cast<double>(run.row.start_at_ns) / 1e9},
+            {"agents", agents},
+            {"steps", steps}};
+  }
+
+  ordered_json StartJson(const Run& run) {
+    ordered_json j = {{"run", run.row.id}, {"state", run.row.state}};
+    if (run.row.start_at_ns) {
+      j["start_at_ns"] = run.row.start_at_ns;
+      j["start_at"] = fmt::format("{}.{:09}", run.row.start_at_ns / kNanosPerSecond,
+                                  run.row.start_at_ns % kNanosPerSecond);
+    }
+    j["server_ns"] = WallNanos();
+    return j;
+  }
+
+  ordered_json WorkJson(const Run& run, const store::AssignmentRow& a) {
+    return {{"run", run.row.id},
+            {"region", a.region},
+            {"slot", a.slot},
+            {"plan", run.row.plan_yaml},
+            {"start_at_ns", run.row.start_at_ns},
+            {"long_poll_ms", config_.long_poll_ns / 1'000'000}};
+  }
+
+  // ---- the API -------------------------------------------------------------------------------------
+
+  struct Principal {
+    std::string name;
+    std::vector<std::string> scopes;
+  };
+
+  const TokenSpec* Authenticate(const http::ServerRequest& req) {
+    const std::string auth = req.Header("authorization");
+    if (auth.size() < 8 || !std::equal(auth.begin(), auth.begin() + 7, "Bearer ", [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+        })) {
+      return nullptr;
+    }
+    const std::string hash = HashToken(auth.substr(7));
+    const TokenSpec* found = nullptr;
+    for (const auto& t : config_.tokens) {  // every token compared, in constant time
+      if (t.hash_hex.size() == hash.size() && CRYPTO_memcmp(t.hash_hex.data(), hash.data(), hash.size()) == 0) {
+        found = &t;
+      }
+    }
+    return found;
+  }
+
+  void Require(const http::ServerRequest& req, const std::string& scope) {
+    const TokenSpec* t = Authenticate(req);
+    if (!t) {
+      throw ApiError{401, "unauthorized",
+                     req.Header("authorization").empty() ? "a bearer token is required" : "the token is not valid",
+                     ""};
+    }
+    if (!scope.empty() && std::find(t->scopes.begin(), t->scopes.end(), scope) == t->scopes.end()) {
+      throw ApiError{403, "forbidden", fmt::format("the token '{}' lacks the scope {}", t->name, scope), ""};
+    }
+    // Token bucket per token.
+    Bucket& b = buckets_[t->name];
+    const int64_t now = MonoNanos();
+    const double burst = 2 * config_.requests_per_second;
+    if (b.last == 0) b.tokens = burst;
+    b.tokens = std::min(burst, b.tokens + static_cast<double>(now - b.last) / 1e9 * config_.requests_per_second);
+    b.last = now;
+    if (b.tokens < 1) throw ApiError{429, "rate_limited", "too many requests for this token", ""};
+    b.tokens -= 1;
+    principal_ = t->name;
+  }
+
+  void Handle(http::ServerRequest& req, http::Responder out) {
+    try {
+      Route(req, out);
+    } catch (const ApiError& e) {
+      out.Send(ErrorResponse(e));
+    } catch (const std::exception& e) {
+      LogError("{} {}: {}", req.method, req.path, e.what());
+      out.Send(ErrorResponse(ApiError{500, "internal", "internal error", ""}));
+    }
+  }
+
+  Run& FindRun(const std::string& id) {
+    auto it = runs_.find(id);
+    if (it == runs_.end()) throw ApiError{404, "not_found", fmt::format("no active run '{}'", id), ""};
+    return *it->second;
+  }
+
+  store::RunRow LoadRow(const std::string& id) {
+    auto it = runs_.find(id);
+    if (it != runs_.end()) return it->second->row;
+    auto row = store_->GetRun(id);
+    if (!row.ok()) throw ApiError{500, "store", row.error().message, ""};
+    if (!row->has_value()) throw ApiError{404, "not_found", fmt::format("no run '{}'", id), ""};
+    return **row;
+  }
+
+  void MethodCheck(const http::ServerRequest& req, const char* allowed) {
+    if (req.method != allowed) {
+      throw ApiError{405, "method_not_allowed", fmt::format("use {} for {}", allowed, req.path), ""};
+    }
+  }
+
+  void Route(http::ServerRequest& req, http::Responder& out) {
+    const auto p = Split(req.path);
+    if (p.size() == 1 && p[0] == "healthz") {
+      Require(req, "");
+      out.Send(Json(200, {{"status", "ok"}, {"version", kVersion}, {"active_runs", runs_.size()}}));
+      return;
+    }
+    if (p.empty() || p[0] != "v1") throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+    if (p.size() == 2 && p[1] == "time") {
+      Require(req, "agent");
+      out.Send(Json(200, {{"server_ns", req.received_wall_ns}, {"sent_ns", WallNanos()}}));
+      return;
+    }
+    if (p.size() >= 2 && p[1] == "agents") return AgentRoutes(req, p, out);
+    if (p.size() >= 2 && p[1] == "runs") return RunRoutes(req, p, out);
+    throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+  }
+
+  void RunRoutes(http::ServerRequest& req, const std::vector<std::string>& p, http::Responder& out) {
+    if (p.size() == 2) {
+      if (req.method == "POST") return CreateRun(req, out);
+      MethodCheck(req, "GET");
+      Require(req, "runs:read");
+      const std::string limit_text = req.Query("limit");
+      const size_t limit = limit_text.empty() ? 50 : std::clamp<size_t>(std::strtoul(limit_text.c_str(), nullptr, 10), 1, 1000);
+      auto rows = store_->ListRuns(limit, req.Query("active") == "true");
+      if (!rows.ok()) throw ApiError{500, "store", rows.error().message, ""};
+      ordered_json list = ordered_json::array();
+      for (const auto& r : *rows) list.push_back(RunRowJson(runs_.count(r.id) ? runs_[r.id]->row : r));
+      out.Send(Json(200, {{"runs", list}}));
+      return;
+    }
+    const std::string& id = p[2];
+    if (p.size() == 3) {
+      MethodCheck(req, "GET");
+      Require(req, "runs:read");
+      auto it = runs_.find(id);
+      ordered_json j;
+      if (it != runs_.end()) {
+        j = RunJson(*it->second, WallNanos());
+      } else {
+        j = RunRowJson(LoadRow(id));
+      }
+      auto events = store_->Events(id);
+      ordered_json ev = ordered_json::array();
+      if (events.ok()) {
+        for (const auto& e : *events) {
+          ev.push_back({{"at_ns", e.at_ns}, {"from", e.from_state}, {"to", e.to_state}, {"detail", e.detail}});
+        }
+      }
+      j["events"] = ev;
+      out.Send(Json(200, j));
+      return;
+    }
+    const std::string& what = p[3];
+    if (p.size() == 4 && what == "abort") {
+      MethodCheck(req, "POST");
+      Require(req, "runs:write");
+      const store::RunRow row = LoadRow(id);
+      if (TerminalState(row.state)) {
+        out.Send(Json(409, {{"error", {{"code", "finished"}, {"message", "the run already ended: " + row.state}}}}));
+        return;
+      }
+      Run& run = FindRun(id);
+      run.stop = true;
+      const std::string why = fmt::format("aborted by {}", principal_);
+      if (run.row.state == "running" || run.row.state == "draining") {
+        run.row.reason = why;
+        if (run.row.state == "running") {
+          run.row.deadline_ns = WallNanos() + run.plan.LongestGracefulStop() + run.plan.drain_grace_ns;
+          if (Transition(run, "draining", why)) SaveRun(run);
+        } else {
+          SaveRun(run);
+        }
+      } else {
+        Finish(run, "aborted", why);
+      }
+      out.Send(Json(202, RunRowJson(run.row)));
+      return;
+    }
+    if (p.size() == 4 && what == "start") {
+      MethodCheck(req, "GET");
+      const TokenSpec* t = Authenticate(req);
+      Require(req, t && std::find(t->scopes.begin(), t->scopes.end(), "agent") != t->scopes.end() ? "agent"
+                                                                                                : "runs:read");
+      const store::RunRow row = LoadRow(id);
+      auto it = runs_.find(id);
+      if (row.start_at_ns) {
+        out.Send(Json(200, it != runs_.end() ? StartJson(*it->second) : ordered_json{{"run", id}, {"state", row.state}, {"start_at_ns", row.start_at_ns}}));
+        return;
+      }
+      if (TerminalState(row.state)) {
+        out.Send(Json(409, {{"run", id}, {"state", row.state}, {"reason", row.reason}}));
+        return;
+      }
+      const std::string wait = req.Query("wait");
+      auto d = wait.empty() ? Result<int64_t>(0) : ParseDuration(wait);
+      if (!d.ok()) throw ApiError{400, "invalid_query", "wait: " + d.error().message, "wait"};
+      if (*d <= 0 || it == runs_.end()) {
+        out.Send(Json(404, StartJson(*it->second)));
+        return;
+      }
+      it->second->start_waiters.push_back({out, MonoNanos() + std::min(*d, config_.long_poll_ns)});
+      return;
+    }
+    if (p.size() == 4 && (what == "summary" || what == "report")) {
+      MethodCheck(req, "GET");
+      Require(req, "runs:read");
+      const store::RunRow row = LoadRow(id);
+      std::string format = req.Query("format");
+      if (format.empty()) format = "json";
+      json summary;
+      if (!row.summary_json.empty()) {
+        summary = json::parse(row.summary_json, nullptr, false);
+      } else {
+        auto it = runs_.find(id);
+        if (it == runs_.end()) throw ApiError{404, "no_summary", "the run has no summary", ""};
+        auto agents = store_->ListAgents();
+        Summary s = BuildSummary(*it->second, agents.ok() ? *agents : std::vector<store::AgentRow>{});
+        summary = json::parse(s.json.dump());
+        summary["text"] = s.text;
+        summary["metrics_csv"] = s.csv;
+        summary["partial"] = true;
+      }
+      http::ServerResponse r;
+      if (format == "json") {
+        json copy = summary;
+        copy.erase("text");
+        copy.erase("metrics_csv");
+        r.body = copy.dump(2);
+      } else if (format == "text") {
+        r.content_type = "text/plain; charset=utf-8";
+        r.body = summary.value("text", "");
+      } else if (format == "csv") {
+        r.content_type = "text/csv";
+        r.body = summary.value("metrics_csv", "");
+      } else if (format == "junit") {
+        r.content_type = "application/xml";
+        r.body = JunitXml(row, summary);
+      } else {
+        throw ApiError{400, "invalid_query", "format: allowed: json, text, csv, junit", "format"};
+      }
+      out.Send(r);
+      return;
+    }
+    if (p.size() == 4 && what == "metrics") {
+      MethodCheck(req, "GET");
+      Require(req, "runs:read");
+      auto it = runs_.find(id);
+      ordered_json series = ordered_json::object();
+      if (it != runs_.end()) {
+        for (const auto& [region, per_second] : it->second->region_seconds) {
+          ordered_json points = ordered_json::array();
+          for (const auto& [s, snap] : per_second) {
+            const auto pt = stats::MakeTimelinePoint(snap);
+            points.push_back({{"t", s}, {"requests", pt.requests}, {"failed", pt.failures},
+                              {"p50_ms", pt.p50_ns / 1e6}, {"p95_ms", pt.p95_ns / 1e6}, {"p99_ms", pt.p99_ns / 1e6},
+                              {"vus", pt.vus_active}});
+          }
+          series[region] = points;
+        }
+        out.Send(Json(200, {{"run", id}, {"regions", series}}));
+        return;
+      }
+      const store::RunRow row = LoadRow(id);
+      json summary = json::parse(row.summary_json.empty() ? "{}" : row.summary_json, nullptr, false);
+      out.Send(Json(200, {{"run", id}, {"csv", summary.value("metrics_csv", "")}}));
+      return;
+    }
+    if (p.size() >= 5 && what == "agents") return AgentRunRoutes(req, p, out);
+    throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+  }
+
+  std::string JunitXml(const store::RunRow& row, const json& summary) {
+    auto esc = [](const std::string& s) {
+      std::string o;
+      for (char c : s) {
+        switch (c) {
+          case '<': o += "&lt;"; break;
+          case '>': o += "&gt;"; break;
+          case '&': o += "&amp;"; break;
+          case '"': o += "&quot;"; break;
+          default: o.push_back(c);
+        }
+      }
+      return o;
+    };
+    const json thresholds = summary.value("thresholds", json::array());
+    size_t failures = 0;
+    for (const auto& t : thresholds) failures += !t.value("ok", true);
+    const bool run_ok = row.state == "passed" || row.state == "failed";
+    std::string x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+    x += fmt::format("<testsuites name=\"meridian\" tests=\"{}\" failures=\"{}\" errors=\"{}\">\n",
+                     thresholds.size() + 1, failures, run_ok ? 0 : 1);
+    x += fmt::format("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\">\n", esc(row.name),
+                     thresholds.size() + 1, failures, run_ok ? 0 : 1);
+    x += fmt::format("    <testcase classname=\"{}\" name=\"run {}\">", esc(row.name), esc(row.id));
+    if (!run_ok) x += fmt::format("<error message=\"{}\">{}</error>", esc(row.state), esc(row.reason));
+    x += "</testcase>\n";
+    for (const auto& t : thresholds) {
+      const std::string name = t.value("metric", "") + " " + t.value("threshold", "");
+      x += fmt::format("    <testcase classname=\"{}.thresholds\" name=\"{}\">", esc(row.name), esc(name));
+      if (!t.value("ok", true)) {
+        x += fmt::format("<failure message=\"measured {}\"/>", esc(t.value("measured_text", "")));
+      }
+      x += "</testcase>\n";
+    }
+    x += "  </testsuite>\n</testsuites>\n";
+    return x;
+  }
+
+  void CreateRun(http::ServerRequest& req, http::Responder& out) {
+    Require(req, "runs:write");
+    const json body = ParseBody(req);
+    const std::string text = Field<std::string>(body, "plan", "", true);
+    const std::string file = Field<std::string>(body, "file", "plan.yaml");
+    loadgen::VarMap vars;
+    if (body.contains("vars")) {
+      if (!body["vars"].is_object()) throw ApiError{400, "invalid_field", "'vars' must be an object", "vars"};
+      for (const auto& [k, v] : body["vars"].items()) {
+        if (!v.is_string()) throw ApiError{400, "invalid_field", "vars values must be strings", "vars." + k};
+        vars[k] = v.get<std::string>();
+      }
+    }
+    auto plan = plan::ParsePlan(text, file, vars);
+    if (!plan.ok()) throw ApiError{400, "invalid_plan", plan.error().message, "plan"};
+    if (auto r = plan::CheckRunnable(*plan); !r.ok()) throw ApiError{400, "not_runnable", r.error().message, "plan"};
+    auto run = std::make_unique<Run>();
+    run->row.id = NewId("r-");
+    run->row.name = plan->name;
+    run->row.state = "created";
+    run->row.plan_yaml = plan::ToYaml(*plan);
+    run->row.owner = principal_;
+    run->row.created_ns = run->row.updated_ns = WallNanos();
+    run->plan = std::move(plan).value();
+    run->names = plan::Names(run->plan);
+    run->slots = plan::Slots(run->plan);
+    if (auto r = store_->CreateRun(run->row); !r.ok()) throw ApiError{500, "store", r.error().message, ""};
+    ordered_json j = RunRowJson(run->row);
+    const std::string id = run->row.id;
+    runs_[id] = std::move(run);
+    Step(*runs_[id], WallNanos(), MonoNanos());  // created -> preparing, and assign what can be assigned
+    Assign(*runs_[id]);
+    out.Send(Json(201, RunRowJson(runs_[id]->row)));
+  }
+
+  // ---- agents ----------------------------------------------------------------------------------------
+
+  AgentLive& KnownAgent(const std::string& id) {
+    auto it = agents_.find(id);
+    if (it == agents_.end()) throw ApiError{404, "unknown_agent", fmt::format("no agent '{}': register again", id), ""};
+    it->second.last_seen_mono = MonoNanos();
+    return it->second;
+  }
+
+  void AgentRoutes(http::ServerRequest& req, const std::vector<std::string>& p, http::Responder& out) {
+    if (p.size() == 2 && req.method == "GET") {
+      Require(req, "runs:read");
+      ordered_json list = ordered_json::array();
+      const int64_t now = MonoNanos();
+      for (const auto& [id, a] : agents_) {
+        list.push_back({{"id", id}, {"name", a.row.name}, {"region", a.row.region}, {"version", a.row.version},
+                        {"capacity", a.row.capacity}, {"run", a.run_id},
+                        {"seen_ago_ms", a.last_seen_mono ? (now - a.last_seen_mono) / 1'000'000 : -1},
+                        {"clock_offset_ms", a.row.clock_offset_ns / 1e6}});
+      }
+      out.Send(Json(200, {{"agents", list}}));
+      return;
+    }
+    Require(req, "agent");
+    if (p.size() == 2) {
+      MethodCheck(req, "POST");
+      const json body = ParseBody(req);
+      store::AgentRow row;
+      row.id = Field<std::string>(body, "id", "");
+      row.name = Field<std::string>(body, "name", "", true);
+      row.region = Field<std::string>(body, "region", "", true);
+      row.version = Field<std::string>(body, "version", "");
+      row.capacity = Field<uint32_t>(body, "capacity", 1);
+      row.clock_offset_ns = Field<int64_t>(body, "clock_offset_ns", 0);
+      row.rtt_ns = Field<int64_t>(body, "rtt_ns", 0);
+      if (row.region.empty() || row.region.size() > 63) {
+        throw ApiError{400, "invalid_field", "'region' must be 1 to 63 characters", "region"};
+      }
+      if (row.id.empty() || !agents_.count(row.id)) row.id = NewId("a-");
+      row.registered_ns = WallNanos();
+      if (auto r = store_->PutAgent(row); !r.ok()) throw ApiError{500, "store", r.error().message, ""};
+      AgentLive& live = agents_[row.id];
+      live.row = row;
+      live.last_seen_mono = MonoNanos();
+      LogInfo("agent {} registered: {} in {} (capacity {}, clock offset {})", row.id, row.name, row.region,
+                row.capacity, FormatDuration(row.clock_offset_ns));
+      out.Send(Json(201, {{"id", row.id}, {"server_ns", WallNanos()}, {"long_poll_ms", config_.long_poll_ns / 1'000'000}}));
+      return;
+    }
+    const std::string& id = p[2];
+    AgentLive& live = KnownAgent(id);
+    if (p.size() == 4 && p[3] == "work") {
+      MethodCheck(req, "GET");
+      // Work already assigned (and not finished) is sent again: the agent may have restarted its poll.
+      if (!live.run_id.empty()) {
+        auto it = runs_.find(live.run_id);
+        if (it != runs_.end()) {
+          if (auto* a = it->second->Assignment(id); a && a->state == "assigned") {
+            out.Send(Json(200, WorkJson(*it->second, *a)));
+            return;
+          }
+        }
+      }
+      live.poll.Send(http::ServerResponse{204, "application/json", "", {}});  // a newer poll replaces an old one
+      live.poll = out;
+      live.poll_deadline = MonoNanos() + config_.long_poll_ns;
+      for (auto& [rid, run] : runs_) {
+        if (run->row.state == "preparing") Assign(*run);
+      }
+      return;
+    }
+    throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+  }
+
+  void AgentRunRoutes(http::ServerRequest& req, const std::vector<std::string>& p, http::Responder& out) {
+    Require(req, "agent");
+    const std::string& run_id = p[2];
+    const std::string& agent_id = p[4];
+    KnownAgent(agent_id);
+    auto it = runs_.find(run_id);
+    if (it == runs_.end()) {
+      const store::RunRow row = LoadRow(run_id);
+      out.Send(Json(409, {{"error", {{"code", "finished"}, {"message", "the run ended: " + row.state}}}, {"stop", true}}));
+      return;
+    }
+    Run& run = *it->second;
+    store::AssignmentRow* a = run.Assignment(agent_id);
+    if (!a) throw ApiError{403, "not_assigned", "the agent is not part of this run", ""};
+    if (p.size() == 6 && p[5] == "ready") {
+      MethodCheck(req, "POST");
+      const json body = ParseBody(req);
+      const std::string error = Field<std::string>(body, "error", "");
+      if (!error.empty()) {
+        run.stop = true;
+        Finish(run, "errored", fmt::format("agent {} in {} could not prepare: {}", AgentName(agent_id), a->region, error));
+        out.Send(Json(200, {{"stop", true}}));
+        return;
+      }
+      if (a->state == "assigned") {
+        a->state = "ready";
+        a->ready_ns = WallNanos();
+        SaveAssignment(*a);
+      }
+      out.Send(Json(200, StartJson(run)));
+      return;
+    }
+    if (p.size() == 7 && p[5] == "reports") {
+      MethodCheck(req, "PUT");
+      char* end = nullptr;
+      const long long seq = std::strtoll(p[6].c_str(), &end, 10);
+      if (p[6].empty() || *end != '\0' || seq < 0) throw ApiError{400, "invalid_path", "the report seq must be a number >= 0", "seq"};
+      auto snap = stats::DecodeSnapshot(req.body);
+      if (!snap.ok()) throw ApiError{400, "invalid_report", snap.error().message, "body"};
+      if (a->state == "lost") throw ApiError{409, "lost", "the agent was declared lost", ""};
+      if (a->state == "ready" || a->state == "assigned") a->state = "running";
+      const int64_t started_ns = std::strtoll(req.Query("started_ns").c_str(), nullptr, 10);
+      if (started_ns > 0 && a->started_ns == 0) {
+        a->started_ns = started_ns;
+        SaveAssignment(*a);
+      }
+      auto inserted = store_->InsertSample(run.row.id, store::SampleRow{agent_id, seq, snap->second, req.body});
+      if (!inserted.ok()) throw ApiError{503, "store", inserted.error().message, ""};
+      if (*inserted) {
+        run.Ingest(agent_id, a->region, seq, *snap);
+        for (const auto& [key, s] : snap->series) {
+          if (!run.known_series.insert(key).second) continue;
+          const auto k = stats::SeriesKey::Unpack(key);
+          (void)store_->PutSeries(run.row.id, key, a->region,
+                                  k.scenario < run.names.scenarios.size() ? run.names.scenarios[k.scenario] : "",
+                                  k.request < run.names.requests.size() ? run.names.requests[k.request].name : "",
+                                  k.status, stats::ErrorKindName(k.error));
+        }
+      }
+      out.Send(Json(200, {{"acked", seq}, {"stop", run.stop}}));
+      return;
+    }
+    if (p.size() == 6 && p[5] == "done") {
+      MethodCheck(req, "POST");
+      const json body = ParseBody(req);
+      a->last_seq = Field<int64_t>(body, "last_seq", -1, true);
+      a->requests = Field<uint64_t>(body, "requests", 0);
+      const int64_t started_ns = Field<int64_t>(body, "started_ns", 0);
+      if (started_ns > 0 && a->started_ns == 0) a->started_ns = started_ns;
+      if (a->state != "lost") a->state = "done";
+      SaveAssignment(*a);
+      auto pit = run.progress.find(agent_id);
+      const int64_t acked = pit == run.progress.end() ? -1 : pit->second.acked;
+      out.Send(Json(200, {{"acked", acked}, {"complete", acked >= a->last_seq}}));
+      return;
+    }
+    throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+  }
+
+  struct Bucket {
+    double tokens = 0;
+    int64_t last = 0;
+  };
+
+  net::EventLoop& loop_;
+  std::unique_ptr<store::Store> store_;
+  ServerConfig config_;
+  std::unique_ptr<http::HttpServer> server_;
+  net::FunctionTimer tick_;
+  std::map<std::string, std::unique_ptr<Run>> runs_;  // active runs
+  std::map<std::string, AgentLive> agents_;
+  std::map<std::string, Bucket> buckets_;
+  std::string principal_;  // the token name of the request being handled
+};
+
+ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<store::Store> store, ServerConfig config)
+    : impl_(std::make_unique<Impl>(loop, std::move(store), std::move(config))) {}
+ControlPlane::~ControlPlane() = default;
+Result<void> ControlPlane::Start() { return impl_->Start(); }
+uint16_t ControlPlane::port() const { return impl_->port(); }
+
+}  // namespace meridian::control

@@ -1,0 +1,354 @@
+// One run's aggregation, thresholds and summary.
+
+#include "control/run.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "core/clock.h"
+#include "core/duration.h"
+
+namespace meridian::control {
+
+bool TerminalState(const std::string& s) {
+  return s == "passed" || s == "failed" || s == "aborted" || s == "errored";
+}
+
+bool AgentProgress::Add(int64_t seq, const stats::IntervalSnapshot& s) {
+  if (!seqs.insert(seq).second) return false;
+  while (seqs.count(acked + 1)) ++acked;
+  totals.MergeAcrossTime(s);
+  if (s.second >= last_second) {
+    last_second = s.second;
+    last = s;
+  }
+  return true;
+}
+
+store::AssignmentRow* Run::Assignment(const std::string& agent_id) {
+  for (auto& a : assignments) {
+    if (a.agent_id == agent_id) return &a;
+  }
+  return nullptr;
+}
+
+bool Run::Terminal() const { return TerminalState(row.state); }
+
+void Run::Ingest(const std::string& agent_id, const std::string& region, int64_t seq,
+                 const stats::IntervalSnapshot& s) {
+  AgentProgress& p = progress[agent_id];
+  p.agent_id = agent_id;
+  p.region = region;
+  if (!p.Add(seq, s)) return;
+  region_seconds[region][s.second].MergeAcrossWorkers(s);
+}
+
+namespace {
+
+bool SeriesMatches(const Run& run, const stats::ThresholdSet& set, const stats::SeriesKey& key) {
+  for (const auto& t : set.tags) {
+    if (t.key == "scenario" &&
+        (key.scenario >= run.names.scenarios.size() || run.names.scenarios[key.scenario] != t.value)) {
+      return false;
+    }
+    if (t.key == "name" &&
+        (key.request >= run.names.requests.size() || run.names.requests[key.request].name != t.value)) {
+      return false;
+    }
+    if (t.key == "status" && std::to_string(key.status) != t.value) return false;
+  }
+  return true;
+}
+
+bool RegionMatches(const stats::ThresholdSet& set, const std::string& region) {
+  for (const auto& t : set.tags) {
+    if (t.key == "region" && t.value != region) return false;
+  }
+  return true;
+}
+
+int64_t RunSeconds(const Run& run) {
+  int64_t last = -1;
+  for (const auto& [id, p] : run.progress) last = std::max(last, p.last_second);
+  return std::max<int64_t>(1, std::min<int64_t>(last + 1, (run.plan.ScheduledDuration() + kNanosPerSecond - 1) /
+                                                              kNanosPerSecond));
+}
+
+}  // namespace
+
+stats::MetricData MetricFor(const Run& run, const stats::ThresholdSet& set) {
+  stats::MetricData d;
+  d.seconds = static_cast<double>(RunSeconds(run));
+  for (const auto& [id, p] : run.progress) {
+    if (!RegionMatches(set, p.region)) continue;
+    for (const auto& [packed, s] : p.totals.series) {
+      const stats::SeriesKey key = stats::SeriesKey::Unpack(packed);
+      if (!SeriesMatches(run, set, key)) continue;
+      d.duration.Merge(s.duration);
+      d.waiting.Merge(s.ttfb);
+      d.connecting.Merge(s.connect);
+      d.tls.Merge(s.tls);
+      d.requests += s.requests;
+      d.failures += s.failures;
+      d.bytes_sent += s.bytes_sent;
+      d.bytes_received += s.bytes_received;
+      // Declarative requests check their status: a response that failed its expectation fails the check.
+      if (key.status != 0) {
+        d.checks += s.requests;
+        if (key.error == stats::ErrorKind::kCheck || key.error == stats::ErrorKind::kHttp4xx ||
+            key.error == stats::ErrorKind::kHttp5xx) {
+          d.checks_failed += s.requests;
+        }
+      }
+    }
+    for (size_t i = 0; i < p.totals.scenarios.size(); ++i) {
+      bool match = true;
+      for (const auto& t : set.tags) {
+        if (t.key == "scenario") match &= i < run.names.scenarios.size() && run.names.scenarios[i] == t.value;
+      }
+      if (!match) continue;
+      const auto& sc = p.totals.scenarios[i];
+      d.iterations += sc.iterations;
+      d.dropped += sc.dropped_iterations;
+      d.iteration_duration.Merge(sc.iteration_duration);
+      d.vus_max += sc.vus_active;
+      d.vus_last += p.last.scenarios.size() > i ? p.last.scenarios[i].vus_active : 0;
+    }
+  }
+  return d;
+}
+
+std::vector<stats::ThresholdOutcome> EvaluateThresholds(const Run& run, bool abort_only) {
+  std::vector<stats::ThresholdOutcome> out;
+  for (const auto& set : run.plan.thresholds) {
+    bool wanted = !abort_only;
+    for (const auto& e : set.exprs) wanted |= e.abort_on_fail;
+    if (!wanted) continue;
+    const stats::MetricData data = MetricFor(run, set);
+    for (const auto& e : set.exprs) {
+      if (abort_only && !e.abort_on_fail) continue;
+      out.push_back(stats::Evaluate(set, e, data));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+std::string IsoTime(int64_t wall_ns) {
+  const time_t secs = static_cast<time_t>(wall_ns / kNanosPerSecond);
+  tm parts{};
+  gmtime_r(&secs, &parts);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", parts.tm_year + 1900, parts.tm_mon + 1,
+                     parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec, (wall_ns / 1'000'000) % 1000);
+}
+
+double Ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
+
+}  // namespace
+
+Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents) {
+  Summary out;
+  stats::IntervalSnapshot totals;
+  for (const auto& [id, p] : run.progress) totals.MergeAcrossWorkers(p.totals);
+  std::map<int64_t, stats::IntervalSnapshot> seconds;
+  for (const auto& [region, per_second] : run.region_seconds) {
+    for (const auto& [s, snap] : per_second) seconds[s].MergeAcrossWorkers(snap);
+  }
+  std::vector<stats::TimelinePoint> timeline;
+  for (auto& [s, snap] : seconds) {
+    snap.second = s;
+    timeline.push_back(stats::MakeTimelinePoint(snap));
+  }
+  auto agent_row = [&](const std::string& id) -> const store::AgentRow* {
+    for (const auto& a : agents) {
+      if (a.id == id) return &a;
+    }
+    return nullptr;
+  };
+  stats::SummaryMeta meta;
+  meta.title = fmt::format("meridian run {} ({})", run.plan.name, run.row.id);
+  for (const auto& s : run.plan.scenarios) {
+    meta.scenarios.push_back(stats::ScenarioMeta{s.name, loadgen::ExecutorName(s.executor.type),
+                                                 s.executor.Describe(), s.executor.open_model()});
+  }
+  for (const auto& a : run.assignments) {
+    if (const auto* row = agent_row(a.agent_id)) meta.threads += row->capacity;
+  }
+  meta.started_wall_ns = run.row.start_at_ns;
+  meta.duration_ns = RunSeconds(run) * kNanosPerSecond;
+  meta.stopped_early = run.stop;
+
+  // Thresholds.
+  const auto outcomes = EvaluateThresholds(run, false);
+  std::string text;
+  nlohmann::ordered_json thresholds = nlohmann::ordered_json::array();
+  if (!outcomes.empty()) text += "\n  thresholds:\n";
+  for (const auto& o : outcomes) {
+    out.thresholds_ok &= o.ok;
+    text += fmt::format("    {} {} {}  (measured {}){}\n", o.ok ? "✓" : "✗", o.key, o.expr, o.measured_text,
+                        o.abort_on_fail ? "  abort_on_fail" : "");
+    thresholds.push_back({{"metric", o.key},
+                          {"threshold", o.expr},
+                          {"ok", o.ok},
+                          {"measured", o.measured},
+                          {"measured_text", o.measured_text},
+                          {"no_data", o.no_data},
+                          {"abort_on_fail", o.abort_on_fail}});
+  }
+  text += stats::SummaryText(totals, timeline, run.names, meta);
+
+  // Per region.
+  nlohmann::ordered_json regions = nlohmann::ordered_json::object();
+  text += "  per region:\n";
+  text += fmt::format("    {:<16} {:>6} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9}\n", "region", "agents", "requests",
+                      "req/s", "failed", "p50", "p95", "p99");
+  for (const auto& region : run.plan.regions) {
+    stats::IntervalSnapshot r;
+    uint32_t n = 0;
+    for (const auto& [id, p] : run.progress) {
+      if (p.region != region.name) continue;
+      r.MergeAcrossWorkers(p.totals);
+    }
+    for (const auto& a : run.assignments) n += a.region == region.name;
+    const stats::TimelinePoint t = stats::MakeTimelinePoint(r);
+    const stats::Histogram d = stats::MergedDuration(r);
+    const double rps = static_cast<double>(t.requests) * 1e9 / static_cast<double>(meta.duration_ns);
+    const double failed = t.requests ? 100.0 * static_cast<double>(t.failures) / static_cast<double>(t.requests) : 0;
+    text += fmt::format("    {:<16} {:>6} {:>10} {:>10.1f} {:>7.2f}% {:>9} {:>9} {:>9}\n", region.name, n,
+                        t.requests, rps, failed, FormatDuration(d.ValueAtPercentile(50)),
+                        FormatDuration(d.ValueAtPercentile(95)), FormatDuration(d.ValueAtPercentile(99)));
+    regions[region.name] = {{"agents", n},
+                            {"requests", t.requests},
+                            {"failed", t.failures},
+                            {"rate", rps},
+                            {"p50_ms", Ms(d.ValueAtPercentile(50))},
+                            {"p95_ms", Ms(d.ValueAtPercentile(95))},
+                            {"p99_ms", Ms(d.ValueAtPercentile(99))}};
+  }
+
+  // Agents and their start skew.
+  nlohmann::ordered_json agent_list = nlohmann::ordered_json::array();
+  text += "\n  agents (start skew = actual start - common start, on the control plane's clock):\n";
+  int64_t min_start = INT64_MAX, max_start = INT64_MIN;
+  for (const auto& a : run.assignments) {
+    const auto* row = agent_row(a.agent_id);
+    const int64_t skew = a.started_ns ? a.started_ns - run.row.start_at_ns : 0;
+    if (a.started_ns) {
+      min_start = std::min(min_start, a.started_ns);
+      max_start = std::max(max_start, a.started_ns);
+    }
+    auto it = run.progress.find(a.agent_id);
+    const uint64_t reported = it == run.progress.end() ? 0 : stats::MakeTimelinePoint(it->second.totals).requests;
+    text += fmt::format("    {:<24} {:<16} {:<8} skew {:>9}  clock offset {:>9}  requests {}\n",
+                        row ? row->name : a.agent_id, a.region, a.state,
+                        a.started_ns ? FormatDuration(std::abs(skew)) : "-",
+                        row ? FormatDuration(std::abs(row->clock_offset_ns)) : "-", reported);
+    agent_list.push_back({{"id", a.agent_id},
+                          {"name", row ? row->name : ""},
+                          {"region", a.region},
+                          {"state", a.state},
+                          {"start_skew_ms", a.started_ns ? Ms(skew) : 0.0},
+                          {"clock_offset_ms", row ? Ms(row->clock_offset_ns) : 0.0},
+                          {"rtt_ms", row ? Ms(row->rtt_ns) : 0.0},
+                          {"requests", reported},
+                          {"requests_counted_by_agent", a.requests},
+                          {"last_seq", a.last_seq},
+                          {"acked_seq", it == run.progress.end() ? -1 : it->second.acked}});
+  }
+  const int64_t spread = max_start >= min_start ? max_start - min_start : 0;
+  text += fmt::format("    start skew between agents: {}\n", FormatDuration(spread));
+  text += fmt::format("\n  run {} {}{}\n", run.row.id, run.row.state,
+                      run.row.reason.empty() ? "" : ": " + run.row.reason);
+  out.text = text;
+
+  nlohmann::ordered_json j;
+  j["run"] = {{"id", run.row.id},
+              {"name", run.plan.name},
+              {"state", run.row.state},
+              {"reason", run.row.reason},
+              {"start_at", IsoTime(run.row.start_at_ns)},
+              {"start_at_ns", run.row.start_at_ns}};
+  j["thresholds"] = thresholds;
+  j["thresholds_ok"] = out.thresholds_ok;
+  for (auto& [k, v] : stats::SummaryJson(totals, timeline, run.names, meta).items()) j[k] = v;
+  j["regions"] = regions;
+  j["agents"] = agent_list;
+  j["start_skew_ms"] = Ms(spread);
+  out.json = std::move(j);
+
+  out.csv = "second,region,requests,failed,p50_ms,p95_ms,p99_ms,max_ms,vus,bytes_received\n";
+  for (const auto& [region, per_second] : run.region_seconds) {
+    for (const auto& [s, snap] : per_second) {
+      const stats::TimelinePoint p = stats::MakeTimelinePoint(snap);
+      uint64_t received = 0;
+      for (const auto& [k, series] : snap.series) received += series.bytes_received;
+      out.csv += fmt::format("{},{},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{}\n", s, region, p.requests, p.failures,
+                             Ms(p.p50_ns), Ms(p.p95_ns), Ms(p.p99_ns), Ms(p.max_ns), p.vus_active, received);
+    }
+  }
+  return out;
+}
+
+nlohmann::ordered_json RunRowJson(const store::RunRow& row) {
+  nlohmann::ordered_json j;
+  j["id"] = row.id;
+  j["name"] = row.name;
+  j["state"] = row.state;
+  j["reason"] = row.reason;
+  j["owner"] = row.owner;
+  j["created"] = IsoTime(row.created_ns);
+  j["start_at"] = row.start_at_ns ? nlohmann::ordered_json(IsoTime(row.start_at_ns)) : nlohmann::ordered_json();
+  j["start_at_ns"] = row.start_at_ns;
+  j["ended"] = row.ended_ns ? nlohmann::ordered_json(IsoTime(row.ended_ns)) : nlohmann::ordered_json();
+  j["exit_code"] = row.exit_code;
+  return j;
+}
+
+nlohmann::ordered_json RunJson(const Run& run, int64_t now) {
+  nlohmann::ordered_json j = RunRowJson(run.row);
+  const int64_t total = run.plan.ScheduledDuration();
+  j["duration_ns"] = total;
+  int64_t elapsed = 0;
+  if (run.row.start_at_ns && now > run.row.start_at_ns) elapsed = std::min(total, now - run.row.start_at_ns);
+  j["elapsed_ns"] = elapsed;
+  j["time_left_ns"] = run.row.start_at_ns ? total - elapsed : total;
+  nlohmann::ordered_json regions = nlohmann::ordered_json::array();
+  for (const auto& region : run.plan.regions) {
+    uint32_t assigned = 0, ready = 0, done = 0, lost = 0;
+    for (const auto& a : run.assignments) {
+      if (a.region != region.name) continue;
+      ++assigned;
+      ready += a.state != "assigned";
+      done += a.state == "done";
+      lost += a.state == "lost";
+    }
+    // The latest second every agent of the region has reported, merged.
+    stats::IntervalSnapshot last;
+    int64_t second = -1;
+    auto it = run.region_seconds.find(region.name);
+    if (it != run.region_seconds.end() && !it->second.empty()) {
+      auto s = it->second.rbegin();
+      if (it->second.size() > 1 && s->first > 0) ++s;  // the newest second may still be partial
+      second = s->first;
+      last = s->second;
+    }
+    const stats::TimelinePoint p = stats::MakeTimelinePoint(last);
+    regions.push_back({{"name", region.name},
+                       {"agents", region.agents},
+                       {"assigned", assigned},
+                       {"ready", ready},
+                       {"done", done},
+                       {"lost", lost},
+                       {"second", second},
+                       {"vus", p.vus_active},
+                       {"rps", p.requests},
+                       {"p95_ms", Ms(p.p95_ns)},
+                       {"errors", p.failures}});
+  }
+  j["regions"] = regions;
+  return j;
+}
+
+}  // namespace meridian::control

@@ -1,0 +1,74 @@
+#pragma once
+// Internal to control/: one run's live state (rebuilt from the store on restart), its aggregation of agent
+// reports, and its summary.
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "http/server.h"
+#include "plan/plan.h"
+#include "stats/metrics.h"
+#include "stats/summary.h"
+#include "stats/threshold.h"
+#include "store/store.h"
+
+namespace meridian::control {
+
+struct AgentProgress {
+  std::string agent_id;
+  std::string region;
+  std::set<int64_t> seqs;  // stored report sequence numbers
+  int64_t acked = -1;      // highest seq such that 0..acked are all stored
+  int64_t last_second = -1;
+  stats::IntervalSnapshot totals;
+  stats::IntervalSnapshot last;  // the latest second, for live progress
+
+  // Returns false for a duplicate.
+  bool Add(int64_t seq, const stats::IntervalSnapshot& s);
+};
+
+struct Run {
+  store::RunRow row;
+  plan::Plan plan;
+  stats::SeriesNames names;
+  std::vector<plan::AgentSlot> slots;
+  std::vector<store::AssignmentRow> assignments;  // in slot order once assigned
+  std::map<std::string, AgentProgress> progress;  // by agent id
+  std::map<std::string, std::map<int64_t, stats::IntervalSnapshot>> region_seconds;
+  struct Waiter {
+    http::Responder out;
+    int64_t deadline_mono = 0;
+  };
+  std::vector<Waiter> start_waiters;
+  bool stop = false;  // tell agents to stop (abort, abort_on_fail, a lost agent)
+  int64_t evaluated_second = -1;
+  std::set<uint64_t> known_series;
+
+  store::AssignmentRow* Assignment(const std::string& agent_id);
+  bool Terminal() const;
+  void Ingest(const std::string& agent_id, const std::string& region, int64_t seq, const stats::IntervalSnapshot& s);
+  int64_t EndAtNs() const { return row.start_at_ns + plan.ScheduledDuration(); }
+};
+
+bool TerminalState(const std::string& state);
+
+// Threshold inputs for one filter, from the agents' totals.
+stats::MetricData MetricFor(const Run& run, const stats::ThresholdSet& set);
+std::vector<stats::ThresholdOutcome> EvaluateThresholds(const Run& run, bool abort_only);
+
+struct Summary {
+  nlohmann::ordered_json json;
+  std::string text;
+  std::string csv;
+  bool thresholds_ok = true;
+};
+Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents);
+
+// Live progress of a run for GET /v1/runs/{id}.
+nlohmann::ordered_json RunJson(const Run& run, int64_t now_wall_ns);
+nlohmann::ordered_json RunRowJson(const store::RunRow& row);
+
+}  // namespace meridian::control
