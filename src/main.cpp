@@ -12,10 +12,21 @@
 namespace {
 
 constexpr meridian::app::Command kCommands[] = {
+    {"run", "run a plan here: embedded control plane, one agent per region, summary and CI exit code",
+     meridian::app::RunMain},
+    {"validate", "validate a plan strictly and print it normalised with a timeline per region",
+     meridian::app::ValidateMain},
     {"load", "send HTTP load to one URL and print a summary (like wrk or hey, with an open model)",
      meridian::app::LoadMain},
     {"target", "serve HTTP as a configurable system under test (latency, errors, pauses)",
      meridian::app::TargetMain},
+    {"serve", "run the control plane (API, orchestrator, store) for agents on other hosts",
+     meridian::app::ServeMain},
+    {"agent", "run a load agent for one region against a control plane", meridian::app::AgentMain},
+    {"submit", "run a plan on a control plane and follow it (same progress and exit codes as run)",
+     meridian::app::SubmitMain},
+    {"runs", "list, show, abort runs on a control plane; export reports (json, csv, junit)",
+     meridian::app::RunsMain},
 };
 
 void Usage(std::FILE* out) {
@@ -27,7 +38,7 @@ void Usage(std::FILE* out) {
   fmt::print(out,
              "\nRun 'meridian COMMAND --help' for a command's options.\n"
              "Options: -h, --help   this text;  -V, --version   the version\n"
-             "Exit status: 0 success, 1 run error, 2 usage or invalid input.\n");
+             "Exit status: 0 success, 99 a threshold failed, 1 run error, 2 usage or invalid input.\n");
 }
 
 }  // namespace

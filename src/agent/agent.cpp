@@ -124,7 +124,7 @@ class Agent::RunExecution {
     finished_.store(true);
     Wake();
     reporter.join();
-    SendDone(requests);
+    SendDone(requests, result->connections_opened, result->retries);
   }
 
  private:
@@ -216,10 +216,12 @@ class Agent::RunExecution {
     }
   }
 
-  void SendDone(uint64_t requests) {
+  void SendDone(uint64_t requests, uint64_t connections, uint64_t retries) {
     const int64_t last_seq = next_seq_ - 1;
-    const std::string body =
-        json{{"last_seq", last_seq}, {"requests", requests}, {"started_ns", started_ns_}}.dump();
+    const std::string body = json{{"last_seq", last_seq},       {"requests", requests},
+                                  {"connections", connections}, {"retries", retries},
+                                  {"started_ns", started_ns_}}
+                                 .dump();
     for (int attempt = 0; !agent_.abort_.load() && !cancelled_; ++attempt) {
       auto r = control_->Request("POST", fmt::format("/v1/runs/{}/agents/{}/done", run_id_, agent_.id_), body);
       if (r.ok() && (r->status == 200 || r->status == 409)) break;

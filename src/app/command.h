@@ -15,5 +15,11 @@ struct Command {
 
 int LoadMain(int argc, char** argv);
 int TargetMain(int argc, char** argv);
+int RunMain(int argc, char** argv);
+int ValidateMain(int argc, char** argv);
+int ServeMain(int argc, char** argv);
+int AgentMain(int argc, char** argv);
+int SubmitMain(int argc, char** argv);
+int RunsMain(int argc, char** argv);
 
 }  // namespace meridian::app

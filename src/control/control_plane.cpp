@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 
 #include "control/control.h"
 #include "control/run.h"
@@ -454,7 +455,10 @@ class ControlPlane::Impl {
       return;
     }
     std::ofstream(dir / "plan.yaml") << run.row.plan_yaml;
-    std::ofstream(dir / "summary.json") << summary.json.dump(2) << "\n";
+    ordered_json clean = summary.json;
+    clean.erase("text");
+    clean.erase("metrics_csv");
+    std::ofstream(dir / "summary.json") << clean.dump(2) << "\n";
     std::ofstream(dir / "metrics.csv") << summary.csv;
     std::ofstream(dir / "RUN.txt") << fmt::format("{}.{:09}\n", run.row.start_at_ns / kNanosPerSecond,
                                                   run.row.start_at_ns % kNanosPerSecond);
@@ -763,6 +767,26 @@ class ControlPlane::Impl {
       out.Send(Json(200, {{"run", id}, {"csv", summary.value("metrics_csv", "")}}));
       return;
     }
+    if (p.size() == 5 && what == "artefacts") {
+      MethodCheck(req, "GET");
+      Require(req, "runs:read");
+      const store::RunRow row = LoadRow(id);
+      static const char* kNames[] = {"plan.yaml", "services.json", "RUN.txt", "summary.json", "metrics.csv",
+                                     "FINISHED.txt"};
+      if (std::find_if(std::begin(kNames), std::end(kNames), [&](const char* n) { return p[4] == n; }) ==
+          std::end(kNames)) {
+        throw ApiError{404, "not_found", "artefacts: plan.yaml services.json RUN.txt summary.json metrics.csv FINISHED.txt", ""};
+      }
+      std::ifstream in(std::filesystem::path(DataDir()) / "runs" / row.id / p[4], std::ios::binary);
+      if (!in) throw ApiError{404, "not_found", fmt::format("{} is written when the run ends", p[4]), ""};
+      std::stringstream ss;
+      ss << in.rdbuf();
+      http::ServerResponse r;
+      r.content_type = p[4].ends_with(".json") ? "application/json" : "text/plain; charset=utf-8";
+      r.body = ss.str();
+      out.Send(r);
+      return;
+    }
     if (p.size() >= 5 && what == "agents") return AgentRunRoutes(req, p, out);
     throw ApiError{404, "not_found", "no such route: " + req.path, ""};
   }
@@ -981,6 +1005,8 @@ class ControlPlane::Impl {
       const json body = ParseBody(req);
       a->last_seq = Field<int64_t>(body, "last_seq", -1, true);
       a->requests = Field<uint64_t>(body, "requests", 0);
+      a->connections = Field<uint64_t>(body, "connections", 0);
+      a->retries = Field<uint64_t>(body, "retries", 0);
       const int64_t started_ns = Field<int64_t>(body, "started_ns", 0);
       if (started_ns > 0 && a->started_ns == 0) a->started_ns = started_ns;
       if (a->state != "lost") a->state = "done";

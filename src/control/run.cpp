@@ -175,6 +175,8 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
   }
   for (const auto& a : run.assignments) {
     if (const auto* row = agent_row(a.agent_id)) meta.threads += row->capacity;
+    meta.connections_opened += a.connections;
+    meta.retries += a.retries;
   }
   meta.started_wall_ns = run.row.start_at_ns;
   meta.duration_ns = RunSeconds(run) * kNanosPerSecond;
@@ -272,7 +274,8 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
               {"start_at_ns", run.row.start_at_ns}};
   j["thresholds"] = thresholds;
   j["thresholds_ok"] = out.thresholds_ok;
-  for (auto& [k, v] : stats::SummaryJson(totals, timeline, run.names, meta).items()) j[k] = v;
+  const nlohmann::ordered_json base = stats::SummaryJson(totals, timeline, run.names, meta);
+  for (const auto& [k, v] : base.items()) j[k] = v;
   j["regions"] = regions;
   j["agents"] = agent_list;
   j["start_skew_ms"] = Ms(spread);

@@ -30,7 +30,8 @@ CREATE TABLE agents (
 CREATE TABLE run_agents (
   run_id TEXT NOT NULL REFERENCES runs(id), agent_id TEXT NOT NULL, region TEXT NOT NULL, slot INTEGER NOT NULL,
   state TEXT NOT NULL, ready_ns INTEGER NOT NULL, started_ns INTEGER NOT NULL, last_seq INTEGER NOT NULL,
-  acked_seq INTEGER NOT NULL, requests INTEGER NOT NULL, PRIMARY KEY (run_id, agent_id));
+  acked_seq INTEGER NOT NULL, requests INTEGER NOT NULL, connections INTEGER NOT NULL,
+  retries INTEGER NOT NULL, PRIMARY KEY (run_id, agent_id));
 CREATE TABLE series (
   run_id TEXT NOT NULL, series_key INTEGER NOT NULL, region TEXT NOT NULL, scenario TEXT NOT NULL,
   name TEXT NOT NULL, status INTEGER NOT NULL, error TEXT NOT NULL, PRIMARY KEY (run_id, region, series_key));
@@ -252,10 +253,11 @@ class SqliteStore final : public Store {
   }
 
   Result<void> PutAssignment(const AssignmentRow& a) override {
-    Stmt s(db_, "INSERT OR REPLACE INTO run_agents VALUES (?,?,?,?,?,?,?,?,?,?)");
+    Stmt s(db_, "INSERT OR REPLACE INTO run_agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
     s.Bind(1, a.run_id).Bind(2, a.agent_id).Bind(3, a.region).Bind(4, int64_t{a.slot}).Bind(5, a.state);
     s.Bind(6, a.ready_ns).Bind(7, a.started_ns).Bind(8, a.last_seq).Bind(9, a.acked_seq);
-    s.Bind(10, static_cast<int64_t>(a.requests));
+    s.Bind(10, static_cast<int64_t>(a.requests)).Bind(11, static_cast<int64_t>(a.connections));
+    s.Bind(12, static_cast<int64_t>(a.retries));
     if (s.Step() != SQLITE_DONE) return s.Fail("put assignment");
     return {};
   }
@@ -267,7 +269,8 @@ class SqliteStore final : public Store {
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) {
       out.push_back(AssignmentRow{s.Text(0), s.Text(1), s.Text(2), static_cast<uint32_t>(s.Int(3)), s.Text(4),
-                                  s.Int(5), s.Int(6), s.Int(7), s.Int(8), static_cast<uint64_t>(s.Int(9))});
+                                  s.Int(5), s.Int(6), s.Int(7), s.Int(8), static_cast<uint64_t>(s.Int(9)),
+                                  static_cast<uint64_t>(s.Int(10)), static_cast<uint64_t>(s.Int(11))});
     }
     if (rc != SQLITE_DONE) return s.Fail("list assignments");
     return out;

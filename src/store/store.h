@@ -61,6 +61,8 @@ struct AssignmentRow {
   int64_t last_seq = -1;      // the seq the agent's done named (-1: not done)
   int64_t acked_seq = -1;     // highest contiguous seq stored
   uint64_t requests = 0;      // the agent's own total, from done
+  uint64_t connections = 0;   // connections the agent opened, from done
+  uint64_t retries = 0;       // idempotent requests re-sent on a stale keep-alive connection, from done
 };
 
 struct SampleRow {

@@ -1,0 +1,120 @@
+// `meridian run PLAN`: the embedded mode. The same control plane and agents as `serve` and `agent`, in one
+// process: the control plane on its own loop thread with SQLite under ./.meridian/, bound to loopback with
+// generated tokens, one agent per region slot talking to it over loopback HTTP.
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include "agent/agent.h"
+#include "app/command.h"
+#include "app/common/cli.h"
+#include "app/common/follow.h"
+#include "control/control.h"
+#include "core/log.h"
+#include "net/event_loop.h"
+#include "plan/plan.h"
+
+namespace meridian::app {
+
+int RunMain(int argc, char** argv) {
+  constexpr const char* kName = "meridian run";
+  std::string path, config_json, script, state_dir = ".meridian";
+  std::vector<std::string> vars;
+  uint32_t workers = 0;
+  bool verbose = false;
+  FollowOptions f;
+  f.command = kName;
+  CLI::App app{"Run a plan on this machine: an embedded control plane (SQLite under ./.meridian/) and one agent\n"
+               "per region, speaking the same protocol as 'serve' and 'agent' over loopback. Live progress per\n"
+               "region, then the k6-style summary with thresholds, per-region and per-request breakdowns.",
+               kName};
+  app.get_formatter()->column_width(30);
+  app.add_option("plan", path, "Plan file (.yaml, .yml or .json)");
+  app.add_option("--config", config_json, "Constellation config.json instead of a plan");
+  app.add_option("--script", script, "Constellation script.js (with --config)");
+  app.add_option("--vars", vars, "Plan variable NAME=VALUE, overriding the plan's vars (repeatable)");
+  app.add_option("--out", f.out_dir, "Write plan.yaml services.json RUN.txt summary.json metrics.csv FINISHED.txt here");
+  app.add_option("--state-dir", state_dir, "Where the embedded store and run artefacts live")->default_val(state_dir);
+  app.add_option("--workers", workers, "Load threads per agent (default: CPUs shared among the agents)")
+      ->check(CLI::Range(1u, 1024u).description(""));
+  app.add_flag("--json", f.json, "Print the summary as JSON on stdout");
+  app.add_option("--summary-file", f.summary_file, "Also write the JSON summary to this file");
+  app.add_flag("-q,--quiet", f.quiet, "No progress output");
+  app.add_flag("-v,--verbose", verbose, "Log the control plane's and agents' events");
+  SetValueNames(app, {{"plan", "PLAN"}, {"--config", "FILE"}, {"--script", "FILE"}, {"--vars", "NAME=VALUE"},
+                      {"--out", "DIR"}, {"--state-dir", "DIR"}, {"--workers", "N"}, {"--summary-file", "FILE"}});
+  app.footer("\nCtrl-C aborts the run gracefully (the summary is still printed); a second Ctrl-C exits.\n"
+             "Exit status: 0 passed, 99 a threshold failed, 1 run error or aborted, 2 invalid plan or arguments.");
+  int code = 0;
+  if (!ParseCommandLine(app, argc, argv, &code)) return code;
+  if (path.empty() == config_json.empty()) return Fail(kName, "give a PLAN or --config config.json", kExitUsage);
+  SetLogLevel(verbose ? LogLevel::kInfo : LogLevel::kWarn);
+
+  // Validate here first: errors name the user's file, and nothing starts for an invalid plan.
+  loadgen::VarMap overrides;
+  std::string error;
+  if (!ParseVars(vars, &overrides, &error)) return Fail(kName, error, kExitUsage);
+  auto plan = config_json.empty() ? plan::LoadPlanFile(path, overrides) : plan::ImportConstellation(config_json, script);
+  if (!plan.ok()) return Fail(kName, plan.error().message, kExitUsage);
+  if (auto r = plan::CheckRunnable(*plan); !r.ok()) return Fail(kName, r.error().message, kExitUsage);
+  const std::string plan_text = plan::ToYaml(*plan);
+
+  // The embedded control plane: loopback only, fresh tokens for this process.
+  std::error_code ec;
+  std::filesystem::create_directories(state_dir, ec);
+  if (ec) return Fail(kName, fmt::format("--state-dir: cannot create '{}': {}", state_dir, ec.message()), kExitRunError);
+  const std::string client_token = control::NewToken(), agent_token = control::NewToken();
+  control::ServerConfig config;
+  config.listen = "127.0.0.1:0";
+  config.store = "sqlite:" + (std::filesystem::path(state_dir) / "meridian.db").string();
+  config.tokens = {{"cli", control::HashToken(client_token), {"runs:read", "runs:write"}},
+                   {"agents", control::HashToken(agent_token), {"agent"}}};
+  config.long_poll_ns = 1'000'000'000;
+  auto store = store::OpenStore(config.store);
+  if (!store.ok()) return Fail(kName, store.error().message, kExitRunError);
+  net::EventLoop loop;
+  if (auto r = loop.Init(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
+  control::ControlPlane cp(loop, std::move(store).value(), config);
+  if (auto r = cp.Start(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
+  {
+    // `meridian runs` against this state dir can use the token while the run lasts.
+    const auto token_path = std::filesystem::path(state_dir) / "token";
+    std::ofstream(token_path) << client_token << "\n";
+    chmod(token_path.c_str(), 0600);
+  }
+  std::thread control_thread([&] { loop.Run(); });
+  const std::string url = fmt::format("http://127.0.0.1:{}", cp.port());
+
+  // One agent per slot.
+  const auto slots = plan::Slots(*plan);
+  const uint32_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::unique_ptr<agent::Agent>> agents;
+  std::vector<std::thread> agent_threads;
+  for (const auto& slot : slots) {
+    agent::AgentOptions o;
+    o.control_url = url;
+    o.token = agent_token;
+    o.region = slot.region;
+    o.name = fmt::format("local-{}-{}", slot.region, slot.index + 1);
+    o.workers = workers ? workers : std::max<uint32_t>(1, cpus / static_cast<uint32_t>(slots.size()));
+    o.once = true;
+    if (!verbose) o.log = [](const std::string&) {};
+    agents.push_back(std::make_unique<agent::Agent>(o));
+    agent_threads.emplace_back([a = agents.back().get()] { (void)a->Run(); });
+  }
+  const int exit_code = SubmitAndFollow(url, client_token, plan_text, path.empty() ? config_json : path, {}, f);
+  for (auto& a : agents) a->Abort();
+  for (auto& t : agent_threads) t.join();
+  loop.Post([&] { loop.Stop(); });
+  control_thread.join();
+  std::filesystem::remove(std::filesystem::path(state_dir) / "token", ec);
+  return exit_code;
+}
+
+}  // namespace meridian::app

@@ -1,0 +1,102 @@
+// `meridian runs list | show ID | abort ID | report ID --format json|csv|junit|text`.
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "app/command.h"
+#include "app/common/cli.h"
+#include "app/common/follow.h"
+#include "core/duration.h"
+#include "http/fetch.h"
+
+namespace meridian::app {
+
+int RunsMain(int argc, char** argv) {
+  constexpr const char* kName = "meridian runs";
+  std::string control = "http://127.0.0.1:7070", token_file, format = "text";
+  std::string id;
+  size_t limit = 20;
+  CLI::App app{"List and inspect runs on a control plane, abort one, or export its report.", kName};
+  app.get_formatter()->column_width(30);
+  app.add_option("--control", control, "Control plane URL")->default_val(control);
+  app.add_option("--token-file", token_file, "File holding the token (default: $MERIDIAN_TOKEN)");
+  app.require_subcommand(1);
+  auto* list = app.add_subcommand("list", "Recent runs, newest first");
+  list->add_option("--limit", limit, "How many")->default_val(20);
+  auto* show = app.add_subcommand("show", "A run's state, regions and events");
+  show->add_option("id", id, "Run ID")->required();
+  auto* abort = app.add_subcommand("abort", "Abort a run (agents stop gracefully; the summary is kept)");
+  abort->add_option("id", id, "Run ID")->required();
+  auto* report = app.add_subcommand("report", "A finished run's report");
+  report->add_option("id", id, "Run ID")->required();
+  report->add_option("--format", format, "text, json, csv (per region per second) or junit (thresholds as tests)")
+      ->default_val("text")
+      ->check(CLI::IsMember({"text", "json", "csv", "junit"}));
+  SetValueNames(app, {{"--control", "URL"}, {"--token-file", "FILE"}});
+  app.footer("\nExit status: 0 done, 1 the control plane refused or failed, 2 invalid arguments.");
+  int code = 0;
+  if (!ParseCommandLine(app, argc, argv, &code)) return code;
+  std::string error;
+  const std::string token = LoadCliToken(token_file, &error);
+  if (!error.empty()) return Fail(kName, error, kExitUsage);
+  auto client = http::BlockingClient::Create(control, token);
+  if (!client.ok()) return Fail(kName, client.error().message, kExitUsage);
+  auto call = [&](const std::string& method, const std::string& path) -> Result<std::string> {
+    auto r = client->Request(method, path, method == "POST" ? "{}" : "");
+    if (!r.ok()) return r.error();
+    if (r->status >= 300) {
+      const auto j = nlohmann::json::parse(r->body, nullptr, false);
+      std::string msg = r->body;
+      if (j.is_object() && j.contains("error") && j["error"].is_object()) msg = j["error"].value("message", msg);
+      return MakeError(ErrorCode::kInvalidArgument, fmt::format("{} {}: {} {}", method, path, r->status, msg));
+    }
+    return r->body;
+  };
+  if (list->parsed()) {
+    auto body = call("GET", fmt::format("/v1/runs?limit={}", limit));
+    if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
+    const auto j = nlohmann::json::parse(*body);
+    fmt::print("{:<16} {:<20} {:<10} {:<25} {}\n", "ID", "NAME", "STATE", "CREATED", "REASON");
+    for (const auto& r : j["runs"]) {
+      fmt::print("{:<16} {:<20} {:<10} {:<25} {}\n", r.value("id", ""), r.value("name", ""), r.value("state", ""),
+                 r.value("created", ""), r.value("reason", ""));
+    }
+    return kExitOk;
+  }
+  if (show->parsed()) {
+    auto body = call("GET", "/v1/runs/" + id);
+    if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
+    const auto j = nlohmann::json::parse(*body);
+    fmt::print("run {} ({}) {}{}\n", j.value("id", ""), j.value("name", ""), j.value("state", ""),
+               j.value("reason", "").empty() ? "" : ": " + j.value("reason", ""));
+    fmt::print("created {}  start {}  exit code {}\n", j.value("created", ""),
+               j["start_at"].is_string() ? j["start_at"].get<std::string>() : "-", j.value("exit_code", -1));
+    if (j.contains("regions")) {
+      for (const auto& r : j["regions"]) {
+        fmt::print("  region {:<14} agents {}/{} ready, {} done, {} lost\n", r.value("name", ""), r.value("ready", 0),
+                   r.value("agents", 0), r.value("done", 0), r.value("lost", 0));
+      }
+    }
+    fmt::print("events:\n");
+    for (const auto& e : j["events"]) {
+      const int64_t at = e.value("at_ns", int64_t{0});
+      fmt::print("  {}.{:03}  {:>10} -> {:<10} {}\n", at / kNanosPerSecond, (at / 1'000'000) % 1000,
+                 e.value("from", ""), e.value("to", ""), e.value("detail", ""));
+    }
+    return kExitOk;
+  }
+  if (abort->parsed()) {
+    auto body = call("POST", fmt::format("/v1/runs/{}/abort", id));
+    if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
+    fmt::print("run {}: abort requested\n", id);
+    return kExitOk;
+  }
+  auto body = call("GET", fmt::format("/v1/runs/{}/report?format={}", id, format));
+  if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
+  fmt::print("{}", *body);
+  if (!body->empty() && body->back() != '\n') fmt::print("\n");
+  return kExitOk;
+}
+
+}  // namespace meridian::app

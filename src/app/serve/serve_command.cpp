@@ -1,0 +1,50 @@
+// `meridian serve`: the control plane as a long-running server.
+
+#include <fmt/format.h>
+
+#include <thread>
+
+#include "app/command.h"
+#include "app/common/cli.h"
+#include "app/common/signals.h"
+#include "control/control.h"
+#include "core/log.h"
+#include "net/event_loop.h"
+
+namespace meridian::app {
+
+int ServeMain(int argc, char** argv) {
+  constexpr const char* kName = "meridian serve";
+  std::string listen, store_spec, config_path;
+  CLI::App app{"Run the control plane: the /v1 API for runs and agents, the orchestrator and the store.\n"
+               "Every route needs a bearer token configured in server.yaml (tokens: name, scopes, sha256 |\n"
+               "token_file | token_env). A restarted server resumes the runs it was orchestrating.",
+               kName};
+  app.get_formatter()->column_width(30);
+  app.add_option("-c,--config", config_path, "server.yaml: listen, store, data_dir, tokens, limits")->required();
+  app.add_option("-l,--listen", listen, "Listen address, overriding server.yaml (127.0.0.1:7070, :0 for any port)");
+  app.add_option("--store", store_spec, "Store, overriding server.yaml: sqlite:PATH (postgres:// is not in this build)");
+  SetValueNames(app, {{"-c", "FILE"}, {"-l", "ADDR"}, {"--store", "SPEC"}});
+  app.footer("\nPrints 'listening on ADDR' on stderr once ready. SIGTERM or Ctrl-C stops it; runs resume on restart.\n"
+             "Exit status: 0 stopped, 1 cannot start (store, address), 2 invalid config.");
+  int code = 0;
+  if (!ParseCommandLine(app, argc, argv, &code)) return code;
+  auto config = control::LoadServerConfig(config_path);
+  if (!config.ok()) return Fail(kName, config.error().message, kExitUsage);
+  if (!listen.empty()) config->listen = listen;
+  if (!store_spec.empty()) config->store = store_spec;
+  auto store = store::OpenStore(config->store);
+  if (!store.ok()) return Fail(kName, store.error().message, kExitRunError);
+  net::EventLoop loop;
+  if (auto r = loop.Init(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
+  SignalWatcher signals([&](int, int) { loop.Post([&] { loop.Stop(); }); });
+  control::ControlPlane cp(loop, std::move(store).value(), *config);
+  if (auto r = cp.Start(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
+  const std::string host = config->listen.substr(0, config->listen.rfind(':'));
+  LogInfo("listening on {}:{}", host.empty() ? "0.0.0.0" : host, cp.port());
+  fmt::print(stderr, "listening on {}:{}\n", host.empty() ? "0.0.0.0" : host, cp.port());
+  loop.Run();
+  return kExitOk;
+}
+
+}  // namespace meridian::app
