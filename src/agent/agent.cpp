@@ -182,7 +182,18 @@ class Agent::RunExecution {
       std::pair<int64_t, std::string> item;
       {
         std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return !queue_.empty() || finished_.load() || agent_.abort_.load(); });
+        // Between reports (preparing, waiting for the start, a quiet second) a heartbeat every 500 ms keeps
+        // the agent alive in the control plane's eyes.
+        const bool woke = cv_.wait_for(lock, std::chrono::milliseconds(500), [&] {
+          return !queue_.empty() || finished_.load() || agent_.abort_.load();
+        });
+        if (!woke) {
+          lock.unlock();
+          auto hb = client->Request("POST", fmt::format("/v1/runs/{}/agents/{}/heartbeat", run_id_, agent_.id_), "{}",
+                                    5 * kNanosPerSecond);
+          if (hb.ok() && hb->status == 200 && ParseJson(hb->body).value("stop", false)) RequestStop();
+          continue;
+        }
         if (queue_.empty() || agent_.abort_.load()) return;
         item = queue_.front();
       }

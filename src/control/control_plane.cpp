@@ -410,31 +410,37 @@ class ControlPlane::Impl {
     const bool aborted = run.row.reason.starts_with("aborted");
     const bool threshold_abort = run.row.reason.find("(abort_on_fail)") != std::string::npos;
     const bool incomplete = !problem.empty() && !aborted && !threshold_abort;
-    auto agents = store_->ListAgents();
-    Summary summary = BuildSummary(run, agents.ok() ? *agents : std::vector<store::AgentRow>{});
+    bool thresholds_ok = true;
+    for (const auto& o : EvaluateThresholds(run, false)) thresholds_ok &= o.ok;
     std::string final_state = "passed";
     if (aborted) {
       final_state = "aborted";
     } else if (incomplete) {
       final_state = "errored";
-    } else if (!summary.thresholds_ok || threshold_abort) {
+    } else if (!thresholds_ok || threshold_abort) {
       final_state = "failed";
       if (run.row.reason.empty()) run.row.reason = "thresholds failed";
     }
-    // Render again with the final state in the text.
+    Finish(run, final_state, run.row.reason);
+  }
+
+  // The summary and the artefacts, rendered with the final state; kept in the run's row.
+  void Summarise(Run& run, const std::string& final_state) {
+    auto agents = store_->ListAgents();
+    const std::string state = run.row.state;
     run.row.state = final_state;
-    summary = BuildSummary(run, agents.ok() ? *agents : std::vector<store::AgentRow>{});
-    run.row.state = "cleaning";
+    Summary summary = BuildSummary(run, agents.ok() ? *agents : std::vector<store::AgentRow>{});
+    run.row.state = state;
     summary.json["text"] = summary.text;
     summary.json["metrics_csv"] = summary.csv;
     run.row.summary_json = summary.json.dump();
     WriteArtefacts(run, summary);
-    Finish(run, final_state, run.row.reason);
   }
 
   void Finish(Run& run, const std::string& state, const std::string& reason) {
     run.row.reason = reason;
     run.row.deadline_ns = 0;
+    Summarise(run, state);
     Transition(run, state, reason);
     for (auto& a : run.assignments) agents_[a.agent_id].run_id.clear();
   }
@@ -968,6 +974,11 @@ class ControlPlane::Impl {
         SaveAssignment(*a);
       }
       out.Send(Json(200, StartJson(run)));
+      return;
+    }
+    if (p.size() == 6 && p[5] == "heartbeat") {
+      MethodCheck(req, "POST");
+      out.Send(Json(200, {{"state", run.row.state}, {"stop", run.stop}}));
       return;
     }
     if (p.size() == 7 && p[5] == "reports") {

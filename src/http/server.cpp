@@ -90,6 +90,8 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
   bool close_after = false;
   bool closed = false;
   bool want_write = false;
+  bool discard_input = false;  // after an error response: read and drop the rest of the request
+  bool lingering = false;      // our side is shut down; draining the peer's bytes until it closes
   int64_t last_active_ns = 0;
 
   ServerConnectionState(HttpServer& s, int f, std::string p) : server(s), fd(f), peer(std::move(p)) {}
@@ -116,10 +118,11 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
         return;
       }
       last_active_ns = MonoNanos();
+      if (lingering) continue;  // the response is out: drop what the client still sends
       in.append(buf, static_cast<size_t>(n));
       if (in.size() > server.options_.max_body_bytes + kMaxRequestHeadBytes + 1) break;
     }
-    Process();
+    if (!lingering) Process();
   }
 
   void Fail(int status, const std::string& code, const std::string& message) {
@@ -127,7 +130,9 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
     r.status = status;
     r.body = nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
     close_after = true;
+    discard_input = true;
     busy = true;
+    in.clear();
     Respond(std::move(r));
   }
 
@@ -203,7 +208,17 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
       want_write = need;
       (void)server.loop_.Modify(fd, EPOLLIN | EPOLLRDHUP | (need ? EPOLLOUT : 0u), this);
     }
-    if (out.empty() && close_after && !busy) Close();
+    if (out.empty() && close_after && !busy) {
+      if (discard_input && !lingering) {
+        // Close gracefully so that a client still sending its (refused) body reads our response instead
+        // of a reset; the idle sweep ends lingering connections after 2 s.
+        shutdown(fd, SHUT_WR);
+        lingering = true;
+        last_active_ns = MonoNanos();
+      } else if (!discard_input) {
+        Close();
+      }
+    }
   }
 
   void Close() {
@@ -254,7 +269,8 @@ Result<void> HttpServer::Listen(const net::Endpoint& at) {
     const int64_t now = MonoNanos();
     std::vector<std::shared_ptr<ServerConnectionState>> idle;
     for (const auto& [raw, c] : connections_) {
-      if (!c->busy && c->out.empty() && now - c->last_active_ns > options_.idle_timeout_ns) idle.push_back(c);
+      const int64_t limit = c->lingering ? 2'000'000'000 : options_.idle_timeout_ns;
+      if (!c->busy && c->out.empty() && now - c->last_active_ns > limit) idle.push_back(c);
     }
     for (const auto& c : idle) c->Close();
     loop_.Schedule(&idle_sweep_, now + 1'000'000'000);

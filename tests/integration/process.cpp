@@ -181,6 +181,26 @@ std::string HttpGet(int port, const std::string& path, const std::string& method
   return BodyOf(response);
 }
 
+HttpReply HttpCall(int port, const std::string& method, const std::string& path,
+                   const std::vector<std::string>& headers, const std::string& body) {
+  HttpReply reply;
+  std::string response;
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return reply;
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n";
+  for (const auto& h : headers) req += h + "\r\n";
+  req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) response.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  if (response.starts_with("HTTP/1.1 ")) reply.status = std::atoi(response.c_str() + 9);
+  reply.body = BodyOf(response);
+  return reply;
+}
+
 std::string HttpsGet(int port, const std::string& path) {
   std::string response;
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());  // verification is not the point here

@@ -73,6 +73,14 @@ std::string HttpGet(int port, const std::string& path, const std::string& method
 // The same over TLS (no certificate verification; SNI "admin.test").
 std::string HttpsGet(int port, const std::string& path);
 
+struct HttpReply {
+  int status = 0;  // 0: no response
+  std::string body;
+};
+// One request to 127.0.0.1:port (Connection: close) with extra header lines ("Authorization: Bearer x").
+HttpReply HttpCall(int port, const std::string& method, const std::string& path,
+                   const std::vector<std::string>& headers = {}, const std::string& body = "");
+
 // A port on 127.0.0.1 with nothing listening.
 int UnusedPort();
 

@@ -25,7 +25,7 @@ int ServeMain(int argc, char** argv) {
   app.add_option("-l,--listen", listen, "Listen address, overriding server.yaml (127.0.0.1:7070, :0 for any port)");
   app.add_option("--store", store_spec, "Store, overriding server.yaml: sqlite:PATH (postgres:// is not in this build)");
   SetValueNames(app, {{"-c", "FILE"}, {"-l", "ADDR"}, {"--store", "SPEC"}});
-  app.footer("\nPrints 'listening on ADDR' on stderr once ready. SIGTERM or Ctrl-C stops it; runs resume on restart.\n"
+  app.footer("\nPrints 'listening on http://ADDR' on stdout once ready. SIGTERM or Ctrl-C stops it; runs resume on restart.\n"
              "Exit status: 0 stopped, 1 cannot start (store, address), 2 invalid config.");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
@@ -41,8 +41,8 @@ int ServeMain(int argc, char** argv) {
   control::ControlPlane cp(loop, std::move(store).value(), *config);
   if (auto r = cp.Start(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
   const std::string host = config->listen.substr(0, config->listen.rfind(':'));
-  LogInfo("listening on {}:{}", host.empty() ? "0.0.0.0" : host, cp.port());
-  fmt::print(stderr, "listening on {}:{}\n", host.empty() ? "0.0.0.0" : host, cp.port());
+  fmt::print("listening on http://{}:{}\n", host.empty() ? "0.0.0.0" : host, cp.port());
+  std::fflush(stdout);
   loop.Run();
   return kExitOk;
 }

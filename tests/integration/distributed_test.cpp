@@ -1,0 +1,434 @@
+// Distributed runs with real processes: `meridian serve`, several `meridian agent`s and `meridian submit`,
+// all on loopback with port 0 (or a free port where a restart must keep it).
+
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "process.h"
+
+namespace meridian::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+std::string Sha256(const std::string& s) {
+  unsigned char md[32];
+  unsigned int len = 0;
+  EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned i = 0; i < len; ++i) hex += "0123456789abcdef"[md[i] >> 4], hex += "0123456789abcdef"[md[i] & 15];
+  return hex;
+}
+
+// Runs a full command line (binary first) to completion.
+Finished RunFull(const std::vector<std::string>& args, std::chrono::milliseconds deadline = 60'000ms) {
+  Process p(args);
+  return p.Wait(deadline);
+}
+
+constexpr const char* kRunsToken = "runs-secret-1";
+constexpr const char* kAgentToken = "agent-secret-2";
+constexpr const char* kReadToken = "read-secret-3";
+
+class Cluster {
+ public:
+  Cluster() {
+    char tmpl[] = "/tmp/meridian-dist-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    std::ofstream(dir_ + "/runs.token") << kRunsToken << "\n";
+    std::ofstream(dir_ + "/agent.token") << kAgentToken << "\n";
+    std::ofstream(dir_ + "/server.yaml") << "store: sqlite:" << dir_ << "/meridian.db\n"
+                                         << "long_poll: 500ms\n"
+                                         << "tokens:\n"
+                                         << "  - { name: ci, scopes: [runs:read, runs:write], sha256: "
+                                         << Sha256(kRunsToken) << " }\n"
+                                         << "  - { name: agents, scopes: [agent], sha256: " << Sha256(kAgentToken)
+                                         << " }\n"
+                                         << "  - { name: dashboard, scopes: [runs:read], sha256: "
+                                         << Sha256(kReadToken) << " }\n";
+  }
+  ~Cluster() {
+    agents_.clear();
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void StartServer(int port = 0) {
+    server_ = std::make_unique<Process>(std::vector<std::string>{
+        MeridianBinary(), "serve", "-c", dir_ + "/server.yaml", "-l", "127.0.0.1:" + std::to_string(port)});
+    const std::string line = server_->ReadLine(10'000ms);
+    ASSERT_NE(line.find("listening on http://"), std::string::npos) << line;
+    url_ = line.substr(line.find("http://"));
+    while (!url_.empty() && (url_.back() == '\n' || url_.back() == '\r')) url_.pop_back();
+    port_ = std::stoi(url_.substr(url_.rfind(':') + 1));
+  }
+  void KillServer() {
+    server_->Signal(SIGKILL);
+    server_->Wait(5'000ms);
+    server_.reset();
+  }
+  Process& StartAgent(const std::string& region, const std::string& name) {
+    agents_.push_back(std::make_unique<Process>(std::vector<std::string>{
+        MeridianBinary(), "agent", "--control", url_, "--region", region, "--name", name, "--token-file",
+        dir_ + "/agent.token", "--workers", "1", "--once"}));
+    return *agents_.back();
+  }
+  // Waits until the server lists `n` agents.
+  void AwaitAgents(size_t n) {
+    for (int i = 0; i < 200; ++i) {
+      auto r = HttpCall(port_, "GET", "/v1/agents", {std::string("Authorization: Bearer ") + kReadToken});
+      if (r.status == 200 && json::parse(r.body)["agents"].size() >= n) return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL() << "agents did not register";
+  }
+  std::string WritePlan(const std::string& name, const std::string& text) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+  std::vector<std::string> Submit(const std::string& plan) {
+    return {MeridianBinary(), "submit", plan, "--control", url_, "--token-file", dir_ + "/runs.token", "--json",
+            "-q"};
+  }
+  const std::string& url() const { return url_; }
+  int port() const { return port_; }
+  const std::string& dir() const { return dir_; }
+  std::vector<std::unique_ptr<Process>>& agents() { return agents_; }
+
+ private:
+  std::string dir_;
+  std::unique_ptr<Process> server_;
+  std::vector<std::unique_ptr<Process>> agents_;
+  std::string url_;
+  int port_ = 0;
+};
+
+// "done: N requests" from an agent's log.
+uint64_t AgentRequests(const std::string& log) {
+  std::smatch m;
+  if (!std::regex_search(log, m, std::regex("done: ([0-9]+) requests"))) return UINT64_MAX;
+  return std::stoull(m[1]);
+}
+
+std::string ThreeRegionPlan(const std::string& base, const std::string& extra = "") {
+  return "name: three\nvars: { base: \"" + base +
+         "\" }\nstart_buffer: 500ms\nheartbeat_timeout: 2s\n" + extra +
+         "regions:\n  us-east-1: { weight: 2 }\n  eu-west-1: { weight: 1 }\n  ap-south-1: { weight: 1 }\n"
+         "scenarios:\n  browse:\n    executor: constant-arrival-rate\n    rate: 200/s\n    duration: 3s\n"
+         "    requests:\n      - { name: home, url: \"{{base}}/\" }\n"
+         "thresholds:\n  http_req_duration: [\"p(95)<2s\"]\n  \"http_req_duration{region:eu-west-1}\": "
+         "[\"p(99)<2s\"]\n";
+}
+
+TEST(Distributed, ThreeRegionsStartTogetherAndCountsAddUp) {
+  Target target;
+  Cluster c;
+  c.StartServer();
+  c.StartAgent("us-east-1", "east");
+  c.StartAgent("eu-west-1", "west");
+  c.StartAgent("ap-south-1", "south");
+  c.AwaitAgents(3);
+  const std::string plan = c.WritePlan("plan.yaml", ThreeRegionPlan(target.url()));
+  auto out_dir = c.dir() + "/out";
+  auto args = c.Submit(plan);
+  args.insert(args.end(), {"--out", out_dir});
+  const Finished f = RunFull(args, 60'000ms);
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  const json s = json::parse(f.out);
+  EXPECT_EQ(s["run"]["state"], "passed");
+  // Per-region counts equal what each agent counted itself; the total is their sum.
+  uint64_t sum = 0;
+  std::map<std::string, uint64_t> by_region;
+  for (auto& a : c.agents()) {
+    const Finished af = a->Wait(20'000ms);
+    EXPECT_EQ(af.exit_code, 0) << af.err;
+    const uint64_t n = AgentRequests(af.err);
+    ASSERT_NE(n, UINT64_MAX) << af.err;
+    sum += n;
+  }
+  for (const auto& a : s["agents"]) {
+    EXPECT_EQ(a["requests"].get<uint64_t>(), a["requests_counted_by_agent"].get<uint64_t>());
+    by_region[a["region"]] += a["requests"].get<uint64_t>();
+  }
+  for (const auto& [region, n] : by_region) EXPECT_EQ(s["regions"][region]["requests"].get<uint64_t>(), n);
+  EXPECT_EQ(s["requests"]["count"].get<uint64_t>(), sum);
+  EXPECT_NEAR(static_cast<double>(sum), 600.0, 600 * 0.05);  // 200/s for 3 s
+  // Weights 2:1:1 over 200/s.
+  EXPECT_NEAR(static_cast<double>(by_region["us-east-1"]), 300, 300 * 0.05);
+  EXPECT_NEAR(static_cast<double>(by_region["eu-west-1"]), 150, 150 * 0.05);
+  // Every agent started within the skew target of the others.
+  EXPECT_LE(s["start_skew_ms"].get<double>(), 5.0) << s["agents"].dump(2);
+  ASSERT_EQ(s["thresholds"].size(), 2u);
+  for (const char* name : {"plan.yaml", "services.json", "RUN.txt", "summary.json", "metrics.csv", "FINISHED.txt"}) {
+    EXPECT_TRUE(std::filesystem::exists(out_dir + "/" + name)) << name;
+  }
+  std::ifstream run_txt(out_dir + "/RUN.txt");
+  double start = 0;
+  run_txt >> start;
+  EXPECT_NEAR(start, s["run"]["start_at_ns"].get<double>() / 1e9, 1e-3);
+  // The reports are in JUnit and CSV too.
+  const Finished junit = RunFull({MeridianBinary(), "runs", "--control", c.url(), "--token-file",
+                                      c.dir() + "/runs.token", "report", s["run"]["id"], "--format", "junit"});
+  EXPECT_EQ(junit.exit_code, 0) << junit.err;
+  EXPECT_NE(junit.out.find("<testsuites"), std::string::npos);
+  EXPECT_NE(junit.out.find("http_req_duration{region:eu-west-1} p(99)&lt;2s"), std::string::npos) << junit.out;
+  const Finished csv = RunFull({MeridianBinary(), "runs", "--control", c.url(), "--token-file",
+                                    c.dir() + "/runs.token", "report", s["run"]["id"], "--format", "csv"});
+  EXPECT_NE(csv.out.find("second,region,requests"), std::string::npos);
+  const Finished show = RunFull({MeridianBinary(), "runs", "--control", c.url(), "--token-file",
+                                     c.dir() + "/runs.token", "show", s["run"]["id"]});
+  for (const char* state : {"preparing", "ready", "running", "draining", "cleaning", "passed"}) {
+    EXPECT_NE(show.out.find(std::string("-> ") + state), std::string::npos) << state << "\n" << show.out;
+  }
+}
+
+TEST(Distributed, KilledControlPlaneResumesAndLosesNothingAcknowledged) {
+  Target target;
+  Cluster c;
+  const int port = UnusedPort();
+  c.StartServer(port);
+  c.StartAgent("us-east-1", "east");
+  c.StartAgent("eu-west-1", "west");
+  c.AwaitAgents(2);
+  const std::string plan = c.WritePlan(
+      "plan.yaml", "name: resume\nvars: { base: \"" + target.url() +
+                       "\" }\nstart_buffer: 500ms\nheartbeat_timeout: 5s\nregions: { us-east-1: {}, eu-west-1: {} }\n"
+                       "scenarios:\n  s: { executor: constant-arrival-rate, rate: 100/s, duration: 6s, requests: "
+                       "[{ url: \"{{base}}/\" }] }\n");
+  Process submit(c.Submit(plan));
+  // Let it run for a while, then kill -9 the control plane and bring it back on the same port.
+  bool running = false;
+  for (int i = 0; i < 200 && !running; ++i) {
+    std::this_thread::sleep_for(50ms);
+    auto r = HttpCall(port, "GET", "/v1/runs?active=true", {std::string("Authorization: Bearer ") + kReadToken});
+    running = r.status == 200 && r.body.find("\"running\"") != std::string::npos;
+  }
+  ASSERT_TRUE(running);
+  std::this_thread::sleep_for(2s);
+  c.KillServer();
+  std::this_thread::sleep_for(1500ms);
+  c.StartServer(port);
+  const Finished f = submit.Wait(60'000ms);
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  const json s = json::parse(f.out);
+  uint64_t sum = 0;
+  for (auto& a : c.agents()) {
+    const Finished af = a->Wait(20'000ms);
+    EXPECT_NE(af.err.find("unreachable"), std::string::npos) << af.err;  // it did hold reports back
+    sum += AgentRequests(af.err);
+  }
+  EXPECT_EQ(s["requests"]["count"].get<uint64_t>(), sum);
+  EXPECT_NEAR(static_cast<double>(sum), 600, 30);
+}
+
+TEST(Distributed, LostAgentFailsTheRunNamingIt) {
+  Target target;
+  Cluster c;
+  c.StartServer();
+  c.StartAgent("us-east-1", "east");
+  Process& west = c.StartAgent("eu-west-1", "west-doomed");
+  c.AwaitAgents(2);
+  const std::string plan = c.WritePlan(
+      "plan.yaml", "name: loss\nvars: { base: \"" + target.url() +
+                       "\" }\nstart_buffer: 200ms\nheartbeat_timeout: 2s\nregions: { us-east-1: {}, eu-west-1: {} }\n"
+                       "scenarios:\n  s: { executor: constant-vus, vus: 2, duration: 30s, requests: [{ url: "
+                       "\"{{base}}/\" }] }\n");
+  Process submit(c.Submit(plan));
+  std::this_thread::sleep_for(2s);
+  west.Signal(SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  const Finished f = submit.Wait(30'000ms);
+  const auto took = std::chrono::steady_clock::now() - killed;
+  EXPECT_EQ(f.exit_code, 1) << f.err;
+  const json s = json::parse(f.out);
+  EXPECT_EQ(s["run"]["state"], "errored");
+  EXPECT_NE(s["run"]["reason"].get<std::string>().find("west-doomed"), std::string::npos) << s["run"];
+  EXPECT_NE(s["run"]["reason"].get<std::string>().find("heartbeat_timeout"), std::string::npos);
+  EXPECT_LT(took, 15s);  // the run did not hang for its 30 s
+}
+
+TEST(Distributed, LostAgentToleratedWithOnAgentLossContinue) {
+  Target target;
+  Cluster c;
+  c.StartServer();
+  c.StartAgent("us-east-1", "east");
+  Process& west = c.StartAgent("eu-west-1", "west-doomed");
+  c.AwaitAgents(2);
+  const std::string plan = c.WritePlan(
+      "plan.yaml", "name: loss\nvars: { base: \"" + target.url() +
+                       "\" }\nstart_buffer: 200ms\nheartbeat_timeout: 2s\non_agent_loss: continue\n"
+                       "regions: { us-east-1: {}, eu-west-1: {} }\n"
+                       "scenarios:\n  s: { executor: constant-vus, vus: 2, duration: 5s, requests: [{ url: "
+                       "\"{{base}}/\" }] }\n");
+  Process submit(c.Submit(plan));
+  std::this_thread::sleep_for(2s);
+  west.Signal(SIGKILL);
+  const Finished f = submit.Wait(30'000ms);
+  EXPECT_EQ(f.exit_code, 0) << f.err;
+  const json s = json::parse(f.out);
+  EXPECT_EQ(s["run"]["state"], "passed");
+  EXPECT_NE(s["run"]["reason"].get<std::string>().find("west-doomed"), std::string::npos) << s["run"].dump() << s["agents"].dump();
+  for (const auto& a : s["agents"]) {
+    EXPECT_EQ(a["state"], a["name"] == "west-doomed" ? "lost" : "done");
+  }
+}
+
+TEST(Distributed, EveryRouteNeedsTheRightToken) {
+  Cluster c;
+  c.StartServer();
+  struct Route {
+    const char* method;
+    const char* path;
+    const char* scope_token;  // a token with the right scope
+    const char* wrong_scope;  // a valid token without it
+  };
+  const Route routes[] = {
+      {"GET", "/healthz", kReadToken, nullptr},
+      {"POST", "/v1/runs", kRunsToken, kReadToken},
+      {"GET", "/v1/runs", kReadToken, kAgentToken},
+      {"GET", "/v1/runs/r-x", kReadToken, kAgentToken},
+      {"POST", "/v1/runs/r-x/abort", kRunsToken, kReadToken},
+      {"GET", "/v1/runs/r-x/summary", kReadToken, kAgentToken},
+      {"GET", "/v1/runs/r-x/report", kReadToken, kAgentToken},
+      {"GET", "/v1/runs/r-x/metrics", kReadToken, kAgentToken},
+      {"GET", "/v1/runs/r-x/start", kReadToken, nullptr},
+      {"GET", "/v1/runs/r-x/artefacts/RUN.txt", kReadToken, kAgentToken},
+      {"GET", "/v1/agents", kReadToken, kAgentToken},
+      {"POST", "/v1/agents", kAgentToken, kRunsToken},
+      {"GET", "/v1/time", kAgentToken, kReadToken},
+      {"GET", "/v1/agents/a-x/work", kAgentToken, kRunsToken},
+      {"POST", "/v1/runs/r-x/agents/a-x/ready", kAgentToken, kRunsToken},
+      {"PUT", "/v1/runs/r-x/agents/a-x/reports/0", kAgentToken, kRunsToken},
+      {"POST", "/v1/runs/r-x/agents/a-x/done", kAgentToken, kRunsToken},
+      {"POST", "/v1/runs/r-x/agents/a-x/heartbeat", kAgentToken, kRunsToken},
+  };
+  for (const auto& r : routes) {
+    auto none = HttpCall(c.port(), r.method, r.path);
+    EXPECT_EQ(none.status, 401) << r.method << " " << r.path << " " << none.body;
+    EXPECT_NE(none.body.find("\"error\""), std::string::npos);
+    auto wrong = HttpCall(c.port(), r.method, r.path, {"Authorization: Bearer not-a-token"});
+    EXPECT_EQ(wrong.status, 401) << r.method << " " << r.path;
+    if (r.wrong_scope) {
+      auto scope = HttpCall(c.port(), r.method, r.path, {std::string("Authorization: Bearer ") + r.wrong_scope});
+      EXPECT_EQ(scope.status, 403) << r.method << " " << r.path << " " << scope.body;
+    }
+    auto right = HttpCall(c.port(), r.method, r.path, {std::string("Authorization: Bearer ") + r.scope_token});
+    EXPECT_NE(right.status, 401) << r.method << " " << r.path;
+    EXPECT_NE(right.status, 403) << r.method << " " << r.path << " " << right.body;
+  }
+}
+
+TEST(Distributed, MalformedPlansAndBodiesAreRejectedNamingTheField) {
+  Cluster c;
+  c.StartServer();
+  const std::string auth = std::string("Authorization: Bearer ") + kRunsToken;
+  auto no_plan = HttpCall(c.port(), "POST", "/v1/runs", {auth, "Content-Type: application/json"}, "{}");
+  EXPECT_EQ(no_plan.status, 400);
+  EXPECT_EQ(json::parse(no_plan.body)["error"]["field"], "plan");
+  auto not_json = HttpCall(c.port(), "POST", "/v1/runs", {auth}, "{nope");
+  EXPECT_EQ(not_json.status, 400);
+  auto bad_plan = HttpCall(c.port(), "POST", "/v1/runs", {auth},
+                           json{{"plan", "name: x\nscenarios:\n  s: {executor: constant-vus, vus: 1, duraton: 1s}\n"},
+                                {"file", "mine.yaml"}}
+                               .dump());
+  EXPECT_EQ(bad_plan.status, 400);
+  const std::string msg = json::parse(bad_plan.body)["error"]["message"];
+  EXPECT_NE(msg.find("mine.yaml:3:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("scenarios.s.duraton"), std::string::npos) << msg;
+  auto huge = HttpCall(c.port(), "POST", "/v1/runs", {auth}, std::string(9 * 1024 * 1024, 'x'));
+  EXPECT_EQ(huge.status, 413);
+  // submit exits 2 naming the file and field.
+  const std::string plan = c.WritePlan("bad.yaml", "name: x\nregions: { a: { weight: -1 } }\n");
+  const Finished f = RunFull(c.Submit(plan));
+  EXPECT_EQ(f.exit_code, 2);
+  EXPECT_NE(f.err.find("regions.a.weight"), std::string::npos) << f.err;
+  // A report that is not a valid snapshot is refused.
+  auto reg = HttpCall(c.port(), "POST", "/v1/agents", {std::string("Authorization: Bearer ") + kAgentToken},
+                      R"({"name": "n", "region": "r"})");
+  ASSERT_EQ(reg.status, 201) << reg.body;
+  auto missing_region = HttpCall(c.port(), "POST", "/v1/agents",
+                                 {std::string("Authorization: Bearer ") + kAgentToken}, R"({"name": "n"})");
+  EXPECT_EQ(missing_region.status, 400);
+  EXPECT_EQ(json::parse(missing_region.body)["error"]["field"], "region");
+}
+
+TEST(EmbeddedRun, FailingThresholdExits99) {
+  Target target({"--latency", "20ms"});
+  char tmpl[] = "/tmp/meridian-run-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  std::ofstream(dir + "/plan.yaml") << "name: slow\nvars: { base: \"" << target.url()
+                                    << "\" }\nstart_buffer: 200ms\nscenarios:\n  s: { executor: constant-vus, vus: 2, "
+                                       "duration: 2s, requests: [{ url: \"{{base}}/\" }] }\n"
+                                       "thresholds:\n  http_req_duration: [\"p(95)<5ms\"]\n";
+  const Finished f = RunFull({MeridianBinary(), "run", dir + "/plan.yaml", "--state-dir", dir + "/state"});
+  EXPECT_EQ(f.exit_code, 99) << f.err << f.out;
+  EXPECT_NE(f.out.find("✗ http_req_duration p(95)<5ms"), std::string::npos) << f.out;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(EmbeddedRun, AbortOnFailStopsEarly) {
+  Target target({"--error-rate", "0.5"});
+  char tmpl[] = "/tmp/meridian-run-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  std::ofstream(dir + "/plan.yaml") << "name: errors\nvars: { base: \"" << target.url()
+                                    << "\" }\nstart_buffer: 200ms\nscenarios:\n  s: { executor: constant-vus, vus: 2, "
+                                       "duration: 60s, graceful_stop: 1s, requests: [{ url: \"{{base}}/\" }] }\n"
+                                       "thresholds:\n  http_req_failed: [{ threshold: \"rate<0.01\", abortOnFail: "
+                                       "true }]\n";
+  const auto began = std::chrono::steady_clock::now();
+  const Finished f =
+      RunFull({MeridianBinary(), "run", dir + "/plan.yaml", "--state-dir", dir + "/state", "--json", "-q"});
+  const auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_EQ(f.exit_code, 99) << f.err;
+  const json s = json::parse(f.out);
+  EXPECT_EQ(s["run"]["state"], "failed");
+  EXPECT_NE(s["run"]["reason"].get<std::string>().find("abort_on_fail"), std::string::npos);
+  EXPECT_TRUE(s["stopped_early"].get<bool>());
+  EXPECT_LT(took, 30s);  // not the scheduled 60 s
+  std::filesystem::remove_all(dir);
+}
+
+TEST(EmbeddedRun, QuickstartExamplePasses) {
+  Target target;
+  char tmpl[] = "/tmp/meridian-run-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const Finished f = RunFull({MeridianBinary(), "run", std::string(MERIDIAN_SOURCE_DIR) + "/examples/quickstart.yaml",
+                                  "--vars", "base=" + target.url(), "--state-dir", dir, "--out", dir + "/out"},
+                                 90'000ms);
+  EXPECT_EQ(f.exit_code, 0) << f.err << f.out;
+  EXPECT_NE(f.out.find("per region:"), std::string::npos);
+  EXPECT_NE(f.out.find("ap-south-1"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/out/summary.json"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(EmbeddedRun, ValidatePrintsTimelineAndRunRefusesScriptsPlainly) {
+  char tmpl[] = "/tmp/meridian-run-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  std::ofstream(dir + "/config.json") << R"({"DURATION": 5000, "HOME_REGION": "us-east-1",
+      "REMOTE_REGIONS": {"us-east-1": 2, "eu-west-1": 1}})";
+  std::ofstream(dir + "/script.js") << "export const script = async (axios) => { await axios.get('/'); };\n";
+  const Finished v = RunFull({MeridianBinary(), "validate", "--config", dir + "/config.json", "--script",
+                                  dir + "/script.js"});
+  EXPECT_EQ(v.exit_code, 0) << v.err;
+  EXPECT_NE(v.out.find("region eu-west-1 (pinned 1 VUs"), std::string::npos) << v.out;
+  const Finished r = RunFull({MeridianBinary(), "run", "--config", dir + "/config.json", "--script",
+                                  dir + "/script.js", "--state-dir", dir + "/state"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("JavaScript scenarios are not supported"), std::string::npos) << r.err;
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace meridian::testing
