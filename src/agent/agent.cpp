@@ -86,8 +86,10 @@ class Agent::RunExecution {
     uint32_t vus = 0;
     for (const auto& share : shares) {
       const auto& s = plan->scenarios[share.scenario];
-      if (!programs[share.scenario]) return NotReady("scenarios." + s.name + ": scripts cannot run on this agent yet");
-      loadgen::ScenarioPlan sp{s.name, share.executor, loadgen::DeclarativeFactoryMaker(programs[share.scenario]),
+      if (!programs[share.scenario])
+        return NotReady("scenarios." + s.name + ": scripts cannot run on this agent yet");
+      loadgen::ScenarioPlan sp{s.name, share.executor,
+                               loadgen::DeclarativeFactoryMaker(programs[share.scenario]),
                                static_cast<int>(share.scenario)};
       config->scenarios.push_back(std::move(sp));
       vus += share.executor.MaxVus();
@@ -133,7 +135,7 @@ class Agent::RunExecution {
     auto client = http::BlockingClient::Create(agent_.options_.control_url, agent_.options_.token);
     if (!client.ok()) return;
     (void)client->Request("POST", fmt::format("/v1/runs/{}/agents/{}/ready", run_id_, agent_.id_),
-                          json{{"error", why}}.dump());
+                          json{{"error", why}}.dump(-1, ' ', false, json::error_handler_t::replace));
   }
 
   // Reports ready, then waits for the common start instant; returns it on the monotonic clock, or -1.
@@ -147,7 +149,8 @@ class Agent::RunExecution {
     }
     if (stop_.load() || agent_.abort_.load()) return -1;
     agent_.Log(fmt::format("run {}: ready; waiting for the common start", run_id_));
-    const std::string path = fmt::format("/v1/runs/{}/start?wait={}ms", run_id_, agent_.long_poll_ns_ / 1'000'000);
+    const std::string path =
+        fmt::format("/v1/runs/{}/start?wait={}ms", run_id_, agent_.long_poll_ns_ / 1'000'000);
     for (int attempt = 0; !agent_.abort_.load() && !stop_.load();) {
       auto r = control_->Request("GET", path, "", agent_.long_poll_ns_ + 10 * kNanosPerSecond);
       if (r.ok() && r->status == 200) {
@@ -157,10 +160,11 @@ class Agent::RunExecution {
         // Control-plane wall clock → this agent's wall clock → its monotonic clock.
         const int64_t local_wall = start_at - agent_.clock_.offset_ns;
         const int64_t mono = MonoNanos() + (local_wall - WallNanos());
-        agent_.Log(fmt::format("run {}: starts in {}", run_id_, FormatDuration(std::max<int64_t>(0, mono - MonoNanos()))));
+        agent_.Log(fmt::format("run {}: starts in {}", run_id_,
+                               FormatDuration(std::max<int64_t>(0, mono - MonoNanos()))));
         return mono;
       }
-      if (r.ok() && r->status == 404) continue;  // not known yet: poll again
+      if (r.ok() && r->status == 404) continue;   // not known yet: poll again
       if (r.ok() && r->status == 409) return -1;  // the run ended before it started
       agent_.Backoff(attempt++);
     }
@@ -189,8 +193,9 @@ class Agent::RunExecution {
         });
         if (!woke) {
           lock.unlock();
-          auto hb = client->Request("POST", fmt::format("/v1/runs/{}/agents/{}/heartbeat", run_id_, agent_.id_), "{}",
-                                    5 * kNanosPerSecond);
+          auto hb =
+              client->Request("POST", fmt::format("/v1/runs/{}/agents/{}/heartbeat", run_id_, agent_.id_),
+                              "{}", 5 * kNanosPerSecond);
           if (hb.ok() && hb->status == 200 && ParseJson(hb->body).value("stop", false)) RequestStop();
           continue;
         }
@@ -214,14 +219,16 @@ class Agent::RunExecution {
         continue;
       }
       if (r.ok() && r->status >= 400 && r->status < 500) {
-        agent_.Log(fmt::format("run {}: report {} refused ({}): {}", run_id_, item.first, r->status, r->body));
+        agent_.Log(
+            fmt::format("run {}: report {} refused ({}): {}", run_id_, item.first, r->status, r->body));
         std::lock_guard lock(mu_);
         queue_.pop_front();  // a malformed report will not get better by resending it
         continue;
       }
       if (attempt == 0) {
-        agent_.Log(fmt::format("run {}: control plane unreachable ({}); keeping {} report(s) to resend", run_id_,
-                               r.ok() ? fmt::format("status {}", r->status) : r.error().message, queue_.size()));
+        agent_.Log(fmt::format("run {}: control plane unreachable ({}); keeping {} report(s) to resend",
+                               run_id_, r.ok() ? fmt::format("status {}", r->status) : r.error().message,
+                               queue_.size()));
       }
       agent_.Backoff(attempt++);
     }
@@ -229,12 +236,16 @@ class Agent::RunExecution {
 
   void SendDone(uint64_t requests, uint64_t connections, uint64_t retries) {
     const int64_t last_seq = next_seq_ - 1;
-    const std::string body = json{{"last_seq", last_seq},       {"requests", requests},
-                                  {"connections", connections}, {"retries", retries},
-                                  {"started_ns", started_ns_}}
-                                 .dump();
+    const std::string body = json{
+        {"last_seq", last_seq},
+        {"requests", requests},
+        {"connections", connections},
+        {"retries", retries},
+        {"started_ns",
+         started_ns_}}.dump();
     for (int attempt = 0; !agent_.abort_.load() && !cancelled_; ++attempt) {
-      auto r = control_->Request("POST", fmt::format("/v1/runs/{}/agents/{}/done", run_id_, agent_.id_), body);
+      auto r =
+          control_->Request("POST", fmt::format("/v1/runs/{}/agents/{}/done", run_id_, agent_.id_), body);
       if (r.ok() && (r->status == 200 || r->status == 409)) break;
       agent_.Backoff(attempt);
     }
@@ -274,7 +285,8 @@ void Agent::Log(const std::string& line) {
 void Agent::Backoff(int attempt) {
   // 100 ms doubling to 2 s, with jitter, interruptible by Abort.
   const int64_t base = std::min<int64_t>(2'000'000'000, 100'000'000LL << std::min(attempt, 5));
-  const int64_t wait = base / 2 + static_cast<int64_t>(static_cast<uint64_t>(MonoNanos()) % static_cast<uint64_t>(base / 2));
+  const int64_t wait =
+      base / 2 + static_cast<int64_t>(static_cast<uint64_t>(MonoNanos()) % static_cast<uint64_t>(base / 2));
   const int64_t until = MonoNanos() + wait;
   while (MonoNanos() < until && !abort_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
 }
@@ -312,13 +324,14 @@ bool Agent::Register() {
   auto client = http::BlockingClient::Create(options_.control_url, options_.token);
   if (!client.ok()) return false;
   clock_ = MeasureClock();
-  const json body = {{"id", id_},
-                     {"name", options_.name},
-                     {"region", options_.region},
-                     {"version", kVersion},
-                     {"capacity", options_.workers ? options_.workers : std::max(1u, std::thread::hardware_concurrency())},
-                     {"clock_offset_ns", clock_.offset_ns},
-                     {"rtt_ns", clock_.rtt_ns}};
+  const json body = {
+      {"id", id_},
+      {"name", options_.name},
+      {"region", options_.region},
+      {"version", kVersion},
+      {"capacity", options_.workers ? options_.workers : std::max(1u, std::thread::hardware_concurrency())},
+      {"clock_offset_ns", clock_.offset_ns},
+      {"rtt_ns", clock_.rtt_ns}};
   auto r = client->Request("POST", "/v1/agents", body.dump());
   if (!r.ok()) {
     Log("cannot register: " + r.error().message);
@@ -349,7 +362,8 @@ Result<void> Agent::Run() {
         continue;
       }
     }
-    auto r = client->Request("GET", fmt::format("/v1/agents/{}/work", id_), "", long_poll_ns_ + 10 * kNanosPerSecond);
+    auto r = client->Request("GET", fmt::format("/v1/agents/{}/work", id_), "",
+                             long_poll_ns_ + 10 * kNanosPerSecond);
     if (!r.ok()) {
       Backoff(attempt);
       continue;
@@ -359,7 +373,8 @@ Result<void> Agent::Run() {
       continue;
     }
     if (r->status == 401 || r->status == 403) {
-      return MakeError(ErrorCode::kInvalidArgument, fmt::format("the control plane refused the token: {}", r->body));
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("the control plane refused the token: {}", r->body));
     }
     if (r->status != 200) {
       if (r->status != 204) Backoff(attempt);
@@ -368,7 +383,8 @@ Result<void> Agent::Run() {
     attempt = 0;
     const json work = ParseJson(r->body);
     const std::string run_id = work.value("run", "");
-    Log(fmt::format("run {}: assigned region {} slot {}", run_id, work.value("region", ""), work.value("slot", 0)));
+    Log(fmt::format("run {}: assigned region {} slot {}", run_id, work.value("region", ""),
+                    work.value("slot", 0)));
     RunExecution exec(*this, run_id);
     {
       std::lock_guard lock(current_mu_);

@@ -1,8 +1,8 @@
 #pragma once
 // The agent (DESIGN §6): registers with the control plane (region, name, capacity), measures its clock
-// offset NTP-style, long-polls for work, prepares its share of the plan (compile, resolve, preflight), reports
-// ready, starts on its monotonic clock at the common start instant converted with the offset, reports one
-// interval snapshot per second as (run, agent, seq), keeps unacknowledged reports and resends them after
+// offset NTP-style, long-polls for work, prepares its share of the plan (compile, resolve, preflight),
+// reports ready, starts on its monotonic clock at the common start instant converted with the offset, reports
+// one interval snapshot per second as (run, agent, seq), keeps unacknowledged reports and resends them after
 // reconnecting, and sends done with its last seq. Embedded mode runs agents in-process over loopback.
 
 #include <atomic>
@@ -20,9 +20,9 @@ struct AgentOptions {
   std::string control_url;  // http://host:port
   std::string token;        // agent-scoped bearer token
   std::string region;
-  std::string name;      // default: hostname
-  uint32_t workers = 0;  // load threads; 0: one per CPU
-  bool once = false;     // exit after one run (embedded agents and tests)
+  std::string name;                             // default: hostname
+  uint32_t workers = 0;                         // load threads; 0: one per CPU
+  bool once = false;                            // exit after one run (embedded agents and tests)
   std::function<void(const std::string&)> log;  // progress lines; default: stderr
 };
 

@@ -50,7 +50,8 @@ std::string NewToken() {
 
 Result<ServerConfig> LoadServerConfig(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}: cannot read the server config", path));
+  if (!in)
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}: cannot read the server config", path));
   std::stringstream ss;
   ss << in.rdbuf();
   plan::Reader reader(path);
@@ -74,8 +75,9 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
     c.long_poll_ns = f.Duration("long_poll", c.long_poll_ns, false);
     YAML::Node tokens = f.Get("tokens");
     if (!tokens || !tokens.IsSequence() || tokens.size() == 0) {
-      f.Fail("tokens", "must list at least one token (every route needs one): - { name, scopes, sha256 | "
-                       "token_file | token_env }");
+      f.Fail("tokens",
+             "must list at least one token (every route needs one): - { name, scopes, sha256 | "
+             "token_file | token_env }");
     }
     for (size_t i = 0; i < tokens.size(); ++i) {
       const std::string at = fmt::format("tokens[{}]", i);
@@ -111,7 +113,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
       } else if (!file.empty()) {
         std::ifstream tf(file);
         std::string secret;
-        if (!tf || !std::getline(tf, secret) || secret.empty()) t.Fail("token_file", "cannot read a token from " + file);
+        if (!tf || !std::getline(tf, secret) || secret.empty())
+          t.Fail("token_file", "cannot read a token from " + file);
         spec.hash_hex = HashToken(secret);
       } else {
         const char* v = std::getenv(env.c_str());
@@ -126,8 +129,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
   } catch (const plan::PlanError& e) {
     return MakeError(ErrorCode::kInvalidArgument, e.message);
   } catch (const YAML::Exception& e) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("{}:{}:{}: not valid YAML: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}:{}:{}: not valid YAML: {}", path,
+                                                              e.mark.line + 1, e.mark.column + 1, e.msg));
   }
 }
 

@@ -38,7 +38,7 @@ struct ApiError {
 http::ServerResponse Json(int status, const ordered_json& body) {
   http::ServerResponse r;
   r.status = status;
-  r.body = body.dump();
+  r.body = body.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
   return r;
 }
 
@@ -67,7 +67,8 @@ std::vector<std::string> Split(const std::string& path) {
 json ParseBody(const http::ServerRequest& req) {
   if (req.body.empty()) return json::object();
   json j = json::parse(req.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) throw ApiError{400, "invalid_body", "the body must be a JSON object", ""};
+  if (j.is_discarded() || !j.is_object())
+    throw ApiError{400, "invalid_body", "the body must be a JSON object", ""};
   return j;
 }
 
@@ -85,9 +86,7 @@ T Field(const json& body, const char* name, T fallback, bool required = false) {
   }
 }
 
-std::string NewId(const char* prefix) {
-  return fmt::format("{}{}", prefix, NewToken().substr(0, 12));
-}
+std::string NewId(const char* prefix) { return fmt::format("{}{}", prefix, NewToken().substr(0, 12)); }
 
 int ExitCodeFor(const std::string& state) {
   if (state == "passed") return 0;
@@ -239,7 +238,8 @@ class ControlPlane::Impl {
       for (auto& w : ws) {
         if (now_mono >= w.deadline_mono) w.out.Send(Json(404, StartJson(*run)));
       }
-      ws.erase(std::remove_if(ws.begin(), ws.end(), [](const Run::Waiter& w) { return !w.out.alive(); }), ws.end());
+      ws.erase(std::remove_if(ws.begin(), ws.end(), [](const Run::Waiter& w) { return !w.out.alive(); }),
+               ws.end());
     }
     loop_.Schedule(&tick_, now_mono + kTickNs);
   }
@@ -249,7 +249,8 @@ class ControlPlane::Impl {
     if (state == "created") {
       run.row.deadline_ns = now + run.plan.ready_timeout_ns;
       store::RunRow next = run.row;
-      if (Transition(run, "preparing", fmt::format("{} agent slot(s) to fill", run.slots.size()))) SaveRun(run);
+      if (Transition(run, "preparing", fmt::format("{} agent slot(s) to fill", run.slots.size())))
+        SaveRun(run);
       return;
     }
     if (state == "preparing" || state == "ready" || state == "running" || state == "draining") {
@@ -274,13 +275,16 @@ class ControlPlane::Impl {
         for (size_t i = 0; i < run.slots.size(); ++i) {
           const auto* a = i < run.assignments.size() ? &run.assignments[i] : nullptr;
           if (!a) {
-            missing += fmt::format("{}region {} has no agent", missing.empty() ? "" : "; ", run.slots[i].region);
+            missing +=
+                fmt::format("{}region {} has no agent", missing.empty() ? "" : "; ", run.slots[i].region);
           } else if (a->state != "ready") {
-            missing += fmt::format("{}agent {} not ready", missing.empty() ? "" : "; ", AgentName(a->agent_id));
+            missing +=
+                fmt::format("{}agent {} not ready", missing.empty() ? "" : "; ", AgentName(a->agent_id));
           }
         }
-        Finish(run, "errored", fmt::format("ready_timeout ({}) elapsed: {}", FormatDuration(run.plan.ready_timeout_ns),
-                                           missing));
+        Finish(run, "errored",
+               fmt::format("ready_timeout ({}) elapsed: {}", FormatDuration(run.plan.ready_timeout_ns),
+                           missing));
       }
       return;
     }
@@ -310,7 +314,8 @@ class ControlPlane::Impl {
       } else if (now >= run.row.deadline_ns) {
         std::string late;
         for (const auto& a : run.assignments) {
-          if (a.state != "done" && a.state != "lost") late += (late.empty() ? "" : ", ") + AgentName(a.agent_id);
+          if (a.state != "done" && a.state != "lost")
+            late += (late.empty() ? "" : ", ") + AgentName(a.agent_id);
         }
         Clean(run, fmt::format("agents did not finish within graceful stop + drain_grace: {}", late));
       }
@@ -325,9 +330,9 @@ class ControlPlane::Impl {
       if (a.state == "done" || a.state == "lost") continue;
       const AgentLive& live = agents_[a.agent_id];
       if (now_mono - live.last_seen_mono < run.plan.heartbeat_timeout_ns) continue;
-      const std::string why = fmt::format("agent {} in region {} lost: no contact for {} (heartbeat_timeout)",
-                                          AgentName(a.agent_id), a.region,
-                                          FormatDuration(now_mono - live.last_seen_mono));
+      const std::string why =
+          fmt::format("agent {} in region {} lost: no contact for {} (heartbeat_timeout)",
+                      AgentName(a.agent_id), a.region, FormatDuration(now_mono - live.last_seen_mono));
       if (run.plan.on_agent_loss == plan::AgentLoss::kContinue) {
         a.state = "lost";
         SaveAssignment(a);
@@ -366,7 +371,8 @@ class ControlPlane::Impl {
       SaveAssignment(a);
       run.assignments.push_back(a);
       pick->run_id = run.row.id;
-      LogInfo("run {}: region {} slot {} -> agent {}", run.row.id, slot.region, slot.index, AgentName(a.agent_id));
+      LogInfo("run {}: region {} slot {} -> agent {}", run.row.id, slot.region, slot.index,
+              AgentName(a.agent_id));
       if (pick->poll.alive()) pick->poll.Send(Json(200, WorkJson(run, a)));
     }
   }
@@ -391,8 +397,8 @@ class ControlPlane::Impl {
       }
       if ((complete + 1) * kNanosPerSecond < delay) continue;
       run.stop = true;
-      run.row.reason = fmt::format("threshold {} {} crossed (measured {}): aborted early (abort_on_fail)", o.key,
-                                   o.expr, o.measured_text);
+      run.row.reason = fmt::format("threshold {} {} crossed (measured {}): aborted early (abort_on_fail)",
+                                   o.key, o.expr, o.measured_text);
       run.row.deadline_ns = WallNanos() + run.plan.LongestGracefulStop() + run.plan.drain_grace_ns;
       if (Transition(run, "draining", run.row.reason)) SaveRun(run);
       return;
@@ -403,7 +409,8 @@ class ControlPlane::Impl {
   void Clean(Run& run, const std::string& problem) {
     if (run.row.state != "cleaning") {
       if (!problem.empty()) run.row.reason = problem;
-      if (!Transition(run, "cleaning", problem.empty() ? "every agent finished and was acknowledged" : problem)) {
+      if (!Transition(run, "cleaning",
+                      problem.empty() ? "every agent finished and was acknowledged" : problem)) {
         return;
       }
     }
@@ -433,7 +440,7 @@ class ControlPlane::Impl {
     run.row.state = state;
     summary.json["text"] = summary.text;
     summary.json["metrics_csv"] = summary.csv;
-    run.row.summary_json = summary.json.dump();
+    run.row.summary_json = summary.json.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
     WriteArtefacts(run, summary);
   }
 
@@ -469,8 +476,8 @@ class ControlPlane::Impl {
     std::ofstream(dir / "RUN.txt") << fmt::format("{}.{:09}\n", run.row.start_at_ns / kNanosPerSecond,
                                                   run.row.start_at_ns % kNanosPerSecond);
     std::ofstream(dir / "services.json") << ServicesJson(run).dump(2) << "\n";
-    std::ofstream(dir / "FINISHED.txt") << fmt::format("{}.{:09}\n", WallNanos() / kNanosPerSecond,
-                                                       WallNanos() % kNanosPerSecond);
+    std::ofstream(dir / "FINISHED.txt")
+        << fmt::format("{}.{:09}\n", WallNanos() / kNanosPerSecond, WallNanos() % kNanosPerSecond);
   }
 
   ordered_json ServicesJson(const Run& run) {
@@ -479,10 +486,11 @@ class ControlPlane::Impl {
       const auto& live = agents_[a.agent_id];
       ordered_json scenarios = ordered_json::array();
       for (const auto& s : plan::SharesFor(run.plan, plan::AgentSlot{a.region, a.slot})) {
-        scenarios.push_back({{"name", run.plan.scenarios[s.scenario].name},
-                             {"executor", s.executor.Describe()},
-                             {"stop_after_s", static_cast<double>(s.executor.start_time_ns +
-                                                                  s.executor.ScheduledDuration()) / 1e9}});
+        scenarios.push_back(
+            {{"name", run.plan.scenarios[s.scenario].name},
+             {"executor", s.executor.Describe()},
+             {"stop_after_s",
+              static_cast<double>(s.executor.start_time_ns + s.executor.ScheduledDuration()) / 1e9}});
       }
       agents.push_back({{"id", a.agent_id},
                         {"name", live.row.name},
@@ -543,7 +551,8 @@ class ControlPlane::Impl {
     const std::string hash = HashToken(auth.substr(7));
     const TokenSpec* found = nullptr;
     for (const auto& t : config_.tokens) {  // every token compared, in constant time
-      if (t.hash_hex.size() == hash.size() && CRYPTO_memcmp(t.hash_hex.data(), hash.data(), hash.size()) == 0) {
+      if (t.hash_hex.size() == hash.size() &&
+          CRYPTO_memcmp(t.hash_hex.data(), hash.data(), hash.size()) == 0) {
         found = &t;
       }
     }
@@ -553,9 +562,9 @@ class ControlPlane::Impl {
   void Require(const http::ServerRequest& req, const std::string& scope) {
     const TokenSpec* t = Authenticate(req);
     if (!t) {
-      throw ApiError{401, "unauthorized",
-                     req.Header("authorization").empty() ? "a bearer token is required" : "the token is not valid",
-                     ""};
+      throw ApiError{
+          401, "unauthorized",
+          req.Header("authorization").empty() ? "a bearer token is required" : "the token is not valid", ""};
     }
     if (!scope.empty() && std::find(t->scopes.begin(), t->scopes.end(), scope) == t->scopes.end()) {
       throw ApiError{403, "forbidden", fmt::format("the token '{}' lacks the scope {}", t->name, scope), ""};
@@ -565,7 +574,8 @@ class ControlPlane::Impl {
     const int64_t now = MonoNanos();
     const double burst = 2 * config_.requests_per_second;
     if (b.last == 0) b.tokens = burst;
-    b.tokens = std::min(burst, b.tokens + static_cast<double>(now - b.last) / 1e9 * config_.requests_per_second);
+    b.tokens =
+        std::min(burst, b.tokens + static_cast<double>(now - b.last) / 1e9 * config_.requests_per_second);
     b.last = now;
     if (b.tokens < 1) throw ApiError{429, "rate_limited", "too many requests for this token", ""};
     b.tokens -= 1;
@@ -628,7 +638,9 @@ class ControlPlane::Impl {
       MethodCheck(req, "GET");
       Require(req, "runs:read");
       const std::string limit_text = req.Query("limit");
-      const size_t limit = limit_text.empty() ? 50 : std::clamp<size_t>(std::strtoul(limit_text.c_str(), nullptr, 10), 1, 1000);
+      const size_t limit = limit_text.empty()
+                               ? 50
+                               : std::clamp<size_t>(std::strtoul(limit_text.c_str(), nullptr, 10), 1, 1000);
       auto rows = store_->ListRuns(limit, req.Query("active") == "true");
       if (!rows.ok()) throw ApiError{500, "store", rows.error().message, ""};
       ordered_json list = ordered_json::array();
@@ -651,7 +663,8 @@ class ControlPlane::Impl {
       ordered_json ev = ordered_json::array();
       if (events.ok()) {
         for (const auto& e : *events) {
-          ev.push_back({{"at_ns", e.at_ns}, {"from", e.from_state}, {"to", e.to_state}, {"detail", e.detail}});
+          ev.push_back(
+              {{"at_ns", e.at_ns}, {"from", e.from_state}, {"to", e.to_state}, {"detail", e.detail}});
         }
       }
       j["events"] = ev;
@@ -664,7 +677,8 @@ class ControlPlane::Impl {
       Require(req, "runs:write");
       const store::RunRow row = LoadRow(id);
       if (TerminalState(row.state)) {
-        out.Send(Json(409, {{"error", {{"code", "finished"}, {"message", "the run already ended: " + row.state}}}}));
+        out.Send(Json(
+            409, {{"error", {{"code", "finished"}, {"message", "the run already ended: " + row.state}}}}));
         return;
       }
       Run& run = FindRun(id);
@@ -687,12 +701,16 @@ class ControlPlane::Impl {
     if (p.size() == 4 && what == "start") {
       MethodCheck(req, "GET");
       const TokenSpec* t = Authenticate(req);
-      Require(req, t && std::find(t->scopes.begin(), t->scopes.end(), "agent") != t->scopes.end() ? "agent"
-                                                                                                : "runs:read");
+      Require(req, t && std::find(t->scopes.begin(), t->scopes.end(), "agent") != t->scopes.end()
+                       ? "agent"
+                       : "runs:read");
       const store::RunRow row = LoadRow(id);
       auto it = runs_.find(id);
       if (row.start_at_ns) {
-        out.Send(Json(200, it != runs_.end() ? StartJson(*it->second) : ordered_json{{"run", id}, {"state", row.state}, {"start_at_ns", row.start_at_ns}}));
+        out.Send(Json(
+            200, it != runs_.end()
+                     ? StartJson(*it->second)
+                     : ordered_json{{"run", id}, {"state", row.state}, {"start_at_ns", row.start_at_ns}}));
         return;
       }
       if (TerminalState(row.state)) {
@@ -759,8 +777,12 @@ class ControlPlane::Impl {
           ordered_json points = ordered_json::array();
           for (const auto& [s, snap] : per_second) {
             const auto pt = stats::MakeTimelinePoint(snap);
-            points.push_back({{"t", s}, {"requests", pt.requests}, {"failed", pt.failures},
-                              {"p50_ms", pt.p50_ns / 1e6}, {"p95_ms", pt.p95_ns / 1e6}, {"p99_ms", pt.p99_ns / 1e6},
+            points.push_back({{"t", s},
+                              {"requests", pt.requests},
+                              {"failed", pt.failures},
+                              {"p50_ms", pt.p50_ns / 1e6},
+                              {"p95_ms", pt.p95_ns / 1e6},
+                              {"p99_ms", pt.p99_ns / 1e6},
                               {"vus", pt.vus_active}});
           }
           series[region] = points;
@@ -777,11 +799,13 @@ class ControlPlane::Impl {
       MethodCheck(req, "GET");
       Require(req, "runs:read");
       const store::RunRow row = LoadRow(id);
-      static const char* kNames[] = {"plan.yaml", "services.json", "RUN.txt", "summary.json", "metrics.csv",
-                                     "FINISHED.txt"};
+      static const char* kNames[] = {"plan.yaml",    "services.json", "RUN.txt",
+                                     "summary.json", "metrics.csv",   "FINISHED.txt"};
       if (std::find_if(std::begin(kNames), std::end(kNames), [&](const char* n) { return p[4] == n; }) ==
           std::end(kNames)) {
-        throw ApiError{404, "not_found", "artefacts: plan.yaml services.json RUN.txt summary.json metrics.csv FINISHED.txt", ""};
+        throw ApiError{404, "not_found",
+                       "artefacts: plan.yaml services.json RUN.txt summary.json metrics.csv FINISHED.txt",
+                       ""};
       }
       std::ifstream in(std::filesystem::path(DataDir()) / "runs" / row.id / p[4], std::ios::binary);
       if (!in) throw ApiError{404, "not_found", fmt::format("{} is written when the run ends", p[4]), ""};
@@ -802,11 +826,20 @@ class ControlPlane::Impl {
       std::string o;
       for (char c : s) {
         switch (c) {
-          case '<': o += "&lt;"; break;
-          case '>': o += "&gt;"; break;
-          case '&': o += "&amp;"; break;
-          case '"': o += "&quot;"; break;
-          default: o.push_back(c);
+          case '<':
+            o += "&lt;";
+            break;
+          case '>':
+            o += "&gt;";
+            break;
+          case '&':
+            o += "&amp;";
+            break;
+          case '"':
+            o += "&quot;";
+            break;
+          default:
+            o.push_back(c);
         }
       }
       return o;
@@ -850,7 +883,8 @@ class ControlPlane::Impl {
     }
     auto plan = plan::ParsePlan(text, file, vars);
     if (!plan.ok()) throw ApiError{400, "invalid_plan", plan.error().message, "plan"};
-    if (auto r = plan::CheckRunnable(*plan); !r.ok()) throw ApiError{400, "not_runnable", r.error().message, "plan"};
+    if (auto r = plan::CheckRunnable(*plan); !r.ok())
+      throw ApiError{400, "not_runnable", r.error().message, "plan"};
     auto run = std::make_unique<Run>();
     run->row.id = NewId("r-");
     run->row.name = plan->name;
@@ -874,7 +908,8 @@ class ControlPlane::Impl {
 
   AgentLive& KnownAgent(const std::string& id) {
     auto it = agents_.find(id);
-    if (it == agents_.end()) throw ApiError{404, "unknown_agent", fmt::format("no agent '{}': register again", id), ""};
+    if (it == agents_.end())
+      throw ApiError{404, "unknown_agent", fmt::format("no agent '{}': register again", id), ""};
     it->second.last_seen_mono = MonoNanos();
     return it->second;
   }
@@ -885,8 +920,12 @@ class ControlPlane::Impl {
       ordered_json list = ordered_json::array();
       const int64_t now = MonoNanos();
       for (const auto& [id, a] : agents_) {
-        list.push_back({{"id", id}, {"name", a.row.name}, {"region", a.row.region}, {"version", a.row.version},
-                        {"capacity", a.row.capacity}, {"run", a.run_id},
+        list.push_back({{"id", id},
+                        {"name", a.row.name},
+                        {"region", a.row.region},
+                        {"version", a.row.version},
+                        {"capacity", a.row.capacity},
+                        {"run", a.run_id},
                         {"seen_ago_ms", a.last_seen_mono ? (now - a.last_seen_mono) / 1'000'000 : -1},
                         {"clock_offset_ms", a.row.clock_offset_ns / 1e6}});
       }
@@ -915,8 +954,10 @@ class ControlPlane::Impl {
       live.row = row;
       live.last_seen_mono = MonoNanos();
       LogInfo("agent {} registered: {} in {} (capacity {}, clock offset {})", row.id, row.name, row.region,
-                row.capacity, FormatDuration(row.clock_offset_ns));
-      out.Send(Json(201, {{"id", row.id}, {"server_ns", WallNanos()}, {"long_poll_ms", config_.long_poll_ns / 1'000'000}}));
+              row.capacity, FormatDuration(row.clock_offset_ns));
+      out.Send(Json(
+          201,
+          {{"id", row.id}, {"server_ns", WallNanos()}, {"long_poll_ms", config_.long_poll_ns / 1'000'000}}));
       return;
     }
     const std::string& id = p[2];
@@ -933,7 +974,8 @@ class ControlPlane::Impl {
           }
         }
       }
-      live.poll.Send(http::ServerResponse{204, "application/json", "", {}});  // a newer poll replaces an old one
+      live.poll.Send(
+          http::ServerResponse{204, "application/json", "", {}});  // a newer poll replaces an old one
       live.poll = out;
       live.poll_deadline = MonoNanos() + config_.long_poll_ns;
       for (auto& [rid, run] : runs_) {
@@ -952,7 +994,8 @@ class ControlPlane::Impl {
     auto it = runs_.find(run_id);
     if (it == runs_.end()) {
       const store::RunRow row = LoadRow(run_id);
-      out.Send(Json(409, {{"error", {{"code", "finished"}, {"message", "the run ended: " + row.state}}}, {"stop", true}}));
+      out.Send(Json(409, {{"error", {{"code", "finished"}, {"message", "the run ended: " + row.state}}},
+                          {"stop", true}}));
       return;
     }
     Run& run = *it->second;
@@ -964,7 +1007,8 @@ class ControlPlane::Impl {
       const std::string error = Field<std::string>(body, "error", "");
       if (!error.empty()) {
         run.stop = true;
-        Finish(run, "errored", fmt::format("agent {} in {} could not prepare: {}", AgentName(agent_id), a->region, error));
+        Finish(run, "errored",
+               fmt::format("agent {} in {} could not prepare: {}", AgentName(agent_id), a->region, error));
         out.Send(Json(200, {{"stop", true}}));
         return;
       }
@@ -985,7 +1029,8 @@ class ControlPlane::Impl {
       MethodCheck(req, "PUT");
       char* end = nullptr;
       const long long seq = std::strtoll(p[6].c_str(), &end, 10);
-      if (p[6].empty() || *end != '\0' || seq < 0) throw ApiError{400, "invalid_path", "the report seq must be a number >= 0", "seq"};
+      if (p[6].empty() || *end != '\0' || seq < 0)
+        throw ApiError{400, "invalid_path", "the report seq must be a number >= 0", "seq"};
       auto snap = stats::DecodeSnapshot(req.body);
       if (!snap.ok()) throw ApiError{400, "invalid_report", snap.error().message, "body"};
       if (a->state == "lost") throw ApiError{409, "lost", "the agent was declared lost", ""};
@@ -995,17 +1040,19 @@ class ControlPlane::Impl {
         a->started_ns = started_ns;
         SaveAssignment(*a);
       }
-      auto inserted = store_->InsertSample(run.row.id, store::SampleRow{agent_id, seq, snap->second, req.body});
+      auto inserted =
+          store_->InsertSample(run.row.id, store::SampleRow{agent_id, seq, snap->second, req.body});
       if (!inserted.ok()) throw ApiError{503, "store", inserted.error().message, ""};
       if (*inserted) {
         run.Ingest(agent_id, a->region, seq, *snap);
         for (const auto& [key, s] : snap->series) {
           if (!run.known_series.insert(key).second) continue;
           const auto k = stats::SeriesKey::Unpack(key);
-          (void)store_->PutSeries(run.row.id, key, a->region,
-                                  k.scenario < run.names.scenarios.size() ? run.names.scenarios[k.scenario] : "",
-                                  k.request < run.names.requests.size() ? run.names.requests[k.request].name : "",
-                                  k.status, stats::ErrorKindName(k.error));
+          (void)store_->PutSeries(
+              run.row.id, key, a->region,
+              k.scenario < run.names.scenarios.size() ? run.names.scenarios[k.scenario] : "",
+              k.request < run.names.requests.size() ? run.names.requests[k.request].name : "", k.status,
+              stats::ErrorKindName(k.error));
         }
       }
       out.Send(Json(200, {{"acked", seq}, {"stop", run.stop}}));

@@ -71,8 +71,8 @@ bool RegionMatches(const stats::ThresholdSet& set, const std::string& region) {
 int64_t RunSeconds(const Run& run) {
   int64_t last = -1;
   for (const auto& [id, p] : run.progress) last = std::max(last, p.last_second);
-  return std::max<int64_t>(1, std::min<int64_t>(last + 1, (run.plan.ScheduledDuration() + kNanosPerSecond - 1) /
-                                                              kNanosPerSecond));
+  return std::max<int64_t>(
+      1, std::min<int64_t>(last + 1, (run.plan.ScheduledDuration() + kNanosPerSecond - 1) / kNanosPerSecond));
 }
 
 }  // namespace
@@ -204,8 +204,8 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
   // Per region.
   nlohmann::ordered_json regions = nlohmann::ordered_json::object();
   text += "  per region:\n";
-  text += fmt::format("    {:<16} {:>6} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9}\n", "region", "agents", "requests",
-                      "req/s", "failed", "p50", "p95", "p99");
+  text += fmt::format("    {:<16} {:>6} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9}\n", "region", "agents",
+                      "requests", "req/s", "failed", "p50", "p95", "p99");
   for (const auto& region : run.plan.regions) {
     stats::IntervalSnapshot r;
     uint32_t n = 0;
@@ -217,7 +217,8 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
     const stats::TimelinePoint t = stats::MakeTimelinePoint(r);
     const stats::Histogram d = stats::MergedDuration(r);
     const double rps = static_cast<double>(t.requests) * 1e9 / static_cast<double>(meta.duration_ns);
-    const double failed = t.requests ? 100.0 * static_cast<double>(t.failures) / static_cast<double>(t.requests) : 0;
+    const double failed =
+        t.requests ? 100.0 * static_cast<double>(t.failures) / static_cast<double>(t.requests) : 0;
     text += fmt::format("    {:<16} {:>6} {:>10} {:>10.1f} {:>7.2f}% {:>9} {:>9} {:>9}\n", region.name, n,
                         t.requests, rps, failed, FormatDuration(d.ValueAtPercentile(50)),
                         FormatDuration(d.ValueAtPercentile(95)), FormatDuration(d.ValueAtPercentile(99)));
@@ -242,7 +243,8 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
       max_start = std::max(max_start, a.started_ns);
     }
     auto it = run.progress.find(a.agent_id);
-    const uint64_t reported = it == run.progress.end() ? 0 : stats::MakeTimelinePoint(it->second.totals).requests;
+    const uint64_t reported =
+        it == run.progress.end() ? 0 : stats::MakeTimelinePoint(it->second.totals).requests;
     text += fmt::format("    {:<24} {:<16} {:<8} skew {:>9}  clock offset {:>9}  requests {}\n",
                         row ? row->name : a.agent_id, a.region, a.state,
                         a.started_ns ? FormatDuration(std::abs(skew)) : "-",
@@ -287,8 +289,9 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
       const stats::TimelinePoint p = stats::MakeTimelinePoint(snap);
       uint64_t received = 0;
       for (const auto& [k, series] : snap.series) received += series.bytes_received;
-      out.csv += fmt::format("{},{},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{}\n", s, region, p.requests, p.failures,
-                             Ms(p.p50_ns), Ms(p.p95_ns), Ms(p.p99_ns), Ms(p.max_ns), p.vus_active, received);
+      out.csv +=
+          fmt::format("{},{},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{}\n", s, region, p.requests, p.failures,
+                      Ms(p.p50_ns), Ms(p.p95_ns), Ms(p.p99_ns), Ms(p.max_ns), p.vus_active, received);
     }
   }
   return out;
@@ -302,7 +305,8 @@ nlohmann::ordered_json RunRowJson(const store::RunRow& row) {
   j["reason"] = row.reason;
   j["owner"] = row.owner;
   j["created"] = IsoTime(row.created_ns);
-  j["start_at"] = row.start_at_ns ? nlohmann::ordered_json(IsoTime(row.start_at_ns)) : nlohmann::ordered_json();
+  j["start_at"] =
+      row.start_at_ns ? nlohmann::ordered_json(IsoTime(row.start_at_ns)) : nlohmann::ordered_json();
   j["start_at_ns"] = row.start_at_ns;
   j["ended"] = row.ended_ns ? nlohmann::ordered_json(IsoTime(row.ended_ns)) : nlohmann::ordered_json();
   j["exit_code"] = row.exit_code;

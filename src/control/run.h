@@ -49,7 +49,8 @@ struct Run {
 
   store::AssignmentRow* Assignment(const std::string& agent_id);
   bool Terminal() const;
-  void Ingest(const std::string& agent_id, const std::string& region, int64_t seq, const stats::IntervalSnapshot& s);
+  void Ingest(const std::string& agent_id, const std::string& region, int64_t seq,
+              const stats::IntervalSnapshot& s);
   int64_t EndAtNs() const { return row.start_at_ns + plan.ScheduledDuration(); }
 };
 

@@ -73,8 +73,8 @@ void BlockingClient::Disconnect() {
 Result<FetchResponse> BlockingClient::Request(const std::string& method, const std::string& path,
                                               const std::string& body, int64_t timeout_ns,
                                               const std::string& content_type) {
-  std::string req = fmt::format("{} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: meridian\r\n", method, prefix_, path,
-                                host_header_);
+  std::string req = fmt::format("{} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: meridian\r\n", method, prefix_,
+                                path, host_header_);
   if (!token_.empty()) req += fmt::format("Authorization: Bearer {}\r\n", token_);
   if (!body.empty() || method == "POST" || method == "PUT") {
     req += fmt::format("Content-Type: {}\r\nContent-Length: {}\r\n", content_type, body.size());
@@ -106,7 +106,8 @@ Result<FetchResponse> BlockingClient::Once(const std::string& request, int64_t d
       err = net::FinishConnect(fd_);
     }
     if (err != 0) {
-      return MakeError(ErrorCode::kConnect, fmt::format("cannot connect to {}: {}", base_, net::ErrnoText(err)));
+      return MakeError(ErrorCode::kConnect,
+                       fmt::format("cannot connect to {}: {}", base_, net::ErrnoText(err)));
     }
   }
   FetchResponse out;
@@ -116,7 +117,8 @@ Result<FetchResponse> BlockingClient::Once(const std::string& request, int64_t d
     const ssize_t n = net::SendNoSignal(fd_, request.data() + sent, request.size() - sent);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
-      if (!WaitFor(fd_, POLLOUT, deadline)) return MakeError(ErrorCode::kTimeout, "request to " + base_ + " timed out");
+      if (!WaitFor(fd_, POLLOUT, deadline))
+        return MakeError(ErrorCode::kTimeout, "request to " + base_ + " timed out");
       continue;
     }
     if (n < 0) return MakeError(ErrorCode::kReset, fmt::format("{}: {}", base_, net::ErrnoText(errno)));

@@ -29,8 +29,8 @@ class BlockingClient {
   BlockingClient& operator=(BlockingClient&& o) noexcept;
   ~BlockingClient();
 
-  Result<FetchResponse> Request(const std::string& method, const std::string& path, const std::string& body = {},
-                                int64_t timeout_ns = 10'000'000'000,
+  Result<FetchResponse> Request(const std::string& method, const std::string& path,
+                                const std::string& body = {}, int64_t timeout_ns = 10'000'000'000,
                                 const std::string& content_type = "application/json");
   void Disconnect();
   const std::string& base() const { return base_; }

@@ -41,24 +41,42 @@ std::string PercentDecode(std::string_view s) {
 
 const char* StatusReason(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 423: return "Locked";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Content Too Large";
+    case 423:
+      return "Locked";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Status";
   }
 }
 
@@ -73,7 +91,8 @@ std::string ServerRequest::Query(std::string_view key) const {
     const size_t amp = q.find('&');
     const std::string_view pair = q.substr(0, amp);
     const size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == key) return eq == std::string_view::npos ? "" : PercentDecode(pair.substr(eq + 1));
+    if (pair.substr(0, eq) == key)
+      return eq == std::string_view::npos ? "" : PercentDecode(pair.substr(eq + 1));
     if (amp == std::string_view::npos) break;
     q.remove_prefix(amp + 1);
   }
@@ -128,7 +147,8 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
   void Fail(int status, const std::string& code, const std::string& message) {
     ServerResponse r;
     r.status = status;
-    r.body = nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
+    r.body = nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump(
+        -1, ' ', false, nlohmann::json::error_handler_t::replace);
     close_after = true;
     discard_input = true;
     busy = true;
@@ -149,7 +169,8 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
         return;
       }
       if (views.size() > server.options_.max_headers) {
-        Fail(431, "headers_too_large", fmt::format("more than {} header fields", server.options_.max_headers));
+        Fail(431, "headers_too_large",
+             fmt::format("more than {} header fields", server.options_.max_headers));
         return;
       }
       if (head.chunked) {
@@ -158,7 +179,8 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
       }
       const size_t body = head.content_length > 0 ? static_cast<size_t>(head.content_length) : 0;
       if (body > server.options_.max_body_bytes) {
-        Fail(413, "body_too_large", fmt::format("the body is larger than {} bytes", server.options_.max_body_bytes));
+        Fail(413, "body_too_large",
+             fmt::format("the body is larger than {} bytes", server.options_.max_body_bytes));
         return;
       }
       if (in.size() < head.head_bytes + body) return;
@@ -182,8 +204,9 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
   void Respond(ServerResponse r) {
     if (closed || !busy) return;
     busy = false;
-    out += fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
-                       r.status, StatusReason(r.status), r.content_type, r.body.size());
+    out +=
+        fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
+                    r.status, StatusReason(r.status), r.content_type, r.body.size());
     for (const auto& [k, v] : r.headers) out += fmt::format("{}: {}\r\n", k, v);
     if (close_after) out += "Connection: close\r\n";
     out += "\r\n";
@@ -283,7 +306,8 @@ void HttpServer::OnIo(uint32_t) {
   while (true) {
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
-    const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd =
+        accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       return;  // EAGAIN, or out of descriptors: try again on the next readiness

@@ -20,8 +20,8 @@ namespace meridian::http {
 
 struct ServerRequest {
   std::string method;
-  std::string path;   // without the query
-  std::string query;  // after '?', not decoded
+  std::string path;                            // without the query
+  std::string query;                           // after '?', not decoded
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
   std::string peer;

@@ -52,9 +52,9 @@ struct RunResult {
   stats::IntervalSnapshot totals;  // merged over workers and time
   std::vector<stats::TimelinePoint> timeline;
   int64_t started_wall_ns = 0;
-  int64_t duration_ns = 0;  // start instant to the last worker's end
-  int64_t start_mono_ns = 0;     // the start instant (monotonic)
-  int64_t began_mono_ns = 0;     // when the first worker's loop actually woke for it (0: never)
+  int64_t duration_ns = 0;    // start instant to the last worker's end
+  int64_t start_mono_ns = 0;  // the start instant (monotonic)
+  int64_t began_mono_ns = 0;  // when the first worker's loop actually woke for it (0: never)
   uint64_t connections_opened = 0;
   uint64_t retries = 0;
   bool stopped_early = false;

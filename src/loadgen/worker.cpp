@@ -99,9 +99,9 @@ Result<void> Worker::Prepare() {
     if (!factory.ok()) return factory.error();
     factories_.push_back(std::move(factory).value());
     timers_.push_back(std::make_unique<RunnerTimer>(loop_, recorder_));
-    runners_.push_back(std::make_unique<ScenarioRunner>(
-        plan.executor, RunnerPlacement{stats_index, index_, workers, base}, &env_,
-        *timers_.back(), *factories_.back(), recorder_));
+    runners_.push_back(
+        std::make_unique<ScenarioRunner>(plan.executor, RunnerPlacement{stats_index, index_, workers, base},
+                                         &env_, *timers_.back(), *factories_.back(), recorder_));
     timers_.back()->Bind(runners_.back().get());
     runners_.back()->set_on_done([this] { OnRunnerDone(); });
   }

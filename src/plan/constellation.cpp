@@ -14,7 +14,8 @@ namespace meridian::plan {
 
 Result<Plan> ImportConstellation(const std::string& config_path, const std::string& script_path) {
   std::ifstream in(config_path, std::ios::binary);
-  if (!in) return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}: cannot read the config", config_path));
+  if (!in)
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}: cannot read the config", config_path));
   std::stringstream ss;
   ss << in.rdbuf();
   if (!script_path.empty() && !std::ifstream(script_path)) {

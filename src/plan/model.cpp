@@ -1,10 +1,10 @@
 // Plan model helpers: lengths, names, the normalised YAML, the timeline, and the split over agents.
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "core/duration.h"
@@ -27,7 +27,8 @@ std::string ExactDuration(int64_t ns) {
 std::string Quote(const std::string& s) { return nlohmann::json(s).dump(); }
 
 std::string RateText(double rate, int64_t unit) {
-  return unit == kNanosPerSecond ? fmt::format("{}/s", rate) : fmt::format("{}/{}", rate, ExactDuration(unit));
+  return unit == kNanosPerSecond ? fmt::format("{}/s", rate)
+                                 : fmt::format("{}/{}", rate, ExactDuration(unit));
 }
 
 // Splits `total` over `weights` by the largest-remainder method; ties go to the earlier part.
@@ -64,7 +65,8 @@ double PeakPerSecond(const ExecutorConfig& e) {
 
 int64_t Plan::ScheduledDuration() const {
   int64_t end = 0;
-  for (const auto& s : scenarios) end = std::max(end, s.executor.start_time_ns + s.executor.ScheduledDuration());
+  for (const auto& s : scenarios)
+    end = std::max(end, s.executor.start_time_ns + s.executor.ScheduledDuration());
   for (const auto& s : steps) end = std::max(end, s.run_delay_ns + s.run_max_time_ns);
   return end;
 }
@@ -92,8 +94,8 @@ stats::SeriesNames Names(const Plan& plan) {
     const Scenario& s = plan.scenarios[i];
     names.scenarios.push_back(s.name);
     if (s.requests.empty()) continue;
-    auto program = loadgen::RequestProgram::Compile(s.requests, plan.vars,
-                                                    static_cast<uint16_t>(names.requests.size()), origins, "");
+    auto program = loadgen::RequestProgram::Compile(
+        s.requests, plan.vars, static_cast<uint16_t>(names.requests.size()), origins, "");
     if (!program.ok()) continue;  // ParsePlan already compiled it once
     for (const auto& r : (*program)->requests()) names.requests.push_back({r.name, static_cast<uint16_t>(i)});
   }
@@ -155,8 +157,8 @@ std::vector<ScenarioShare> SharesFor(const Plan& plan, const AgentSlot& slot) {
         break;
       case ExecutorType::kSharedIterations:
         part.iterations = scaled_split(static_cast<double>(e.iterations));
-        part.vus = static_cast<uint32_t>(std::min<uint64_t>(pinned ? split(mine->vus) : split(e.vus),
-                                                             part.iterations));
+        part.vus = static_cast<uint32_t>(
+            std::min<uint64_t>(pinned ? split(mine->vus) : split(e.vus), part.iterations));
         has_load = part.vus > 0 && part.iterations > 0;
         break;
       case ExecutorType::kRampingVus: {
@@ -185,17 +187,19 @@ std::vector<ScenarioShare> SharesFor(const Plan& plan, const AgentSlot& slot) {
 Result<void> CheckRunnable(const Plan& plan) {
   for (const auto& s : plan.scenarios) {
     if (!s.script.empty()) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("scenarios.{}.script: JavaScript scenarios are not supported by this version "
-                                   "yet ({}); the plan is valid, but it cannot run",
-                                   s.name, s.script));
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("scenarios.{}.script: JavaScript scenarios are not supported by this version "
+                      "yet ({}); the plan is valid, but it cannot run",
+                      s.name, s.script));
     }
   }
   if (!plan.steps.empty()) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("steps: command steps are not supported by this version yet ('{}'); the plan "
-                                 "is valid, but it cannot run",
-                                 plan.steps[0].name));
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        fmt::format("steps: command steps are not supported by this version yet ('{}'); the plan "
+                    "is valid, but it cannot run",
+                    plan.steps[0].name));
   }
   return {};
 }
@@ -330,9 +334,9 @@ std::string Timeline(const Plan& p) {
   out += fmt::format("timeline (from the common start; start_buffer {} after every agent is ready):\n",
                      FormatDuration(p.start_buffer_ns));
   for (const auto& r : p.regions) {
-    std::string how = r.vus ? fmt::format("pinned {} VUs", r.vus)
-                            : r.rate > 0 ? fmt::format("pinned {:g}/s", r.rate)
-                                         : fmt::format("weight {:g}", r.weight);
+    std::string how = r.vus        ? fmt::format("pinned {} VUs", r.vus)
+                      : r.rate > 0 ? fmt::format("pinned {:g}/s", r.rate)
+                                   : fmt::format("weight {:g}", r.weight);
     out += fmt::format("  region {} ({}, {} agent{})\n", r.name, how, r.agents, r.agents == 1 ? "" : "s");
     bool any = false;
     for (uint32_t j = 0; j < r.agents; ++j) {
@@ -340,8 +344,8 @@ std::string Timeline(const Plan& p) {
         const Scenario& s = p.scenarios[share.scenario];
         const ExecutorConfig& e = share.executor;
         const int64_t from = e.start_time_ns, to = from + e.ScheduledDuration();
-        out += fmt::format("    {:>7} – {:<7} {:<14} {}{}\n", FormatDuration(from), FormatDuration(to), s.name,
-                           e.Describe(), r.agents > 1 ? fmt::format(" (agent {})", j + 1) : "");
+        out += fmt::format("    {:>7} – {:<7} {:<14} {}{}\n", FormatDuration(from), FormatDuration(to),
+                           s.name, e.Describe(), r.agents > 1 ? fmt::format(" (agent {})", j + 1) : "");
         any = true;
       }
     }
@@ -355,7 +359,8 @@ std::string Timeline(const Plan& p) {
     if (!any) out += "    (no load in this region)\n";
   }
   out += fmt::format("  the run ends {} after the start (then up to {} graceful stop and {} drain grace)\n",
-                     FormatDuration(end), FormatDuration(p.LongestGracefulStop()), FormatDuration(p.drain_grace_ns));
+                     FormatDuration(end), FormatDuration(p.LongestGracefulStop()),
+                     FormatDuration(p.drain_grace_ns));
   return out;
 }
 

@@ -1,12 +1,13 @@
 // The strict plan parser: YAML or JSON (yaml-cpp reads both) into the Plan model.
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <fstream>
-#include <regex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/duration.h"
@@ -17,6 +18,77 @@ namespace meridian::plan {
 namespace {
 
 using loadgen::ExecutorType;
+
+// JSON's number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?
+bool IsJsonNumber(std::string_view s) {
+  size_t i = 0;
+  auto digits = [&] {
+    const size_t from = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i > from;
+  };
+  if (i < s.size() && s[i] == '-') ++i;
+  if (i < s.size() && s[i] == '0') {
+    ++i;
+  } else if (!digits()) {
+    return false;
+  }
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    if (!digits()) return false;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == s.size();
+}
+
+bool ValidRegionName(std::string_view s) {
+  if (s.empty() || s.size() > 63 || !std::isalnum(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+// The offset of the first byte that does not belong to a valid UTF-8 sequence, or npos.
+size_t FirstInvalidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n;
+    if (c < 0x80) {
+      n = 0;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      n = 1;
+    } else if ((c >> 4) == 0xe) {
+      n = 2;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+    } else {
+      return i;
+    }
+    for (size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size() || (static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return i;
+    }
+    i += n + 1;
+  }
+  return std::string_view::npos;
+}
+
+// yaml-cpp recurses once per nesting level: bound the depth of flow collections before it sees the text.
+bool NestingTooDeep(const std::string& text, int limit) {
+  int depth = 0;
+  for (char c : text) {
+    if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
 
 // YAML → JSON for request bodies given as `json:` (kept as written: strings stay strings).
 nlohmann::json ToJson(const Reader& r, const YAML::Node& n, const std::string& field) {
@@ -29,16 +101,14 @@ nlohmann::json ToJson(const Reader& r, const YAML::Node& n, const std::string& f
       if (s == "true") return true;
       if (s == "false") return false;
       if (s == "null" || s == "~") return nullptr;
-      static const std::regex kInt("-?(0|[1-9][0-9]*)");
-      static const std::regex kFloat("-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][-+]?[0-9]+)?");
-      if (std::regex_match(s, kInt)) {
-        try {
-          return std::stoll(s);
-        } catch (...) {
-          return std::stod(s);
+      if (IsJsonNumber(s)) {
+        if (s.find_first_of(".eE") == std::string::npos) {
+          errno = 0;
+          const long long v = std::strtoll(s.c_str(), nullptr, 10);
+          if (errno != ERANGE) return v;
         }
+        return std::strtod(s.c_str(), nullptr);
       }
-      if (std::regex_match(s, kFloat)) return std::stod(s);
       return s;
     }
     case YAML::NodeType::Sequence: {
@@ -128,7 +198,8 @@ loadgen::RequestSpec ParseRequest(const Reader& r, const YAML::Node& n, const st
   return q;
 }
 
-Scenario ParseScenario(const Reader& r, const std::string& name, const YAML::Node& n, const std::string& path) {
+Scenario ParseScenario(const Reader& r, const std::string& name, const YAML::Node& n,
+                       const std::string& path) {
   Fields f(r, n, path);
   Scenario s;
   s.name = name;
@@ -212,7 +283,8 @@ Scenario ParseScenario(const Reader& r, const std::string& name, const YAML::Nod
   not_for(has_vus && !vus_based, "vus", open ? "use pre_allocated_vus and max_vus" : "use stages");
   not_for(has_duration && !timed, "duration", staged ? "the stages set the duration" : "use max_duration");
   not_for(has_iterations && !iterations_based, "iterations", "only per-vu-iterations and shared-iterations");
-  not_for(has_max_duration && !iterations_based, "max_duration", "only per-vu-iterations and shared-iterations");
+  not_for(has_max_duration && !iterations_based, "max_duration",
+          "only per-vu-iterations and shared-iterations");
   not_for(has_stages && !staged, "stages", "only ramping-vus and ramping-arrival-rate");
   not_for(has_start_vus && e.type != ExecutorType::kRampingVus, "start_vus", "only ramping-vus");
   not_for(has_rate && !open, "rate", "only arrival-rate executors");
@@ -233,7 +305,8 @@ Scenario ParseScenario(const Reader& r, const std::string& name, const YAML::Nod
   if (s.requests.empty() && s.script.empty()) {
     f.Fail("requests", "a scenario needs requests (a list) or a script");
   }
-  if (!s.requests.empty() && !s.script.empty()) f.Fail("script", "give either requests or a script, not both");
+  if (!s.requests.empty() && !s.script.empty())
+    f.Fail("script", "give either requests or a script, not both");
   if (auto v = e.Validate(); !v.ok()) r.Fail(n, path, v.error().message);
   return s;
 }
@@ -312,8 +385,7 @@ Plan ParseRoot(const Reader& r, const YAML::Node& root, const loadgen::VarMap& o
       }
       region.agents = static_cast<uint32_t>(g.Uint("agents", 1, 1, 10'000));
       g.Done();
-      static const std::regex kName("[A-Za-z0-9][A-Za-z0-9._-]{0,62}");
-      if (!std::regex_match(name, kName)) {
+      if (!ValidRegionName(name)) {
         rf.Fail(name, "region names use letters, digits, '.', '_' and '-' (at most 63)");
       }
       p.regions.push_back(region);
@@ -384,9 +456,8 @@ Plan ParseRoot(const Reader& r, const YAML::Node& root, const loadgen::VarMap& o
         if (tag.key == "region" && !p.FindRegion(tag.value)) {
           r.Fail(kv.first, path, fmt::format("region '{}' is not one of the plan's regions", tag.value));
         }
-        if (tag.key == "scenario" &&
-            std::none_of(p.scenarios.begin(), p.scenarios.end(),
-                         [&](const Scenario& s) { return s.name == tag.value; })) {
+        if (tag.key == "scenario" && std::none_of(p.scenarios.begin(), p.scenarios.end(),
+                                                  [&](const Scenario& s) { return s.name == tag.value; })) {
           r.Fail(kv.first, path, fmt::format("scenario '{}' is not one of the plan's scenarios", tag.value));
         }
       }
@@ -402,9 +473,23 @@ Plan ParseRoot(const Reader& r, const YAML::Node& root, const loadgen::VarMap& o
 
 Result<Plan> ParsePlan(const std::string& text, const std::string& file, const loadgen::VarMap& overrides) {
   Reader reader(file);
+  constexpr size_t kMaxPlanBytes = 4 * 1024 * 1024;
+  if (text.size() > kMaxPlanBytes) {
+    return MakeError(ErrorCode::kInvalidArgument, file + ": the plan is larger than 4 MiB");
+  }
+  if (size_t bad = FirstInvalidUtf8(text); bad != std::string::npos) {
+    const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("{}:{}: not valid UTF-8 (byte {}); plans are UTF-8 text", file, line, bad));
+  }
+  if (NestingTooDeep(text, 64)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     file + ": lists and mappings nest more than 64 levels deep");
+  }
   try {
     YAML::Node root = YAML::Load(text);
-    if (!root.IsDefined() || root.IsNull()) return MakeError(ErrorCode::kInvalidArgument, file + ": the plan is empty");
+    if (!root.IsDefined() || root.IsNull())
+      return MakeError(ErrorCode::kInvalidArgument, file + ": the plan is empty");
     Plan p = ParseRoot(reader, root, overrides);
     p.source = file;
     // Compile every request once now, so template and URL errors surface at validation.
@@ -421,9 +506,8 @@ Result<Plan> ParsePlan(const std::string& text, const std::string& file, const l
   } catch (const PlanError& e) {
     return MakeError(ErrorCode::kInvalidArgument, e.message);
   } catch (const YAML::Exception& e) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("{}:{}:{}: not valid YAML or JSON: {}", file, e.mark.line + 1, e.mark.column + 1,
-                                 e.msg));
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}:{}:{}: not valid YAML or JSON: {}", file,
+                                                              e.mark.line + 1, e.mark.column + 1, e.msg));
   }
 }
 

@@ -24,10 +24,10 @@ namespace meridian::plan {
 
 struct Region {
   std::string name;
-  double weight = 1;     // share of each scenario's load among the regions that do not pin theirs
-  uint32_t vus = 0;      // pinned VUs for closed-model scenarios (0: use the weight)
-  double rate = 0;       // pinned iterations per second for arrival-rate scenarios (0: use the weight)
-  uint32_t agents = 1;   // agents the region's share is split over
+  double weight = 1;    // share of each scenario's load among the regions that do not pin theirs
+  uint32_t vus = 0;     // pinned VUs for closed-model scenarios (0: use the weight)
+  double rate = 0;      // pinned iterations per second for arrival-rate scenarios (0: use the weight)
+  uint32_t agents = 1;  // agents the region's share is split over
 };
 
 struct Scenario {
@@ -77,7 +77,8 @@ struct Plan {
 
 // Parses YAML or JSON text. `file` is used in messages ("plan.yaml:12:5: scenarios.browse.rate: ...").
 // `overrides` (from --vars) replace or add plan vars before anything is templated.
-Result<Plan> ParsePlan(const std::string& text, const std::string& file, const loadgen::VarMap& overrides = {});
+Result<Plan> ParsePlan(const std::string& text, const std::string& file,
+                       const loadgen::VarMap& overrides = {});
 Result<Plan> LoadPlanFile(const std::string& path, const loadgen::VarMap& overrides = {});
 
 // Constellation's config.json (DURATION in ms, HOME_REGION, REMOTE_REGIONS {region: VUs}) and script.js:

@@ -84,31 +84,40 @@ void ExpectError(const std::string& text, const std::string& fragment) {
 }
 
 TEST(Plan, ErrorsNameFileLineAndField) {
-  ExpectError("name: x\nscenarios:\n  s:\n    executor: constant-vus\n    vus: 1\n    duraton: 5s\n"
-              "    requests: [{url: 'http://a/'}]\n",
-              "bad.yaml:6:5: scenarios.s.duraton: unknown key (allowed here:");
-  ExpectError("name: x\nscenarios:\n  s:\n    executor: constant-vuz\n", "bad.yaml:4:15: scenarios.s.executor");
-  ExpectError("name: x\nscenarios:\n  s: {executor: constant-vus, vus: 1, duration: 5x, requests: [{url: "
-              "'http://a/'}]}\n",
-              "scenarios.s.duration: invalid duration '5x'");
+  ExpectError(
+      "name: x\nscenarios:\n  s:\n    executor: constant-vus\n    vus: 1\n    duraton: 5s\n"
+      "    requests: [{url: 'http://a/'}]\n",
+      "bad.yaml:6:5: scenarios.s.duraton: unknown key (allowed here:");
+  ExpectError("name: x\nscenarios:\n  s:\n    executor: constant-vuz\n",
+              "bad.yaml:4:15: scenarios.s.executor");
+  ExpectError(
+      "name: x\nscenarios:\n  s: {executor: constant-vus, vus: 1, duration: 5x, requests: [{url: "
+      "'http://a/'}]}\n",
+      "scenarios.s.duration: invalid duration '5x'");
   ExpectError("name: x\nscenarios:\n  s: {executor: constant-vus, vus: 1, duration: 5s}\n",
               "a scenario needs requests");
-  ExpectError("name: x\nscenarios:\n  s: {executor: constant-vus, vus: 1, rate: 5/s, duration: 5s, requests: "
-              "[{url: 'http://a/'}]}\n",
-              "scenarios.s.rate: does not apply to constant-vus");
-  ExpectError("name: x\nthresholds:\n  http_req_duration: ['p95<1']\nscenarios:\n  s: {executor: constant-vus, "
-              "duration: 5s, requests: [{url: 'http://a/'}]}\n",
-              "bad.yaml:3:23: thresholds.http_req_duration[0]");
-  ExpectError("name: x\nregions: {a: {weight: 1}}\nthresholds:\n  'http_req_duration{region:b}': ['p(95)<1']\n"
-              "scenarios:\n  s: {executor: constant-vus, duration: 5s, requests: [{url: 'http://a/'}]}\n",
-              "region 'b' is not one of the plan's regions");
+  ExpectError(
+      "name: x\nscenarios:\n  s: {executor: constant-vus, vus: 1, rate: 5/s, duration: 5s, requests: "
+      "[{url: 'http://a/'}]}\n",
+      "scenarios.s.rate: does not apply to constant-vus");
+  ExpectError(
+      "name: x\nthresholds:\n  http_req_duration: ['p95<1']\nscenarios:\n  s: {executor: constant-vus, "
+      "duration: 5s, requests: [{url: 'http://a/'}]}\n",
+      "bad.yaml:3:23: thresholds.http_req_duration[0]");
+  ExpectError(
+      "name: x\nregions: {a: {weight: 1}}\nthresholds:\n  'http_req_duration{region:b}': ['p(95)<1']\n"
+      "scenarios:\n  s: {executor: constant-vus, duration: 5s, requests: [{url: 'http://a/'}]}\n",
+      "region 'b' is not one of the plan's regions");
   ExpectError("name: x\non_agent_loss: ignore\nscenarios: {}\n", "allowed: fail, continue");
   ExpectError("name: x\nname: y\n", "bad.yaml:2:1: name: is given twice");
   ExpectError("name: [x\n", "bad.yaml:");
   ExpectError("scenarios: {}\n", "name: is required");
-  ExpectError("name: x\nscenarios:\n  s: {executor: constant-vus, duration: 5s, requests: [{url: "
-              "'http://a/{{nope}}'}]}\n",
-              "nope");
+  ExpectError("name: ok\nvars: { a: \"\xff\" }\n", "bad.yaml:2: not valid UTF-8");
+  ExpectError(std::string(100, '[') + std::string(100, ']'), "nest more than 64 levels");
+  ExpectError(
+      "name: x\nscenarios:\n  s: {executor: constant-vus, duration: 5s, requests: [{url: "
+      "'http://a/{{nope}}'}]}\n",
+      "nope");
 }
 
 int64_t TotalVus(const Plan& p, size_t scenario) {
@@ -156,7 +165,8 @@ TEST(Plan, ImportsConstellationConfig) {
   EXPECT_EQ(p->ScheduledDuration(), 30'000'000'000);
   EXPECT_FALSE(CheckRunnable(*p).ok());
   EXPECT_TRUE(ParsePlan(ToYaml(*p), "n.yaml").ok()) << ToYaml(*p);
-  std::ofstream(path) << R"({"DURATION": 30000, "HOME_REGION": "x", "REMOTE_REGIONS": {"a": 1}, "REMOTE": {}})";
+  std::ofstream(path)
+      << R"({"DURATION": 30000, "HOME_REGION": "x", "REMOTE_REGIONS": {"a": 1}, "REMOTE": {}})";
   auto bad = ImportConstellation(path, "");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("REMOTE: unknown key"), std::string::npos) << bad.error().message;

@@ -20,7 +20,8 @@ void Reader::Fail(const YAML::Node& at, const std::string& field, const std::str
 
 Fields::Fields(const Reader& reader, const YAML::Node& node, std::string path)
     : reader_(reader), node_(node), path_(std::move(path)) {
-  if (!node.IsMap()) reader_.Fail(node, path_.empty() ? "plan" : path_, "must be a mapping of keys to values");
+  if (!node.IsMap())
+    reader_.Fail(node, path_.empty() ? "plan" : path_, "must be a mapping of keys to values");
   std::set<std::string> seen;
   for (const auto& kv : node) {
     if (!kv.first.IsScalar()) reader_.Fail(kv.first, path_, "keys must be plain strings");

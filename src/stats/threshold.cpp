@@ -92,8 +92,9 @@ Result<ThresholdSet> ParseThresholdKey(std::string_view key) {
     }
   }
   if (!found) {
-    return MakeError(ErrorCode::kInvalidArgument, fmt::format("threshold '{}': unknown metric '{}' (allowed: {})",
-                                                              key, metric, AllowedMetrics()));
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        fmt::format("threshold '{}': unknown metric '{}' (allowed: {})", key, metric, AllowedMetrics()));
   }
   while (!tags.empty()) {
     const size_t comma = tags.find(',');
@@ -108,9 +109,10 @@ Result<ThresholdSet> ParseThresholdKey(std::string_view key) {
     bool known = false;
     for (const char* t : kTags) known |= f.key == t;
     if (!known) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("threshold '{}': unknown tag '{}' (allowed: region, scenario, name, status)",
-                                   key, f.key));
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("threshold '{}': unknown tag '{}' (allowed: region, scenario, name, status)", key,
+                      f.key));
     }
     if (f.value.empty()) {
       return MakeError(ErrorCode::kInvalidArgument,
@@ -154,13 +156,14 @@ Result<ThresholdExpr> ParseThresholdExpr(std::string_view text, MetricKind kind)
     e.aggregation = std::string(agg);
   }
   const std::string allowed = AllowedAggregations(kind);
-  const bool ok_agg = (kind == MetricKind::kTrend &&
-                       (e.aggregation == "avg" || e.aggregation == "min" || e.aggregation == "med" ||
-                        e.aggregation == "max" || e.aggregation == "p")) ||
-                      (kind == MetricKind::kRate && e.aggregation == "rate") ||
-                      (kind == MetricKind::kCounter && (e.aggregation == "count" || e.aggregation == "rate")) ||
-                      (kind == MetricKind::kGauge &&
-                       (e.aggregation == "value" || e.aggregation == "min" || e.aggregation == "max"));
+  const bool ok_agg =
+      (kind == MetricKind::kTrend &&
+       (e.aggregation == "avg" || e.aggregation == "min" || e.aggregation == "med" ||
+        e.aggregation == "max" || e.aggregation == "p")) ||
+      (kind == MetricKind::kRate && e.aggregation == "rate") ||
+      (kind == MetricKind::kCounter && (e.aggregation == "count" || e.aggregation == "rate")) ||
+      (kind == MetricKind::kGauge &&
+       (e.aggregation == "value" || e.aggregation == "min" || e.aggregation == "max"));
   if (!ok_agg) return bad(fmt::format("'{}' does not apply to this metric", agg));
   if (value.empty()) return bad("no value to compare with");
   if (kind == MetricKind::kTrend) {
@@ -170,7 +173,8 @@ Result<ThresholdExpr> ParseThresholdExpr(std::string_view text, MetricKind kind)
       e.value = *number * 1e6;
     } else {
       auto d = ParseDuration(value);
-      if (!d.ok()) return bad(fmt::format("'{}' is neither milliseconds nor a duration (200ms, 1.5s)", value));
+      if (!d.ok())
+        return bad(fmt::format("'{}' is neither milliseconds nor a duration (200ms, 1.5s)", value));
       e.value = static_cast<double>(*d);
     }
   } else {

@@ -114,7 +114,8 @@ class SqliteStore final : public Store {
   }
 
   Result<void> Migrate() {
-    if (auto r = Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"); !r.ok()) return r;
+    if (auto r = Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"); !r.ok())
+      return r;
     int version = SchemaVersion();
     if (version < 0) {
       if (auto r = Exec("INSERT INTO schema_version VALUES (0)"); !r.ok()) return r;
@@ -122,9 +123,10 @@ class SqliteStore final : public Store {
     }
     constexpr int kLatest = static_cast<int>(std::size(kMigrations));
     if (version > kLatest) {
-      return MakeError(ErrorCode::kIo, fmt::format("store: the database has schema version {}, newer than this "
-                                                   "binary's {}; use a newer meridian",
-                                                   version, kLatest));
+      return MakeError(ErrorCode::kIo,
+                       fmt::format("store: the database has schema version {}, newer than this "
+                                   "binary's {}; use a newer meridian",
+                                   version, kLatest));
     }
     for (int v = version; v < kLatest; ++v) {
       if (auto r = Exec("BEGIN IMMEDIATE"); !r.ok()) return r;
@@ -162,9 +164,9 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<RunRow>> ListRuns(size_t limit, bool active_only) override {
-    const std::string sql = fmt::format(
-        "SELECT {} FROM runs {} ORDER BY created_ns DESC, id DESC LIMIT ?", kRunColumns,
-        active_only ? "WHERE state NOT IN ('passed','failed','aborted','errored')" : "");
+    const std::string sql =
+        fmt::format("SELECT {} FROM runs {} ORDER BY created_ns DESC, id DESC LIMIT ?", kRunColumns,
+                    active_only ? "WHERE state NOT IN ('passed','failed','aborted','errored')" : "");
     Stmt s(db_, sql.c_str());
     s.Bind(1, static_cast<int64_t>(limit));
     std::vector<RunRow> out;
@@ -177,7 +179,8 @@ class SqliteStore final : public Store {
   Result<bool> TransitionRun(const RunRow& r, const std::string& from, const std::string& detail) override {
     if (auto b = Exec("BEGIN IMMEDIATE"); !b.ok()) return b.error();
     Stmt s(db_,
-           "UPDATE runs SET state=?, reason=?, updated_ns=?, deadline_ns=?, start_at_ns=?, ended_ns=?, exit_code=?, "
+           "UPDATE runs SET state=?, reason=?, updated_ns=?, deadline_ns=?, start_at_ns=?, ended_ns=?, "
+           "exit_code=?, "
            "summary_json=? WHERE id=? AND state=?");
     s.Bind(1, r.state).Bind(2, r.reason).Bind(3, r.updated_ns).Bind(4, r.deadline_ns).Bind(5, r.start_at_ns);
     s.Bind(6, r.ended_ns).Bind(7, static_cast<int64_t>(r.exit_code)).Bind(8, r.summary_json).Bind(9, r.id);
@@ -203,14 +206,20 @@ class SqliteStore final : public Store {
     Stmt s(db_,
            "UPDATE runs SET reason=?, updated_ns=?, deadline_ns=?, start_at_ns=?, ended_ns=?, exit_code=?, "
            "summary_json=? WHERE id=?");
-    s.Bind(1, r.reason).Bind(2, r.updated_ns).Bind(3, r.deadline_ns).Bind(4, r.start_at_ns).Bind(5, r.ended_ns);
+    s.Bind(1, r.reason)
+        .Bind(2, r.updated_ns)
+        .Bind(3, r.deadline_ns)
+        .Bind(4, r.start_at_ns)
+        .Bind(5, r.ended_ns);
     s.Bind(6, static_cast<int64_t>(r.exit_code)).Bind(7, r.summary_json).Bind(8, r.id);
     if (s.Step() != SQLITE_DONE) return s.Fail("update run");
     return {};
   }
 
   Result<std::vector<EventRow>> Events(const std::string& run_id) override {
-    Stmt s(db_, "SELECT id, run_id, at_ns, from_state, to_state, detail FROM run_events WHERE run_id=? ORDER BY id");
+    Stmt s(
+        db_,
+        "SELECT id, run_id, at_ns, from_state, to_state, detail FROM run_events WHERE run_id=? ORDER BY id");
     s.Bind(1, run_id);
     std::vector<EventRow> out;
     int rc;
@@ -360,7 +369,8 @@ Result<std::unique_ptr<Store>> OpenSqlite(const std::string& path) {
   }
   auto store = std::make_unique<SqliteStore>(db);
   sqlite3_busy_timeout(db, 5000);
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
     if (auto r = store->Exec(pragma); !r.ok()) return r.error();
   }
   if (auto r = store->Migrate(); !r.ok()) return r.error();

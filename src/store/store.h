@@ -1,8 +1,8 @@
 #pragma once
 // The store: every run, state transition, agent, assignment, interval report and token lives here, so a
-// restarted control plane picks up where it left off (DESIGN §2). One abstract interface (a PostgreSQL backend
-// can follow) and one implementation on SQLite in WAL mode with versioned migrations. The store has one owner
-// (the control plane's loop thread); it is not thread-safe.
+// restarted control plane picks up where it left off (DESIGN §2). One abstract interface (a PostgreSQL
+// backend can follow) and one implementation on SQLite in WAL mode with versioned migrations. The store has
+// one owner (the control plane's loop thread); it is not thread-safe.
 
 #include <cstdint>
 #include <memory>
@@ -57,12 +57,12 @@ struct AssignmentRow {
   uint32_t slot = 0;
   std::string state;  // assigned ready running done lost
   int64_t ready_ns = 0;
-  int64_t started_ns = 0;     // the agent's actual start, on the control plane's clock
-  int64_t last_seq = -1;      // the seq the agent's done named (-1: not done)
-  int64_t acked_seq = -1;     // highest contiguous seq stored
-  uint64_t requests = 0;      // the agent's own total, from done
-  uint64_t connections = 0;   // connections the agent opened, from done
-  uint64_t retries = 0;       // idempotent requests re-sent on a stale keep-alive connection, from done
+  int64_t started_ns = 0;    // the agent's actual start, on the control plane's clock
+  int64_t last_seq = -1;     // the seq the agent's done named (-1: not done)
+  int64_t acked_seq = -1;    // highest contiguous seq stored
+  uint64_t requests = 0;     // the agent's own total, from done
+  uint64_t connections = 0;  // connections the agent opened, from done
+  uint64_t retries = 0;      // idempotent requests re-sent on a stale keep-alive connection, from done
 };
 
 struct SampleRow {
@@ -87,7 +87,8 @@ class Store {
   virtual Result<std::vector<RunRow>> ListRuns(size_t limit, bool active_only) = 0;
   // Guarded transition: applies `run`'s fields only if the stored state is `from`; appends the event in the
   // same transaction. Returns false (and changes nothing) when the state had moved on.
-  virtual Result<bool> TransitionRun(const RunRow& run, const std::string& from, const std::string& detail) = 0;
+  virtual Result<bool> TransitionRun(const RunRow& run, const std::string& from,
+                                     const std::string& detail) = 0;
   // Updates fields other than the state (deadline, start_at, summary).
   virtual Result<void> UpdateRun(const RunRow& run) = 0;
   virtual Result<std::vector<EventRow>> Events(const std::string& run_id) = 0;

@@ -26,7 +26,8 @@ std::string Sha256(const std::string& s) {
   unsigned int len = 0;
   EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
   std::string hex;
-  for (unsigned i = 0; i < len; ++i) hex += "0123456789abcdef"[md[i] >> 4], hex += "0123456789abcdef"[md[i] & 15];
+  for (unsigned i = 0; i < len; ++i)
+    hex += "0123456789abcdef"[md[i] >> 4], hex += "0123456789abcdef"[md[i] & 15];
   return hex;
 }
 
@@ -47,15 +48,13 @@ class Cluster {
     dir_ = mkdtemp(tmpl);
     std::ofstream(dir_ + "/runs.token") << kRunsToken << "\n";
     std::ofstream(dir_ + "/agent.token") << kAgentToken << "\n";
-    std::ofstream(dir_ + "/server.yaml") << "store: sqlite:" << dir_ << "/meridian.db\n"
-                                         << "long_poll: 500ms\n"
-                                         << "tokens:\n"
-                                         << "  - { name: ci, scopes: [runs:read, runs:write], sha256: "
-                                         << Sha256(kRunsToken) << " }\n"
-                                         << "  - { name: agents, scopes: [agent], sha256: " << Sha256(kAgentToken)
-                                         << " }\n"
-                                         << "  - { name: dashboard, scopes: [runs:read], sha256: "
-                                         << Sha256(kReadToken) << " }\n";
+    std::ofstream(dir_ + "/server.yaml")
+        << "store: sqlite:" << dir_ << "/meridian.db\n"
+        << "long_poll: 500ms\n"
+        << "tokens:\n"
+        << "  - { name: ci, scopes: [runs:read, runs:write], sha256: " << Sha256(kRunsToken) << " }\n"
+        << "  - { name: agents, scopes: [agent], sha256: " << Sha256(kAgentToken) << " }\n"
+        << "  - { name: dashboard, scopes: [runs:read], sha256: " << Sha256(kReadToken) << " }\n";
   }
   ~Cluster() {
     agents_.clear();
@@ -78,9 +77,9 @@ class Cluster {
     server_.reset();
   }
   Process& StartAgent(const std::string& region, const std::string& name) {
-    agents_.push_back(std::make_unique<Process>(std::vector<std::string>{
-        MeridianBinary(), "agent", "--control", url_, "--region", region, "--name", name, "--token-file",
-        dir_ + "/agent.token", "--workers", "1", "--once"}));
+    agents_.push_back(std::make_unique<Process>(
+        std::vector<std::string>{MeridianBinary(), "agent", "--control", url_, "--region", region, "--name",
+                                 name, "--token-file", dir_ + "/agent.token", "--workers", "1", "--once"}));
     return *agents_.back();
   }
   // Waits until the server lists `n` agents.
@@ -98,8 +97,8 @@ class Cluster {
     return path;
   }
   std::vector<std::string> Submit(const std::string& plan) {
-    return {MeridianBinary(), "submit", plan, "--control", url_, "--token-file", dir_ + "/runs.token", "--json",
-            "-q"};
+    return {MeridianBinary(),     "submit", plan, "--control", url_, "--token-file",
+            dir_ + "/runs.token", "--json", "-q"};
   }
   const std::string& url() const { return url_; }
   int port() const { return port_; }
@@ -122,8 +121,8 @@ uint64_t AgentRequests(const std::string& log) {
 }
 
 std::string ThreeRegionPlan(const std::string& base, const std::string& extra = "") {
-  return "name: three\nvars: { base: \"" + base +
-         "\" }\nstart_buffer: 500ms\nheartbeat_timeout: 2s\n" + extra +
+  return "name: three\nvars: { base: \"" + base + "\" }\nstart_buffer: 500ms\nheartbeat_timeout: 2s\n" +
+         extra +
          "regions:\n  us-east-1: { weight: 2 }\n  eu-west-1: { weight: 1 }\n  ap-south-1: { weight: 1 }\n"
          "scenarios:\n  browse:\n    executor: constant-arrival-rate\n    rate: 200/s\n    duration: 3s\n"
          "    requests:\n      - { name: home, url: \"{{base}}/\" }\n"
@@ -170,7 +169,8 @@ TEST(Distributed, ThreeRegionsStartTogetherAndCountsAddUp) {
   // Every agent started within the skew target of the others.
   EXPECT_LE(s["start_skew_ms"].get<double>(), 5.0) << s["agents"].dump(2);
   ASSERT_EQ(s["thresholds"].size(), 2u);
-  for (const char* name : {"plan.yaml", "services.json", "RUN.txt", "summary.json", "metrics.csv", "FINISHED.txt"}) {
+  for (const char* name :
+       {"plan.yaml", "services.json", "RUN.txt", "summary.json", "metrics.csv", "FINISHED.txt"}) {
     EXPECT_TRUE(std::filesystem::exists(out_dir + "/" + name)) << name;
   }
   std::ifstream run_txt(out_dir + "/RUN.txt");
@@ -179,15 +179,16 @@ TEST(Distributed, ThreeRegionsStartTogetherAndCountsAddUp) {
   EXPECT_NEAR(start, s["run"]["start_at_ns"].get<double>() / 1e9, 1e-3);
   // The reports are in JUnit and CSV too.
   const Finished junit = RunFull({MeridianBinary(), "runs", "--control", c.url(), "--token-file",
-                                      c.dir() + "/runs.token", "report", s["run"]["id"], "--format", "junit"});
+                                  c.dir() + "/runs.token", "report", s["run"]["id"], "--format", "junit"});
   EXPECT_EQ(junit.exit_code, 0) << junit.err;
   EXPECT_NE(junit.out.find("<testsuites"), std::string::npos);
-  EXPECT_NE(junit.out.find("http_req_duration{region:eu-west-1} p(99)&lt;2s"), std::string::npos) << junit.out;
+  EXPECT_NE(junit.out.find("http_req_duration{region:eu-west-1} p(99)&lt;2s"), std::string::npos)
+      << junit.out;
   const Finished csv = RunFull({MeridianBinary(), "runs", "--control", c.url(), "--token-file",
-                                    c.dir() + "/runs.token", "report", s["run"]["id"], "--format", "csv"});
+                                c.dir() + "/runs.token", "report", s["run"]["id"], "--format", "csv"});
   EXPECT_NE(csv.out.find("second,region,requests"), std::string::npos);
   const Finished show = RunFull({MeridianBinary(), "runs", "--control", c.url(), "--token-file",
-                                     c.dir() + "/runs.token", "show", s["run"]["id"]});
+                                 c.dir() + "/runs.token", "show", s["run"]["id"]});
   for (const char* state : {"preparing", "ready", "running", "draining", "cleaning", "passed"}) {
     EXPECT_NE(show.out.find(std::string("-> ") + state), std::string::npos) << state << "\n" << show.out;
   }
@@ -202,16 +203,18 @@ TEST(Distributed, KilledControlPlaneResumesAndLosesNothingAcknowledged) {
   c.StartAgent("eu-west-1", "west");
   c.AwaitAgents(2);
   const std::string plan = c.WritePlan(
-      "plan.yaml", "name: resume\nvars: { base: \"" + target.url() +
-                       "\" }\nstart_buffer: 500ms\nheartbeat_timeout: 5s\nregions: { us-east-1: {}, eu-west-1: {} }\n"
-                       "scenarios:\n  s: { executor: constant-arrival-rate, rate: 100/s, duration: 6s, requests: "
-                       "[{ url: \"{{base}}/\" }] }\n");
+      "plan.yaml",
+      "name: resume\nvars: { base: \"" + target.url() +
+          "\" }\nstart_buffer: 500ms\nheartbeat_timeout: 5s\nregions: { us-east-1: {}, eu-west-1: {} }\n"
+          "scenarios:\n  s: { executor: constant-arrival-rate, rate: 100/s, duration: 6s, requests: "
+          "[{ url: \"{{base}}/\" }] }\n");
   Process submit(c.Submit(plan));
   // Let it run for a while, then kill -9 the control plane and bring it back on the same port.
   bool running = false;
   for (int i = 0; i < 200 && !running; ++i) {
     std::this_thread::sleep_for(50ms);
-    auto r = HttpCall(port, "GET", "/v1/runs?active=true", {std::string("Authorization: Bearer ") + kReadToken});
+    auto r =
+        HttpCall(port, "GET", "/v1/runs?active=true", {std::string("Authorization: Bearer ") + kReadToken});
     running = r.status == 200 && r.body.find("\"running\"") != std::string::npos;
   }
   ASSERT_TRUE(running);
@@ -240,10 +243,11 @@ TEST(Distributed, LostAgentFailsTheRunNamingIt) {
   Process& west = c.StartAgent("eu-west-1", "west-doomed");
   c.AwaitAgents(2);
   const std::string plan = c.WritePlan(
-      "plan.yaml", "name: loss\nvars: { base: \"" + target.url() +
-                       "\" }\nstart_buffer: 200ms\nheartbeat_timeout: 2s\nregions: { us-east-1: {}, eu-west-1: {} }\n"
-                       "scenarios:\n  s: { executor: constant-vus, vus: 2, duration: 30s, requests: [{ url: "
-                       "\"{{base}}/\" }] }\n");
+      "plan.yaml",
+      "name: loss\nvars: { base: \"" + target.url() +
+          "\" }\nstart_buffer: 200ms\nheartbeat_timeout: 2s\nregions: { us-east-1: {}, eu-west-1: {} }\n"
+          "scenarios:\n  s: { executor: constant-vus, vus: 2, duration: 30s, requests: [{ url: "
+          "\"{{base}}/\" }] }\n");
   Process submit(c.Submit(plan));
   std::this_thread::sleep_for(2s);
   west.Signal(SIGKILL);
@@ -278,7 +282,8 @@ TEST(Distributed, LostAgentToleratedWithOnAgentLossContinue) {
   EXPECT_EQ(f.exit_code, 0) << f.err;
   const json s = json::parse(f.out);
   EXPECT_EQ(s["run"]["state"], "passed");
-  EXPECT_NE(s["run"]["reason"].get<std::string>().find("west-doomed"), std::string::npos) << s["run"].dump() << s["agents"].dump();
+  EXPECT_NE(s["run"]["reason"].get<std::string>().find("west-doomed"), std::string::npos)
+      << s["run"].dump() << s["agents"].dump();
   for (const auto& a : s["agents"]) {
     EXPECT_EQ(a["state"], a["name"] == "west-doomed" ? "lost" : "done");
   }
@@ -320,10 +325,12 @@ TEST(Distributed, EveryRouteNeedsTheRightToken) {
     auto wrong = HttpCall(c.port(), r.method, r.path, {"Authorization: Bearer not-a-token"});
     EXPECT_EQ(wrong.status, 401) << r.method << " " << r.path;
     if (r.wrong_scope) {
-      auto scope = HttpCall(c.port(), r.method, r.path, {std::string("Authorization: Bearer ") + r.wrong_scope});
+      auto scope =
+          HttpCall(c.port(), r.method, r.path, {std::string("Authorization: Bearer ") + r.wrong_scope});
       EXPECT_EQ(scope.status, 403) << r.method << " " << r.path << " " << scope.body;
     }
-    auto right = HttpCall(c.port(), r.method, r.path, {std::string("Authorization: Bearer ") + r.scope_token});
+    auto right =
+        HttpCall(c.port(), r.method, r.path, {std::string("Authorization: Bearer ") + r.scope_token});
     EXPECT_NE(right.status, 401) << r.method << " " << r.path;
     EXPECT_NE(right.status, 403) << r.method << " " << r.path << " " << right.body;
   }
@@ -338,10 +345,11 @@ TEST(Distributed, MalformedPlansAndBodiesAreRejectedNamingTheField) {
   EXPECT_EQ(json::parse(no_plan.body)["error"]["field"], "plan");
   auto not_json = HttpCall(c.port(), "POST", "/v1/runs", {auth}, "{nope");
   EXPECT_EQ(not_json.status, 400);
-  auto bad_plan = HttpCall(c.port(), "POST", "/v1/runs", {auth},
-                           json{{"plan", "name: x\nscenarios:\n  s: {executor: constant-vus, vus: 1, duraton: 1s}\n"},
-                                {"file", "mine.yaml"}}
-                               .dump());
+  auto bad_plan =
+      HttpCall(c.port(), "POST", "/v1/runs", {auth},
+               json{{"plan", "name: x\nscenarios:\n  s: {executor: constant-vus, vus: 1, duraton: 1s}\n"},
+                    {"file", "mine.yaml"}}
+                   .dump());
   EXPECT_EQ(bad_plan.status, 400);
   const std::string msg = json::parse(bad_plan.body)["error"]["message"];
   EXPECT_NE(msg.find("mine.yaml:3:"), std::string::npos) << msg;
@@ -367,10 +375,11 @@ TEST(EmbeddedRun, FailingThresholdExits99) {
   Target target({"--latency", "20ms"});
   char tmpl[] = "/tmp/meridian-run-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
-  std::ofstream(dir + "/plan.yaml") << "name: slow\nvars: { base: \"" << target.url()
-                                    << "\" }\nstart_buffer: 200ms\nscenarios:\n  s: { executor: constant-vus, vus: 2, "
-                                       "duration: 2s, requests: [{ url: \"{{base}}/\" }] }\n"
-                                       "thresholds:\n  http_req_duration: [\"p(95)<5ms\"]\n";
+  std::ofstream(dir + "/plan.yaml")
+      << "name: slow\nvars: { base: \"" << target.url()
+      << "\" }\nstart_buffer: 200ms\nscenarios:\n  s: { executor: constant-vus, vus: 2, "
+         "duration: 2s, requests: [{ url: \"{{base}}/\" }] }\n"
+         "thresholds:\n  http_req_duration: [\"p(95)<5ms\"]\n";
   const Finished f = RunFull({MeridianBinary(), "run", dir + "/plan.yaml", "--state-dir", dir + "/state"});
   EXPECT_EQ(f.exit_code, 99) << f.err << f.out;
   EXPECT_NE(f.out.find("✗ http_req_duration p(95)<5ms"), std::string::npos) << f.out;
@@ -381,11 +390,12 @@ TEST(EmbeddedRun, AbortOnFailStopsEarly) {
   Target target({"--error-rate", "0.5"});
   char tmpl[] = "/tmp/meridian-run-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
-  std::ofstream(dir + "/plan.yaml") << "name: errors\nvars: { base: \"" << target.url()
-                                    << "\" }\nstart_buffer: 200ms\nscenarios:\n  s: { executor: constant-vus, vus: 2, "
-                                       "duration: 60s, graceful_stop: 1s, requests: [{ url: \"{{base}}/\" }] }\n"
-                                       "thresholds:\n  http_req_failed: [{ threshold: \"rate<0.01\", abortOnFail: "
-                                       "true }]\n";
+  std::ofstream(dir + "/plan.yaml")
+      << "name: errors\nvars: { base: \"" << target.url()
+      << "\" }\nstart_buffer: 200ms\nscenarios:\n  s: { executor: constant-vus, vus: 2, "
+         "duration: 60s, graceful_stop: 1s, requests: [{ url: \"{{base}}/\" }] }\n"
+         "thresholds:\n  http_req_failed: [{ threshold: \"rate<0.01\", abortOnFail: "
+         "true }]\n";
   const auto began = std::chrono::steady_clock::now();
   const Finished f =
       RunFull({MeridianBinary(), "run", dir + "/plan.yaml", "--state-dir", dir + "/state", "--json", "-q"});
@@ -403,9 +413,10 @@ TEST(EmbeddedRun, QuickstartExamplePasses) {
   Target target;
   char tmpl[] = "/tmp/meridian-run-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
-  const Finished f = RunFull({MeridianBinary(), "run", std::string(MERIDIAN_SOURCE_DIR) + "/examples/quickstart.yaml",
-                                  "--vars", "base=" + target.url(), "--state-dir", dir, "--out", dir + "/out"},
-                                 90'000ms);
+  const Finished f =
+      RunFull({MeridianBinary(), "run", std::string(MERIDIAN_SOURCE_DIR) + "/examples/quickstart.yaml",
+               "--vars", "base=" + target.url(), "--state-dir", dir, "--out", dir + "/out"},
+              90'000ms);
   EXPECT_EQ(f.exit_code, 0) << f.err << f.out;
   EXPECT_NE(f.out.find("per region:"), std::string::npos);
   EXPECT_NE(f.out.find("ap-south-1"), std::string::npos);
@@ -419,12 +430,12 @@ TEST(EmbeddedRun, ValidatePrintsTimelineAndRunRefusesScriptsPlainly) {
   std::ofstream(dir + "/config.json") << R"({"DURATION": 5000, "HOME_REGION": "us-east-1",
       "REMOTE_REGIONS": {"us-east-1": 2, "eu-west-1": 1}})";
   std::ofstream(dir + "/script.js") << "export const script = async (axios) => { await axios.get('/'); };\n";
-  const Finished v = RunFull({MeridianBinary(), "validate", "--config", dir + "/config.json", "--script",
-                                  dir + "/script.js"});
+  const Finished v = RunFull(
+      {MeridianBinary(), "validate", "--config", dir + "/config.json", "--script", dir + "/script.js"});
   EXPECT_EQ(v.exit_code, 0) << v.err;
   EXPECT_NE(v.out.find("region eu-west-1 (pinned 1 VUs"), std::string::npos) << v.out;
   const Finished r = RunFull({MeridianBinary(), "run", "--config", dir + "/config.json", "--script",
-                                  dir + "/script.js", "--state-dir", dir + "/state"});
+                              dir + "/script.js", "--state-dir", dir + "/state"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("JavaScript scenarios are not supported"), std::string::npos) << r.err;
   std::filesystem::remove_all(dir);

@@ -14,26 +14,33 @@ int AgentMain(int argc, char** argv) {
   constexpr const char* kName = "meridian agent";
   agent::AgentOptions o;
   std::string token_file;
-  CLI::App app{"Run a load agent: register with the control plane for a region, wait for work, start at the\n"
-               "run's common instant, report every second. The token needs the 'agent' scope.",
-               kName};
+  CLI::App app{
+      "Run a load agent: register with the control plane for a region, wait for work, start at the\n"
+      "run's common instant, report every second. The token needs the 'agent' scope.",
+      kName};
   app.get_formatter()->column_width(30);
   app.add_option("--control", o.control_url, "Control plane URL (http://host:port)")->required();
   app.add_option("--region", o.region, "Region this agent serves (matches the plan's regions)")->required();
   app.add_option("--token-file", token_file, "File holding the agent token (default: $MERIDIAN_TOKEN)");
   app.add_option("--name", o.name, "Agent name in summaries (default: the host name)");
-  app.add_option("--workers", o.workers, "Load threads (default: one per CPU)")->check(CLI::Range(1u, 1024u).description(""));
+  app.add_option("--workers", o.workers, "Load threads (default: one per CPU)")
+      ->check(CLI::Range(1u, 1024u).description(""));
   app.add_flag("--once", o.once, "Exit after one run");
-  SetValueNames(app, {{"--control", "URL"}, {"--region", "NAME"}, {"--token-file", "FILE"}, {"--name", "NAME"},
+  SetValueNames(app, {{"--control", "URL"},
+                      {"--region", "NAME"},
+                      {"--token-file", "FILE"},
+                      {"--name", "NAME"},
                       {"--workers", "N"}});
-  app.footer("\nSIGTERM/Ctrl-C: a running load stops gracefully, reports are flushed and done is sent; a second\n"
-             "signal gives up waiting for the control plane. Exit status: 0 stopped, 2 invalid arguments or token.");
+  app.footer(
+      "\nSIGTERM/Ctrl-C: a running load stops gracefully, reports are flushed and done is sent; a second\n"
+      "signal gives up waiting for the control plane. Exit status: 0 stopped, 2 invalid arguments or token.");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
   std::string error;
   o.token = LoadCliToken(token_file, &error);
   if (!error.empty()) return Fail(kName, error, kExitUsage);
-  if (o.token.empty()) return Fail(kName, "a token is required: --token-file F or $MERIDIAN_TOKEN", kExitUsage);
+  if (o.token.empty())
+    return Fail(kName, "a token is required: --token-file F or $MERIDIAN_TOKEN", kExitUsage);
   agent::Agent agent(o);
   SignalWatcher signals([&](int, int count) {
     if (count == 1) {

@@ -76,12 +76,13 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
   if (!client.ok()) return Fail(o.command, client.error().message, kExitUsage);
   json body = {{"plan", plan_text}, {"file", plan_file}, {"vars", json::object()}};
   for (const auto& [k, v] : vars) body["vars"][k] = v;
-  auto created = client->Request("POST", "/v1/runs", body.dump());
+  auto created =
+      client->Request("POST", "/v1/runs", body.dump(-1, ' ', false, json::error_handler_t::replace));
   if (!created.ok()) return Fail(o.command, created.error().message, kExitRunError);
   const json cj = json::parse(created->body, nullptr, false);
   if (created->status != 201) {
-    const std::string msg = cj.is_object() && cj.contains("error") ? cj["error"].value("message", created->body)
-                                                                   : created->body;
+    const std::string msg =
+        cj.is_object() && cj.contains("error") ? cj["error"].value("message", created->body) : created->body;
     return Fail(o.command, msg, created->status == 400 ? kExitUsage : kExitRunError);
   }
   const std::string id = cj.value("id", "");
@@ -95,7 +96,9 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
   int64_t last_print = 0, unreachable_since = 0;
   size_t printed_lines = 0;
   while (true) {
-    if (interrupts.load() >= 2) return Fail(o.command, "interrupted; the run goes on on the control plane: meridian runs abort " + id, kExitRunError);
+    if (interrupts.load() >= 2)
+      return Fail(o.command, "interrupted; the run goes on on the control plane: meridian runs abort " + id,
+                  kExitRunError);
     if (interrupts.load() == 1 && !abort_sent) {
       abort_sent = true;
       if (!o.quiet) fmt::print(stderr, "\n  aborting run {} (Ctrl-C again to stop waiting)\n", id);
@@ -105,7 +108,9 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
     if (!r.ok() || r->status >= 500) {
       if (unreachable_since == 0) {
         unreachable_since = MonoNanos();
-        if (!o.quiet) fmt::print(stderr, "\n  control plane unreachable ({}); retrying\n", r.ok() ? std::to_string(r->status) : r.error().message);
+        if (!o.quiet)
+          fmt::print(stderr, "\n  control plane unreachable ({}); retrying\n",
+                     r.ok() ? std::to_string(r->status) : r.error().message);
       }
       if (MonoNanos() - unreachable_since > 300 * kNanosPerSecond) {
         return Fail(o.command, "the control plane stayed unreachable for 5 minutes", kExitRunError);
@@ -115,7 +120,8 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
     }
     if (unreachable_since && !o.quiet) fmt::print(stderr, "  control plane back\n");
     unreachable_since = 0;
-    if (r->status != 200) return Fail(o.command, fmt::format("GET run {}: {} {}", id, r->status, r->body), kExitRunError);
+    if (r->status != 200)
+      return Fail(o.command, fmt::format("GET run {}: {} {}", id, r->status, r->body), kExitRunError);
     const json j = json::parse(r->body, nullptr, false);
     state = j.value("state", "");
     if (!o.quiet) {
@@ -123,7 +129,8 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
       if (state != last_state) {
         if (tty && printed_lines) fmt::print(stderr, "\x1b[{}A\x1b[J", printed_lines);
         printed_lines = 0;
-        fmt::print(stderr, "  {} {}\n", state, j.value("reason", "").empty() ? "" : "(" + j.value("reason", "") + ")");
+        fmt::print(stderr, "  {} {}\n", state,
+                   j.value("reason", "").empty() ? "" : "(" + j.value("reason", "") + ")");
         last_state = state;
       }
       const bool live = state == "preparing" || state == "ready" || state == "running" || state == "draining";
@@ -157,8 +164,11 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
   if (!o.out_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(o.out_dir, ec);
-    if (ec) return Fail(o.command, fmt::format("--out: cannot create '{}': {}", o.out_dir, ec.message()), kExitRunError);
-    for (const char* name : {"plan.yaml", "services.json", "RUN.txt", "summary.json", "metrics.csv", "FINISHED.txt"}) {
+    if (ec)
+      return Fail(o.command, fmt::format("--out: cannot create '{}': {}", o.out_dir, ec.message()),
+                  kExitRunError);
+    for (const char* name :
+         {"plan.yaml", "services.json", "RUN.txt", "summary.json", "metrics.csv", "FINISHED.txt"}) {
       auto f = client->Request("GET", fmt::format("/v1/runs/{}/artefacts/{}", id, name));
       if (!f.ok() || f->status != 200) {
         fmt::print(stderr, "  {}: {} not available\n", o.command, name);
@@ -166,7 +176,8 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
       }
       std::ofstream out(std::filesystem::path(o.out_dir) / name, std::ios::binary);
       out << f->body;
-      if (!out) return Fail(o.command, fmt::format("--out: cannot write {}/{}", o.out_dir, name), kExitRunError);
+      if (!out)
+        return Fail(o.command, fmt::format("--out: cannot write {}/{}", o.out_dir, name), kExitRunError);
     }
   }
   return ExitCodeForState(state);

@@ -11,8 +11,8 @@ namespace meridian::app {
 struct FollowOptions {
   std::string command;  // "meridian run", for messages
   bool quiet = false;
-  bool json = false;     // print the summary as JSON on stdout
-  std::string out_dir;   // --out: plan.yaml services.json RUN.txt summary.json metrics.csv FINISHED.txt
+  bool json = false;    // print the summary as JSON on stdout
+  std::string out_dir;  // --out: plan.yaml services.json RUN.txt summary.json metrics.csv FINISHED.txt
   std::string summary_file;
 };
 

@@ -30,37 +30,49 @@ int RunMain(int argc, char** argv) {
   bool verbose = false;
   FollowOptions f;
   f.command = kName;
-  CLI::App app{"Run a plan on this machine: an embedded control plane (SQLite under ./.meridian/) and one agent\n"
-               "per region, speaking the same protocol as 'serve' and 'agent' over loopback. Live progress per\n"
-               "region, then the k6-style summary with thresholds, per-region and per-request breakdowns.",
-               kName};
+  CLI::App app{
+      "Run a plan on this machine: an embedded control plane (SQLite under ./.meridian/) and one agent\n"
+      "per region, speaking the same protocol as 'serve' and 'agent' over loopback. Live progress per\n"
+      "region, then the k6-style summary with thresholds, per-region and per-request breakdowns.",
+      kName};
   app.get_formatter()->column_width(30);
   app.add_option("plan", path, "Plan file (.yaml, .yml or .json)");
   app.add_option("--config", config_json, "Constellation config.json instead of a plan");
   app.add_option("--script", script, "Constellation script.js (with --config)");
   app.add_option("--vars", vars, "Plan variable NAME=VALUE, overriding the plan's vars (repeatable)");
-  app.add_option("--out", f.out_dir, "Write plan.yaml services.json RUN.txt summary.json metrics.csv FINISHED.txt here");
-  app.add_option("--state-dir", state_dir, "Where the embedded store and run artefacts live")->default_val(state_dir);
+  app.add_option("--out", f.out_dir,
+                 "Write plan.yaml services.json RUN.txt summary.json metrics.csv FINISHED.txt here");
+  app.add_option("--state-dir", state_dir, "Where the embedded store and run artefacts live")
+      ->default_val(state_dir);
   app.add_option("--workers", workers, "Load threads per agent (default: CPUs shared among the agents)")
       ->check(CLI::Range(1u, 1024u).description(""));
   app.add_flag("--json", f.json, "Print the summary as JSON on stdout");
   app.add_option("--summary-file", f.summary_file, "Also write the JSON summary to this file");
   app.add_flag("-q,--quiet", f.quiet, "No progress output");
   app.add_flag("-v,--verbose", verbose, "Log the control plane's and agents' events");
-  SetValueNames(app, {{"plan", "PLAN"}, {"--config", "FILE"}, {"--script", "FILE"}, {"--vars", "NAME=VALUE"},
-                      {"--out", "DIR"}, {"--state-dir", "DIR"}, {"--workers", "N"}, {"--summary-file", "FILE"}});
-  app.footer("\nCtrl-C aborts the run gracefully (the summary is still printed); a second Ctrl-C exits.\n"
-             "Exit status: 0 passed, 99 a threshold failed, 1 run error or aborted, 2 invalid plan or arguments.");
+  SetValueNames(app, {{"plan", "PLAN"},
+                      {"--config", "FILE"},
+                      {"--script", "FILE"},
+                      {"--vars", "NAME=VALUE"},
+                      {"--out", "DIR"},
+                      {"--state-dir", "DIR"},
+                      {"--workers", "N"},
+                      {"--summary-file", "FILE"}});
+  app.footer(
+      "\nCtrl-C aborts the run gracefully (the summary is still printed); a second Ctrl-C exits.\n"
+      "Exit status: 0 passed, 99 a threshold failed, 1 run error or aborted, 2 invalid plan or arguments.");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
-  if (path.empty() == config_json.empty()) return Fail(kName, "give a PLAN or --config config.json", kExitUsage);
+  if (path.empty() == config_json.empty())
+    return Fail(kName, "give a PLAN or --config config.json", kExitUsage);
   SetLogLevel(verbose ? LogLevel::kInfo : LogLevel::kWarn);
 
   // Validate here first: errors name the user's file, and nothing starts for an invalid plan.
   loadgen::VarMap overrides;
   std::string error;
   if (!ParseVars(vars, &overrides, &error)) return Fail(kName, error, kExitUsage);
-  auto plan = config_json.empty() ? plan::LoadPlanFile(path, overrides) : plan::ImportConstellation(config_json, script);
+  auto plan = config_json.empty() ? plan::LoadPlanFile(path, overrides)
+                                  : plan::ImportConstellation(config_json, script);
   if (!plan.ok()) return Fail(kName, plan.error().message, kExitUsage);
   if (auto r = plan::CheckRunnable(*plan); !r.ok()) return Fail(kName, r.error().message, kExitUsage);
   const std::string plan_text = plan::ToYaml(*plan);
@@ -68,7 +80,9 @@ int RunMain(int argc, char** argv) {
   // The embedded control plane: loopback only, fresh tokens for this process.
   std::error_code ec;
   std::filesystem::create_directories(state_dir, ec);
-  if (ec) return Fail(kName, fmt::format("--state-dir: cannot create '{}': {}", state_dir, ec.message()), kExitRunError);
+  if (ec)
+    return Fail(kName, fmt::format("--state-dir: cannot create '{}': {}", state_dir, ec.message()),
+                kExitRunError);
   const std::string client_token = control::NewToken(), agent_token = control::NewToken();
   control::ServerConfig config;
   config.listen = "127.0.0.1:0";
@@ -108,7 +122,8 @@ int RunMain(int argc, char** argv) {
     agents.push_back(std::make_unique<agent::Agent>(o));
     agent_threads.emplace_back([a = agents.back().get()] { (void)a->Run(); });
   }
-  const int exit_code = SubmitAndFollow(url, client_token, plan_text, path.empty() ? config_json : path, {}, f);
+  const int exit_code =
+      SubmitAndFollow(url, client_token, plan_text, path.empty() ? config_json : path, {}, f);
   for (auto& a : agents) a->Abort();
   for (auto& t : agent_threads) t.join();
   loop.Post([&] { loop.Stop(); });

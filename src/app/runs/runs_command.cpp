@@ -30,7 +30,9 @@ int RunsMain(int argc, char** argv) {
   abort->add_option("id", id, "Run ID")->required();
   auto* report = app.add_subcommand("report", "A finished run's report");
   report->add_option("id", id, "Run ID")->required();
-  report->add_option("--format", format, "text, json, csv (per region per second) or junit (thresholds as tests)")
+  report
+      ->add_option("--format", format,
+                   "text, json, csv (per region per second) or junit (thresholds as tests)")
       ->default_val("text")
       ->check(CLI::IsMember({"text", "json", "csv", "junit"}));
   SetValueNames(app, {{"--control", "URL"}, {"--token-file", "FILE"}});
@@ -48,8 +50,10 @@ int RunsMain(int argc, char** argv) {
     if (r->status >= 300) {
       const auto j = nlohmann::json::parse(r->body, nullptr, false);
       std::string msg = r->body;
-      if (j.is_object() && j.contains("error") && j["error"].is_object()) msg = j["error"].value("message", msg);
-      return MakeError(ErrorCode::kInvalidArgument, fmt::format("{} {}: {} {}", method, path, r->status, msg));
+      if (j.is_object() && j.contains("error") && j["error"].is_object())
+        msg = j["error"].value("message", msg);
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("{} {}: {} {}", method, path, r->status, msg));
     }
     return r->body;
   };
@@ -59,8 +63,8 @@ int RunsMain(int argc, char** argv) {
     const auto j = nlohmann::json::parse(*body);
     fmt::print("{:<16} {:<20} {:<10} {:<25} {}\n", "ID", "NAME", "STATE", "CREATED", "REASON");
     for (const auto& r : j["runs"]) {
-      fmt::print("{:<16} {:<20} {:<10} {:<25} {}\n", r.value("id", ""), r.value("name", ""), r.value("state", ""),
-                 r.value("created", ""), r.value("reason", ""));
+      fmt::print("{:<16} {:<20} {:<10} {:<25} {}\n", r.value("id", ""), r.value("name", ""),
+                 r.value("state", ""), r.value("created", ""), r.value("reason", ""));
     }
     return kExitOk;
   }
@@ -74,8 +78,8 @@ int RunsMain(int argc, char** argv) {
                j["start_at"].is_string() ? j["start_at"].get<std::string>() : "-", j.value("exit_code", -1));
     if (j.contains("regions")) {
       for (const auto& r : j["regions"]) {
-        fmt::print("  region {:<14} agents {}/{} ready, {} done, {} lost\n", r.value("name", ""), r.value("ready", 0),
-                   r.value("agents", 0), r.value("done", 0), r.value("lost", 0));
+        fmt::print("  region {:<14} agents {}/{} ready, {} done, {} lost\n", r.value("name", ""),
+                   r.value("ready", 0), r.value("agents", 0), r.value("done", 0), r.value("lost", 0));
       }
     }
     fmt::print("events:\n");

@@ -16,17 +16,23 @@ namespace meridian::app {
 int ServeMain(int argc, char** argv) {
   constexpr const char* kName = "meridian serve";
   std::string listen, store_spec, config_path;
-  CLI::App app{"Run the control plane: the /v1 API for runs and agents, the orchestrator and the store.\n"
-               "Every route needs a bearer token configured in server.yaml (tokens: name, scopes, sha256 |\n"
-               "token_file | token_env). A restarted server resumes the runs it was orchestrating.",
-               kName};
+  CLI::App app{
+      "Run the control plane: the /v1 API for runs and agents, the orchestrator and the store.\n"
+      "Every route needs a bearer token configured in server.yaml (tokens: name, scopes, sha256 |\n"
+      "token_file | token_env). A restarted server resumes the runs it was orchestrating.",
+      kName};
   app.get_formatter()->column_width(30);
-  app.add_option("-c,--config", config_path, "server.yaml: listen, store, data_dir, tokens, limits")->required();
-  app.add_option("-l,--listen", listen, "Listen address, overriding server.yaml (127.0.0.1:7070, :0 for any port)");
-  app.add_option("--store", store_spec, "Store, overriding server.yaml: sqlite:PATH (postgres:// is not in this build)");
+  app.add_option("-c,--config", config_path, "server.yaml: listen, store, data_dir, tokens, limits")
+      ->required();
+  app.add_option("-l,--listen", listen,
+                 "Listen address, overriding server.yaml (127.0.0.1:7070, :0 for any port)");
+  app.add_option("--store", store_spec,
+                 "Store, overriding server.yaml: sqlite:PATH (postgres:// is not in this build)");
   SetValueNames(app, {{"-c", "FILE"}, {"-l", "ADDR"}, {"--store", "SPEC"}});
-  app.footer("\nPrints 'listening on http://ADDR' on stdout once ready. SIGTERM or Ctrl-C stops it; runs resume on restart.\n"
-             "Exit status: 0 stopped, 1 cannot start (store, address), 2 invalid config.");
+  app.footer(
+      "\nPrints 'listening on http://ADDR' on stdout once ready. SIGTERM or Ctrl-C stops it; runs resume on "
+      "restart.\n"
+      "Exit status: 0 stopped, 1 cannot start (store, address), 2 invalid config.");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
   auto config = control::LoadServerConfig(config_path);

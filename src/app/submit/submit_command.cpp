@@ -15,22 +15,29 @@ int SubmitMain(int argc, char** argv) {
   std::vector<std::string> vars;
   FollowOptions f;
   f.command = kName;
-  CLI::App app{"Submit a plan to a control plane (meridian serve), follow its progress and print the summary.\n"
-               "Same progress, summary and exit codes as 'meridian run'. The token needs runs:read and runs:write.",
-               kName};
+  CLI::App app{
+      "Submit a plan to a control plane (meridian serve), follow its progress and print the summary.\n"
+      "Same progress, summary and exit codes as 'meridian run'. The token needs runs:read and runs:write.",
+      kName};
   app.get_formatter()->column_width(30);
   app.add_option("plan", path, "Plan file (.yaml or .json)")->required();
   app.add_option("--control", control, "Control plane URL (http://host:port)")->required();
   app.add_option("--token-file", token_file, "File holding the token (default: $MERIDIAN_TOKEN)");
   app.add_option("--vars", vars, "Plan variable NAME=VALUE (repeatable)");
-  app.add_option("--out", f.out_dir, "Write plan.yaml services.json RUN.txt summary.json metrics.csv FINISHED.txt here");
+  app.add_option("--out", f.out_dir,
+                 "Write plan.yaml services.json RUN.txt summary.json metrics.csv FINISHED.txt here");
   app.add_flag("--json", f.json, "Print the summary as JSON on stdout");
   app.add_option("--summary-file", f.summary_file, "Also write the JSON summary to this file");
   app.add_flag("-q,--quiet", f.quiet, "No progress output");
-  SetValueNames(app, {{"plan", "PLAN"}, {"--control", "URL"}, {"--token-file", "FILE"}, {"--vars", "NAME=VALUE"},
-                      {"--out", "DIR"}, {"--summary-file", "FILE"}});
-  app.footer("\nCtrl-C aborts the run (a second one stops waiting).\n"
-             "Exit status: 0 passed, 99 a threshold failed, 1 run error or aborted, 2 invalid plan or arguments.");
+  SetValueNames(app, {{"plan", "PLAN"},
+                      {"--control", "URL"},
+                      {"--token-file", "FILE"},
+                      {"--vars", "NAME=VALUE"},
+                      {"--out", "DIR"},
+                      {"--summary-file", "FILE"}});
+  app.footer(
+      "\nCtrl-C aborts the run (a second one stops waiting).\n"
+      "Exit status: 0 passed, 99 a threshold failed, 1 run error or aborted, 2 invalid plan or arguments.");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
   std::string error;

@@ -14,16 +14,18 @@ int ValidateMain(int argc, char** argv) {
   std::string path, config, script;
   std::vector<std::string> vars;
   bool quiet = false;
-  CLI::App app{"Validate a plan (YAML or JSON) strictly and print it normalised, with a timeline per region.\n"
-               "Nothing is sent to any target. Constellation inputs: --config config.json [--script script.js].",
-               kName};
+  CLI::App app{
+      "Validate a plan (YAML or JSON) strictly and print it normalised, with a timeline per region.\n"
+      "Nothing is sent to any target. Constellation inputs: --config config.json [--script script.js].",
+      kName};
   app.get_formatter()->column_width(30);
   app.add_option("plan", path, "Plan file (.yaml, .yml or .json)");
   app.add_option("--config", config, "Constellation config.json (DURATION, HOME_REGION, REMOTE_REGIONS)");
   app.add_option("--script", script, "Constellation script.js (with --config)");
   app.add_option("--vars", vars, "Plan variable NAME=VALUE, overriding the plan's vars (repeatable)");
   app.add_flag("-q,--quiet", quiet, "Print nothing; the exit status says whether the plan is valid");
-  SetValueNames(app, {{"plan", "PLAN"}, {"--config", "FILE"}, {"--script", "FILE"}, {"--vars", "NAME=VALUE"}});
+  SetValueNames(app,
+                {{"plan", "PLAN"}, {"--config", "FILE"}, {"--script", "FILE"}, {"--vars", "NAME=VALUE"}});
   app.footer("\nExit status: 0 valid, 2 invalid (the message names file:line and the field).");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
@@ -31,10 +33,12 @@ int ValidateMain(int argc, char** argv) {
   loadgen::VarMap overrides;
   std::string error;
   if (!ParseVars(vars, &overrides, &error)) return Fail(kName, error, kExitUsage);
-  auto plan = config.empty() ? plan::LoadPlanFile(path, overrides) : plan::ImportConstellation(config, script);
+  auto plan =
+      config.empty() ? plan::LoadPlanFile(path, overrides) : plan::ImportConstellation(config, script);
   if (!plan.ok()) return Fail(kName, plan.error().message, kExitUsage);
   if (!quiet) {
-    fmt::print("# {} is valid; normalised:\n{}\n{}", plan->source, plan::ToYaml(*plan), plan::Timeline(*plan));
+    fmt::print("# {} is valid; normalised:\n{}\n{}", plan->source, plan::ToYaml(*plan),
+               plan::Timeline(*plan));
     if (auto r = plan::CheckRunnable(*plan); !r.ok()) fmt::print("\nnote: {}\n", r.error().message);
   }
   return kExitOk;
