@@ -22,9 +22,11 @@ test: deps
 demo: release
 	scripts/demo
 
-# Throughput, memory and open-model benchmarks against the peers; writes bench/out/ and prints the table.
+# Throughput, memory and open-model benchmarks against the peers, then the distributed-run targets (skew, rate,
+# ingest); writes bench/out/ and bench/RESULTS.md.
 bench: release
 	bench/run
+	bench/distributed
 
 fuzz: deps
 	cmake --preset fuzz
