@@ -18,7 +18,7 @@ release: deps
 test: deps
 	scripts/test
 
-# `meridian load` against `meridian target` with live progress and the summary.
+# The quickstart plan (three regions, `meridian run`) and an open-model `meridian load` against `meridian target`.
 demo: release
 	scripts/demo
 
