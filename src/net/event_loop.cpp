@@ -12,6 +12,10 @@
 
 namespace meridian::net {
 
+DeadlineNode::~DeadlineNode() {
+  if (list_) list_->Disarm(this);
+}
+
 DeadlineList::~DeadlineList() {
   while (head_) Disarm(head_);
 }

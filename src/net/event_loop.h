@@ -57,7 +57,7 @@ class FunctionTimer final : public Timer {
 // Member of a DeadlineList: an intrusive doubly linked node.
 class DeadlineNode {
  public:
-  virtual ~DeadlineNode() = default;
+  virtual ~DeadlineNode();  // unlinks itself: a node may be destroyed while armed
   virtual void OnDeadline() = 0;
   bool linked() const { return list_ != nullptr; }
   int64_t deadline() const { return deadline_; }

@@ -32,6 +32,10 @@ int AgentMain(int argc, char** argv) {
                       {"--name", "NAME"},
                       {"--workers", "N"}});
   app.footer(
+      "\nExamples:\n"
+      "  MERIDIAN_TOKEN=$(cat agent.token) meridian agent --control http://ctl:7070 --region eu-west-1\n"
+      "  meridian agent --control http://ctl:7070 --region us-east-1 --token-file agent.token --workers 4\n"
+
       "\nSIGTERM/Ctrl-C: a running load stops gracefully, reports are flushed and done is sent; a second\n"
       "signal gives up waiting for the control plane. Exit status: 0 stopped, 2 invalid arguments or token.");
   int code = 0;

@@ -59,6 +59,11 @@ int RunMain(int argc, char** argv) {
                       {"--workers", "N"},
                       {"--summary-file", "FILE"}});
   app.footer(
+      "\nExamples:\n"
+      "  meridian run examples/quickstart.yaml                 three regions on this machine\n"
+      "  meridian run plan.yaml --vars base=http://staging:8080 --out results/\n"
+      "  meridian run --config config.json --script script.js   Constellation inputs\n"
+
       "\nCtrl-C aborts the run gracefully (the summary is still printed); a second Ctrl-C exits.\n"
       "Exit status: 0 passed, 99 a threshold failed, 1 run error or aborted, 2 invalid plan or arguments.");
   int code = 0;

@@ -36,7 +36,12 @@ int RunsMain(int argc, char** argv) {
       ->default_val("text")
       ->check(CLI::IsMember({"text", "json", "csv", "junit"}));
   SetValueNames(app, {{"--control", "URL"}, {"--token-file", "FILE"}});
-  app.footer("\nExit status: 0 done, 1 the control plane refused or failed, 2 invalid arguments.");
+  app.footer(
+      "\nExamples:\n"
+      "  meridian runs list\n"
+      "  meridian runs show r-1a2b3c4d5e6f\n"
+      "  meridian runs report r-1a2b3c4d5e6f --format junit > junit.xml\n"
+      "\nExit status: 0 done, 1 the control plane refused or failed, 2 invalid arguments.");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
   std::string error;

@@ -30,6 +30,10 @@ int ServeMain(int argc, char** argv) {
                  "Store, overriding server.yaml: sqlite:PATH (postgres:// is not in this build)");
   SetValueNames(app, {{"-c", "FILE"}, {"-l", "ADDR"}, {"--store", "SPEC"}});
   app.footer(
+      "\nExamples:\n"
+      "  meridian serve -c server.yaml\n"
+      "  meridian serve -c server.yaml -l 0.0.0.0:7070 --store sqlite:/var/lib/meridian/meridian.db\n"
+
       "\nPrints 'listening on http://ADDR' on stdout once ready. SIGTERM or Ctrl-C stops it; runs resume on "
       "restart.\n"
       "Exit status: 0 stopped, 1 cannot start (store, address), 2 invalid config.");

@@ -36,6 +36,10 @@ int SubmitMain(int argc, char** argv) {
                       {"--out", "DIR"},
                       {"--summary-file", "FILE"}});
   app.footer(
+      "\nExamples:\n"
+      "  meridian submit plan.yaml --control http://ctl:7070 --token-file ci.token\n"
+      "  meridian submit plan.yaml --control http://ctl:7070 --json --out results/\n"
+
       "\nCtrl-C aborts the run (a second one stops waiting).\n"
       "Exit status: 0 passed, 99 a threshold failed, 1 run error or aborted, 2 invalid plan or arguments.");
   int code = 0;

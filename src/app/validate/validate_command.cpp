@@ -26,7 +26,11 @@ int ValidateMain(int argc, char** argv) {
   app.add_flag("-q,--quiet", quiet, "Print nothing; the exit status says whether the plan is valid");
   SetValueNames(app,
                 {{"plan", "PLAN"}, {"--config", "FILE"}, {"--script", "FILE"}, {"--vars", "NAME=VALUE"}});
-  app.footer("\nExit status: 0 valid, 2 invalid (the message names file:line and the field).");
+  app.footer(
+      "\nExamples:\n"
+      "  meridian validate examples/quickstart.yaml\n"
+      "  meridian validate --config config.json --script script.js\n"
+      "\nExit status: 0 valid, 2 invalid (the message names file:line and the field).");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
   if (path.empty() == config.empty()) return Fail(kName, "give a PLAN or --config config.json", kExitUsage);
