@@ -1,10 +1,12 @@
 // Simulates many agents reporting to one control plane (`meridian serve`), to measure ingest cost: each agent
-// registers, joins one run, and sends one interval snapshot with SERIES series every second. Reports the control
-// plane's CPU share (from /proc/PID/stat) over the reporting window and the report round-trip times.
+// registers, joins one run, and sends one interval snapshot with SERIES series every second. Reports the
+// control plane's CPU share (from /proc/PID/stat) over the reporting window and the report round-trip times.
 //
-//   ingest_sim --control URL --runs-token T --agent-token T --pid PID [--agents 200] [--series 50] [--seconds 20]
+//   ingest_sim --control URL --runs-token T --agent-token T --pid PID [--agents 200] [--series 50] [--seconds
+//   20]
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -12,7 +14,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "core/clock.h"
@@ -73,11 +74,14 @@ int main(int argc, char** argv) {
   auto runs = http::BlockingClient::Create(control, runs_token);
   const std::string plan = fmt::format(
       "name: ingest\nstart_buffer: 2s\nheartbeat_timeout: 60s\nready_timeout: 60s\ndrain_grace: 30s\n"
-      "regions: {{ sim: {{ agents: {} }} }}\nscenarios:\n  s: {{ executor: constant-vus, vus: {}, duration: {}s, "
+      "regions: {{ sim: {{ agents: {} }} }}\nscenarios:\n  s: {{ executor: constant-vus, vus: {}, duration: "
+      "{}s, "
       "graceful_stop: 0s, requests: [{{ url: \"http://127.0.0.1:9/\" }}] }}\n",
       agents, agents, seconds);
   auto created = runs->Request("POST", "/v1/runs", json{{"plan", plan}}.dump());
-  if (!created.ok() || created->status != 201) return fmt::print(stderr, "create failed: {}\n", created.ok() ? created->body : created.error().message), 1;
+  if (!created.ok() || created->status != 201)
+    return fmt::print(stderr, "create failed: {}\n", created.ok() ? created->body : created.error().message),
+           1;
   const std::string run = json::parse(created->body)["id"];
   for (int i = 0; i < agents; ++i) {
     for (int attempt = 0; attempt < 100; ++attempt) {
@@ -85,7 +89,8 @@ int main(int argc, char** argv) {
       if (w.ok() && w->status == 200) break;
     }
     auto r = clients[i].Request("POST", fmt::format("/v1/runs/{}/agents/{}/ready", run, ids[i]), "{}");
-    if (!r.ok() || r->status != 200) return fmt::print(stderr, "ready failed: {}\n", r.ok() ? r->body : ""), 1;
+    if (!r.ok() || r->status != 200)
+      return fmt::print(stderr, "ready failed: {}\n", r.ok() ? r->body : ""), 1;
   }
   int64_t start_at = 0;
   while (start_at == 0) {
@@ -122,8 +127,9 @@ int main(int argc, char** argv) {
         const std::string body = stats::EncodeSnapshot(snap);
         for (int i = t; i < agents; i += threads) {
           const int64_t t0 = MonoNanos();
-          auto r = clients[i].Request("PUT", fmt::format("/v1/runs/{}/agents/{}/reports/{}", run, ids[i], sec), body,
-                                      10'000'000'000, "application/octet-stream");
+          auto r =
+              clients[i].Request("PUT", fmt::format("/v1/runs/{}/agents/{}/reports/{}", run, ids[i], sec),
+                                 body, 10'000'000'000, "application/octet-stream");
           rtts[t].push_back(MonoNanos() - t0);
           (r.ok() && r->status == 200 ? sent : failed)++;
         }
@@ -141,10 +147,16 @@ int main(int argc, char** argv) {
   std::sort(all.begin(), all.end());
   auto pct = [&](double p) { return all.empty() ? 0 : all[static_cast<size_t>(p / 100 * (all.size() - 1))]; };
   const double cpu_share = static_cast<double>(cpu1 - cpu0) / static_cast<double>(wall1 - wall0);
-  fmt::print("{}\n", json{{"agents", agents}, {"series", series}, {"seconds", seconds}, {"reports", sent.load()},
-                          {"failed", failed.load()}, {"report_bytes", stats::EncodeSnapshot(proto).size()},
-                          {"control_cpu_share", cpu_share}, {"rtt_p50_ms", pct(50) / 1e6},
-                          {"rtt_p99_ms", pct(99) / 1e6}, {"run", run}}
+  fmt::print("{}\n", json{{"agents", agents},
+                          {"series", series},
+                          {"seconds", seconds},
+                          {"reports", sent.load()},
+                          {"failed", failed.load()},
+                          {"report_bytes", stats::EncodeSnapshot(proto).size()},
+                          {"control_cpu_share", cpu_share},
+                          {"rtt_p50_ms", pct(50) / 1e6},
+                          {"rtt_p99_ms", pct(99) / 1e6},
+                          {"run", run}}
                          .dump());
   return 0;
 }
