@@ -3,6 +3,7 @@
 // generated tokens, one agent per region slot talking to it over loopback HTTP.
 
 #include <fmt/format.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -81,6 +82,14 @@ int RunMain(int argc, char** argv) {
   if (!plan.ok()) return Fail(kName, plan.error().message, kExitUsage);
   if (auto r = plan::CheckRunnable(*plan); !r.ok()) return Fail(kName, r.error().message, kExitUsage);
   const std::string plan_text = plan::ToYaml(*plan);
+
+  // SIGINT/SIGTERM stay blocked in every thread started below; the follower's SignalWatcher takes them, so
+  // Ctrl-C aborts the run gracefully instead of killing the process from whichever thread it lands on.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   // The embedded control plane: loopback only, fresh tokens for this process.
   std::error_code ec;
