@@ -248,7 +248,6 @@ class ControlPlane::Impl {
     const std::string state = run.row.state;
     if (state == "created") {
       run.row.deadline_ns = now + run.plan.ready_timeout_ns;
-      store::RunRow next = run.row;
       if (Transition(run, "preparing", fmt::format("{} agent slot(s) to fill", run.slots.size())))
         SaveRun(run);
       return;
@@ -337,7 +336,6 @@ class ControlPlane::Impl {
         a.state = "lost";
         SaveAssignment(a);
         agents_[a.agent_id].run_id.clear();
-        store::RunRow r = run.row;
         LogWarn("run {}: {}; continuing (on_agent_loss: continue)", run.row.id, why);
         if (run.row.reason.empty()) {
           run.row.reason = why + "; continued (on_agent_loss: continue)";

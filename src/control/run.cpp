@@ -21,7 +21,8 @@ bool AgentProgress::Add(int64_t seq, const stats::IntervalSnapshot& s) {
   totals.MergeAcrossTime(s);
   if (s.second >= last_second) {
     last_second = s.second;
-    last = s;
+    last_vus.assign(s.scenarios.size(), 0);
+    for (size_t i = 0; i < s.scenarios.size(); ++i) last_vus[i] = s.scenarios[i].vus_active;
   }
   return true;
 }
@@ -113,7 +114,7 @@ stats::MetricData MetricFor(const Run& run, const stats::ThresholdSet& set) {
       d.dropped += sc.dropped_iterations;
       d.iteration_duration.Merge(sc.iteration_duration);
       d.vus_max += sc.vus_active;
-      d.vus_last += p.last.scenarios.size() > i ? p.last.scenarios[i].vus_active : 0;
+      d.vus_last += i < p.last_vus.size() ? p.last_vus[i] : 0;
     }
   }
   return d;
@@ -135,14 +136,6 @@ std::vector<stats::ThresholdOutcome> EvaluateThresholds(const Run& run, bool abo
 }
 
 namespace {
-
-std::string IsoTime(int64_t wall_ns) {
-  const time_t secs = static_cast<time_t>(wall_ns / kNanosPerSecond);
-  tm parts{};
-  gmtime_r(&secs, &parts);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", parts.tm_year + 1900, parts.tm_mon + 1,
-                     parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec, (wall_ns / 1'000'000) % 1000);
-}
 
 double Ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
 
@@ -272,7 +265,7 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
               {"name", run.plan.name},
               {"state", run.row.state},
               {"reason", run.row.reason},
-              {"start_at", IsoTime(run.row.start_at_ns)},
+              {"start_at", FormatIsoTime(run.row.start_at_ns)},
               {"start_at_ns", run.row.start_at_ns}};
   j["thresholds"] = thresholds;
   j["thresholds_ok"] = out.thresholds_ok;
@@ -304,11 +297,11 @@ nlohmann::ordered_json RunRowJson(const store::RunRow& row) {
   j["state"] = row.state;
   j["reason"] = row.reason;
   j["owner"] = row.owner;
-  j["created"] = IsoTime(row.created_ns);
+  j["created"] = FormatIsoTime(row.created_ns);
   j["start_at"] =
-      row.start_at_ns ? nlohmann::ordered_json(IsoTime(row.start_at_ns)) : nlohmann::ordered_json();
+      row.start_at_ns ? nlohmann::ordered_json(FormatIsoTime(row.start_at_ns)) : nlohmann::ordered_json();
   j["start_at_ns"] = row.start_at_ns;
-  j["ended"] = row.ended_ns ? nlohmann::ordered_json(IsoTime(row.ended_ns)) : nlohmann::ordered_json();
+  j["ended"] = row.ended_ns ? nlohmann::ordered_json(FormatIsoTime(row.ended_ns)) : nlohmann::ordered_json();
   j["exit_code"] = row.exit_code;
   return j;
 }

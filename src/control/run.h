@@ -24,7 +24,7 @@ struct AgentProgress {
   int64_t acked = -1;      // highest seq such that 0..acked are all stored
   int64_t last_second = -1;
   stats::IntervalSnapshot totals;
-  stats::IntervalSnapshot last;  // the latest second, for live progress
+  std::vector<uint32_t> last_vus;  // per scenario, in the newest second (the `vus` gauge)
 
   // Returns false for a duplicate.
   bool Add(int64_t seq, const stats::IntervalSnapshot& s);

@@ -1,5 +1,6 @@
 #include "core/clock.h"
 
+#include <fmt/format.h>
 #include <time.h>
 
 namespace meridian {
@@ -15,5 +16,17 @@ int64_t MonoNanos() { return Read(CLOCK_MONOTONIC); }
 int64_t WallNanos() { return Read(CLOCK_REALTIME); }
 int64_t ThreadCpuNanos() { return Read(CLOCK_THREAD_CPUTIME_ID); }
 int64_t ProcessCpuNanos() { return Read(CLOCK_PROCESS_CPUTIME_ID); }
+
+}  // namespace meridian
+
+namespace meridian {
+
+std::string FormatIsoTime(int64_t wall_ns) {
+  const auto secs = static_cast<time_t>(wall_ns / 1'000'000'000);
+  tm parts{};
+  gmtime_r(&secs, &parts);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", parts.tm_year + 1900, parts.tm_mon + 1,
+                     parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec, (wall_ns / 1'000'000) % 1000);
+}
 
 }  // namespace meridian

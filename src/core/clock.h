@@ -3,6 +3,7 @@
 // artefacts. Clock is an interface at the edge (STYLE.md) so that schedules can be tested with FakeClock.
 
 #include <cstdint>
+#include <string>
 
 namespace meridian {
 
@@ -11,6 +12,9 @@ int64_t MonoNanos();
 
 // CLOCK_REALTIME in nanoseconds since the Unix epoch.
 int64_t WallNanos();
+
+// UTC with milliseconds: "2026-11-21T23:21:07.125Z".
+std::string FormatIsoTime(int64_t wall_ns);
 
 // CPU time consumed by the calling thread, nanoseconds.
 int64_t ThreadCpuNanos();

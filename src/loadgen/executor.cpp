@@ -54,6 +54,30 @@ Result<ExecutorType> ParseExecutorType(std::string_view name) {
   return Invalid(fmt::format("unknown executor '{}' (allowed: {})", name, AllowedExecutorNames()));
 }
 
+Result<std::pair<double, int64_t>> ParseRate(std::string_view view) {
+  const std::string text(view);
+  const size_t slash = text.find('/');
+  const std::string number = text.substr(0, slash);
+  char* end = nullptr;
+  const double rate = std::strtod(number.c_str(), &end);
+  if (number.empty() || end != number.c_str() + number.size() || !(rate >= 0) || !std::isfinite(rate)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("'{}' is not a rate (e.g. 1000, 1000/s, 60/m, 5/100ms)", text));
+  }
+  int64_t unit = kNanosPerSecond;
+  if (slash != std::string::npos) {
+    std::string u = text.substr(slash + 1);
+    if (!u.empty() && (u[0] < '0' || u[0] > '9')) u = "1" + u;
+    auto d = ParseDuration(u);
+    if (!d.ok() || *d <= 0) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("'{}' has an invalid time unit (e.g. 1000/s, 60/m, 5/100ms)", text));
+    }
+    unit = *d;
+  }
+  return std::pair<double, int64_t>(rate, unit);
+}
+
 Result<std::vector<Stage>> ParseStages(std::string_view text) {
   std::vector<Stage> stages;
   const std::string original(text);

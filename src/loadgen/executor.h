@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/result.h"
@@ -37,6 +38,10 @@ struct Stage {
   int64_t duration_ns = 0;
   double target = 0;  // VUs (ramping-vus) or iterations per time_unit (ramping-arrival-rate)
 };
+
+// Parses a rate: "1000", "1000/s", "60/m", "5/100ms" → iterations per time unit (ns). The error shows
+// examples.
+Result<std::pair<double, int64_t>> ParseRate(std::string_view text);
 
 // Parses "10s:100,20s:100,10s:0" (duration:target pairs).
 Result<std::vector<Stage>> ParseStages(std::string_view text);

@@ -128,23 +128,9 @@ nlohmann::json ToJson(const Reader& r, const YAML::Node& n, const std::string& f
 
 // "500/s", "500", "60/m", "5/100ms": iterations per time unit.
 std::pair<double, int64_t> RateValue(const Reader& r, const YAML::Node& n, const std::string& field) {
-  const std::string text = ScalarText(r, n, field);
-  const size_t slash = text.find('/');
-  const std::string number = text.substr(0, slash);
-  char* end = nullptr;
-  const double rate = std::strtod(number.c_str(), &end);
-  if (number.empty() || end != number.c_str() + number.size() || !(rate >= 0) || !std::isfinite(rate)) {
-    r.Fail(n, field, fmt::format("'{}' is not a rate (e.g. 500/s, 60/m, 5/100ms)", text));
-  }
-  int64_t unit = kNanosPerSecond;
-  if (slash != std::string::npos) {
-    std::string u = text.substr(slash + 1);
-    if (!u.empty() && (u[0] < '0' || u[0] > '9')) u = "1" + u;
-    auto d = ParseDuration(u);
-    if (!d.ok() || *d <= 0) r.Fail(n, field, fmt::format("'{}' has an invalid time unit (e.g. 500/s)", text));
-    unit = *d;
-  }
-  return {rate, unit};
+  auto rate = loadgen::ParseRate(ScalarText(r, n, field));
+  if (!rate.ok()) r.Fail(n, field, rate.error().message);
+  return *rate;
 }
 
 const YAML::Node& Sequence(const Reader& r, const YAML::Node& n, const std::string& field) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 
+#include "core/clock.h"
 #include "core/duration.h"
 #include "core/version.h"
 
@@ -127,14 +128,6 @@ double PerSecond(uint64_t n, int64_t duration_ns) {
   return duration_ns > 0 ? static_cast<double>(n) * 1e9 / static_cast<double>(duration_ns) : 0.0;
 }
 
-std::string IsoTime(int64_t wall_ns) {
-  const time_t secs = static_cast<time_t>(wall_ns / 1'000'000'000);
-  tm parts{};
-  gmtime_r(&secs, &parts);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", parts.tm_year + 1900, parts.tm_mon + 1,
-                     parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec, (wall_ns / 1'000'000) % 1000);
-}
-
 }  // namespace
 
 nlohmann::ordered_json SummaryJson(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline,
@@ -144,7 +137,7 @@ nlohmann::ordered_json SummaryJson(const IntervalSnapshot& totals, const std::ve
   nlohmann::ordered_json j;
   j["meridian"] = kVersion;
   j["title"] = meta.title;
-  j["started_at"] = IsoTime(meta.started_wall_ns);
+  j["started_at"] = FormatIsoTime(meta.started_wall_ns);
   j["duration_s"] = static_cast<double>(meta.duration_ns) / 1e9;
   j["threads"] = meta.threads;
   j["stopped_early"] = meta.stopped_early;

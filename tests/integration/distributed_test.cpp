@@ -237,7 +237,10 @@ TEST(Distributed, KilledControlPlaneResumesAndLosesNothingAcknowledged) {
   EXPECT_NEAR(static_cast<double>(sum), 600, 30);
 }
 
-TEST(Distributed, LostAgentFailsTheRunNamingIt) {
+// Two agents (east, west-doomed) run a plan for `duration`; west-doomed is killed -9 two seconds in. Returns
+// submit's result and how long the run took to end after the kill.
+std::pair<Finished, std::chrono::steady_clock::duration> RunAndKillOneAgent(const std::string& settings,
+                                                                            const std::string& duration) {
   Target target;
   Cluster c;
   c.StartServer();
@@ -245,17 +248,20 @@ TEST(Distributed, LostAgentFailsTheRunNamingIt) {
   Process& west = c.StartAgent("eu-west-1", "west-doomed");
   c.AwaitAgents(2);
   const std::string plan = c.WritePlan(
-      "plan.yaml",
-      "name: loss\nvars: { base: \"" + target.url() +
-          "\" }\nstart_buffer: 200ms\nheartbeat_timeout: 2s\nregions: { us-east-1: {}, eu-west-1: {} }\n"
-          "scenarios:\n  s: { executor: constant-vus, vus: 2, duration: 30s, requests: [{ url: "
-          "\"{{base}}/\" }] }\n");
+      "plan.yaml", "name: loss\nvars: { base: \"" + target.url() + "\" }\nstart_buffer: 200ms\n" + settings +
+                       "regions: { us-east-1: {}, eu-west-1: {} }\n"
+                       "scenarios:\n  s: { executor: constant-vus, vus: 2, duration: " +
+                       duration + ", requests: [{ url: \"{{base}}/\" }] }\n");
   Process submit(c.Submit(plan));
   std::this_thread::sleep_for(2s);
   west.Signal(SIGKILL);
   const auto killed = std::chrono::steady_clock::now();
-  const Finished f = submit.Wait(30'000ms);
-  const auto took = std::chrono::steady_clock::now() - killed;
+  Finished f = submit.Wait(30'000ms);
+  return {f, std::chrono::steady_clock::now() - killed};
+}
+
+TEST(Distributed, LostAgentFailsTheRunNamingIt) {
+  const auto [f, took] = RunAndKillOneAgent("heartbeat_timeout: 2s\n", "30s");
   EXPECT_EQ(f.exit_code, 1) << f.err;
   const json s = json::parse(f.out);
   EXPECT_EQ(s["run"]["state"], "errored");
@@ -265,22 +271,7 @@ TEST(Distributed, LostAgentFailsTheRunNamingIt) {
 }
 
 TEST(Distributed, LostAgentToleratedWithOnAgentLossContinue) {
-  Target target;
-  Cluster c;
-  c.StartServer();
-  c.StartAgent("us-east-1", "east");
-  Process& west = c.StartAgent("eu-west-1", "west-doomed");
-  c.AwaitAgents(2);
-  const std::string plan = c.WritePlan(
-      "plan.yaml", "name: loss\nvars: { base: \"" + target.url() +
-                       "\" }\nstart_buffer: 200ms\nheartbeat_timeout: 2s\non_agent_loss: continue\n"
-                       "regions: { us-east-1: {}, eu-west-1: {} }\n"
-                       "scenarios:\n  s: { executor: constant-vus, vus: 2, duration: 5s, requests: [{ url: "
-                       "\"{{base}}/\" }] }\n");
-  Process submit(c.Submit(plan));
-  std::this_thread::sleep_for(2s);
-  west.Signal(SIGKILL);
-  const Finished f = submit.Wait(30'000ms);
+  const auto [f, took] = RunAndKillOneAgent("heartbeat_timeout: 2s\non_agent_loss: continue\n", "5s");
   EXPECT_EQ(f.exit_code, 0) << f.err;
   const json s = json::parse(f.out);
   EXPECT_EQ(s["run"]["state"], "passed");

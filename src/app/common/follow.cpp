@@ -21,22 +21,31 @@ namespace meridian::app {
 
 using nlohmann::json;
 
-int ExitCodeForState(const std::string& state) {
-  if (state == "passed") return kExitOk;
-  if (state == "failed") return 99;
-  return kExitRunError;
-}
-
-bool ParseVars(const std::vector<std::string>& pairs, loadgen::VarMap* vars, std::string* error) {
+bool ParseVars(const std::vector<std::string>& pairs, loadgen::VarMap* vars, std::string* error,
+               const char* flag) {
   for (const auto& kv : pairs) {
     const size_t eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) {
-      *error = fmt::format("--vars: '{}' is not NAME=VALUE", kv);
+      *error = fmt::format("{}: '{}' is not NAME=VALUE", flag, kv);
       return false;
     }
     (*vars)[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   return true;
+}
+
+Result<plan::Plan> LoadPlanInput(const PlanInput& in) {
+  if (in.path.empty() == in.config.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "give a PLAN or --config config.json");
+  }
+  loadgen::VarMap overrides;
+  std::string error;
+  if (!ParseVars(in.vars, &overrides, &error)) return MakeError(ErrorCode::kInvalidArgument, error);
+  if (!in.path.empty()) return plan::LoadPlanFile(in.path, overrides);
+  auto imported = plan::ImportConstellation(in.config, in.script);
+  if (!imported.ok()) return imported;
+  for (const auto& [k, v] : overrides) imported->vars[k] = v;
+  return imported;
 }
 
 std::string LoadCliToken(const std::string& token_file, std::string* error) {
@@ -93,6 +102,7 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
   SignalWatcher signals([&](int, int count) { interrupts.store(count); });
   bool abort_sent = false;
   std::string state, last_state;
+  int exit_code = kExitRunError;
   int64_t last_print = 0, unreachable_since = 0;
   size_t printed_lines = 0;
   while (true) {
@@ -124,6 +134,7 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
       return Fail(o.command, fmt::format("GET run {}: {} {}", id, r->status, r->body), kExitRunError);
     const json j = json::parse(r->body, nullptr, false);
     state = j.value("state", "");
+    exit_code = j.value("exit_code", -1) >= 0 ? j.value("exit_code", kExitRunError) : kExitRunError;
     if (!o.quiet) {
       const int64_t now = MonoNanos();
       if (state != last_state) {
@@ -180,7 +191,7 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
         return Fail(o.command, fmt::format("--out: cannot write {}/{}", o.out_dir, name), kExitRunError);
     }
   }
-  return ExitCodeForState(state);
+  return exit_code;  // the control plane's: 0 passed, 99 failed, 1 aborted or errored
 }
 
 }  // namespace meridian::app

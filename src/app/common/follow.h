@@ -4,7 +4,9 @@
 
 #include <string>
 
+#include "core/result.h"
 #include "loadgen/template.h"
+#include "plan/plan.h"
 
 namespace meridian::app {
 
@@ -24,10 +26,17 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
 // Token for the CLI: --token-file, else $MERIDIAN_TOKEN, else ./.meridian/token. Empty when none.
 std::string LoadCliToken(const std::string& token_file, std::string* error);
 
-// "k=v" pairs → VarMap; returns false with *error naming the bad one.
-bool ParseVars(const std::vector<std::string>& pairs, loadgen::VarMap* vars, std::string* error);
+// "k=v" pairs → VarMap; returns false with *error naming `flag` and the bad pair.
+bool ParseVars(const std::vector<std::string>& pairs, loadgen::VarMap* vars, std::string* error,
+               const char* flag = "--vars");
 
-// Exit code for a final run state.
-int ExitCodeForState(const std::string& state);
+// What `run` and `validate` read: a PLAN, or Constellation's config.json (+ script.js); --vars applied.
+struct PlanInput {
+  std::string path;
+  std::string config;
+  std::string script;
+  std::vector<std::string> vars;
+};
+Result<plan::Plan> LoadPlanInput(const PlanInput& input);
 
 }  // namespace meridian::app

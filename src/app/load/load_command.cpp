@@ -12,6 +12,7 @@
 
 #include "app/command.h"
 #include "app/common/cli.h"
+#include "app/common/follow.h"
 #include "app/common/signals.h"
 #include "core/core.h"
 #include "http/http.h"
@@ -51,31 +52,6 @@ struct Flags {
   bool quiet = false;
   uint64_t seed = 0;
 };
-
-// "1000", "1000/s", "60/m", "5/100ms" → rate and time unit.
-Result<std::pair<double, int64_t>> ParseRate(const std::string& text) {
-  const size_t slash = text.find('/');
-  const std::string number = text.substr(0, slash);
-  char* end = nullptr;
-  const double rate = std::strtod(number.c_str(), &end);
-  if (number.empty() || end != number.c_str() + number.size() || !(rate >= 0) || !std::isfinite(rate)) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("--rate: '{}' is not a rate (e.g. 1000, 1000/s, 60/m, 5/100ms)", text));
-  }
-  int64_t unit = kNanosPerSecond;
-  if (slash != std::string::npos) {
-    std::string u = text.substr(slash + 1);
-    if (!u.empty() && (u[0] < '0' || u[0] > '9')) u = "1" + u;
-    auto d = ParseDuration(u);
-    if (!d.ok() || *d <= 0) {
-      return MakeError(
-          ErrorCode::kInvalidArgument,
-          fmt::format("--rate: '{}' has an invalid time unit (e.g. 1000/s, 60/m, 5/100ms)", text));
-    }
-    unit = *d;
-  }
-  return std::pair<double, int64_t>(rate, unit);
-}
 
 Result<std::string> ReadBody(const std::string& body) {
   if (!body.starts_with("@")) return body;
@@ -148,8 +124,8 @@ Result<loadgen::ExecutorConfig> BuildExecutor(const Flags& f, const CLI::App& ap
   if (e.type == ExecutorType::kPerVuIterations) e.iterations = given("--iterations") ? f.iterations : 1;
   if (arrival) {
     if (given("--rate")) {
-      auto rate = ParseRate(f.rate);
-      if (!rate.ok()) return rate.error();
+      auto rate = loadgen::ParseRate(f.rate);
+      if (!rate.ok()) return MakeError(ErrorCode::kInvalidArgument, "--rate: " + rate.error().message);
       e.rate = rate->first;
       e.time_unit_ns = rate->second;
     }
@@ -203,13 +179,8 @@ int RunLoad(const Flags& f, const CLI::App& app) {
   if (!body.ok()) return Fail(kName, body.error().message, kExitUsage);
   spec.body = *body;
   loadgen::VarMap vars;
-  for (const auto& kv : f.vars) {
-    const size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return Fail(kName, fmt::format("--var: '{}' is not NAME=VALUE", kv), kExitUsage);
-    }
-    vars[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
+  std::string vars_error;
+  if (!ParseVars(f.vars, &vars, &vars_error, "--var")) return Fail(kName, vars_error, kExitUsage);
   auto executor = BuildExecutor(f, app);
   if (!executor.ok()) return Fail(kName, executor.error().message, kExitUsage);
   auto timeout = DurationFlag("--timeout", f.timeout);

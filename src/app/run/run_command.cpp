@@ -69,16 +69,10 @@ int RunMain(int argc, char** argv) {
       "Exit status: 0 passed, 99 a threshold failed, 1 run error or aborted, 2 invalid plan or arguments.");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
-  if (path.empty() == config_json.empty())
-    return Fail(kName, "give a PLAN or --config config.json", kExitUsage);
   SetLogLevel(verbose ? LogLevel::kInfo : LogLevel::kWarn);
 
   // Validate here first: errors name the user's file, and nothing starts for an invalid plan.
-  loadgen::VarMap overrides;
-  std::string error;
-  if (!ParseVars(vars, &overrides, &error)) return Fail(kName, error, kExitUsage);
-  auto plan = config_json.empty() ? plan::LoadPlanFile(path, overrides)
-                                  : plan::ImportConstellation(config_json, script);
+  auto plan = LoadPlanInput(PlanInput{path, config_json, script, vars});
   if (!plan.ok()) return Fail(kName, plan.error().message, kExitUsage);
   if (auto r = plan::CheckRunnable(*plan); !r.ok()) return Fail(kName, r.error().message, kExitUsage);
   const std::string plan_text = plan::ToYaml(*plan);

@@ -33,12 +33,7 @@ int ValidateMain(int argc, char** argv) {
       "\nExit status: 0 valid, 2 invalid (the message names file:line and the field).");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
-  if (path.empty() == config.empty()) return Fail(kName, "give a PLAN or --config config.json", kExitUsage);
-  loadgen::VarMap overrides;
-  std::string error;
-  if (!ParseVars(vars, &overrides, &error)) return Fail(kName, error, kExitUsage);
-  auto plan =
-      config.empty() ? plan::LoadPlanFile(path, overrides) : plan::ImportConstellation(config, script);
+  auto plan = LoadPlanInput(PlanInput{path, config, script, vars});
   if (!plan.ok()) return Fail(kName, plan.error().message, kExitUsage);
   if (!quiet) {
     fmt::print("# {} is valid; normalised:\n{}\n{}", plan->source, plan::ToYaml(*plan),
