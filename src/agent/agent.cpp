@@ -17,6 +17,7 @@
 #include "loadgen/origins.h"
 #include "net/tls.h"
 #include "plan/plan.h"
+#include "script/script.h"
 #include "stats/wire.h"
 
 namespace meridian::agent {
@@ -73,8 +74,11 @@ class Agent::RunExecution {
       series = static_cast<uint16_t>(series + s.requests.size());
     }
     auto config = std::make_shared<loadgen::RunConfig>();
-    const bool any_tls = std::any_of(origins.origins().begin(), origins.origins().end(),
-                                     [](const auto& o) { return o.tls(); });
+    // Scripts name their hosts at run time: any of them may use https.
+    const bool any_script = std::any_of(plan->scenarios.begin(), plan->scenarios.end(),
+                                        [](const auto& s) { return !s.script.empty(); });
+    const bool any_tls = any_script || std::any_of(origins.origins().begin(), origins.origins().end(),
+                                                   [](const auto& o) { return o.tls(); });
     if (any_tls) {
       auto tls = net::TlsContext::Client(net::TlsClientOptions{plan->insecure, ""});
       if (!tls.ok()) return NotReady(tls.error().message);
@@ -86,11 +90,15 @@ class Agent::RunExecution {
     uint32_t vus = 0;
     for (const auto& share : shares) {
       const auto& s = plan->scenarios[share.scenario];
-      if (!programs[share.scenario])
-        return NotReady("scenarios." + s.name + ": scripts cannot run on this agent yet");
-      loadgen::ScenarioPlan sp{s.name, share.executor,
-                               loadgen::DeclarativeFactoryMaker(programs[share.scenario]),
-                               static_cast<int>(share.scenario)};
+      loadgen::IterationFactoryMaker maker;
+      if (!s.script.empty()) {
+        auto options = ScriptOptionsFor(*plan, s);
+        if (!options.ok()) return NotReady(options.error().message);
+        maker = script::ScriptFactoryMaker(*options);
+      } else {
+        maker = loadgen::DeclarativeFactoryMaker(programs[share.scenario]);
+      }
+      loadgen::ScenarioPlan sp{s.name, share.executor, std::move(maker), static_cast<int>(share.scenario)};
       config->scenarios.push_back(std::move(sp));
       vus += share.executor.MaxVus();
     }
@@ -101,6 +109,10 @@ class Agent::RunExecution {
     config->request_timeout_ns = plan->timeout_ns;
     config->seed = static_cast<uint64_t>(WallNanos()) ^ std::hash<std::string>()(agent_.id_);
     config->await_start = [this] { return AwaitStart(); };
+    // The plan's names first (the control plane derives the same); scripts add theirs, and each report
+    // carries the ones added since the previous report (reports are delivered in order).
+    config->names = std::make_shared<stats::NameRegistry>(plan::Names(*plan).requests);
+    size_t names_sent = config->names->size();
 
     std::thread reporter([this] { ReportLoop(); });
     loadgen::Engine engine(config);
@@ -109,10 +121,21 @@ class Agent::RunExecution {
     uint64_t requests = 0;
     auto result = engine.Run([&](const loadgen::Progress& p) {
       for (const auto& [k, s] : p.interval->series) requests += s.requests;
-      Enqueue(stats::EncodeSnapshot(*p.interval));
+      std::vector<std::pair<uint16_t, stats::NameEntry>> new_names;
+      for (auto& e : config->names->From(names_sent))
+        new_names.emplace_back(names_sent + new_names.size(), std::move(e));
+      names_sent += new_names.size();
+      Enqueue(stats::EncodeSnapshot(*p.interval, &new_names));
     });
     engine_.store(nullptr);
     if (!result.ok()) {
+      if (!ready_sent_) {  // preparing failed (a script that does not compile here): say so at once
+        engine_.store(nullptr);
+        finished_.store(true);
+        Wake();
+        reporter.join();
+        return NotReady(result.error().message);
+      }
       agent_.Log(fmt::format("run {}: {}", run_id_, result.error().message));
       finished_.store(true);
       Wake();
@@ -139,7 +162,29 @@ class Agent::RunExecution {
   }
 
   // Reports ready, then waits for the common start instant; returns it on the monotonic clock, or -1.
+  static Result<std::shared_ptr<const script::ScriptOptions>> ScriptOptionsFor(const plan::Plan& plan,
+                                                                               const plan::Scenario& s) {
+    auto o = std::make_shared<script::ScriptOptions>();
+    o->bundle.entry = s.script;
+    o->bundle.files = plan.files;
+    o->scenario = s.name;
+    o->iteration_timeout_ns = s.iteration_timeout_ns;
+    o->insecure = plan.insecure;
+    for (const auto& [k, v] : plan.vars) o->env[k] = v;
+    if (!s.base_url.empty()) {
+      auto t = loadgen::Template::Compile(s.base_url, plan.vars, "scenarios." + s.name + ".base_url");
+      if (!t.ok()) return t.error();
+      if (!t->is_static()) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "scenarios." + s.name + ".base_url: per-iteration variables are not allowed here");
+      }
+      o->base_url = t->static_text();
+    }
+    return std::shared_ptr<const script::ScriptOptions>(std::move(o));
+  }
+
   int64_t AwaitStart() {
+    ready_sent_ = true;
     const std::string ready = fmt::format("/v1/runs/{}/agents/{}/ready", run_id_, agent_.id_);
     for (int attempt = 0; !agent_.abort_.load() && !stop_.load(); ++attempt) {
       auto r = control_->Request("POST", ready, "{}");
@@ -264,6 +309,7 @@ class Agent::RunExecution {
   std::deque<std::pair<int64_t, std::string>> queue_;
   int64_t next_seq_ = 0;
   int64_t acked_ = -1;
+  bool ready_sent_ = false;  // engine thread only
   bool cancelled_ = false;
   int64_t started_ns_ = 0;
 };

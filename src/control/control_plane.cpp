@@ -151,6 +151,7 @@ class ControlPlane::Impl {
     if (!plan.ok()) return plan.error();
     run->plan = std::move(plan).value();
     run->names = plan::Names(run->plan);
+    run->static_names = run->names.requests.size();
     run->slots = plan::Slots(run->plan);
     auto assignments = store_->Assignments(row.id);
     if (!assignments.ok()) return assignments.error();
@@ -294,9 +295,18 @@ class ControlPlane::Impl {
     if (state == "running") {
       CheckAbortThresholds(run);
       if (run.row.state != "running") return;
-      if (now >= run.EndAtNs()) {
+      // Iteration-based executors end before their max_duration: when every agent is done, so is the run.
+      bool all_done = !run.assignments.empty();
+      for (const auto& a : run.assignments) {
+        if (a.state != "done" && a.state != "lost") all_done = false;
+      }
+      if (now >= run.EndAtNs() || all_done) {
         run.row.deadline_ns = now + run.plan.LongestGracefulStop() + run.plan.drain_grace_ns;
-        if (Transition(run, "draining", "the scheduled duration elapsed")) SaveRun(run);
+        if (Transition(run, "draining",
+                       all_done && now < run.EndAtNs() ? "every agent finished its work"
+                                                       : "the scheduled duration elapsed")) {
+          SaveRun(run);
+        }
       }
       return;
     }
@@ -892,6 +902,7 @@ class ControlPlane::Impl {
     run->row.created_ns = run->row.updated_ns = WallNanos();
     run->plan = std::move(plan).value();
     run->names = plan::Names(run->plan);
+    run->static_names = run->names.requests.size();
     run->slots = plan::Slots(run->plan);
     if (auto r = store_->CreateRun(run->row); !r.ok()) throw ApiError{500, "store", r.error().message, ""};
     ordered_json j = RunRowJson(run->row);

@@ -36,11 +36,72 @@ store::AssignmentRow* Run::Assignment(const std::string& agent_id) {
 
 bool Run::Terminal() const { return TerminalState(row.state); }
 
+namespace {
+
+constexpr size_t kMaxRunNames = 20000;
+constexpr uint16_t kUnmapped = UINT16_MAX;
+
+std::string NameKey(const stats::NameEntry& e) {
+  return fmt::format("{}\x1f{}\x1f{}\x1f{}", static_cast<int>(e.kind), e.scenario, e.group, e.name);
+}
+
+uint16_t InternName(Run& run, stats::NameEntry e) {
+  if (run.name_index.empty()) {
+    for (size_t i = 0; i < run.names.requests.size(); ++i) {
+      run.name_index.emplace(NameKey(run.names.requests[i]), static_cast<uint16_t>(i));
+    }
+  }
+  if (run.names.requests.size() >= kMaxRunNames) e = stats::NameEntry{e.kind, e.scenario, "", "(other)"};
+  std::string key = NameKey(e);
+  if (auto it = run.name_index.find(key); it != run.name_index.end()) return it->second;
+  run.names.requests.push_back(std::move(e));
+  const auto index = static_cast<uint16_t>(run.names.requests.size() - 1);
+  run.name_index.emplace(std::move(key), index);
+  return index;
+}
+
+// Rewrites an agent's name indexes (request field of series keys, check and group keys) to the run's.
+void MapNames(Run& run, AgentProgress& p, stats::IntervalSnapshot& s) {
+  if (s.names.empty() && p.name_map.empty()) return;
+  for (auto& [index, e] : s.names) {
+    if (index < run.static_names) continue;  // the plan's own names are the same everywhere
+    if (e.scenario >= run.names.scenarios.size()) continue;
+    if (p.name_map.size() <= index) p.name_map.resize(index + 1, kUnmapped);
+    p.name_map[index] = InternName(run, e);
+  }
+  s.names.clear();
+  auto map = [&](uint16_t i, stats::NameEntry::Kind kind, uint16_t scenario) -> uint16_t {
+    if (i < run.static_names) return i;
+    if (i < p.name_map.size() && p.name_map[i] != kUnmapped) return p.name_map[i];
+    return InternName(run, stats::NameEntry{kind, scenario, "", "(unnamed)"});
+  };
+  std::unordered_map<uint64_t, stats::SeriesStats> series;
+  for (auto& [packed, st] : s.series) {
+    auto k = stats::SeriesKey::Unpack(packed);
+    k.request = map(k.request, stats::NameEntry::Kind::kRequest, k.scenario);
+    series[k.Pack()].Merge(st);
+  }
+  s.series = std::move(series);
+  std::unordered_map<uint16_t, stats::CheckCounts> checks;
+  for (auto& [i, c] : s.checks) {
+    auto& into = checks[map(i, stats::NameEntry::Kind::kCheck, 0)];
+    into.passes += c.passes;
+    into.fails += c.fails;
+  }
+  s.checks = std::move(checks);
+  std::unordered_map<uint16_t, stats::Histogram> groups;
+  for (auto& [i, h] : s.groups) groups[map(i, stats::NameEntry::Kind::kGroup, 0)].Merge(h);
+  s.groups = std::move(groups);
+}
+
+}  // namespace
+
 void Run::Ingest(const std::string& agent_id, const std::string& region, int64_t seq,
-                 const stats::IntervalSnapshot& s) {
+                 stats::IntervalSnapshot& s) {
   AgentProgress& p = progress[agent_id];
   p.agent_id = agent_id;
   p.region = region;
+  MapNames(*this, p, s);
   if (!p.Add(seq, s)) return;
   region_seconds[region][s.second].MergeAcrossWorkers(s);
 }
@@ -58,8 +119,36 @@ bool SeriesMatches(const Run& run, const stats::ThresholdSet& set, const stats::
       return false;
     }
     if (t.key == "status" && std::to_string(key.status) != t.value) return false;
+    if (t.key == "check") return false;
+    if (t.key == "group" &&
+        (key.request >= run.names.requests.size() || run.names.requests[key.request].group != t.value)) {
+      return false;
+    }
   }
   return true;
+}
+
+// Checks and groups of scripts: filters on the name-table entry.
+bool EntryMatches(const Run& run, const stats::ThresholdSet& set, uint16_t index) {
+  if (index >= run.names.requests.size()) return false;
+  const stats::NameEntry& e = run.names.requests[index];
+  for (const auto& t : set.tags) {
+    if (t.key == "scenario" &&
+        (e.scenario >= run.names.scenarios.size() || run.names.scenarios[e.scenario] != t.value)) {
+      return false;
+    }
+    if (t.key == "check" && (e.kind != stats::NameEntry::Kind::kCheck || e.name != t.value)) return false;
+    if (t.key == "group") {
+      const std::string path = e.kind == stats::NameEntry::Kind::kGroup ? e.group + "::" + e.name : e.group;
+      if (path != t.value) return false;
+    }
+    if (t.key == "name" || t.key == "status") return false;
+  }
+  return true;
+}
+
+bool ScriptScenario(const Run& run, uint16_t scenario) {
+  return scenario < run.plan.scenarios.size() && !run.plan.scenarios[scenario].script.empty();
 }
 
 bool RegionMatches(const stats::ThresholdSet& set, const std::string& region) {
@@ -95,13 +184,22 @@ stats::MetricData MetricFor(const Run& run, const stats::ThresholdSet& set) {
       d.bytes_sent += s.bytes_sent;
       d.bytes_received += s.bytes_received;
       // Declarative requests check their status: a response that failed its expectation fails the check.
-      if (key.status != 0) {
+      // (Scripts make their own checks with check().)
+      if (key.status != 0 && !ScriptScenario(run, key.scenario)) {
         d.checks += s.requests;
         if (key.error == stats::ErrorKind::kCheck || key.error == stats::ErrorKind::kHttp4xx ||
             key.error == stats::ErrorKind::kHttp5xx) {
           d.checks_failed += s.requests;
         }
       }
+    }
+    for (const auto& [index, c] : p.totals.checks) {
+      if (!EntryMatches(run, set, index)) continue;
+      d.checks += c.passes + c.fails;
+      d.checks_failed += c.fails;
+    }
+    for (const auto& [index, h] : p.totals.groups) {
+      if (EntryMatches(run, set, index)) d.group_duration.Merge(h);
     }
     for (size_t i = 0; i < p.totals.scenarios.size(); ++i) {
       bool match = true;

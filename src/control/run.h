@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "http/server.h"
@@ -25,6 +26,7 @@ struct AgentProgress {
   int64_t last_second = -1;
   stats::IntervalSnapshot totals;
   std::vector<uint32_t> last_vus;  // per scenario, in the newest second (the `vus` gauge)
+  std::vector<uint16_t> name_map;  // the agent's script-defined name indexes -> the run's (stats/names.h)
 
   // Returns false for a duplicate.
   bool Add(int64_t seq, const stats::IntervalSnapshot& s);
@@ -49,8 +51,11 @@ struct Run {
 
   store::AssignmentRow* Assignment(const std::string& agent_id);
   bool Terminal() const;
+  // Maps the report's name indexes onto the run's table (in place), then aggregates it.
   void Ingest(const std::string& agent_id, const std::string& region, int64_t seq,
-              const stats::IntervalSnapshot& s);
+              stats::IntervalSnapshot& s);
+  size_t static_names = 0;  // entries of `names` derived from the plan; the rest came from agents (scripts)
+  std::unordered_map<std::string, uint16_t> name_index;
   int64_t EndAtNs() const { return row.start_at_ns + plan.ScheduledDuration(); }
 };
 

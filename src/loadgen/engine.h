@@ -16,6 +16,7 @@
 #include "loadgen/executor.h"
 #include "loadgen/iteration.h"
 #include "net/tls.h"
+#include "stats/names.h"
 #include "stats/summary.h"
 
 namespace meridian::loadgen {
@@ -38,6 +39,9 @@ struct RunConfig {
   // When set, called on the engine's thread once every worker is prepared; returns the start instant on the
   // monotonic clock (an agent waits here for the run's common start), or a negative value to abandon the run.
   std::function<int64_t()> await_start;
+  // The name table every worker interns request/check/group names into (scripts). Required for script
+  // scenarios; declarative names are its first entries.
+  std::shared_ptr<stats::NameRegistry> names;
   uint64_t seed = 1;
 };
 

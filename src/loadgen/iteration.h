@@ -15,6 +15,7 @@
 #include "http/client_connection.h"
 #include "net/event_loop.h"
 #include "stats/metrics.h"
+#include "stats/names.h"
 
 namespace meridian::loadgen {
 
@@ -28,6 +29,7 @@ struct WorkerEnv {
   http::ClientShared* client = nullptr;
   const std::vector<http::Origin>* origins = nullptr;
   Recorder* recorder = nullptr;
+  stats::NameRegistry* names = nullptr;  // the engine's name table (scripts add request, check, group names)
   uint32_t worker_index = 0;
   uint64_t seed = 1;
 };

@@ -26,6 +26,12 @@ class Recorder {
   // Keeps the first few messages per error kind for the summary.
   void RecordErrorExample(stats::ErrorKind kind, std::string_view message);
 
+  void RecordCheck(uint16_t index, bool ok) {
+    auto& c = current_->checks[index];
+    (ok ? c.passes : c.fails) += 1;
+  }
+  void RecordGroup(uint16_t index, int64_t duration_ns) { current_->groups[index].Record(duration_ns); }
+
   stats::ScenarioStats& Scenario(uint16_t scenario) { return current_->Scenario(scenario); }
   stats::GeneratorHealth& Health() { return current_->health; }
 

@@ -84,6 +84,7 @@ Result<void> Worker::Prepare() {
   env_.client = &client_;
   env_.origins = &config_.origins;
   env_.recorder = &recorder_;
+  env_.names = config_.names.get();
   env_.worker_index = index_;
   env_.seed = config_.seed * 1'000'003 + index_;
   uint64_t vu_base = 0;
@@ -112,12 +113,23 @@ void Worker::Main(std::latch& ready, std::shared_future<int64_t> start_at) {
   prctl(PR_SET_TIMERSLACK, 1UL);  // wake-ups on time: arrival-rate schedules are sub-millisecond
   prepared_ = Prepare();
   ready.count_down();
+  // VUs and factories end on this thread: a JavaScript context must be destroyed by the thread that made it.
+  auto release = [this] {
+    for (auto& t : timers_) loop_.Cancel(t.get());
+    runners_.clear();
+    factories_.clear();
+    loop_.RunOnce(0);
+  };
   const int64_t start = start_at.get();
-  if (start < 0 || !prepared_.ok()) return;
+  if (start < 0 || !prepared_.ok()) {
+    release();
+    return;
+  }
   Begin(start);
   while (!finished_) loop_.RunOnce(1'000'000'000);
   // Let deferred callbacks of aborted work run before the loop goes away.
   loop_.RunOnce(0);
+  release();
 }
 
 void Worker::Begin(int64_t start_at) {

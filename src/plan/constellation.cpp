@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -18,8 +19,12 @@ Result<Plan> ImportConstellation(const std::string& config_path, const std::stri
     return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}: cannot read the config", config_path));
   std::stringstream ss;
   ss << in.rdbuf();
-  if (!script_path.empty() && !std::ifstream(script_path)) {
-    return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}: cannot read the script", script_path));
+  // Constellation keeps script.js beside config.json.
+  const std::string dir = std::filesystem::path(config_path).parent_path().string();
+  const std::string script =
+      !script_path.empty() ? script_path : (dir.empty() ? "script.js" : dir + "/script.js");
+  if (!std::ifstream(script)) {
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}: cannot read the script", script));
   }
   Reader reader(config_path);
   try {
@@ -46,10 +51,12 @@ Result<Plan> ImportConstellation(const std::string& config_path, const std::stri
       Scenario s;
       s.name = region;
       s.regions = {region};
-      s.script = script_path.empty() ? "script.js" : script_path;
+      s.script = script;
       s.executor.type = loadgen::ExecutorType::kConstantVus;
       s.executor.vus = vus;
       s.executor.duration_ns = static_cast<int64_t>(duration_ms) * kNanosPerMilli;
+      // At DURATION each VU finishes the iteration it is in, within the plan's drain grace.
+      s.executor.graceful_stop_ns = p.drain_grace_ns;
       p.scenarios.push_back(s);
     }
     rf.Done();

@@ -97,7 +97,9 @@ stats::SeriesNames Names(const Plan& plan) {
     auto program = loadgen::RequestProgram::Compile(
         s.requests, plan.vars, static_cast<uint16_t>(names.requests.size()), origins, "");
     if (!program.ok()) continue;  // ParsePlan already compiled it once
-    for (const auto& r : (*program)->requests()) names.requests.push_back({r.name, static_cast<uint16_t>(i)});
+    for (const auto& r : (*program)->requests()) {
+      names.requests.push_back({stats::NameEntry::Kind::kRequest, static_cast<uint16_t>(i), "", r.name});
+    }
   }
   return names;
 }
@@ -185,12 +187,30 @@ std::vector<ScenarioShare> SharesFor(const Plan& plan, const AgentSlot& slot) {
 }
 
 Result<void> CheckRunnable(const Plan& plan) {
+  // Each worker thread holds one JavaScript context, and a context runs one script scenario today: an agent
+  // may run one script scenario (Constellation's plans have one per region, each on its own agents).
+  for (const auto& slot : Slots(plan)) {
+    std::string first_script;
+    for (const auto& share : SharesFor(plan, slot)) {
+      const Scenario& s = plan.scenarios[share.scenario];
+      if (s.script.empty()) continue;
+      if (!first_script.empty()) {
+        return MakeError(
+            ErrorCode::kInvalidArgument,
+            fmt::format("scenarios.{}.script: this version runs one script scenario per agent, and "
+                        "region {} would run '{}' too; give the scenarios different regions, or "
+                        "each script its own plan",
+                        s.name, slot.region, first_script));
+      }
+      first_script = s.name;
+    }
+  }
   for (const auto& s : plan.scenarios) {
-    if (!s.script.empty()) {
+    if (!s.script.empty() && !plan.files.contains(s.script)) {
       return MakeError(
           ErrorCode::kInvalidArgument,
-          fmt::format("scenarios.{}.script: JavaScript scenarios are not supported by this version "
-                      "yet ({}); the plan is valid, but it cannot run",
+          fmt::format("scenarios.{}.script: '{}' is not bundled with the plan (plans with scripts are "
+                      "loaded by meridian run/submit/validate, which bundle them)",
                       s.name, s.script));
     }
   }
@@ -204,7 +224,7 @@ Result<void> CheckRunnable(const Plan& plan) {
   return {};
 }
 
-std::string ToYaml(const Plan& p) {
+std::string ToYaml(const Plan& p, bool with_files) {
   std::string y;
   auto line = [&](int indent, const std::string& text) { y += std::string(indent, ' ') + text + "\n"; };
   line(0, "name: " + Quote(p.name));
@@ -275,7 +295,11 @@ std::string ToYaml(const Plan& p) {
       for (const auto& r : s.regions) list += (list.empty() ? "" : ", ") + Quote(r);
       line(4, "regions: [" + list + "]");
     }
-    if (!s.script.empty()) line(4, "script: " + Quote(s.script));
+    if (!s.script.empty()) {
+      line(4, "script: " + Quote(s.script));
+      if (!s.base_url.empty()) line(4, "base_url: " + Quote(s.base_url));
+      line(4, "iteration_timeout: " + ExactDuration(s.iteration_timeout_ns));
+    }
     if (!s.requests.empty()) line(4, "requests:");
     for (const auto& q : s.requests) {
       line(6, "- name: " + Quote(q.name));
@@ -295,6 +319,17 @@ std::string ToYaml(const Plan& p) {
         for (int c : q.expect_status) list += (list.empty() ? "" : ", ") + std::to_string(c);
         line(8, "expect: { status: [" + list + "] }");
       }
+    }
+  }
+  if (!p.files.empty()) {
+    if (with_files) {
+      line(0, "files:");
+      for (const auto& [k, v] : p.files) line(2, Quote(k) + ": " + Quote(v));
+    } else {
+      std::string list;
+      for (const auto& [k, v] : p.files)
+        list += fmt::format("{}{} ({} bytes)", list.empty() ? "" : ", ", k, v.size());
+      line(0, "# files bundled with the plan: " + list);
     }
   }
   if (!p.steps.empty()) line(0, "steps:");

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/duration.h"
+#include "core/utf8.h"
 #include "plan/plan.h"
 #include "plan/reader.h"
 
@@ -50,31 +51,6 @@ bool ValidRegionName(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
   });
-}
-
-// The offset of the first byte that does not belong to a valid UTF-8 sequence, or npos.
-size_t FirstInvalidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n;
-    if (c < 0x80) {
-      n = 0;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      n = 1;
-    } else if ((c >> 4) == 0xe) {
-      n = 2;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 3;
-    } else {
-      return i;
-    }
-    for (size_t k = 1; k <= n; ++k) {
-      if (i + k >= s.size() || (static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return i;
-    }
-    i += n + 1;
-  }
-  return std::string_view::npos;
 }
 
 // yaml-cpp recurses once per nesting level: bound the depth of flow collections before it sees the text.
@@ -249,6 +225,8 @@ Scenario ParseScenario(const Reader& r, const std::string& name, const YAML::Nod
     }
   }
   s.script = f.String("script", "");
+  s.base_url = f.String("base_url", "");
+  s.iteration_timeout_ns = f.Duration("iteration_timeout", s.iteration_timeout_ns, false);
   if (YAML::Node regions = f.Get("regions")) {
     Sequence(r, regions, f.Path("regions"));
     for (size_t i = 0; i < regions.size(); ++i) {
@@ -293,6 +271,7 @@ Scenario ParseScenario(const Reader& r, const std::string& name, const YAML::Nod
   }
   if (!s.requests.empty() && !s.script.empty())
     f.Fail("script", "give either requests or a script, not both");
+  if (s.script.empty() && !s.base_url.empty()) f.Fail("base_url", "applies to script scenarios only");
   if (auto v = e.Validate(); !v.ok()) r.Fail(n, path, v.error().message);
   return s;
 }
@@ -393,6 +372,12 @@ Plan ParseRoot(const Reader& r, const YAML::Node& root, const loadgen::VarMap& o
       }
     }
     sf.Done();
+  }
+  if (YAML::Node files = f.Get("files")) {
+    // The scripts' bundle, written by meridian itself when it loads a plan with scripts (script/script.h).
+    Fields ff(r, files, "files");
+    for (const auto& kv : files) p.files[kv.first.Scalar()] = ff.String(kv.first.Scalar(), "");
+    ff.Done();
   }
   if (YAML::Node steps = f.Get("steps")) {
     Sequence(r, steps, "steps");

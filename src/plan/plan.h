@@ -34,8 +34,10 @@ struct Scenario {
   std::string name;
   loadgen::ExecutorConfig executor;
   std::vector<loadgen::RequestSpec> requests;
-  std::string script;                // a JavaScript scenario instead of requests
-  std::vector<std::string> regions;  // empty: every region
+  std::string script;    // a JavaScript scenario instead of requests (path relative to the plan)
+  std::string base_url;  // scripts: axios baseURL for relative URLs ("" = none)
+  int64_t iteration_timeout_ns = 60'000'000'000;  // scripts: an iteration running longer fails
+  std::vector<std::string> regions;               // empty: every region
 };
 
 struct Step {
@@ -67,6 +69,9 @@ struct Plan {
   std::vector<Scenario> scenarios;
   std::vector<Step> steps;
   std::vector<stats::ThresholdSet> thresholds;
+  // The scripts' files (entry modules, imports, open()ed data), keyed by path relative to the plan; filled
+  // when the plan is loaded (app/common) so that agents never read files.
+  std::map<std::string, std::string> files;
 
   // The scheduled length from the start instant to the end of the last scenario (graceful stops excluded).
   int64_t ScheduledDuration() const;
@@ -86,7 +91,8 @@ Result<Plan> LoadPlanFile(const std::string& path, const loadgen::VarMap& overri
 Result<Plan> ImportConstellation(const std::string& config_path, const std::string& script_path);
 
 // The normalised plan as YAML: every default spelled out; ParsePlan(ToYaml(p)) gives p back.
-std::string ToYaml(const Plan& plan);
+// `with_files`: include the scripts' bundle (what the control plane stores); without it, list the file names.
+std::string ToYaml(const Plan& plan, bool with_files = true);
 
 // What each region will do and when, relative to the start instant.
 std::string Timeline(const Plan& plan);

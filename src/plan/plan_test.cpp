@@ -157,13 +157,16 @@ TEST(Plan, ImportsConstellationConfig) {
   const std::string path = ::testing::TempDir() + "/config.json";
   std::ofstream(path) << R"({"DURATION": 30000, "HOME_REGION": "us-east-1",
   "REMOTE_REGIONS": {"us-east-1": 5, "ap-south-1": 3}})";
+  std::ofstream(::testing::TempDir() + "/script.js") << "export const script = async () => {};\n";
   auto p = ImportConstellation(path, "");
   ASSERT_TRUE(p.ok()) << p.error().message;
   ASSERT_EQ(p->scenarios.size(), 2u);
   EXPECT_EQ(p->scenarios[1].executor.vus, 3u);
   EXPECT_EQ(p->scenarios[1].regions[0], "ap-south-1");
   EXPECT_EQ(p->ScheduledDuration(), 30'000'000'000);
-  EXPECT_FALSE(CheckRunnable(*p).ok());
+  EXPECT_FALSE(CheckRunnable(*p).ok());  // the script is not bundled yet (app/common does that)
+  p->files[p->scenarios[0].script] = "export const script = async () => {};\n";
+  EXPECT_TRUE(CheckRunnable(*p).ok()) << CheckRunnable(*p).error().message;
   EXPECT_TRUE(ParsePlan(ToYaml(*p), "n.yaml").ok()) << ToYaml(*p);
   std::ofstream(path)
       << R"({"DURATION": 30000, "HOME_REGION": "x", "REMOTE_REGIONS": {"a": 1}, "REMOTE": {}})";

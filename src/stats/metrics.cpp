@@ -26,6 +26,8 @@ const char* ErrorKindName(ErrorKind kind) {
       return "check";
     case ErrorKind::kProtocol:
       return "protocol";
+    case ErrorKind::kScript:
+      return "script";
     case ErrorKind::kCount:
       break;
   }
@@ -84,11 +86,23 @@ void IntervalSnapshot::AddErrorExample(ErrorKind kind, std::string_view message)
   if (same_kind < kMaxExamplesPerKind) error_examples.emplace_back(kind, std::string(message));
 }
 
+namespace {
+void MergeScriptMetrics(IntervalSnapshot& into, const IntervalSnapshot& o) {
+  for (const auto& [k, c] : o.checks) {
+    auto& mine = into.checks[k];
+    mine.passes += c.passes;
+    mine.fails += c.fails;
+  }
+  for (const auto& [k, h] : o.groups) into.groups[k].Merge(h);
+}
+}  // namespace
+
 void IntervalSnapshot::MergeAcrossWorkers(const IntervalSnapshot& o) {
   for (const auto& [k, m] : o.error_examples) AddErrorExample(k, m);
   for (const auto& [key, s] : o.series) series[key].Merge(s);
   if (scenarios.size() < o.scenarios.size()) scenarios.resize(o.scenarios.size());
   for (size_t i = 0; i < o.scenarios.size(); ++i) scenarios[i].MergeAcrossWorkers(o.scenarios[i]);
+  MergeScriptMetrics(*this, o);
   health.Merge(o.health);
 }
 
@@ -97,6 +111,7 @@ void IntervalSnapshot::MergeAcrossTime(const IntervalSnapshot& o) {
   for (const auto& [key, s] : o.series) series[key].Merge(s);
   if (scenarios.size() < o.scenarios.size()) scenarios.resize(o.scenarios.size());
   for (size_t i = 0; i < o.scenarios.size(); ++i) scenarios[i].MergeAcrossTime(o.scenarios[i]);
+  MergeScriptMetrics(*this, o);
   health.Merge(o.health);
 }
 

@@ -26,6 +26,7 @@ enum class ErrorKind : uint8_t {
   kHttp5xx,   // the response status was 5xx
   kCheck,     // the status was not the expected one (and not 4xx/5xx), or a script check failed
   kProtocol,  // the response was not valid HTTP/1.1
+  kScript,    // an iteration's script threw, rejected or timed out (iteration errors, not request series)
   kCount,
 };
 const char* ErrorKindName(ErrorKind kind);
@@ -112,6 +113,20 @@ struct GeneratorHealth {
   void Merge(const GeneratorHealth& o);
 };
 
+// An entry of the name table (stats/names.h): a request name, a check or a group of one scenario.
+struct NameEntry {
+  enum class Kind : uint8_t { kRequest = 0, kCheck = 1, kGroup = 2 };
+  Kind kind = Kind::kRequest;
+  uint16_t scenario = 0;
+  std::string group;  // the enclosing group path of a request or check ("::login::cart"; "" = none)
+  std::string name;
+};
+
+struct CheckCounts {
+  uint64_t passes = 0;
+  uint64_t fails = 0;
+};
+
 // One worker's (or, after merging, a whole run's) counters for one interval.
 struct IntervalSnapshot {
   int64_t second = 0;  // interval index since the run's start instant
@@ -119,6 +134,10 @@ struct IntervalSnapshot {
   bool final = false;  // the worker's last snapshot
   std::unordered_map<uint64_t, SeriesStats> series;
   std::vector<ScenarioStats> scenarios;
+  std::unordered_map<uint16_t, CheckCounts> checks;  // by name-table index (script check())
+  std::unordered_map<uint16_t, Histogram> groups;    // group durations by name-table index (script group())
+  // On the wire only: name-table entries the receiver may not know yet (index, entry). See stats/names.h.
+  std::vector<std::pair<uint16_t, NameEntry>> names;
   GeneratorHealth health;
   // The first distinct messages per error kind (at most kMaxExamplesPerKind each), to explain the counts.
   std::vector<std::pair<ErrorKind, std::string>> error_examples;

@@ -128,6 +128,32 @@ double PerSecond(uint64_t n, int64_t duration_ns) {
   return duration_ns > 0 ? static_cast<double>(n) * 1e9 / static_cast<double>(duration_ns) : 0.0;
 }
 
+std::string EntryLabel(const SeriesNames& names, uint16_t index) {
+  if (index >= names.requests.size()) return "?";
+  const NameEntry& e = names.requests[index];
+  return e.group.empty() ? e.name : e.group + " " + e.name;
+}
+
+struct ScriptTotals {
+  uint64_t checks = 0, passes = 0;
+  std::vector<std::pair<uint16_t, CheckCounts>> checks_by_name;  // in name-table order
+  std::vector<std::pair<uint16_t, const Histogram*>> groups;
+};
+
+ScriptTotals CollectScript(const IntervalSnapshot& totals) {
+  ScriptTotals t;
+  for (const auto& [i, c] : totals.checks) {
+    t.checks += c.passes + c.fails;
+    t.passes += c.passes;
+    t.checks_by_name.emplace_back(i, c);
+  }
+  std::sort(t.checks_by_name.begin(), t.checks_by_name.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [i, h] : totals.groups) t.groups.emplace_back(i, &h);
+  std::sort(t.groups.begin(), t.groups.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return t;
+}
+
 }  // namespace
 
 nlohmann::ordered_json SummaryJson(const IntervalSnapshot& totals, const std::vector<TimelinePoint>& timeline,
@@ -158,6 +184,28 @@ nlohmann::ordered_json SummaryJson(const IntervalSnapshot& totals, const std::ve
   nlohmann::ordered_json errors = nlohmann::ordered_json::object();
   for (const auto& [kind, n] : t.errors) errors[ErrorKindName(kind)] = n;
   j["errors"] = errors;
+  const ScriptTotals st = CollectScript(totals);
+  if (st.checks > 0) {
+    nlohmann::ordered_json checks = nlohmann::ordered_json::array();
+    for (const auto& [i, c] : st.checks_by_name) {
+      const NameEntry e = i < names.requests.size() ? names.requests[i] : NameEntry{};
+      checks.push_back({{"name", e.name}, {"group", e.group}, {"passes", c.passes}, {"fails", c.fails}});
+    }
+    j["checks"] = {{"count", st.checks},
+                   {"passes", st.passes},
+                   {"rate", static_cast<double>(st.passes) / static_cast<double>(st.checks)},
+                   {"by_name", checks}};
+  }
+  if (!st.groups.empty()) {
+    nlohmann::ordered_json groups = nlohmann::ordered_json::array();
+    for (const auto& [i, h] : st.groups) {
+      const NameEntry e = i < names.requests.size() ? names.requests[i] : NameEntry{};
+      nlohmann::ordered_json g = {{"group", e.group + "::" + e.name}, {"count", h->count()}};
+      g["duration_ms"] = LatencyJson(*h);
+      groups.push_back(g);
+    }
+    j["groups"] = groups;
+  }
   nlohmann::ordered_json examples = nlohmann::ordered_json::array();
   for (const auto& [kind, message] : totals.error_examples) {
     examples.push_back({{"kind", ErrorKindName(kind)}, {"message", message}});
@@ -235,6 +283,29 @@ std::string SummaryText(const IntervalSnapshot& totals, const std::vector<Timeli
   }
   out += fmt::format("  ran {} on {} thread{}{}\n\n", FormatDuration(meta.duration_ns), meta.threads,
                      meta.threads == 1 ? "" : "s", meta.stopped_early ? " (stopped early)" : "");
+  const ScriptTotals st = CollectScript(totals);
+  if (st.checks > 0) {
+    size_t width = 8;
+    for (const auto& [i, c] : st.checks_by_name) width = std::max(width, EntryLabel(names, i).size());
+    for (const auto& [i, c] : st.checks_by_name) {
+      const uint64_t n = c.passes + c.fails;
+      out += fmt::format("    {} {:<{}}  {:>7.2f}%  \u2713 {}  \u2717 {}\n", c.fails ? "\u2717" : "\u2713",
+                         EntryLabel(names, i), width,
+                         100.0 * static_cast<double>(c.passes) / static_cast<double>(n), c.passes, c.fails);
+    }
+    out += "\n";
+    line("checks", fmt::format("{:.2f}%  {} of {}",
+                               100.0 * static_cast<double>(st.passes) / static_cast<double>(st.checks),
+                               st.passes, st.checks));
+  }
+  for (const auto& [i, h] : st.groups) line("group_duration " + EntryLabel(names, i), LatencyText(*h));
+  bool script_errors = false;
+  for (const auto& [kind, message] : totals.error_examples) {
+    if (kind != ErrorKind::kScript) continue;
+    if (!script_errors) line("iteration errors", "first ones:");
+    script_errors = true;
+    out += fmt::format("      {}\n", message);
+  }
 
   line("http_reqs", fmt::format("{}  {:.1f}/s", t.requests, PerSecond(t.requests, meta.duration_ns)));
   line("http_req_duration", LatencyText(t.duration));
@@ -250,7 +321,7 @@ std::string SummaryText(const IntervalSnapshot& totals, const std::vector<Timeli
       kinds += fmt::format("{}{}={}", kinds.empty() ? "" : " ", ErrorKindName(kind), n);
     line("  errors by kind", kinds);
     for (const auto& [kind, message] : totals.error_examples) {
-      out += fmt::format("      {}: {}\n", ErrorKindName(kind), message);
+      if (kind != ErrorKind::kScript) out += fmt::format("      {}: {}\n", ErrorKindName(kind), message);
     }
   }
   std::string statuses;
@@ -294,14 +365,13 @@ std::string SummaryText(const IntervalSnapshot& totals, const std::vector<Timeli
     out += "\n  per request:\n";
     size_t width = 8;
     for (const auto& [index, s] : t.by_request) {
-      if (index < names.requests.size()) width = std::max(width, names.requests[index].name.size());
+      width = std::max(width, EntryLabel(names, index).size());
     }
     out += fmt::format("    {:<{}}  {:>10}  {:>8}  {:>9}  {:>9}  {:>9}\n", "name", width, "requests",
                        "failed", "p50", "p95", "p99");
     for (const auto& [index, s] : t.by_request) {
-      out += fmt::format("    {:<{}}  {:>10}  {:>8}  {:>9}  {:>9}  {:>9}\n",
-                         index < names.requests.size() ? names.requests[index].name : "?", width, s.requests,
-                         s.failures, FormatDuration(s.duration.ValueAtPercentile(50)),
+      out += fmt::format("    {:<{}}  {:>10}  {:>8}  {:>9}  {:>9}  {:>9}\n", EntryLabel(names, index), width,
+                         s.requests, s.failures, FormatDuration(s.duration.ValueAtPercentile(50)),
                          FormatDuration(s.duration.ValueAtPercentile(95)),
                          FormatDuration(s.duration.ValueAtPercentile(99)));
     }

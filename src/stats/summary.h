@@ -34,11 +34,7 @@ Histogram MergedDuration(const IntervalSnapshot& s);
 
 struct SeriesNames {
   std::vector<std::string> scenarios;
-  struct Request {
-    std::string name;
-    uint16_t scenario = 0;
-  };
-  std::vector<Request> requests;
+  std::vector<NameEntry> requests;  // the name table: requests, checks and groups (stats/names.h)
 };
 
 struct ScenarioMeta {

@@ -15,21 +15,15 @@ struct MetricInfo {
   MetricKind kind;
 };
 constexpr MetricInfo kMetrics[] = {
-    {"http_req_duration", MetricKind::kTrend},
-    {"http_req_waiting", MetricKind::kTrend},
-    {"http_req_connecting", MetricKind::kTrend},
-    {"http_req_tls_handshaking", MetricKind::kTrend},
-    {"iteration_duration", MetricKind::kTrend},
-    {"http_req_failed", MetricKind::kRate},
-    {"checks", MetricKind::kRate},
-    {"http_reqs", MetricKind::kCounter},
-    {"iterations", MetricKind::kCounter},
-    {"dropped_iterations", MetricKind::kCounter},
-    {"data_sent", MetricKind::kCounter},
-    {"data_received", MetricKind::kCounter},
-    {"vus", MetricKind::kGauge},
+    {"http_req_duration", MetricKind::kTrend},    {"http_req_waiting", MetricKind::kTrend},
+    {"http_req_connecting", MetricKind::kTrend},  {"http_req_tls_handshaking", MetricKind::kTrend},
+    {"iteration_duration", MetricKind::kTrend},   {"group_duration", MetricKind::kTrend},
+    {"http_req_failed", MetricKind::kRate},       {"checks", MetricKind::kRate},
+    {"http_reqs", MetricKind::kCounter},          {"iterations", MetricKind::kCounter},
+    {"dropped_iterations", MetricKind::kCounter}, {"data_sent", MetricKind::kCounter},
+    {"data_received", MetricKind::kCounter},      {"vus", MetricKind::kGauge},
 };
-constexpr const char* kTags[] = {"region", "scenario", "name", "status"};
+constexpr const char* kTags[] = {"region", "scenario", "name", "status", "group", "check"};
 
 std::string AllowedMetrics() {
   std::string s;
@@ -111,8 +105,9 @@ Result<ThresholdSet> ParseThresholdKey(std::string_view key) {
     if (!known) {
       return MakeError(
           ErrorCode::kInvalidArgument,
-          fmt::format("threshold '{}': unknown tag '{}' (allowed: region, scenario, name, status)", key,
-                      f.key));
+          fmt::format(
+              "threshold '{}': unknown tag '{}' (allowed: region, scenario, name, status, group, check)", key,
+              f.key));
     }
     if (f.value.empty()) {
       return MakeError(ErrorCode::kInvalidArgument,
@@ -124,6 +119,15 @@ Result<ThresholdSet> ParseThresholdKey(std::string_view key) {
       return MakeError(ErrorCode::kInvalidArgument,
                        fmt::format("threshold '{}': {} has no '{}' tag (only region and scenario)", key,
                                    set.metric, f.key));
+    }
+    if (f.key == "check" && set.metric != "checks") {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("threshold '{}': only checks has a 'check' tag", key));
+    }
+    if (set.metric == "group_duration" && (f.key == "name" || f.key == "status")) {
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("threshold '{}': group_duration has region, scenario and group tags", key));
     }
     set.tags.push_back(std::move(f));
   }
@@ -199,6 +203,7 @@ ThresholdOutcome Evaluate(const ThresholdSet& set, const ThresholdExpr& expr, co
   if (set.metric == "http_req_connecting") h = &d.connecting;
   if (set.metric == "http_req_tls_handshaking") h = &d.tls;
   if (set.metric == "iteration_duration") h = &d.iteration_duration;
+  if (set.metric == "group_duration") h = &d.group_duration;
   if (h) {
     empty = h->count() == 0;
     if (expr.aggregation == "avg") v = h->mean();

@@ -5,11 +5,12 @@
 //
 // Metrics and their aggregations:
 //   trends   http_req_duration, http_req_waiting, http_req_connecting, http_req_tls_handshaking,
-//            iteration_duration                          avg min med max p(N)  (values: ms, or with a unit)
+//            iteration_duration, group_duration          avg min med max p(N)  (values: ms, or with a unit)
 //   rates    http_req_failed, checks                     rate                  (0..1)
 //   counters http_reqs, iterations, dropped_iterations, data_sent, data_received   count rate (per second)
 //   gauges   vus                                          value min max
-// Tags: region, scenario, name (request name), status.
+// Tags: region, scenario, name (request name), status, group ("::login"), check (checks only: the check's
+// name).
 
 #include <cstdint>
 #include <string>
@@ -24,7 +25,7 @@ namespace meridian::stats {
 enum class MetricKind { kTrend, kRate, kCounter, kGauge };
 
 struct TagFilter {
-  std::string key;  // region | scenario | name | status
+  std::string key;  // region | scenario | name | status | group | check
   std::string value;
 };
 
@@ -53,7 +54,7 @@ Result<ThresholdExpr> ParseThresholdExpr(std::string_view text, MetricKind kind)
 
 // Everything a threshold can look at, for one filter.
 struct MetricData {
-  Histogram duration, waiting, connecting, tls, iteration_duration;
+  Histogram duration, waiting, connecting, tls, iteration_duration, group_duration;
   uint64_t requests = 0, failures = 0, checks = 0, checks_failed = 0;
   uint64_t iterations = 0, dropped = 0, bytes_sent = 0, bytes_received = 0;
   uint32_t vus_max = 0, vus_min = 0, vus_last = 0;

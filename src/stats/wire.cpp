@@ -6,7 +6,7 @@
 namespace meridian::stats {
 namespace {
 
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;            // 2: checks, groups and name-table entries
 constexpr uint64_t kMaxItems = 1'000'000;  // series, scenarios or examples in one snapshot
 
 uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
@@ -68,7 +68,9 @@ class Reader {
 
 }  // namespace
 
-std::string EncodeSnapshot(const IntervalSnapshot& s) {
+std::string EncodeSnapshot(const IntervalSnapshot& s,
+                           const std::vector<std::pair<uint16_t, NameEntry>>* names_in) {
+  const auto& names = names_in ? *names_in : s.names;
   std::string out;
   out.push_back(static_cast<char>(kVersion));
   PutVarint(out, ZigZag(s.second));
@@ -106,6 +108,25 @@ std::string EncodeSnapshot(const IntervalSnapshot& s) {
   for (const auto& [kind, message] : s.error_examples) {
     PutVarint(out, static_cast<uint64_t>(kind));
     PutBytes(out, message);
+  }
+  PutVarint(out, s.checks.size());
+  for (const auto& [k, c] : s.checks) {
+    PutVarint(out, k);
+    PutVarint(out, c.passes);
+    PutVarint(out, c.fails);
+  }
+  PutVarint(out, s.groups.size());
+  for (const auto& [k, h] : s.groups) {
+    PutVarint(out, k);
+    PutHistogram(out, h);
+  }
+  PutVarint(out, names.size());
+  for (const auto& [index, e] : names) {
+    PutVarint(out, index);
+    PutVarint(out, static_cast<uint64_t>(e.kind));
+    PutVarint(out, e.scenario);
+    PutBytes(out, e.group);
+    PutBytes(out, e.name);
   }
   return out;
 }
@@ -160,6 +181,34 @@ Result<IntervalSnapshot> DecodeSnapshot(std::string_view bytes) {
     const std::string_view message = r.Bytes();
     if (kind == 0 || kind >= static_cast<uint64_t>(ErrorKind::kCount)) return bad("unknown error kind");
     s.error_examples.emplace_back(static_cast<ErrorKind>(kind), std::string(message));
+  }
+  const uint64_t n_checks = r.Count();
+  for (uint64_t i = 0; i < n_checks && r.ok(); ++i) {
+    const uint64_t k = r.U();
+    if (k > 65535) return bad("check index out of range");
+    auto& c = s.checks[static_cast<uint16_t>(k)];
+    c.passes += r.U();
+    c.fails += r.U();
+  }
+  const uint64_t n_groups = r.Count();
+  for (uint64_t i = 0; i < n_groups && r.ok(); ++i) {
+    const uint64_t k = r.U();
+    if (k > 65535) return bad("group index out of range");
+    s.groups[static_cast<uint16_t>(k)].Merge(r.Hist());
+  }
+  const uint64_t n_names = r.Count();
+  for (uint64_t i = 0; i < n_names && r.ok(); ++i) {
+    const uint64_t index = r.U();
+    const uint64_t kind = r.U();
+    const uint64_t scenario = r.U();
+    NameEntry e;
+    e.group = std::string(r.Bytes());
+    e.name = std::string(r.Bytes());
+    if (index > 65535 || scenario > 65535) return bad("name index out of range");
+    if (kind > static_cast<uint64_t>(NameEntry::Kind::kGroup)) return bad("unknown name kind");
+    e.kind = static_cast<NameEntry::Kind>(kind);
+    e.scenario = static_cast<uint16_t>(scenario);
+    s.names.emplace_back(static_cast<uint16_t>(index), std::move(e));
   }
   if (!r.ok()) return bad("truncated or malformed");
   if (!r.done()) return bad("trailing bytes");

@@ -5,13 +5,17 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/result.h"
 #include "stats/metrics.h"
 
 namespace meridian::stats {
 
-std::string EncodeSnapshot(const IntervalSnapshot& s);
+// `names`, when given, is sent instead of s.names (an agent's name-table entries new since its last report).
+std::string EncodeSnapshot(const IntervalSnapshot& s,
+                           const std::vector<std::pair<uint16_t, NameEntry>>* names = nullptr);
 Result<IntervalSnapshot> DecodeSnapshot(std::string_view bytes);
 
 }  // namespace meridian::stats

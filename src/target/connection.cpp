@@ -145,7 +145,13 @@ size_t Connection::ProcessOne(const char* data, size_t len) {
       stop_reading_ = true;
       return len;
     }
-    if (body_.complete()) in_body_ = false;
+    if (body_.complete()) {
+      in_body_ = false;
+      if (api_) {
+        body_.CaptureBody(nullptr, 0);
+        AnswerApi(std::move(api_));
+      }
+    }
     return n;
   }
   RequestHead head;
@@ -174,6 +180,27 @@ size_t Connection::ProcessOne(const char* data, size_t len) {
     stop_reading_ = true;
     return len;
   }
+  if (head.target.starts_with("/api/")) {
+    http::HeaderViews views;
+    http::ParseRequestHead(std::string_view(data, len), head, &error, &views);
+    auto api = std::make_unique<ApiRequest>();
+    api->method = std::string(head.method);
+    api->target = std::string(head.target);
+    for (const auto& [k, v] : views) api->headers.emplace_back(std::string(k), std::string(v));
+    api->close = !head.keep_alive;
+    if (!head.keep_alive) stop_reading_ = true;
+    worker_.counters().requests.Add(1);
+    if (head.chunked || head.content_length > 0) {
+      api_ = std::move(api);
+      body_.CaptureBody(&api_->body, static_cast<size_t>(kMaxBodyBytes));
+      body_.BeginBody(head.chunked, static_cast<uint64_t>(std::max<int64_t>(head.content_length, 0)));
+      in_body_ = true;
+      if (head.expect_continue) out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+    } else {
+      AnswerApi(std::move(api));
+    }
+    return head.head_bytes;
+  }
   if (head.chunked || head.content_length > 0) {
     body_.BeginBody(head.chunked, static_cast<uint64_t>(std::max<int64_t>(head.content_length, 0)));
     in_body_ = true;
@@ -181,6 +208,14 @@ size_t Connection::ProcessOne(const char* data, size_t len) {
   }
   HandleRequest(head);
   return head.head_bytes;
+}
+
+void Connection::AnswerApi(std::unique_ptr<ApiRequest> r) {
+  ResponseSpec spec;
+  spec.due_ns = MonoNanos();
+  spec.close = r->close;
+  spec.custom = new std::string(RenderApi(*r));
+  Enqueue(spec);
 }
 
 void Connection::HandleRequest(const RequestHead& head) {

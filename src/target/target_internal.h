@@ -73,6 +73,17 @@ struct ResponseSpec {
   std::string* custom = nullptr;  // admin responses: complete bytes, owned here
 };
 
+// A request under /api/ (api.cpp), answered once its body is in.
+struct ApiRequest {
+  std::string method;
+  std::string target;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  bool close = false;
+};
+// The complete response bytes.
+std::string RenderApi(const ApiRequest& r);
+
 class Connection final : public net::IoHandler, public net::DeadlineNode, public net::Timer {
  public:
   Connection(Worker& worker, int fd, SSL* ssl);
@@ -90,6 +101,7 @@ class Connection final : public net::IoHandler, public net::DeadlineNode, public
   // Returns bytes consumed from data; sets stop_reading_ on fatal request errors or Connection: close.
   size_t ProcessOne(const char* data, size_t len);
   void HandleRequest(const http::RequestHead& head);
+  void AnswerApi(std::unique_ptr<ApiRequest> r);
   void Enqueue(ResponseSpec spec);
   void FlushDue(int64_t now);
   void Render(const ResponseSpec& spec);
@@ -110,7 +122,8 @@ class Connection final : public net::IoHandler, public net::DeadlineNode, public
   std::vector<ResponseSpec> pending_;  // responses waiting for their due time, in request order
   size_t pending_head_ = 0;
   int64_t last_due_ns_ = 0;
-  http::ResponseParser body_;  // frames request bodies
+  http::ResponseParser body_;        // frames request bodies
+  std::unique_ptr<ApiRequest> api_;  // an /api/ request waiting for its body
 };
 
 class Worker final : public net::IoHandler {

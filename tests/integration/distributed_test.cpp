@@ -417,22 +417,5 @@ TEST(EmbeddedRun, QuickstartExamplePasses) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(EmbeddedRun, ValidatePrintsTimelineAndRunRefusesScriptsPlainly) {
-  char tmpl[] = "/tmp/meridian-run-XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
-  std::ofstream(dir + "/config.json") << R"({"DURATION": 5000, "HOME_REGION": "us-east-1",
-      "REMOTE_REGIONS": {"us-east-1": 2, "eu-west-1": 1}})";
-  std::ofstream(dir + "/script.js") << "export const script = async (axios) => { await axios.get('/'); };\n";
-  const Finished v = RunFull(
-      {MeridianBinary(), "validate", "--config", dir + "/config.json", "--script", dir + "/script.js"});
-  EXPECT_EQ(v.exit_code, 0) << v.err;
-  EXPECT_NE(v.out.find("region eu-west-1 (pinned 1 VUs"), std::string::npos) << v.out;
-  const Finished r = RunFull({MeridianBinary(), "run", "--config", dir + "/config.json", "--script",
-                              dir + "/script.js", "--state-dir", dir + "/state"});
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("JavaScript scenarios are not supported"), std::string::npos) << r.err;
-  std::filesystem::remove_all(dir);
-}
-
 }  // namespace
 }  // namespace meridian::testing

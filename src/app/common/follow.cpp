@@ -15,7 +15,9 @@
 #include "app/common/signals.h"
 #include "core/clock.h"
 #include "core/duration.h"
+#include "core/utf8.h"
 #include "http/fetch.h"
+#include "script/script.h"
 
 namespace meridian::app {
 
@@ -34,6 +36,121 @@ bool ParseVars(const std::vector<std::string>& pairs, loadgen::VarMap* vars, std
   return true;
 }
 
+namespace {
+
+// k6's option names -> the plan's.
+const std::pair<const char*, const char*> kK6Names[] = {
+    {"executor", "executor"},
+    {"vus", "vus"},
+    {"duration", "duration"},
+    {"iterations", "iterations"},
+    {"stages", "stages"},
+    {"rate", "rate"},
+    {"timeUnit", "time_unit"},
+    {"preAllocatedVUs", "pre_allocated_vus"},
+    {"maxVUs", "max_vus"},
+    {"startVUs", "start_vus"},
+    {"startRate", "rate"},
+    {"gracefulStop", "graceful_stop"},
+    {"startTime", "start_time"},
+    {"maxDuration", "max_duration"},
+    {"gracefulRampDown", "graceful_ramp_down"},
+};
+
+Result<json> ScenarioFromK6(const json& o, const std::string& where, const std::string& script) {
+  json s = json::object();
+  for (const auto& [k, v] : o.items()) {
+    const char* mapped = nullptr;
+    for (const auto& [from, to] : kK6Names) {
+      if (k == from) mapped = to;
+    }
+    if (mapped == nullptr) {
+      if (k == "exec" || k == "env" || k == "tags" || k == "options") {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         fmt::format("{}.{}: not supported (one VU function per script)", where, k));
+      }
+      continue;  // other top-level k6 options (thresholds, scenarios, ...) are handled by the caller
+    }
+    s[mapped] = v;
+  }
+  if (!s.contains("executor")) {
+    if (s.contains("stages")) {
+      s["executor"] = "ramping-vus";
+    } else if (s.contains("duration")) {
+      s["executor"] = "constant-vus";
+      if (!s.contains("vus")) s["vus"] = 1;
+    } else {
+      s["executor"] = "shared-iterations";  // k6's default: 1 VU, 1 iteration
+      if (!s.contains("vus")) s["vus"] = 1;
+      if (!s.contains("iterations")) s["iterations"] = 1;
+    }
+  }
+  s["script"] = script;
+  return s;
+}
+
+// `meridian run script.js`: a plan made from the script's `export const options` (k6's way).
+Result<plan::Plan> PlanFromScript(const std::string& path, const loadgen::VarMap& overrides) {
+  const std::filesystem::path p(path);
+  const std::string dir = p.parent_path().empty() ? "." : p.parent_path().string();
+  auto bundle = script::LoadBundle(dir, p.filename().string());
+  if (!bundle.ok()) return bundle.error();
+  auto info = script::Inspect(*bundle);
+  if (!info.ok()) return info.error();
+  const json options = info->options.is_object() ? info->options : json::object();
+  json doc = {{"name", p.stem().string()}, {"regions", {{"local", json::object()}}}};
+  const std::string where = path + ": options";
+  if (options.contains("scenarios")) {
+    if (!options["scenarios"].is_object()) {
+      return MakeError(ErrorCode::kInvalidArgument, where + ".scenarios: must be an object of scenarios");
+    }
+    for (const auto& [name, o] : options["scenarios"].items()) {
+      if (!o.is_object())
+        return MakeError(ErrorCode::kInvalidArgument,
+                         fmt::format("{}.scenarios.{}: must be an object", where, name));
+      auto s = ScenarioFromK6(o, fmt::format("{}.scenarios.{}", where, name), bundle->entry);
+      if (!s.ok()) return s.error();
+      doc["scenarios"][name] = *s;
+    }
+  } else {
+    auto s = ScenarioFromK6(options, where, bundle->entry);
+    if (!s.ok()) return s.error();
+    doc["scenarios"]["default"] = *s;
+  }
+  if (options.contains("thresholds")) doc["thresholds"] = options["thresholds"];
+  auto plan = plan::ParsePlan(doc.dump(2), where, overrides);
+  if (!plan.ok()) return plan.error();
+  plan->files = bundle->files;
+  plan->source = path;
+  return plan;
+}
+
+// Reads every script the plan names (and what their init code imports and opens) into plan.files.
+Result<void> BundleScripts(plan::Plan& plan, const std::string& base_dir) {
+  for (auto& s : plan.scenarios) {
+    if (s.script.empty()) continue;
+    auto bundle = script::LoadBundle(base_dir, s.script);
+    if (!bundle.ok()) {
+      return MakeError(bundle.error().code,
+                       fmt::format("scenarios.{}.script: {}", s.name, bundle.error().message));
+    }
+    s.script = bundle->entry;
+    for (auto& [k, v] : bundle->files) {
+      if (FirstInvalidUtf8(v) != std::string::npos) {
+        return MakeError(
+            ErrorCode::kInvalidArgument,
+            fmt::format("scenarios.{}.script: '{}' is not UTF-8 text (scripts and the files they open() "
+                        "must be)",
+                        s.name, k));
+      }
+      plan.files[k] = std::move(v);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<plan::Plan> LoadPlanInput(const PlanInput& in) {
   if (in.path.empty() == in.config.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "give a PLAN or --config config.json");
@@ -41,10 +158,22 @@ Result<plan::Plan> LoadPlanInput(const PlanInput& in) {
   loadgen::VarMap overrides;
   std::string error;
   if (!ParseVars(in.vars, &overrides, &error)) return MakeError(ErrorCode::kInvalidArgument, error);
-  if (!in.path.empty()) return plan::LoadPlanFile(in.path, overrides);
+  if (!in.path.empty()) {
+    if (in.path.ends_with(".js") || in.path.ends_with(".mjs")) return PlanFromScript(in.path, overrides);
+    auto loaded = plan::LoadPlanFile(in.path, overrides);
+    if (!loaded.ok()) return loaded;
+    const std::filesystem::path dir = std::filesystem::path(in.path).parent_path();
+    if (auto ok = BundleScripts(*loaded, dir.empty() ? "." : dir.string()); !ok.ok()) return ok.error();
+    return loaded;
+  }
   auto imported = plan::ImportConstellation(in.config, in.script);
   if (!imported.ok()) return imported;
   for (const auto& [k, v] : overrides) imported->vars[k] = v;
+  // Constellation scripts may use relative URLs against a base: --vars base=URL becomes axios' baseURL.
+  if (auto base = overrides.find("base"); base != overrides.end()) {
+    for (auto& s : imported->scenarios) s.base_url = base->second;
+  }
+  if (auto ok = BundleScripts(*imported, "."); !ok.ok()) return ok.error();
   return imported;
 }
 

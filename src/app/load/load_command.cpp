@@ -227,7 +227,7 @@ int RunLoad(const Flags& f, const CLI::App& app) {
   meta.threads = config->threads;
   stats::SeriesNames names;
   names.scenarios = {"default"};
-  names.requests.push_back({(*program)->requests()[0].name, 0});
+  names.requests.push_back({stats::NameEntry::Kind::kRequest, 0, "", (*program)->requests()[0].name});
 
   const bool tty = isatty(STDERR_FILENO) == 1;
   const bool progress = !f.quiet;

@@ -36,7 +36,7 @@ int ValidateMain(int argc, char** argv) {
   auto plan = LoadPlanInput(PlanInput{path, config, script, vars});
   if (!plan.ok()) return Fail(kName, plan.error().message, kExitUsage);
   if (!quiet) {
-    fmt::print("# {} is valid; normalised:\n{}\n{}", plan->source, plan::ToYaml(*plan),
+    fmt::print("# {} is valid; normalised:\n{}\n{}", plan->source, plan::ToYaml(*plan, false),
                plan::Timeline(*plan));
     if (auto r = plan::CheckRunnable(*plan); !r.ok()) fmt::print("\nnote: {}\n", r.error().message);
   }

@@ -1,0 +1,688 @@
+#include "script/runtime.h"
+
+#include <fmt/format.h>
+#include <js/Array.h>
+#include <js/CompilationAndEvaluation.h>
+#include <js/Conversions.h>
+#include <js/ErrorReport.h>
+#include <js/Exception.h>
+#include <js/Initialization.h>
+#include <js/Modules.h>
+#include <js/SourceText.h>
+#include <jsfriendapi.h>
+
+#include <cstring>
+#include <mutex>
+
+#include "core/clock.h"
+#include "core/duration.h"
+#include "core/log.h"
+#include "loadgen/recorder.h"
+#include "net/resolver.h"
+#include "stats/names.h"
+
+namespace meridian::script {
+namespace {
+
+std::once_flag g_engine_once;
+thread_local bool t_thread_has_context = false;
+bool g_engine_ok = false;
+
+JSClass kGlobalClass = {"global", JSCLASS_GLOBAL_FLAGS, &JS::DefaultGlobalClassOps, nullptr, nullptr,
+                        nullptr};
+
+std::string DirOf(const std::string& key) {
+  const size_t slash = key.rfind('/');
+  return slash == std::string::npos ? "" : key.substr(0, slash);
+}
+
+std::string ToUtf8(JSContext* cx, JS::HandleString s) {
+  JS::UniqueChars chars = JS_EncodeStringToUTF8(cx, s);
+  return chars ? std::string(chars.get()) : std::string();
+}
+
+}  // namespace
+
+// ---- timers ----------------------------------------------------------------------------------------------
+
+class Runtime::ScriptTimer final : public net::Timer {
+ public:
+  ScriptTimer(JSContext* cx, Runtime& rt, uint32_t id) : fn(cx), args(cx), promise(cx), rt_(rt), id_(id) {}
+  void OnTimer() override { rt_.FireTimer(id_); }
+
+  VuScript* owner = nullptr;
+  uint32_t generation = 0;
+  int64_t interval_ns = 0;
+  JS::PersistentRooted<JSObject*> fn;
+  JS::PersistentRooted<JSObject*> args;
+  JS::PersistentRooted<JSObject*> promise;  // sleep(): resolved instead of calling fn
+
+ private:
+  Runtime& rt_;
+  uint32_t id_;
+};
+
+// ---- VuScript
+// ----------------------------------------------------------------------------------------------
+
+VuScript::VuScript(Runtime& runtime, loadgen::Vu& v) : rt(runtime), vu(v), instance(runtime.cx()) {}
+
+VuScript::~VuScript() { rt.Forget(*this); }
+
+void VuScript::OnDeadline() {
+  const auto* o = rt.options();
+  rt.CutOff(*this, fmt::format("iteration timed out after {} (scenarios.{}.iteration_timeout)",
+                               FormatDuration(o ? o->iteration_timeout_ns : 0), o ? o->scenario : ""));
+}
+
+// ---- Runtime
+// -----------------------------------------------------------------------------------------------
+
+Runtime::Runtime(RuntimeConfig config) : config_(std::move(config)) {}
+
+Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeConfig config) {
+  std::call_once(g_engine_once, [] {
+    g_engine_ok = JS_Init();
+    // SpiderMonkey's static mutexes complain at exit unless the engine is shut down; every context is gone by
+    // then (workers destroy theirs on their own threads).
+    if (g_engine_ok) std::atexit([] { JS_ShutDown(); });
+  });
+  if (!g_engine_ok) return MakeError(ErrorCode::kInternal, "the JavaScript engine failed to initialise");
+  std::unique_ptr<Runtime> rt(new Runtime(std::move(config)));
+  if (auto ok = rt->Setup(); !ok.ok()) return ok.error();
+  return rt;
+}
+
+Result<void> Runtime::Setup() {
+  const uint32_t heap = config_.options ? config_.options->heap_max_bytes : (256u << 20);
+  // SpiderMonkey allows one context per thread (it asserts otherwise).
+  if (t_thread_has_context) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "this thread already runs a JavaScript context: one script scenario per plan for now");
+  }
+  cx_ = JS_NewContext(heap);
+  if (cx_ == nullptr) return MakeError(ErrorCode::kInternal, "cannot create a JavaScript context");
+  t_thread_has_context = true;
+  JS_SetContextPrivate(cx_, this);
+  JS::SetJobQueue(cx_, this);
+  if (!JS::InitSelfHostedCode(cx_))
+    return MakeError(ErrorCode::kInternal, "JavaScript self-hosted code failed");
+  // Long runs allocate a little garbage per iteration: incremental GC in small slices keeps pauses short and
+  // the heap flat; MaybeGC() is called once per second from the loop.
+  JS_SetGCParameter(cx_, JSGC_INCREMENTAL_GC_ENABLED, 1);
+  JS_SetGCParameter(cx_, JSGC_PER_ZONE_GC_ENABLED, 1);
+  JS_SetGCParameter(cx_, JSGC_SLICE_TIME_BUDGET_MS, 5);
+  JS::SetPromiseRejectionTrackerCallback(cx_, &Runtime::RejectionTracker, this);
+  JS::SetModuleResolveHook(JS_GetRuntime(cx_), &Runtime::ResolveHook);
+
+  global_.init(cx_);
+  prelude_.init(cx_);
+  response_proto_.init(cx_);
+  vu_function_.init(cx_);
+  iterate_.init(cx_);
+  jobs_.init(cx_);
+  rejections_.init(cx_);
+
+  JS::RealmOptions realm;
+  global_ = JS_NewGlobalObject(cx_, &kGlobalClass, nullptr, JS::FireOnNewGlobalHook, realm);
+  if (!global_) return MakeError(ErrorCode::kInternal, "cannot create the JavaScript global");
+  JSAutoRealm ar(cx_, global_);
+  if (!JS::InitRealmStandardClasses(cx_)) return MakeError(ErrorCode::kInternal, "standard classes failed");
+
+  JS::RootedObject native(cx_, JS_NewPlainObject(cx_));
+  if (!native || !DefineNatives(cx_, native)) return MakeError(ErrorCode::kInternal, "natives failed");
+
+  JS::CompileOptions opts(cx_);
+  opts.setFileAndLine("meridian:prelude", 1);
+  JS::SourceText<mozilla::Utf8Unit> src;
+  if (!src.init(cx_, kPreludeSource, std::strlen(kPreludeSource), JS::SourceOwnership::Borrowed)) {
+    return MakeError(ErrorCode::kInternal, "prelude: out of memory");
+  }
+  JS::RootedValue factory(cx_);
+  if (!JS::Evaluate(cx_, opts, src, &factory) || !factory.isObject()) {
+    return MakeError(ErrorCode::kInternal, "prelude: " + TakeException());
+  }
+  JS::RootedValueArray<2> args(cx_);
+  args[0].setObject(*native);
+  args[1].setObject(*global_);
+  JS::RootedValue exports(cx_);
+  if (!JS::Call(cx_, JS::UndefinedHandleValue, factory, args, &exports) || !exports.isObject()) {
+    return MakeError(ErrorCode::kInternal, "prelude: " + TakeException());
+  }
+  prelude_ = &exports.toObject();
+  JS::RootedValue v(cx_);
+  if (!JS_GetProperty(cx_, prelude_, "responseProto", &v) || !v.isObject()) {
+    return MakeError(ErrorCode::kInternal, "prelude: no response prototype");
+  }
+  response_proto_ = &v.toObject();
+  iterate_ = prelude("iterate");
+
+  if (config_.env != nullptr) config_.env->loop->AddDeadlineList(&iteration_deadlines_);
+  return {};
+}
+
+Runtime::~Runtime() {
+  timers_.clear();
+  if (cx_ != nullptr) {
+    jobs_.reset();
+    tags_.clear();
+    rejections_.reset();
+    modules_.clear();
+    global_.reset();
+    prelude_.reset();
+    response_proto_.reset();
+    vu_function_.reset();
+    iterate_.reset();
+    JS_DestroyContext(cx_);
+    t_thread_has_context = false;
+  }
+}
+
+JSObject* Runtime::prelude(const char* name) {
+  JS::RootedValue v(cx_);
+  if (!JS_GetProperty(cx_, prelude_, name, &v) || !v.isObject()) return nullptr;
+  return &v.toObject();
+}
+
+// ---- modules
+// -----------------------------------------------------------------------------------------------
+
+JSObject* Runtime::LoadModule(const std::string& key) {
+  if (auto it = modules_.find(key); it != modules_.end()) return it->second->get();
+  std::string text;
+  std::string file_name = key;
+  if (key == "meridian") {
+    text = kMeridianModuleSource;
+    file_name = "meridian:module";
+  } else {
+    auto read = config_.files->Read(key);
+    if (!read.ok()) {
+      JS_ReportErrorUTF8(cx_, "%s", read.error().message.c_str());
+      return nullptr;
+    }
+    text = std::move(read).value();
+    NoteRead(key, text);
+    file_name = config_.display_prefix + key;
+  }
+  JS::CompileOptions opts(cx_);
+  opts.setFileAndLine(file_name.c_str(), 1);
+  JS::SourceText<mozilla::Utf8Unit> src;
+  if (!src.init(cx_, text.data(), text.size(), JS::SourceOwnership::Borrowed)) return nullptr;
+  JS::RootedObject module(cx_, JS::CompileModule(cx_, opts, src));
+  if (!module) return nullptr;
+  JS::RootedString private_key(cx_, JS_NewStringCopyN(cx_, key.data(), key.size()));
+  if (!private_key) return nullptr;
+  JS::SetModulePrivate(module, JS::StringValue(private_key));
+  auto rooted = std::make_unique<JS::PersistentRootedObject>(cx_, module);
+  modules_.emplace(key, std::move(rooted));
+  return module;
+}
+
+JSObject* Runtime::ResolveHook(JSContext* cx, JS::HandleValue referencing, JS::HandleObject request) {
+  Runtime& rt = From(cx);
+  JS::RootedString spec_str(cx, JS::GetModuleRequestSpecifier(cx, request));
+  if (!spec_str) return nullptr;
+  const std::string spec = ToUtf8(cx, spec_str);
+  if (spec == "meridian" || spec == "k6") return rt.LoadModule("meridian");
+  std::string from_dir = rt.entry_dir_;
+  if (referencing.isString()) {
+    JS::RootedString ref(cx, referencing.toString());
+    from_dir = DirOf(ToUtf8(cx, ref));
+  }
+  if (spec.rfind("./", 0) != 0 && spec.rfind("../", 0) != 0) {
+    JS_ReportErrorUTF8(
+        cx,
+        "cannot import '%s': scripts import the built-in 'meridian' module and their own files "
+        "by relative path ('./lib.js'); no packages, URLs or absolute paths",
+        spec.c_str());
+    return nullptr;
+  }
+  return rt.LoadModule(NormalizePath(from_dir.empty() ? spec : from_dir + "/" + spec));
+}
+
+Result<ScriptInfo> Runtime::Init(const std::string& entry) {
+  JSAutoRealm ar(cx_, global_);
+  entry_dir_ = DirOf(entry);
+  in_init_ = true;
+  struct Reset {
+    bool& flag;
+    ~Reset() { flag = false; }
+  } reset{in_init_};
+
+  // The 'meridian' module reads its exports from a hidden global property, removed after init.
+  JS::RootedValue internal_v(cx_, JS::ObjectValue(*prelude_));
+  JS::RootedSymbol sym(cx_);
+  {
+    JS::RootedString desc(cx_, JS_NewStringCopyZ(cx_, "meridian.internal"));
+    sym = JS::GetSymbolFor(cx_, desc);
+  }
+  JS::RootedId sym_id(cx_, JS::PropertyKey::Symbol(sym));
+  if (!JS_DefinePropertyById(cx_, global_, sym_id, internal_v, JSPROP_READONLY)) {
+    return MakeError(ErrorCode::kInternal, "init: cannot define the meridian module");
+  }
+
+  JS::RootedObject module(cx_, LoadModule(entry));
+  if (!module) return MakeError(ErrorCode::kInvalidArgument, TakeException());
+  if (!JS::ModuleInstantiate(cx_, module)) return MakeError(ErrorCode::kInvalidArgument, TakeException());
+  JS::RootedValue rval(cx_);
+  if (!JS::ModuleEvaluate(cx_, module, &rval)) return MakeError(ErrorCode::kInvalidArgument, TakeException());
+  Drain();
+  if (rval.isObject()) {
+    JS::RootedObject p(cx_, &rval.toObject());
+    if (JS::IsPromiseObject(p) && JS::GetPromiseState(p) == JS::PromiseState::Rejected) {
+      JS::RootedValue why(cx_, JS::GetPromiseResult(p));
+      return MakeError(ErrorCode::kInvalidArgument, DescribeException(why));
+    }
+  }
+  bool deleted = false;
+  {
+    JS::ObjectOpResult result;
+    deleted = JS_DeletePropertyById(cx_, global_, sym_id, result);
+  }
+  (void)deleted;
+
+  JS::RootedObject ns(cx_, JS::GetModuleNamespace(cx_, module));
+  if (!ns) return MakeError(ErrorCode::kInternal, TakeException());
+  ScriptInfo info;
+  JS::RootedValue def(cx_), script(cx_), options(cx_);
+  if (!JS_GetProperty(cx_, ns, "default", &def) || !JS_GetProperty(cx_, ns, "script", &script) ||
+      !JS_GetProperty(cx_, ns, "options", &options)) {
+    return MakeError(ErrorCode::kInvalidArgument, TakeException());
+  }
+  auto is_function = [&](JS::HandleValue v) { return v.isObject() && JS::IsCallable(&v.toObject()); };
+  if (is_function(def)) {
+    info.form = ScriptInfo::Form::kMeridian;
+    vu_function_ = &def.toObject();
+  } else if (is_function(script)) {
+    info.form = ScriptInfo::Form::kConstellation;
+    vu_function_ = &script.toObject();
+  } else {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        fmt::format("{}: exports no VU function: write `export default async function () {{ ... }}` "
+                    "(meridian/k6 form) or `export const script = async (axiosInstance) => {{ ... }}` "
+                    "(Constellation form)",
+                    entry));
+  }
+  form_ = info.form;
+  if (!options.isUndefined()) {
+    JS::RootedObject json_global(cx_, global_);
+    JS::RootedValue json_v(cx_), stringify(cx_), text(cx_);
+    if (JS_GetProperty(cx_, json_global, "JSON", &json_v) && json_v.isObject()) {
+      JS::RootedObject json_obj(cx_, &json_v.toObject());
+      JS::RootedValueArray<1> a(cx_);
+      a[0].set(options);
+      if (JS_GetProperty(cx_, json_obj, "stringify", &stringify) &&
+          JS::Call(cx_, JS::UndefinedHandleValue, stringify, a, &text) && text.isString()) {
+        JS::RootedString str(cx_, text.toString());
+        info.options = nlohmann::json::parse(ToUtf8(cx_, str), nullptr, false);
+        if (info.options.is_discarded()) info.options = nullptr;
+      } else {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         fmt::format("{}: options: cannot be turned into JSON: {}", entry, TakeException()));
+      }
+    }
+  }
+  return info;
+}
+
+// ---- errors
+// ------------------------------------------------------------------------------------------------
+
+std::string Runtime::DescribeException(JS::HandleValue v) {
+  JS::RootedValue fn(cx_, JS::ObjectOrNullValue(prelude("describe")));
+  if (fn.isObject()) {
+    JS::RootedValueArray<1> a(cx_);
+    a[0].set(v);
+    JS::RootedValue out(cx_);
+    if (JS::Call(cx_, JS::UndefinedHandleValue, fn, a, &out) && out.isString()) {
+      JS::RootedString s(cx_, out.toString());
+      return ToUtf8(cx_, s);
+    }
+    JS_ClearPendingException(cx_);
+  }
+  return "uncaught exception";
+}
+
+std::string Runtime::TakeException() {
+  if (!JS_IsExceptionPending(cx_)) return "the JavaScript engine stopped (out of memory?)";
+  JS::ExceptionStack stack(cx_);
+  if (!JS::StealPendingExceptionStack(cx_, &stack)) return "uncatchable exception";
+  JS::ErrorReportBuilder report(cx_);
+  if (!report.init(cx_, stack, JS::ErrorReportBuilder::WithSideEffects) || report.report() == nullptr) {
+    return "exception (no details)";
+  }
+  const JSErrorReport* r = report.report();
+  std::string message = report.toStringResult() ? report.toStringResult().c_str() : "exception";
+  if (r->filename != nullptr && r->lineno > 0) {
+    return fmt::format("{}:{}:{}: {}", r->filename, r->lineno, r->column + 1, message);
+  }
+  return message;
+}
+
+void Runtime::ReportError(VuScript* vs, const std::string& message) {
+  if (config_.env != nullptr) config_.env->recorder->RecordErrorExample(stats::ErrorKind::kScript, message);
+  if (errors_logged_ < 10) {
+    ++errors_logged_;
+    LogWarn("script{}: {}{}", vs ? fmt::format(" vu {}", vs->vu.id()) : "", message,
+            errors_logged_ == 10 ? " (further script errors are counted, not logged)" : "");
+  }
+}
+
+void Runtime::RejectionTracker(JSContext* cx, bool, JS::HandleObject promise,
+                               JS::PromiseRejectionHandlingState state, void* data) {
+  // A rejection nobody handles, outside the iteration's own chain (a floating promise): the iteration fails.
+  // Decided once the job queue is empty: `await` attaches its handler only after a rejected promise exists.
+  auto* rt = static_cast<Runtime*>(data);
+  if (rt->current_ == nullptr) return;
+  auto& list = rt->rejections_;
+  if (state == JS::PromiseRejectionHandlingState::Unhandled) {
+    if (!list.append(promise)) return;
+    rt->rejection_tags_.push_back(Tag{rt->current_, rt->current_->generation, false});
+    return;
+  }
+  for (size_t i = 0; i < list.length(); ++i) {
+    if (list[i] == promise) list[i].set(nullptr);
+  }
+  (void)cx;
+}
+
+void Runtime::ReportRejections() {
+  if (rejections_.empty()) return;
+  JSAutoRealm ar(cx_, global_);
+  JS::RootedObject p(cx_);
+  for (size_t i = 0; i < rejections_.length(); ++i) {
+    p = rejections_[i];
+    const Tag tag = rejection_tags_[i];
+    if (!p || tag.dropped || tag.vu == nullptr || tag.vu->generation != tag.generation) continue;
+    JS::RootedValue why(cx_, JS::GetPromiseResult(p));
+    tag.vu->failed = true;
+    ReportError(tag.vu, "unhandled promise rejection: " + DescribeException(why));
+  }
+  rejections_.clear();
+  rejection_tags_.clear();
+}
+
+// ---- the job queue
+// -----------------------------------------------------------------------------------------
+
+JSObject* Runtime::getIncumbentGlobal(JSContext* cx) { return JS::CurrentGlobalOrNull(cx); }
+
+bool Runtime::enqueuePromiseJob(JSContext*, JS::HandleObject, JS::HandleObject job, JS::HandleObject,
+                                JS::HandleObject) {
+  if (!jobs_.append(job)) return false;
+  tags_.push_back(Tag{current_, current_ ? current_->generation : 0, false});
+  return true;
+}
+
+void Runtime::runJobs(JSContext*) { Drain(); }
+
+bool Runtime::empty() const { return jobs_.empty(); }
+
+js::UniquePtr<JS::JobQueue::SavedJobQueue> Runtime::saveJobQueue(JSContext*) {
+  return nullptr;  // only the debugger interrupts a job queue; meridian runs none
+}
+
+void Runtime::RunQueuedJobs() {
+  JSAutoRealm ar(cx_, global_);
+  JS::RootedObject job(cx_);
+  JS::RootedValue rval(cx_);
+  for (size_t i = 0; i < jobs_.length(); ++i) {
+    job = jobs_[i];
+    const Tag tag = tags_[i];
+    jobs_[i].set(nullptr);
+    if (tag.dropped || (tag.vu != nullptr && tag.vu->generation != tag.generation)) continue;  // abandoned
+    current_ = tag.vu;
+    if (!JS::Call(cx_, JS::UndefinedHandleValue, job, JS::HandleValueArray::empty(), &rval)) {
+      const std::string why = TakeException();
+      if (current_ != nullptr) MarkFinished(*current_, true, why);
+    }
+    current_ = nullptr;
+  }
+  jobs_.clear();
+  tags_.clear();
+}
+
+void Runtime::Drain() {
+  if (draining_) return;
+  draining_ = true;
+  while (true) {
+    if (!jobs_.empty()) RunQueuedJobs();
+    ReportRejections();
+    if (finished_.empty() || start_depth_ > 0) break;
+    FinishPending();
+  }
+  draining_ = false;
+  if (!finished_.empty() && start_depth_ > 0 && !finish_deferred_ && config_.env != nullptr) {
+    // Vu::FinishIteration must not run inside Iteration::Start: finish after this batch of events.
+    finish_deferred_ = true;
+    config_.env->loop->Defer([this] {
+      finish_deferred_ = false;
+      Drain();
+    });
+  }
+}
+
+void Runtime::MarkFinished(VuScript& vs, bool failed, const std::string& error) {
+  if (!vs.running) return;
+  if (failed && !error.empty()) ReportError(&vs, error);
+  vs.running = false;
+  finished_.push_back(Finished{&vs, vs.generation, failed || vs.failed});
+}
+
+void Runtime::FinishPending() {
+  std::vector<Finished> done;
+  done.swap(finished_);
+  for (const Finished& f : done) {
+    if (f.vu == nullptr || f.vu->generation != f.generation) continue;
+    VuScript& vs = *f.vu;
+    ++vs.generation;  // anything still pending from this iteration is stale now
+    iteration_deadlines_.Disarm(&vs);
+    DropTimersOf(vs);
+    DropRequestsOf(vs);
+    vs.group.clear();
+    vs.vu.FinishIteration(f.failed);
+  }
+}
+
+// ---- iterations
+// --------------------------------------------------------------------------------------------
+
+void Runtime::StartIteration(VuScript& vs) {
+  JSAutoRealm ar(cx_, global_);
+  ++vs.generation;
+  vs.running = true;
+  vs.failed = false;
+  vs.group.clear();
+  const auto* o = options();
+  if (o != nullptr && o->iteration_timeout_ns > 0) {
+    iteration_deadlines_.Arm(&vs, MonoNanos() + o->iteration_timeout_ns);
+  }
+  ++start_depth_;
+  current_ = &vs;
+  JS::RootedValueArray<2> args(cx_);
+  args[0].setObject(*vu_function_);
+  if (form_ == ScriptInfo::Form::kConstellation) {
+    if (!vs.instance) {
+      JS::RootedValue create(cx_, JS::ObjectOrNullValue(prelude("createInstance")));
+      JS::RootedValue made(cx_);
+      if (JS::Call(cx_, JS::UndefinedHandleValue, create, JS::HandleValueArray::empty(), &made) &&
+          made.isObject()) {
+        vs.instance = &made.toObject();
+      }
+    }
+    if (vs.instance) args[1].setObject(*vs.instance);
+  }
+  JS::RootedValue iterate(cx_, JS::ObjectValue(*iterate_));
+  JS::RootedValue ignored(cx_);
+  if (!JS::Call(cx_, JS::UndefinedHandleValue, iterate, args, &ignored)) {
+    MarkFinished(vs, true, TakeException());
+  }
+  current_ = nullptr;
+  Drain();
+  --start_depth_;
+}
+
+void Runtime::CutOff(VuScript& vs, const std::string& why) {
+  if (!vs.running) return;
+  MarkFinished(vs, true, why);
+  Drain();
+}
+
+void Runtime::AbortIteration(VuScript& vs) {
+  ++vs.generation;
+  vs.running = false;
+  iteration_deadlines_.Disarm(&vs);
+  DropTimersOf(vs);
+  DropRequestsOf(vs);
+  for (auto& f : finished_) {
+    if (f.vu == &vs) f.vu = nullptr;
+  }
+}
+
+void Runtime::Forget(VuScript& vs) {
+  AbortIteration(vs);
+  // Jobs of a VU that is gone must not run as anyone else's.
+  for (auto& t : tags_) {
+    if (t.vu == &vs) t.dropped = true;
+  }
+  for (auto& t : rejection_tags_) {
+    if (t.vu == &vs) t.dropped = true;
+  }
+  if (current_ == &vs) current_ = nullptr;
+}
+
+// ---- timers
+// ------------------------------------------------------------------------------------------------
+
+uint32_t Runtime::AddTimer(VuScript& vs, int64_t delay_ns, int64_t interval_ns, JS::HandleObject fn,
+                           JS::HandleObject args, JS::HandleObject promise) {
+  const uint32_t id = next_timer_++;
+  auto t = std::make_unique<ScriptTimer>(cx_, *this, id);
+  t->owner = &vs;
+  t->generation = vs.generation;
+  t->interval_ns = interval_ns;
+  t->fn = fn;
+  t->args = args;
+  t->promise = promise;
+  config_.env->loop->Schedule(t.get(), MonoNanos() + std::max<int64_t>(0, delay_ns));
+  vs.timers.push_back(id);
+  timers_.emplace(id, std::move(t));
+  return id;
+}
+
+void Runtime::CancelTimer(uint32_t id) {
+  auto it = timers_.find(id);
+  if (it == timers_.end()) return;
+  config_.env->loop->Cancel(it->second.get());
+  if (VuScript* owner = it->second->owner) {
+    auto& v = owner->timers;
+    if (auto pos = std::find(v.begin(), v.end(), id); pos != v.end()) {
+      *pos = v.back();
+      v.pop_back();
+    }
+  }
+  timers_.erase(it);
+}
+
+void Runtime::DropTimersOf(VuScript& vs) {
+  std::vector<uint32_t> ids;
+  ids.swap(vs.timers);
+  for (uint32_t id : ids) {
+    if (auto it = timers_.find(id); it != timers_.end()) {
+      config_.env->loop->Cancel(it->second.get());
+      timers_.erase(it);
+    }
+  }
+}
+
+void Runtime::FireTimer(uint32_t id) {
+  auto it = timers_.find(id);
+  if (it == timers_.end()) return;
+  ScriptTimer* t = it->second.get();
+  VuScript* owner = t->owner;
+  if (owner == nullptr || owner->generation != t->generation) {
+    CancelTimer(id);
+    return;
+  }
+  JSAutoRealm ar(cx_, global_);
+  current_ = owner;
+  if (t->promise) {
+    JS::RootedObject promise(cx_, t->promise);
+    CancelTimer(id);
+    if (!JS::ResolvePromise(cx_, promise, JS::UndefinedHandleValue))
+      MarkFinished(*owner, true, TakeException());
+  } else {
+    JS::RootedValue fn(cx_, JS::ObjectValue(*t->fn));
+    JS::RootedObject args_obj(cx_, t->args);
+    if (t->interval_ns > 0) {
+      config_.env->loop->Schedule(t, MonoNanos() + t->interval_ns);
+    } else {
+      CancelTimer(id);  // t is gone now; fn and args are rooted here
+    }
+    JS::RootedValueVector args(cx_);
+    if (args_obj) {
+      uint32_t n = 0;
+      bool is_array = false;
+      if (JS::IsArrayObject(cx_, args_obj, &is_array) && is_array && JS::GetArrayLength(cx_, args_obj, &n)) {
+        JS::RootedValue item(cx_);
+        for (uint32_t i = 0; i < n; ++i) {
+          if (!JS_GetElement(cx_, args_obj, i, &item) || !args.append(item)) break;
+        }
+      }
+    }
+    JS::RootedValue ignored(cx_);
+    if (!JS::Call(cx_, JS::UndefinedHandleValue, fn, args, &ignored)) {
+      // An exception in a timer callback fails its iteration (Node would crash the process).
+      MarkFinished(*owner, true, TakeException());
+    }
+  }
+  current_ = nullptr;
+  Drain();
+}
+
+// ---- origins and names
+// -------------------------------------------------------------------------------------
+
+Result<size_t> Runtime::OriginFor(const std::string& scheme, const std::string& host, uint16_t port,
+                                  const std::string& host_header) {
+  const std::string key = fmt::format("{}://{}:{}", scheme, host, port);
+  if (auto it = origin_index_.find(key); it != origin_index_.end()) return it->second;
+  // Scripts name their hosts at run time. Numeric addresses cost nothing; a name is resolved once per worker
+  // (blocking this worker's loop for the lookup) and cached for the run.
+  const int64_t timeout = config_.env->client->connect_timeout_ns;
+  auto resolved = net::Resolve(host, port, timeout);
+  if (!resolved.ok()) return resolved.error();
+  if (resolved->endpoints.empty()) return MakeError(ErrorCode::kDns, fmt::format("{}: no address", host));
+  auto o = std::make_unique<http::Origin>();
+  o->host = host;
+  o->host_header = host_header;
+  o->endpoint = resolved->endpoints.front();
+  o->tls = scheme == "https";
+  origins_.push_back(std::move(o));
+  origin_index_.emplace(key, origins_.size() - 1);
+  return origins_.size() - 1;
+}
+
+uint16_t Runtime::NameIndex(stats::NameEntry::Kind kind, uint16_t scenario, const std::string& group,
+                            const std::string& name) {
+  std::string key;
+  key.reserve(group.size() + name.size() + 8);
+  key.push_back(static_cast<char>('0' + static_cast<int>(kind)));
+  key.append(std::to_string(scenario)).push_back('\x1f');
+  key.append(group).push_back('\x1f');
+  key.append(name);
+  if (auto it = name_cache_.find(key); it != name_cache_.end()) return it->second;
+  const uint16_t index = config_.env->names->Intern(stats::NameEntry{kind, scenario, group, name});
+  name_cache_.emplace(std::move(key), index);
+  return index;
+}
+
+void Runtime::MaybeGC() {
+  const int64_t now = MonoNanos();
+  if (now - last_gc_ns_ < 1'000'000'000) return;
+  last_gc_ns_ = now;
+  JS_MaybeGC(cx_);
+}
+
+}  // namespace meridian::script

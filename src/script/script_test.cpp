@@ -1,0 +1,275 @@
+// The script runtime end to end in process: bundles run by the engine against the built-in target.
+#include "script/script.h"
+
+#include <gtest/gtest.h>
+
+#include "loadgen/engine.h"
+#include "target/target.h"
+
+namespace meridian::script {
+namespace {
+
+constexpr int64_t kMs = 1'000'000;
+
+struct Rig {
+  std::unique_ptr<target::TargetServer> server;
+  std::string base;
+  std::shared_ptr<stats::NameRegistry> names = std::make_shared<stats::NameRegistry>();
+  loadgen::RunResult result;
+
+  Rig() {
+    target::TargetOptions options;
+    options.listen = "127.0.0.1:0";
+    options.threads = 1;
+    auto s = target::TargetServer::Start(options);
+    EXPECT_TRUE(s.ok()) << s.error().message;
+    server = std::move(s).value();
+    base = "http://" + server->endpoint().ToString();
+  }
+
+  // Runs `source` as script.js with `iterations` shared iterations over `vus` VUs.
+  Result<void> Run(const std::string& source, uint32_t vus, uint64_t iterations,
+                   std::map<std::string, std::string> more_files = {}, int64_t iteration_timeout_ns = 0) {
+    auto options = std::make_shared<ScriptOptions>();
+    options->bundle.entry = "script.js";
+    options->bundle.files["script.js"] = source;
+    for (auto& [k, v] : more_files) options->bundle.files[k] = v;
+    options->scenario = "default";
+    options->env["BASE"] = base;
+    options->iteration_timeout_ns = iteration_timeout_ns;
+    auto config = std::make_shared<loadgen::RunConfig>();
+    config->threads = 1;
+    config->names = names;
+    config->request_timeout_ns = 5'000 * kMs;
+    loadgen::ExecutorConfig e;
+    e.type = loadgen::ExecutorType::kSharedIterations;
+    e.vus = vus;
+    e.iterations = iterations;
+    e.max_duration_ns = 20'000 * kMs;
+    config->scenarios.push_back(loadgen::ScenarioPlan{"default", e, ScriptFactoryMaker(options)});
+    loadgen::Engine engine(config);
+    auto r = engine.Run({});
+    if (!r.ok()) return r.error();
+    result = std::move(r).value();
+    return {};
+  }
+
+  stats::CheckCounts Check(const std::string& name) const {
+    const auto entries = names->From(0);
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (entries[i].kind == stats::NameEntry::Kind::kCheck && entries[i].name == name) {
+        auto it = result.totals.checks.find(static_cast<uint16_t>(i));
+        if (it != result.totals.checks.end()) return it->second;
+      }
+    }
+    return {};
+  }
+  uint64_t Requests(const std::string& name) const {
+    const auto entries = names->From(0);
+    uint64_t n = 0;
+    for (const auto& [packed, s] : result.totals.series) {
+      const auto key = stats::SeriesKey::Unpack(packed);
+      if (key.request < entries.size() && entries[key.request].name == name) n += s.requests;
+    }
+    return n;
+  }
+  const stats::ScenarioStats& Scenario() const { return result.totals.scenarios.at(0); }
+  bool HasExample(std::string_view text) const {
+    for (const auto& [k, m] : result.totals.error_examples) {
+      if (m.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+};
+
+TEST(Script, AxiosShapesAndChecks) {
+  Rig rig;
+  auto ok = rig.Run(R"js(
+    import { http, check } from 'meridian';
+    const base = __ENV.BASE;
+    export default async function () {
+      const res = await http.get(base + '/api/echo', { params: { q: 'a b', n: 2 }, headers: { 'X-Test': 'yes' } });
+      check(res, {
+        'status 200': (r) => r.status === 200,
+        'statusText OK': (r) => r.statusText === 'OK',
+        'data parsed': (r) => r.data.method === 'GET' && r.data.query === 'q=a%20b&n=2',
+        'header sent': (r) => r.data.headers['x-test'] === 'yes',
+        'headers lower-case': (r) => r.headers['content-type'] === 'application/json',
+        'config': (r) => r.config.method === 'get',
+        'timings': (r) => r.timings.duration > 0,
+      });
+      const posted = await http.post(base + '/api/echo', { a: 1 });
+      check(posted, {
+        'json body': (r) => r.data.body === '{"a":1}' && r.data.headers['content-type'] === 'application/json',
+        'post method': (r) => r.data.method === 'POST',
+      });
+      const text = await http.get(base + '/', { responseType: 'text' });
+      check(text, { 'text body': (r) => typeof r.data === 'string' && r.data.length === 12 });
+      const missing = await http.get(base + '/?status=404');
+      check(missing, { '404 resolves': (r) => r.status === 404 });
+      const all = await Promise.all([http.get(base + '/?delay=50ms'), http.get(base + '/?delay=50ms'),
+                                     http.get(base + '/?delay=50ms')]);
+      check(all, { 'parallel': (a) => a.length === 3 && a.every((r) => r.status === 200) });
+      const req = await http.request({ method: 'put', url: base + '/api/echo', data: 'raw' });
+      check(req, { 'request()': (r) => r.data.method === 'PUT' && r.data.body === 'raw' });
+    }
+  )js",
+                    2, 4);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  for (const char* name :
+       {"status 200", "statusText OK", "data parsed", "header sent", "headers lower-case", "config",
+        "timings", "json body", "post method", "text body", "404 resolves", "parallel", "request()"}) {
+    EXPECT_EQ(rig.Check(name).passes, 4u) << name;
+    EXPECT_EQ(rig.Check(name).fails, 0u) << name;
+  }
+  EXPECT_EQ(rig.Scenario().iterations, 4u);
+  EXPECT_EQ(rig.Requests("GET " + rig.base + "/api/echo"), 4u);
+  EXPECT_EQ(rig.Requests("GET " + rig.base + "/"), 4u * 5);
+}
+
+TEST(Script, NetworkErrorsRejectWithCode) {
+  Rig rig;
+  auto ok = rig.Run(R"js(
+    import { http, check } from 'meridian';
+    export default async function () {
+      let code = '';
+      try { await http.get('http://127.0.0.1:1/'); } catch (e) { code = e.code; }
+      check(code, { 'refused': (c) => c === 'ECONNREFUSED' });
+      let timeout = '';
+      try { await http.get(__ENV.BASE + '/?delay=2s', { timeout: 50 }); } catch (e) { timeout = e.code; }
+      check(timeout, { 'timeout': (c) => c === 'ETIMEDOUT' });
+    }
+  )js",
+                    1, 2);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(rig.Check("refused").passes, 2u);
+  EXPECT_EQ(rig.Check("timeout").passes, 2u);
+}
+
+TEST(Script, ExceptionsFailTheIterationAndTheRunGoesOn) {
+  Rig rig;
+  auto ok = rig.Run(R"js(
+    export default async function () {
+      if (__ITER % 3 === 2) throw new Error('every third');
+    }
+  )js",
+                    1, 9);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(rig.Scenario().iterations, 9u);
+  EXPECT_EQ(rig.Scenario().failed_iterations, 3u);
+  EXPECT_TRUE(rig.HasExample("Error: every third (script.js:3:")) << "examples";
+}
+
+TEST(Script, NeverResolvingPromiseTimesOut) {
+  Rig rig;
+  auto ok = rig.Run(R"js(
+    export default async function () { await new Promise(() => {}); }
+  )js",
+                    2, 2, {}, 100 * kMs);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(rig.Scenario().iterations, 2u);
+  EXPECT_EQ(rig.Scenario().failed_iterations, 2u);
+  EXPECT_TRUE(rig.HasExample("iteration timed out after 100ms"));
+}
+
+TEST(Script, TimersSleepGroupsModulesAndOpen) {
+  Rig rig;
+  auto ok = rig.Run(R"js(
+    import { http, check, sleep, group } from 'meridian';
+    import { double } from './lib/util.js';
+    const users = JSON.parse(open('./data/users.json'));
+    export default async function () {
+      const t0 = Date.now();
+      await sleep(0.05);
+      check(Date.now() - t0, { 'slept': (d) => d >= 45 });
+      const fired = await new Promise((resolve) => setTimeout((a, b) => resolve(a + b), 10, 1, 2));
+      check(fired, { 'timeout args': (v) => v === 3 });
+      let ticks = 0;
+      await new Promise((resolve) => { const id = setInterval(() => { if (++ticks === 3) { clearInterval(id); resolve(); } }, 5); });
+      let cleared = true;
+      const id = setTimeout(() => { cleared = false; }, 5);
+      clearTimeout(id);
+      await sleep(0.02);
+      check(cleared, { 'clearTimeout': (c) => c });
+      check(double(users.length), { 'modules and open': (n) => n === 4 });
+      check(__VU, { 'vu id': (v) => v >= 1 });
+      await group('shop', async () => {
+        await http.get(__ENV.BASE + '/api/products', { name: 'products' });
+      });
+      let late = '';
+      try { open('./data/users.json'); } catch (e) { late = e.message; }
+      check(late, { 'open at init only': (m) => m.includes('init code') });
+    }
+  )js",
+                    2, 2,
+                    {{"lib/util.js", "export const double = (x) => x * 2;"},
+                     {"data/users.json", R"([{"u":"a"},{"u":"b"}])"}});
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  for (const char* name :
+       {"slept", "timeout args", "clearTimeout", "modules and open", "vu id", "open at init only"}) {
+    EXPECT_EQ(rig.Check(name).passes, 2u) << name;
+  }
+  EXPECT_EQ(rig.Requests("products"), 2u);
+  bool group_seen = false;
+  const auto entries = rig.names->From(0);
+  for (const auto& [index, h] : rig.result.totals.groups) {
+    if (entries.at(index).name == "shop") group_seen = h.count() == 2;
+  }
+  EXPECT_TRUE(group_seen);
+  for (const auto& e : entries) {
+    if (e.name == "products") {
+      EXPECT_EQ(e.group, "::shop");
+    }
+  }
+}
+
+TEST(Script, ConstellationForm) {
+  Rig rig;
+  auto ok = rig.Run(R"js(
+    export const script = async (axiosInstance) => {
+      const res = await axiosInstance.post(__ENV.BASE + '/api/login', { user: 'ann', password: 'x' });
+      if (res.data.token !== 'tok-ann') throw new Error('no token');
+      axiosInstance.defaults.headers.common['Authorization'] = 'Bearer ' + res.data.token;
+      const cart = await axiosInstance.post(__ENV.BASE + '/api/cart', { product: 3 });
+      if (cart.status !== 201) throw new Error('cart ' + cart.status);
+    };
+  )js",
+                    2, 6);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(rig.Scenario().iterations, 6u);
+  EXPECT_EQ(rig.Scenario().failed_iterations, 0u);
+}
+
+TEST(Script, InitErrorsNameFileLineAndColumn) {
+  Bundle b;
+  b.entry = "bad.js";
+  b.files["bad.js"] = "export default async function () {\n  let x = ;\n}\n";
+  auto info = Inspect(b);
+  ASSERT_FALSE(info.ok());
+  EXPECT_NE(info.error().message.find("bad.js:2:"), std::string::npos) << info.error().message;
+  EXPECT_NE(info.error().message.find("SyntaxError"), std::string::npos) << info.error().message;
+
+  b.files["bad.js"] = "export const nothing = 1;\n";
+  info = Inspect(b);
+  ASSERT_FALSE(info.ok());
+  EXPECT_NE(info.error().message.find("exports no VU function"), std::string::npos) << info.error().message;
+
+  b.files["bad.js"] = "import fs from 'fs';\nexport default function () {}\n";
+  info = Inspect(b);
+  ASSERT_FALSE(info.ok());
+  EXPECT_NE(info.error().message.find("cannot import 'fs'"), std::string::npos) << info.error().message;
+
+  b.files["bad.js"] = "export const options = { vus: 3, duration: '10s' };\nexport default function () {}\n";
+  info = Inspect(b);
+  ASSERT_TRUE(info.ok()) << info.error().message;
+  EXPECT_EQ(info->options["vus"], 3);
+}
+
+TEST(Script, NormalizePath) {
+  EXPECT_EQ(NormalizePath("a/./b/../c.js"), "c.js" == std::string("c.js") ? "a/c.js" : "");
+  EXPECT_EQ(NormalizePath("../x.js"), "../x.js");
+  EXPECT_EQ(NormalizePath("./lib//u.js"), "lib/u.js");
+}
+
+}  // namespace
+}  // namespace meridian::script
