@@ -8,6 +8,7 @@
 
 #include "core/clock.h"
 #include "core/duration.h"
+#include "stats/names.h"
 
 namespace meridian::control {
 
@@ -41,18 +42,14 @@ namespace {
 constexpr size_t kMaxRunNames = 20000;
 constexpr uint16_t kUnmapped = UINT16_MAX;
 
-std::string NameKey(const stats::NameEntry& e) {
-  return fmt::format("{}\x1f{}\x1f{}\x1f{}", static_cast<int>(e.kind), e.scenario, e.group, e.name);
-}
-
 uint16_t InternName(Run& run, stats::NameEntry e) {
   if (run.name_index.empty()) {
     for (size_t i = 0; i < run.names.requests.size(); ++i) {
-      run.name_index.emplace(NameKey(run.names.requests[i]), static_cast<uint16_t>(i));
+      run.name_index.emplace(stats::NameRegistry::Key(run.names.requests[i]), static_cast<uint16_t>(i));
     }
   }
   if (run.names.requests.size() >= kMaxRunNames) e = stats::NameEntry{e.kind, e.scenario, "", "(other)"};
-  std::string key = NameKey(e);
+  std::string key = stats::NameRegistry::Key(e);
   if (auto it = run.name_index.find(key); it != run.name_index.end()) return it->second;
   run.names.requests.push_back(std::move(e));
   const auto index = static_cast<uint16_t>(run.names.requests.size() - 1);

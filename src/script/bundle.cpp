@@ -65,26 +65,19 @@ class DiskSource final : public FileSource {
   size_t total_ = 0;
 };
 
-class BundleSource final : public FileSource {
- public:
-  explicit BundleSource(const Bundle& b) : bundle_(b) {}
-  Result<std::string> Read(const std::string& key) override {
-    auto it = bundle_.files.find(key);
-    if (it == bundle_.files.end()) {
-      return MakeError(
-          ErrorCode::kNotFound,
-          fmt::format("'{}' is not part of the script's bundle (only files imported or open()ed by the "
-                      "init code travel with the plan)",
-                      key));
-    }
-    return it->second;
-  }
-
- private:
-  const Bundle& bundle_;
-};
-
 }  // namespace
+
+Result<std::string> BundleSource::Read(const std::string& key) {
+  auto it = bundle_.files.find(key);
+  if (it == bundle_.files.end()) {
+    return MakeError(
+        ErrorCode::kNotFound,
+        fmt::format("'{}' is not part of the script's bundle (only files imported or open()ed by the "
+                    "init code travel with the plan)",
+                    key));
+  }
+  return it->second;
+}
 
 Result<Bundle> LoadBundle(const std::string& base_dir, const std::string& entry) {
   Bundle bundle;

@@ -8,21 +8,6 @@
 namespace meridian::script {
 namespace {
 
-class BundleFiles final : public FileSource {
- public:
-  explicit BundleFiles(std::shared_ptr<const ScriptOptions> o) : options_(std::move(o)) {}
-  Result<std::string> Read(const std::string& key) override {
-    auto it = options_->bundle.files.find(key);
-    if (it == options_->bundle.files.end()) {
-      return MakeError(ErrorCode::kNotFound, fmt::format("'{}' is not part of the script's bundle", key));
-    }
-    return it->second;
-  }
-
- private:
-  std::shared_ptr<const ScriptOptions> options_;
-};
-
 class ScriptIteration final : public loadgen::Iteration {
  public:
   explicit ScriptIteration(Runtime& rt) : rt_(rt) {}
@@ -42,7 +27,7 @@ class ScriptIteration final : public loadgen::Iteration {
 class ScriptFactory final : public loadgen::IterationFactory {
  public:
   ScriptFactory(std::shared_ptr<const ScriptOptions> options, loadgen::WorkerEnv& env)
-      : files_(options), env_(env) {}
+      : options_(options), files_(options_->bundle), env_(env) {}
   ~ScriptFactory() override { env_.loop->Cancel(&gc_); }
 
   Result<void> Init(std::shared_ptr<const ScriptOptions> options) {
@@ -70,7 +55,8 @@ class ScriptFactory final : public loadgen::IterationFactory {
   }
 
  private:
-  BundleFiles files_;
+  std::shared_ptr<const ScriptOptions> options_;  // owns the bundle files_ reads
+  BundleSource files_;
   loadgen::WorkerEnv& env_;
   std::unique_ptr<Runtime> rt_;
   net::FunctionTimer gc_;

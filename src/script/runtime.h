@@ -40,6 +40,16 @@ class FileSource {
   virtual Result<std::string> Read(const std::string& key) = 0;
 };
 
+// Files from a bundle (agents, Inspect): nothing outside it exists. The bundle must outlive the source.
+class BundleSource final : public FileSource {
+ public:
+  explicit BundleSource(const Bundle& b) : bundle_(b) {}
+  Result<std::string> Read(const std::string& key) override;
+
+ private:
+  const Bundle& bundle_;
+};
+
 // A script VU: one per loadgen::Vu of a script scenario, owned by its iteration object.
 class VuScript final : public net::DeadlineNode {
  public:

@@ -31,9 +31,10 @@ class NameRegistry {
   std::vector<NameEntry> From(size_t first) const;
   // True once some name was folded into "(other)" (reported once in the summary).
   bool overflowed() const;
+  // The identity of an entry (kind, scenario, group, name) as one string, for lookups.
+  static std::string Key(const NameEntry& e);
 
  private:
-  static std::string Key(const NameEntry& e);
   mutable std::mutex mu_;
   std::vector<NameEntry> entries_;
   std::unordered_map<std::string, uint16_t> index_;
