@@ -108,6 +108,8 @@ class EventLoop {
 
   // Deadline lists are expired by the loop; the list must outlive the loop run.
   void AddDeadlineList(DeadlineList* list) { lists_.push_back(list); }
+  // A list that goes away before the loop must be removed first (the loop reads it on every turn).
+  void RemoveDeadlineList(DeadlineList* list) { std::erase(lists_, list); }
 
   // Thread-safe: runs fn on the loop thread at its next turn.
   void Post(std::function<void()> fn);

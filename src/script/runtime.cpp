@@ -162,6 +162,7 @@ Result<void> Runtime::Setup() {
 }
 
 Runtime::~Runtime() {
+  if (config_.env != nullptr) config_.env->loop->RemoveDeadlineList(&iteration_deadlines_);
   timers_.clear();
   if (cx_ != nullptr) {
     jobs_.reset();
