@@ -184,10 +184,7 @@ stats::MetricData MetricFor(const Run& run, const stats::ThresholdSet& set) {
       // (Scripts make their own checks with check().)
       if (key.status != 0 && !ScriptScenario(run, key.scenario)) {
         d.checks += s.requests;
-        if (key.error == stats::ErrorKind::kCheck || key.error == stats::ErrorKind::kHttp4xx ||
-            key.error == stats::ErrorKind::kHttp5xx) {
-          d.checks_failed += s.requests;
-        }
+        if (stats::FailsStatusExpectation(key.error)) d.checks_failed += s.requests;
       }
     }
     for (const auto& [index, c] : p.totals.checks) {
@@ -259,7 +256,8 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
   meta.title = fmt::format("meridian run {} ({})", run.plan.name, run.row.id);
   for (const auto& s : run.plan.scenarios) {
     meta.scenarios.push_back(stats::ScenarioMeta{s.name, loadgen::ExecutorName(s.executor.type),
-                                                 s.executor.Describe(), s.executor.open_model()});
+                                                 s.executor.Describe(), s.executor.open_model(),
+                                                 !s.script.empty()});
   }
   for (const auto& a : run.assignments) {
     if (const auto* row = agent_row(a.agent_id)) meta.threads += row->capacity;

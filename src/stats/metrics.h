@@ -30,6 +30,11 @@ enum class ErrorKind : uint8_t {
   kCount,
 };
 const char* ErrorKindName(ErrorKind kind);
+// A declarative request that got a response is one check of its status expectation (the `checks` rate and the
+// summary's checks line); it fails on these kinds. Script scenarios make their own checks with check().
+inline bool FailsStatusExpectation(ErrorKind kind) {
+  return kind == ErrorKind::kCheck || kind == ErrorKind::kHttp4xx || kind == ErrorKind::kHttp5xx;
+}
 
 struct RequestSample {
   int64_t total_ns =

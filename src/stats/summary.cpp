@@ -134,21 +134,41 @@ std::string EntryLabel(const SeriesNames& names, uint16_t index) {
   return e.group.empty() ? e.name : e.group + " " + e.name;
 }
 
+// Checks as the `checks` threshold counts them: script check() calls by name, and each declarative request's
+// status expectation (one row per request name).
+struct CheckRow {
+  std::string group, name;
+  CheckCounts counts;
+  std::string label() const { return group.empty() ? name : group + " " + name; }
+};
 struct ScriptTotals {
   uint64_t checks = 0, passes = 0;
-  std::vector<std::pair<uint16_t, CheckCounts>> checks_by_name;  // in name-table order
+  std::vector<CheckRow> rows;  // status expectations first (request-name order), then check() calls
   std::vector<std::pair<uint16_t, const Histogram*>> groups;
 };
 
-ScriptTotals CollectScript(const IntervalSnapshot& totals) {
+ScriptTotals CollectScript(const IntervalSnapshot& totals, const SeriesNames& names,
+                           const SummaryMeta& meta) {
   ScriptTotals t;
-  for (const auto& [i, c] : totals.checks) {
-    t.checks += c.passes + c.fails;
-    t.passes += c.passes;
-    t.checks_by_name.emplace_back(i, c);
+  std::map<uint16_t, CheckCounts> status;
+  for (const auto& [packed, s] : totals.series) {
+    const SeriesKey key = SeriesKey::Unpack(packed);
+    if (key.status == 0) continue;  // no response: not a check
+    if (key.scenario < meta.scenarios.size() && meta.scenarios[key.scenario].script) continue;
+    CheckCounts& c = status[key.request];
+    (FailsStatusExpectation(key.error) ? c.fails : c.passes) += s.requests;
   }
-  std::sort(t.checks_by_name.begin(), t.checks_by_name.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [i, c] : status) t.rows.push_back({"", EntryLabel(names, i) + ": status as expected", c});
+  std::vector<std::pair<uint16_t, CheckCounts>> calls(totals.checks.begin(), totals.checks.end());
+  std::sort(calls.begin(), calls.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [i, c] : calls) {
+    const NameEntry e = i < names.requests.size() ? names.requests[i] : NameEntry{};
+    t.rows.push_back({e.group, e.name, c});
+  }
+  for (const auto& row : t.rows) {
+    t.checks += row.counts.passes + row.counts.fails;
+    t.passes += row.counts.passes;
+  }
   for (const auto& [i, h] : totals.groups) t.groups.emplace_back(i, &h);
   std::sort(t.groups.begin(), t.groups.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return t;
@@ -184,12 +204,14 @@ nlohmann::ordered_json SummaryJson(const IntervalSnapshot& totals, const std::ve
   nlohmann::ordered_json errors = nlohmann::ordered_json::object();
   for (const auto& [kind, n] : t.errors) errors[ErrorKindName(kind)] = n;
   j["errors"] = errors;
-  const ScriptTotals st = CollectScript(totals);
+  const ScriptTotals st = CollectScript(totals, names, meta);
   if (st.checks > 0) {
     nlohmann::ordered_json checks = nlohmann::ordered_json::array();
-    for (const auto& [i, c] : st.checks_by_name) {
-      const NameEntry e = i < names.requests.size() ? names.requests[i] : NameEntry{};
-      checks.push_back({{"name", e.name}, {"group", e.group}, {"passes", c.passes}, {"fails", c.fails}});
+    for (const auto& row : st.rows) {
+      checks.push_back({{"name", row.name},
+                        {"group", row.group},
+                        {"passes", row.counts.passes},
+                        {"fails", row.counts.fails}});
     }
     j["checks"] = {{"count", st.checks},
                    {"passes", st.passes},
@@ -283,15 +305,16 @@ std::string SummaryText(const IntervalSnapshot& totals, const std::vector<Timeli
   }
   out += fmt::format("  ran {} on {} thread{}{}\n\n", FormatDuration(meta.duration_ns), meta.threads,
                      meta.threads == 1 ? "" : "s", meta.stopped_early ? " (stopped early)" : "");
-  const ScriptTotals st = CollectScript(totals);
+  const ScriptTotals st = CollectScript(totals, names, meta);
   if (st.checks > 0) {
     size_t width = 8;
-    for (const auto& [i, c] : st.checks_by_name) width = std::max(width, EntryLabel(names, i).size());
-    for (const auto& [i, c] : st.checks_by_name) {
+    for (const auto& row : st.rows) width = std::max(width, row.label().size());
+    for (const auto& row : st.rows) {
+      const CheckCounts& c = row.counts;
       const uint64_t n = c.passes + c.fails;
       out += fmt::format("    {} {:<{}}  {:>7.2f}%  \u2713 {}  \u2717 {}\n", c.fails ? "\u2717" : "\u2713",
-                         EntryLabel(names, i), width,
-                         100.0 * static_cast<double>(c.passes) / static_cast<double>(n), c.passes, c.fails);
+                         row.label(), width, 100.0 * static_cast<double>(c.passes) / static_cast<double>(n),
+                         c.passes, c.fails);
     }
     out += "\n";
     line("checks", fmt::format("{:.2f}%  {} of {}",

@@ -42,6 +42,7 @@ struct ScenarioMeta {
   std::string executor;     // "constant-vus"
   std::string description;  // ExecutorConfig::Describe()
   bool open_model = false;
+  bool script = false;  // a JavaScript scenario: its checks are check() calls, not status expectations
 };
 
 struct SummaryMeta {

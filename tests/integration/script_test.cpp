@@ -63,12 +63,33 @@ TEST(Scripts, ConstellationInputsRunUnchangedWithVusPerRegion) {
 TEST(Scripts, JourneyExamplePassesItsThresholds) {
   Target target;
   TempDir dir;
-  const Finished f = RunFull({MeridianBinary(), "run", kExamples + "/journey.yaml", "--vars",
-                              "base=" + target.url(), "--state-dir", dir.path});
+  const Finished f =
+      RunFull({MeridianBinary(), "run", kExamples + "/journey.yaml", "--vars", "base=" + target.url(),
+               "--state-dir", dir.path, "--summary-file", dir.path + "/summary.json"});
   ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
   EXPECT_NE(f.out.find("\u2713 ::cart added to cart"), std::string::npos) << f.out;
   EXPECT_NE(f.out.find("\u2713 checks{check:added to cart} rate==1"), std::string::npos) << f.out;
   EXPECT_NE(f.out.find("group_duration login"), std::string::npos) << f.out;
+  // The summary's checks and the `checks` threshold count the same things: the script's check() calls and the
+  // declarative scenario's status expectations.
+  EXPECT_NE(f.out.find("\u2713 health: status as expected"), std::string::npos) << f.out;
+  std::ifstream in(dir.path + "/summary.json");
+  const auto summary = nlohmann::json::parse(in);
+  const uint64_t checks = summary["checks"]["count"].get<uint64_t>();
+  uint64_t by_name = 0;
+  for (const auto& row : summary["checks"]["by_name"]) {
+    by_name += row["passes"].get<uint64_t>() + row["fails"].get<uint64_t>();
+  }
+  EXPECT_EQ(by_name, checks);
+  bool seen = false;
+  for (const auto& t : summary["thresholds"]) {
+    if (t["metric"] != "checks") continue;
+    seen = true;
+    const std::string measured = t["measured_text"].get<std::string>();
+    EXPECT_NE(measured.find("of " + std::to_string(checks) + ")"), std::string::npos)
+        << measured << " vs " << checks;
+  }
+  EXPECT_TRUE(seen) << summary.dump();
 }
 
 TEST(Scripts, AScriptRunsWithItsOwnOptionsLikeK6) {
