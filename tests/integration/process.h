@@ -2,15 +2,32 @@
 // Test helpers: run the real `meridian` binary as a child process with deadlines (nothing here can hang a
 // test), and a minimal blocking HTTP GET for the target's admin API.
 
+#include <stdlib.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace meridian::testing {
+
+// A directory under /tmp, removed with everything in it on destruction.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/meridian-test-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  void Write(const std::string& name, const std::string& text) const {
+    std::filesystem::create_directories(std::filesystem::path(path + "/" + name).parent_path());
+    std::ofstream(path + "/" + name) << text;
+  }
+};
 
 // Path of the binary under test (set by CMake).
 std::string MeridianBinary();

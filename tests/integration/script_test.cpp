@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -17,19 +18,6 @@ Finished RunFull(const std::vector<std::string>& args, std::chrono::milliseconds
   Process p(args);
   return p.Wait(deadline);
 }
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/meridian-script-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  void Write(const std::string& name, const std::string& text) const {
-    std::filesystem::create_directories(std::filesystem::path(path + "/" + name).parent_path());
-    std::ofstream(path + "/" + name) << text;
-  }
-};
 
 std::string LineWith(const std::string& text, const std::string& what) {
   const size_t at = text.find(what);
