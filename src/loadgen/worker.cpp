@@ -118,7 +118,8 @@ void Worker::Main(std::latch& ready, std::shared_future<int64_t> start_at) {
     for (auto& t : timers_) loop_.Cancel(t.get());
     runners_.clear();
     factories_.clear();
-    loop_.RunOnce(0);
+    do loop_.RunOnce(0);
+    while (loop_.has_deferred());
   };
   const int64_t start = start_at.get();
   if (start < 0 || !prepared_.ok()) {
@@ -128,7 +129,8 @@ void Worker::Main(std::latch& ready, std::shared_future<int64_t> start_at) {
   Begin(start);
   while (!finished_) loop_.RunOnce(1'000'000'000);
   // Let deferred callbacks of aborted work run before the loop goes away.
-  loop_.RunOnce(0);
+  do loop_.RunOnce(0);
+  while (loop_.has_deferred());
   release();
 }
 

@@ -217,7 +217,7 @@ void EventLoop::RunTimers(int64_t now) {
 }
 
 void EventLoop::RunOnce(int64_t max_wait_ns) {
-  int64_t wait = max_wait_ns;
+  int64_t wait = deferred_.empty() ? max_wait_ns : 0;
   const int64_t now = MonoNanos();
   int64_t next = heap_.empty() ? INT64_MAX : heap_.front()->deadline_;
   for (DeadlineList* list : lists_) next = std::min(next, list->next_deadline());
@@ -243,12 +243,14 @@ void EventLoop::RunOnce(int64_t max_wait_ns) {
   RunDeferred();
 }
 
+// One batch: what is deferred while it runs waits for the loop's next turn (RunOnce then does not block), so
+// work that keeps deferring more work (a script iteration that never waits for I/O, finished and restarted)
+// cannot starve timers and I/O.
 void EventLoop::RunDeferred() {
-  while (!deferred_.empty()) {
-    std::vector<std::function<void()>> batch;
-    batch.swap(deferred_);
-    for (auto& fn : batch) fn();
-  }
+  if (deferred_.empty()) return;
+  std::vector<std::function<void()>> batch;
+  batch.swap(deferred_);
+  for (auto& fn : batch) fn();
 }
 
 void EventLoop::Run() {

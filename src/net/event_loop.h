@@ -114,8 +114,9 @@ class EventLoop {
   // Thread-safe: runs fn on the loop thread at its next turn.
   void Post(std::function<void()> fn);
   // Loop thread only: runs fn after the current batch of events, e.g. to free an object that a later event of
-  // the same batch may still name.
+  // the same batch may still name. Functions deferred by a deferred function run at the next turn.
   void Defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
+  bool has_deferred() const { return !deferred_.empty(); }
 
   // Runs until Stop() is called (from the loop thread, or via Post from another).
   void Run();

@@ -6,6 +6,8 @@
 #include <js/PropertyAndElement.h>
 #include <js/PropertySpec.h>
 
+#include <algorithm>
+
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/request.h"
@@ -285,11 +287,13 @@ bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
   double timeout_ms = 0;
   if (!JS::ToNumber(cx, args[4], &timeout_ms)) return false;
   const std::string name = Utf8(cx, args[5]);
-  std::string response_type = Utf8(cx, args[6]);
-  if (response_type != "auto" && response_type != "json" && response_type != "text" &&
-      response_type != "none") {
+  // The prelude's TYPES: auto (JSON when the content type says so), json, text, none.
+  const std::string type_text = Utf8(cx, args[6]);
+  static constexpr std::string_view kTypes[] = {"auto", "json", "text", "none"};
+  const auto type_at = std::find(std::begin(kTypes), std::end(kTypes), type_text);
+  if (type_at == std::end(kTypes)) {
     return Throw(cx, fmt::format("request: responseType '{}' is not supported (allowed: json, text, none)",
-                                 response_type));
+                                 type_text));
   }
   auto origin = rt.OriginFor(url->scheme, url->host, url->port, url->HostHeader());
   JS::RootedObject promise(cx, JS::NewPromiseObject(cx, nullptr));
@@ -299,8 +303,8 @@ bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
   auto r = std::make_unique<PendingRequest>(rt, *vs);
   r->promise = promise;
   if (args[7].isObject()) r->config = &args[7].toObject();
-  r->response_type = std::move(response_type);
-  r->capture = r->response_type != "none";
+  r->response_type = static_cast<uint8_t>(type_at - std::begin(kTypes));
+  r->capture = *type_at != "none";
   r->head = *method == "HEAD";
   r->idempotent = *method == "GET" || *method == "HEAD" || *method == "OPTIONS" || *method == "PUT" ||
                   *method == "DELETE";
@@ -485,7 +489,7 @@ void PendingRequest::OnResponse(const http::ResponseEvent& event) {
   const int status = event.sample.status;
   std::string raw_headers = std::move(headers);
   std::string raw_body = std::move(body);
-  const std::string type = response_type;
+  const uint8_t type = response_type;
   rt.OnRequestDone(vs, this);  // `this` is destroyed here; only locals below
   // Reactions queued by resolving belong to this VU.
   rt.SetCurrent(&vs);
@@ -493,7 +497,7 @@ void PendingRequest::OnResponse(const http::ResponseEvent& event) {
   bool ok = true;
   JS::RootedValue result(cx);
   if (kind != stats::ErrorKind::kNone && (status == 0 || kind == stats::ErrorKind::kTimeout)) {
-    JS::RootedValue make(cx, JS::ObjectOrNullValue(rt.prelude("makeError")));
+    JS::RootedValue make(cx, JS::ObjectValue(*rt.make_error()));
     JS::RootedValueArray<3> a(cx);
     JS::RootedString m(cx, NewString(cx, message.empty() ? stats::ErrorKindName(kind) : message));
     JS::RootedString code(cx, NewString(cx, ErrorCodeFor(kind, message)));
@@ -506,57 +510,28 @@ void PendingRequest::OnResponse(const http::ResponseEvent& event) {
     }
     if (ok) ok = JS::RejectPromise(cx, p, result);
   } else {
-    JS::RootedObject proto(cx, rt.response_proto());
-    JS::RootedObject res(cx, JS_NewObjectWithGivenProto(cx, nullptr, proto));
-    ok = res != nullptr;
-    JS::RootedObject raw(cx, ok ? JS::NewArrayObject(cx, 3) : nullptr);
-    ok = ok && raw != nullptr;
+    // One call into the prelude's makeResponse: an object of one class (one shape) made by JIT code.
+    auto ms = [](int64_t ns) { return ns < 0 ? 0.0 : static_cast<double>(ns) / 1e6; };
+    JS::RootedValueArray<10> a(cx);
+    JS::RootedString h(cx, NewString(cx, raw_headers));
+    JS::RootedString b(cx, NewString(cx, raw_body));
+    JS::RootedString st(cx, NewString(cx, StatusText(status)));
+    ok = h && b && st;
     if (ok) {
-      JS::RootedString h(cx, NewString(cx, raw_headers));
-      JS::RootedString b(cx, NewString(cx, raw_body));
-      JS::RootedString t(cx, NewString(cx, type));
-      JS::RootedString st(cx, NewString(cx, StatusText(status)));
-      ok = h && b && t && st;
-      JS::RootedValue v(cx);
-      if (ok) {
-        v.setString(h);
-        ok = JS_SetElement(cx, raw, 0, v);
-        v.setString(b);
-        ok = ok && JS_SetElement(cx, raw, 1, v);
-        v.setString(t);
-        ok = ok && JS_SetElement(cx, raw, 2, v);
-      }
-      JS::RootedObject timings(cx, JS_NewPlainObject(cx));
-      ok = ok && timings != nullptr;
-      auto ms = [](int64_t ns) { return ns < 0 ? 0.0 : static_cast<double>(ns) / 1e6; };
-      if (ok) {
-        JS::RootedValue d(cx);
-        d.setDouble(ms(event.sample.total_ns));
-        ok = JS_DefineProperty(cx, timings, "duration", d, JSPROP_ENUMERATE);
-        d.setDouble(ms(event.sample.ttfb_ns));
-        ok = ok && JS_DefineProperty(cx, timings, "waiting", d, JSPROP_ENUMERATE);
-        d.setDouble(ms(event.sample.connect_ns));
-        ok = ok && JS_DefineProperty(cx, timings, "connecting", d, JSPROP_ENUMERATE);
-        d.setDouble(ms(event.sample.tls_ns));
-        ok = ok && JS_DefineProperty(cx, timings, "tls_handshaking", d, JSPROP_ENUMERATE);
-      }
-      if (ok) {
-        v.setInt32(status);
-        ok = JS_DefineProperty(cx, res, "status", v, JSPROP_ENUMERATE);
-        v.setString(st);
-        ok = ok && JS_DefineProperty(cx, res, "statusText", v, JSPROP_ENUMERATE);
-        v.setObjectOrNull(cfg);
-        ok = ok && JS_DefineProperty(cx, res, "config", v, JSPROP_ENUMERATE);
-        v.setObject(*timings);
-        ok = ok && JS_DefineProperty(cx, res, "timings", v, JSPROP_ENUMERATE);
-        v.setObject(*raw);
-        ok = ok && JS_DefineProperty(cx, res, "__raw", v, 0);
-      }
+      a[0].setInt32(status);
+      a[1].setString(st);
+      a[2].setString(h);
+      a[3].setString(b);
+      a[4].setInt32(static_cast<int32_t>(type));
+      a[5].setObjectOrNull(cfg);
+      a[6].setDouble(ms(event.sample.total_ns));
+      a[7].setDouble(ms(event.sample.ttfb_ns));
+      a[8].setDouble(ms(event.sample.connect_ns));
+      a[9].setDouble(ms(event.sample.tls_ns));
+      JS::RootedValue make(cx, JS::ObjectValue(*rt.make_response()));
+      ok = JS::Call(cx, JS::UndefinedHandleValue, make, a, &result);
     }
-    if (ok) {
-      result.setObject(*res);
-      ok = JS::ResolvePromise(cx, p, result);
-    }
+    if (ok) ok = JS::ResolvePromise(cx, p, result);
   }
   if (!ok) rt.MarkFinished(vs, true, rt.TakeException());
   rt.SetCurrent(nullptr);

@@ -67,22 +67,32 @@ function encodeParams(params) {
   return parts.join('&');
 }
 
-function setHeaders(into, from) {
+// Headers as a flat [name, value, ...] list; a later source replaces an earlier name case-insensitively.
+function putHeaders(flat, from) {
   if (!from) return;
-  for (const [k, v] of Object.entries(from)) {
+  for (const k in from) {
+    const v = from[k];
     if (v === undefined || v === null || typeof v === 'object') continue;  // nested per-method blocks
     const lower = k.toLowerCase();
-    for (const existing of Object.keys(into)) {
-      if (existing.toLowerCase() === lower) delete into[existing];
-    }
-    into[k] = String(v);
+    let i = 0;
+    while (i < flat.length && flat[i].toLowerCase() !== lower) i += 2;
+    flat[i] = k;
+    flat[i + 1] = String(v);
   }
 }
+function hasHeader(flat, lower) {
+  for (let i = 0; i < flat.length; i += 2) if (flat[i].toLowerCase() === lower) return true;
+  return false;
+}
+const NO_CONFIG = Object.freeze({});
 
-function requestWith(defaults, config) {
+// The request of `config` (with `method`, `url` and `data` given apart by the shorthand methods) on an instance
+// with `defaults`. The config a response carries is put together only when a script reads it.
+function requestWith(defaults, config, m, u, data, hasData) {
   if (typeof config !== 'object' || config === null) throw new TypeError('request: config must be an object');
-  const method = String(config.method || defaults.method || 'get').toUpperCase();
-  const given = config.url === undefined ? '' : String(config.url);
+  const method = String(m || config.method || defaults.method || 'get').toUpperCase();
+  const uu = u !== undefined ? u : config.url;
+  const given = uu === undefined ? '' : String(uu);
   const url = combine(config.baseURL !== undefined ? config.baseURL : defaults.baseURL, given);
   let full = url;
   const params = config.params !== undefined ? config.params : defaults.params;
@@ -90,14 +100,16 @@ function requestWith(defaults, config) {
     const q = encodeParams(params);
     if (q) full += (full.includes('?') ? '&' : '?') + q;
   }
-  const headers = {};
-  const dh = defaults.headers || {};
-  setHeaders(headers, dh.common);
-  setHeaders(headers, dh[method.toLowerCase()]);
-  setHeaders(headers, dh);
-  setHeaders(headers, config.headers);
+  const flat = [];
+  const dh = defaults.headers;
+  if (dh) {
+    putHeaders(flat, dh.common);
+    putHeaders(flat, dh[method.toLowerCase()]);
+    putHeaders(flat, dh);
+  }
+  putHeaders(flat, config.headers);
   let body = null;
-  let data = config.data;
+  if (!hasData) data = config.data;
   if (data !== undefined && data !== null) {
     if (typeof data === 'string') {
       body = data;
@@ -105,41 +117,44 @@ function requestWith(defaults, config) {
       throw new TypeError('request: binary data is not supported yet; send a string or an object');
     } else {
       body = JSON.stringify(data);
-      if (!Object.keys(headers).some((k) => k.toLowerCase() === 'content-type')) {
-        headers['Content-Type'] = 'application/json';
-      }
+      if (!hasHeader(flat, 'content-type')) flat.push('Content-Type', 'application/json');
     }
   }
-  if (!Object.keys(headers).some((k) => k.toLowerCase() === 'accept')) {
-    headers['Accept'] = 'application/json, text/plain, */*';
-  }
-  const flat = [];
-  for (const [k, v] of Object.entries(headers)) flat.push(k, v);
+  if (!hasHeader(flat, 'accept')) flat.push('Accept', 'application/json, text/plain, */*');
   const timeout = Number(config.timeout !== undefined ? config.timeout : defaults.timeout) || 0;
   const responseType = String(config.responseType || defaults.responseType || 'auto');
-  const tags = config.tags || {};
-  let name = config.name !== undefined ? config.name : tags.name;
+  const tags = config.tags;
+  let name = config.name !== undefined ? config.name : tags ? tags.name : undefined;
   if (name === undefined) {
     const q = url.indexOf('?');
     name = method + ' ' + (q >= 0 ? url.slice(0, q) : url);
   }
-  const merged = Object.assign({}, config, { method: method.toLowerCase(), url: given, headers });
-  return native.request(method, full, flat, body, timeout, String(name), responseType, merged);
+  const source = { config, method, url: given, flat, data: hasData ? data : undefined, hasData };
+  return native.request(method, full, flat, body, timeout, String(name), responseType, source);
+}
+
+// The config of a response or error: the request's config with its method, url, headers (and data).
+function configOf(source) {
+  const headers = {};
+  for (let i = 0; i < source.flat.length; i += 2) headers[source.flat[i]] = source.flat[i + 1];
+  const extra = { method: source.method.toLowerCase(), url: source.url, headers };
+  if (source.hasData) extra.data = source.data;
+  return Object.assign({}, source.config, extra);
 }
 
 function createInstance(initial) {
   const defaults = Object.assign({ baseURL: native.baseURL || undefined, headers: { common: {} } }, initial || {});
   const instance = function (configOrUrl, config) {
-    if (typeof configOrUrl === 'string') return requestWith(defaults, Object.assign({}, config, { url: configOrUrl }));
-    return requestWith(defaults, configOrUrl || {});
+    if (typeof configOrUrl === 'string') return requestWith(defaults, config || NO_CONFIG, undefined, configOrUrl);
+    return requestWith(defaults, configOrUrl || NO_CONFIG);
   };
   instance.defaults = defaults;
-  instance.request = (config) => requestWith(defaults, config || {});
+  instance.request = (config) => requestWith(defaults, config || NO_CONFIG);
   for (const m of ['get', 'delete', 'head', 'options']) {
-    instance[m] = (url, config) => requestWith(defaults, Object.assign({}, config, { method: m, url }));
+    instance[m] = (url, config) => requestWith(defaults, config || NO_CONFIG, m, url, undefined, false);
   }
   for (const m of ['post', 'put', 'patch']) {
-    instance[m] = (url, data, config) => requestWith(defaults, Object.assign({}, config, { method: m, url, data }));
+    instance[m] = (url, data, config) => requestWith(defaults, config || NO_CONFIG, m, url, data, true);
   }
   instance.create = (more) => createInstance(Object.assign({}, defaults, more || {}));
   instance.interceptors = {
@@ -164,18 +179,24 @@ function parseHeaders(raw) {
   }
   return out;
 }
-const responseProto = {};
-Object.defineProperty(responseProto, 'headers', {
-  get() {
-    const value = parseHeaders(this.__raw[0]);
+// Responses: made by the native side through makeResponse; headers, data and config are put together on
+// first use and then kept as own properties.
+const TYPES = ['auto', 'json', 'text', 'none'];
+class Response {
+  #raw;
+  constructor(status, statusText, rawHeaders, body, type, source, duration, waiting, connecting, tls) {
+    this.status = status;
+    this.statusText = statusText;
+    this.timings = { duration, waiting, connecting, tls_handshaking: tls };
+    this.#raw = [rawHeaders, body, TYPES[type], source];
+  }
+  get headers() {
+    const value = parseHeaders(this.#raw[0]);
     Object.defineProperty(this, 'headers', { value, writable: true, enumerable: true, configurable: true });
     return value;
-  },
-  configurable: true,
-});
-Object.defineProperty(responseProto, 'data', {
-  get() {
-    const [rawHeaders, body, type] = this.__raw;
+  }
+  get data() {
+    const [rawHeaders, body, type] = this.#raw;
     let value = body;
     if (type !== 'text' && body.length > 0) {
       const ct = /\ncontent-type:[^\n]*json/i.test(rawHeaders);
@@ -185,16 +206,26 @@ Object.defineProperty(responseProto, 'data', {
     }
     Object.defineProperty(this, 'data', { value, writable: true, enumerable: true, configurable: true });
     return value;
-  },
-  configurable: true,
-});
-Object.defineProperty(responseProto, 'body', { get() { return this.__raw[1]; }, configurable: true });
-responseProto.json = function () { return JSON.parse(this.__raw[1]); };
+  }
+  get config() {
+    const value = configOf(this.#raw[3]);
+    Object.defineProperty(this, 'config', { value, writable: true, enumerable: true, configurable: true });
+    return value;
+  }
+  get body() { return this.#raw[1]; }
+  json() { return JSON.parse(this.#raw[1]); }
+  toJSON() {
+    return { status: this.status, statusText: this.statusText, headers: this.headers, data: this.data,
+             config: this.config, timings: this.timings };
+  }
+}
+const makeResponse = (status, statusText, rawHeaders, body, type, source, duration, waiting, connecting, tls) =>
+  new Response(status, statusText, rawHeaders, body, type, source, duration, waiting, connecting, tls);
 
-function makeError(message, code, config, response) {
+function makeError(message, code, source, response) {
   const e = new Error(message);
   e.code = code;
-  e.config = config;
+  e.config = source ? configOf(source) : undefined;
   e.isAxiosError = true;
   if (response) e.response = response;
   e.toJSON = () => ({ message, code });
@@ -248,7 +279,7 @@ async function iterate(fn, arg) {
 }
 
 const http = createInstance({});
-return { iterate, createInstance, makeError, describe, http, check, sleep, group, responseProto };
+return { iterate, createInstance, makeError, makeResponse, describe, http, check, sleep, group };
 }))js";
 
 const char kMeridianModuleSource[] = R"js(const m = globalThis[Symbol.for('meridian.internal')];

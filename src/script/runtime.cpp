@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <js/Array.h>
 #include <js/CompilationAndEvaluation.h>
+#include <js/ContextOptions.h>
 #include <js/Conversions.h>
 #include <js/ErrorReport.h>
 #include <js/Exception.h>
@@ -104,6 +105,9 @@ Result<void> Runtime::Setup() {
   if (cx_ == nullptr) return MakeError(ErrorCode::kInternal, "cannot create a JavaScript context");
   t_thread_has_context = true;
   JS_SetContextPrivate(cx_, this);
+  // Async stacks (the stack captured at every await and promise reaction, for debuggers) cost a stack walk
+  // per promise; error messages use the synchronous stack of the throw, which stays.
+  JS::ContextOptionsRef(cx_).setAsyncStack(false);
   JS::SetJobQueue(cx_, this);
   if (!JS::InitSelfHostedCode(cx_))
     return MakeError(ErrorCode::kInternal, "JavaScript self-hosted code failed");
@@ -124,7 +128,8 @@ Result<void> Runtime::Setup() {
 
   global_.init(cx_);
   prelude_.init(cx_);
-  response_proto_.init(cx_);
+  make_response_.init(cx_);
+  make_error_.init(cx_);
   vu_function_.init(cx_);
   iterate_.init(cx_);
   jobs_.init(cx_);
@@ -157,12 +162,12 @@ Result<void> Runtime::Setup() {
     return MakeError(ErrorCode::kInternal, "prelude: " + TakeException());
   }
   prelude_ = &exports.toObject();
-  JS::RootedValue v(cx_);
-  if (!JS_GetProperty(cx_, prelude_, "responseProto", &v) || !v.isObject()) {
-    return MakeError(ErrorCode::kInternal, "prelude: no response prototype");
-  }
-  response_proto_ = &v.toObject();
   iterate_ = prelude("iterate");
+  make_response_ = prelude("makeResponse");
+  make_error_ = prelude("makeError");
+  if (!iterate_ || !make_response_ || !make_error_) {
+    return MakeError(ErrorCode::kInternal, "prelude: iterate, makeResponse or makeError is missing");
+  }
 
   if (config_.env != nullptr) config_.env->loop->AddDeadlineList(&iteration_deadlines_);
   return {};
@@ -178,7 +183,8 @@ Runtime::~Runtime() {
     modules_.clear();
     global_.reset();
     prelude_.reset();
-    response_proto_.reset();
+    make_response_.reset();
+    make_error_.reset();
     vu_function_.reset();
     iterate_.reset();
     JS_DestroyContext(cx_);
@@ -454,14 +460,19 @@ void Runtime::RunQueuedJobs() {
 void Runtime::Drain() {
   if (draining_) return;
   draining_ = true;
+  // Iterations are finished once per call: finishing one starts the VU's next iteration, and one that never
+  // waits for I/O is finished again at once; those wait for the loop's next turn, so timers (the end of the
+  // duration, time-outs) and I/O are never starved.
+  bool finished_once = false;
   while (true) {
     if (!jobs_.empty()) RunQueuedJobs();
     ReportRejections();
-    if (finished_.empty() || start_depth_ > 0) break;
+    if (finished_.empty() || start_depth_ > 0 || finished_once) break;
     FinishPending();
+    finished_once = true;
   }
   draining_ = false;
-  if (!finished_.empty() && start_depth_ > 0 && !finish_deferred_ && config_.env != nullptr) {
+  if (!finished_.empty() && !finish_deferred_ && config_.env != nullptr) {
     // Vu::FinishIteration must not run inside Iteration::Start: finish after this batch of events.
     finish_deferred_ = true;
     config_.env->loop->Defer([this] {

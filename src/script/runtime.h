@@ -152,8 +152,9 @@ class Runtime final : public JS::JobQueue {
   void Dispatch(VuScript& vs, PendingRequest* r);
   void OnRequestDone(VuScript& vs, PendingRequest* r);
 
-  JSObject* prelude(const char* name);  // a function the prelude exported
-  JSObject* response_proto() const { return response_proto_; }
+  JSObject* prelude(const char* name);                        // a function the prelude exported
+  JSObject* make_response() const { return make_response_; }  // the prelude's makeResponse
+  JSObject* make_error() const { return make_error_; }        // and makeError
 
   void MaybeGC();
 
@@ -175,7 +176,8 @@ class Runtime final : public JS::JobQueue {
   JSContext* cx_ = nullptr;
   JS::PersistentRooted<JSObject*> global_;
   JS::PersistentRooted<JSObject*> prelude_;  // the object of prelude functions
-  JS::PersistentRooted<JSObject*> response_proto_;
+  JS::PersistentRooted<JSObject*> make_response_;
+  JS::PersistentRooted<JSObject*> make_error_;
   JS::PersistentRooted<JSObject*> vu_function_;  // default export or `script`
   JS::PersistentRooted<JSObject*> iterate_;      // prelude's iterate(fn, instance)
   std::unordered_map<std::string, std::unique_ptr<JS::PersistentRootedObject>> modules_;
@@ -234,7 +236,7 @@ class PendingRequest final : public http::ClientHandler, public net::Timer {
   std::string bytes;
   std::string headers;
   std::string body;
-  std::string response_type;
+  uint8_t response_type = 0;  // index into the prelude's TYPES
   size_t origin = 0;
   uint16_t series = 0;
   bool head = false;
