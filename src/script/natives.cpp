@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "http/request.h"
 #include "http/server.h"
+#include "http/syntax.h"
 #include "http/url.h"
 #include "loadgen/declarative.h"
 #include "loadgen/recorder.h"
@@ -245,6 +246,24 @@ bool GetIter(JSContext* cx, unsigned argc, JS::Value* vp) {
   return true;
 }
 
+// A header from the prelude that needs no trimming and has nothing to reject (the usual case) goes straight
+// through; anything else gets ParseHeaderLine's checks and messages.
+bool PlainHeader(std::string_view name, std::string_view value) {
+  if (name.empty()) return false;
+  for (const char c : name) {
+    if (!http::IsTokenChar(c)) return false;
+  }
+  if (!value.empty() &&
+      (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' || value.back() == '\t')) {
+    return false;
+  }
+  for (const char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
 const char* StatusText(int status) {
   const char* reason = http::StatusReason(status);
   return reason ? reason : "";
@@ -261,9 +280,9 @@ bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
   auto method = http::NormalizeMethod(method_text);
   if (!method.ok()) return Throw(cx, "request: method: " + method.error().message);
   const std::string url_text = Utf8(cx, args[1]);
-  auto url = http::ParseUrl(url_text);
-  if (!url.ok()) {
-    return Throw(cx, fmt::format("request: url: {}{}", url.error().message,
+  auto target = rt.TargetFor(url_text);
+  if (!target.ok() && target.error().code != ErrorCode::kDns) {
+    return Throw(cx, fmt::format("request: url: {}{}", target.error().message,
                                  url_text.find("://") == std::string::npos
                                      ? " (a relative URL needs baseURL, or the plan's base_url)"
                                      : ""));
@@ -277,9 +296,13 @@ bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
     for (uint32_t i = 0; i + 1 < n; i += 2) {
       if (!JS_GetElement(cx, list, i, &k) || !JS_GetElement(cx, list, i + 1, &v)) return false;
       std::string name = Utf8(cx, k), value = Utf8(cx, v);
-      auto line = http::ParseHeaderLine(name + ": " + value);
+      if (PlainHeader(name, value)) {
+        headers.emplace_back(std::move(name), std::move(value));
+        continue;
+      }
+      auto line = http::ParseHeaderLine(name + ": " + value);  // trims, or names what is wrong
       if (!line.ok()) return Throw(cx, "request: headers: " + line.error().message);
-      headers.emplace_back(std::move(name), std::move(value));
+      headers.push_back(std::move(line).value());
     }
   }
   std::string body;
@@ -295,7 +318,6 @@ bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
     return Throw(cx, fmt::format("request: responseType '{}' is not supported (allowed: json, text, none)",
                                  type_text));
   }
-  auto origin = rt.OriginFor(url->scheme, url->host, url->port, url->HostHeader());
   JS::RootedObject promise(cx, JS::NewPromiseObject(cx, nullptr));
   if (!promise) return false;
   args.rval().setObject(*promise);
@@ -310,16 +332,17 @@ bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
                   *method == "DELETE";
   r->timeout_ns = MillisToNanos(timeout_ms);
   r->series = rt.NameIndex(stats::NameEntry::Kind::kRequest, vs->vu.scenario(), vs->group, name);
-  if (!origin.ok()) {
+  if (!target.ok()) {
     // Measured like any failed request, and the promise rejects (axios: ENOTFOUND) after this call returns.
-    r->early_error = origin.error().message;
+    r->early_error = target.error().message;
     PendingRequest* raw = r.get();
     vs->requests.push_back(std::move(r));
     rt.env()->loop->Schedule(raw, MonoNanos());
     return true;
   }
-  r->origin = *origin;
-  http::AppendRequestHead(r->bytes, *method, url->target, url->HostHeader(), headers, body.size());
+  const Runtime::Target& t = **target;
+  r->origin = t.origin;
+  http::AppendRequestHead(r->bytes, *method, t.path, t.host_header, headers, body.size());
   r->bytes.append(body);
   PendingRequest* raw = r.get();
   vs->requests.push_back(std::move(r));

@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/duration.h"
 #include "core/log.h"
+#include "http/url.h"
 #include "loadgen/recorder.h"
 #include "net/resolver.h"
 #include "stats/names.h"
@@ -681,6 +682,17 @@ Result<size_t> Runtime::OriginFor(const std::string& scheme, const std::string& 
   origins_.push_back(std::move(o));
   origin_index_.emplace(key, origins_.size() - 1);
   return origins_.size() - 1;
+}
+
+Result<const Runtime::Target*> Runtime::TargetFor(const std::string& url) {
+  if (auto it = targets_.find(url); it != targets_.end()) return &it->second;
+  auto parsed = http::ParseUrl(url);
+  if (!parsed.ok()) return parsed.error();
+  auto origin = OriginFor(parsed->scheme, parsed->host, parsed->port, parsed->HostHeader());
+  if (!origin.ok()) return origin.error();
+  if (targets_.size() >= kMaxTargets) targets_.clear();
+  auto [it, added] = targets_.emplace(url, Target{*origin, parsed->target, parsed->HostHeader()});
+  return &it->second;
 }
 
 uint16_t Runtime::NameIndex(stats::NameEntry::Kind kind, uint16_t scenario, const std::string& group,

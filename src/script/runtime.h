@@ -144,6 +144,17 @@ class Runtime final : public JS::JobQueue {
                            const std::string& host_header);
   const http::Origin& origin(size_t i) const { return *origins_[i]; }
 
+  // A request URL parsed: its origin and what goes on the request line. Scripts request the same URLs over
+  // and over, so they are kept (up to kMaxTargets, then forgotten and parsed again). Errors: the URL's (bad
+  // URL) or kDns (the host did not resolve; not kept, so it is tried again).
+  struct Target {
+    size_t origin = 0;
+    std::string path;
+    std::string host_header;
+  };
+  Result<const Target*> TargetFor(const std::string& url);
+  static constexpr size_t kMaxTargets = 4096;
+
   // The name-table index of a request, check or group of the current scenario.
   uint16_t NameIndex(stats::NameEntry::Kind kind, uint16_t scenario, const std::string& group,
                      const std::string& name);
@@ -213,6 +224,7 @@ class Runtime final : public JS::JobQueue {
 
   std::vector<std::unique_ptr<http::Origin>> origins_;
   std::unordered_map<std::string, size_t> origin_index_;
+  std::unordered_map<std::string, Target> targets_;
   std::unordered_map<std::string, uint16_t> name_cache_;
   net::DeadlineList iteration_deadlines_;
   uint32_t errors_logged_ = 0;
