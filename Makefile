@@ -23,10 +23,12 @@ demo: release
 	scripts/demo
 
 # Throughput, memory and open-model benchmarks against the peers, then the distributed-run targets (skew, rate,
-# ingest); writes bench/out/ and bench/RESULTS.md.
+# ingest) and the JavaScript-scenario targets (script vs declarative, memory per VU); writes bench/out/ and
+# bench/RESULTS.md.
 bench: release
 	bench/run
 	bench/distributed
+	bench/script/run
 
 fuzz: deps
 	cmake --preset fuzz

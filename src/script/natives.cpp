@@ -23,10 +23,23 @@ namespace meridian::script {
 namespace {
 
 std::string Utf8(JSContext* cx, JS::HandleValue v) {
-  JS::RootedString s(cx, JS::ToString(cx, v));
+  JS::RootedString s(cx, v.isString() ? v.toString() : JS::ToString(cx, v));
   if (!s) return {};
+  // ASCII (methods, most URLs, names, header lines, JSON) is copied straight out of the engine's Latin-1
+  // storage: for short strings that is no allocation at all.
+  if (JS::StringHasLatin1Chars(s) && JS_EnsureLinearString(cx, s) != nullptr) {
+    JS::AutoCheckCannotGC nogc;
+    size_t n = 0;
+    const JS::Latin1Char* chars = JS_GetLatin1StringCharsAndLength(cx, nogc, s, &n);
+    if (chars != nullptr && std::all_of(chars, chars + n, [](JS::Latin1Char c) { return c < 0x80; })) {
+      return std::string(reinterpret_cast<const char*>(chars), n);
+    }
+  }
+  JSLinearString* linear = JS_EnsureLinearString(cx, s);
+  if (linear == nullptr) return {};
+  const size_t length = JS::GetDeflatedUTF8StringLength(linear);  // a string may hold NUL characters
   JS::UniqueChars chars = JS_EncodeStringToUTF8(cx, s);
-  return chars ? std::string(chars.get()) : std::string();
+  return chars ? std::string(chars.get(), length) : std::string();
 }
 
 JSString* NewString(JSContext* cx, std::string_view s) {

@@ -269,17 +269,12 @@ function describe(e) {
   return `uncaught ${show(e)}`;
 }
 
-async function iterate(fn, arg) {
-  try {
-    await fn(arg);
-    native.done();
-  } catch (e) {
-    native.fail(describe(e));
-  }
-}
+// What the runtime attaches to the promise of each iteration of the VU function.
+const iterationDone = native.done;
+const iterationFailed = (e) => native.fail(describe(e));
 
 const http = createInstance({});
-return { iterate, createInstance, makeError, makeResponse, describe, http, check, sleep, group };
+return { iterationDone, iterationFailed, createInstance, makeError, makeResponse, describe, http, check, sleep, group };
 }))js";
 
 const char kMeridianModuleSource[] = R"js(const m = globalThis[Symbol.for('meridian.internal')];

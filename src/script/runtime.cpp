@@ -132,7 +132,8 @@ Result<void> Runtime::Setup() {
   make_response_.init(cx_);
   make_error_.init(cx_);
   vu_function_.init(cx_);
-  iterate_.init(cx_);
+  iteration_done_.init(cx_);
+  iteration_failed_.init(cx_);
   jobs_.init(cx_);
   rejections_.init(cx_);
 
@@ -163,11 +164,12 @@ Result<void> Runtime::Setup() {
     return MakeError(ErrorCode::kInternal, "prelude: " + TakeException());
   }
   prelude_ = &exports.toObject();
-  iterate_ = prelude("iterate");
+  iteration_done_ = prelude("iterationDone");
+  iteration_failed_ = prelude("iterationFailed");
   make_response_ = prelude("makeResponse");
   make_error_ = prelude("makeError");
-  if (!iterate_ || !make_response_ || !make_error_) {
-    return MakeError(ErrorCode::kInternal, "prelude: iterate, makeResponse or makeError is missing");
+  if (!iteration_done_ || !iteration_failed_ || !make_response_ || !make_error_) {
+    return MakeError(ErrorCode::kInternal, "prelude: a function the runtime calls is missing");
   }
 
   if (config_.env != nullptr) config_.env->loop->AddDeadlineList(&iteration_deadlines_);
@@ -187,7 +189,8 @@ Runtime::~Runtime() {
     make_response_.reset();
     make_error_.reset();
     vu_function_.reset();
-    iterate_.reset();
+    iteration_done_.reset();
+    iteration_failed_.reset();
     JS_DestroyContext(cx_);
     t_thread_has_context = false;
   }
@@ -520,8 +523,7 @@ void Runtime::StartIteration(VuScript& vs) {
   }
   ++start_depth_;
   current_ = &vs;
-  JS::RootedValueArray<2> args(cx_);
-  args[0].setObject(*vu_function_);
+  JS::RootedValueArray<1> args(cx_);
   if (form_ == ScriptInfo::Form::kConstellation) {
     if (!vs.instance) {
       JS::RootedValue create(cx_, JS::ObjectOrNullValue(prelude("createInstance")));
@@ -531,12 +533,21 @@ void Runtime::StartIteration(VuScript& vs) {
         vs.instance = &made.toObject();
       }
     }
-    if (vs.instance) args[1].setObject(*vs.instance);
+    if (vs.instance) args[0].setObject(*vs.instance);
   }
-  JS::RootedValue iterate(cx_, JS::ObjectValue(*iterate_));
-  JS::RootedValue ignored(cx_);
-  if (!JS::Call(cx_, JS::UndefinedHandleValue, iterate, args, &ignored)) {
+  // The VU function is called directly; what it returns (a promise, or a value of a plain function) settles
+  // into the prelude's iterationDone / iterationFailed, whose reaction jobs carry this VU like every other
+  // job.
+  JS::RootedValue fn(cx_, JS::ObjectValue(*vu_function_));
+  JS::RootedValue returned(cx_);
+  if (!JS::Call(cx_, JS::UndefinedHandleValue, fn, args, &returned)) {
     MarkFinished(vs, true, TakeException());
+  } else {
+    JS::RootedObject promise(cx_, returned.isObject() ? &returned.toObject() : nullptr);
+    if (!promise || !JS::IsPromiseObject(promise)) promise = JS::CallOriginalPromiseResolve(cx_, returned);
+    if (!promise || !JS::AddPromiseReactions(cx_, promise, iteration_done_, iteration_failed_)) {
+      MarkFinished(vs, true, TakeException());
+    }
   }
   current_ = nullptr;
   Drain();

@@ -189,8 +189,9 @@ class Runtime final : public JS::JobQueue {
   JS::PersistentRooted<JSObject*> prelude_;  // the object of prelude functions
   JS::PersistentRooted<JSObject*> make_response_;
   JS::PersistentRooted<JSObject*> make_error_;
-  JS::PersistentRooted<JSObject*> vu_function_;  // default export or `script`
-  JS::PersistentRooted<JSObject*> iterate_;      // prelude's iterate(fn, instance)
+  JS::PersistentRooted<JSObject*> vu_function_;     // default export or `script`
+  JS::PersistentRooted<JSObject*> iteration_done_;  // reactions to the VU function's promise
+  JS::PersistentRooted<JSObject*> iteration_failed_;
   std::unordered_map<std::string, std::unique_ptr<JS::PersistentRootedObject>> modules_;
   std::string entry_dir_;
   ScriptInfo::Form form_ = ScriptInfo::Form::kMeridian;

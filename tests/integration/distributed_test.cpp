@@ -282,6 +282,32 @@ TEST(Distributed, LostAgentToleratedWithOnAgentLossContinue) {
   }
 }
 
+// `submit` reads the scripts a plan names on the submitting machine and sends them in the plan's `files:`:
+// the control plane and the agents never see that file system.
+TEST(Distributed, SubmitBundlesTheScriptsAPlanNames) {
+  Target target;
+  Cluster c;
+  c.StartServer();
+  c.StartAgent("local", "a1");
+  c.AwaitAgents(1);
+  std::filesystem::create_directories(c.dir() + "/client/lib");
+  std::ofstream(c.dir() + "/client/lib/path.js") << "export const path = '/api/products';\n";
+  std::ofstream(c.dir() + "/client/shop.js")
+      << "import { http, check } from 'meridian';\nimport { path } from './lib/path.js';\n"
+         "export default async function () {\n"
+         "  const res = await http.get(__ENV.base + path);\n"
+         "  check(res, { listed: (r) => r.data.length > 0 });\n}\n";
+  std::ofstream(c.dir() + "/client/plan.yaml")
+      << "name: remote-script\nvars: { base: \"" << target.url() << "\" }\nstart_buffer: 200ms\n"
+      << "regions: { local: {} }\nscenarios:\n  shop: { executor: per-vu-iterations, vus: 2, iterations: 5, "
+         "script: shop.js }\nthresholds:\n  checks: ['rate==1']\n";
+  const Finished f = RunFull(c.Submit(c.dir() + "/client/plan.yaml"));
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  const json s = json::parse(f.out);
+  EXPECT_EQ(s["requests"]["count"], 10) << f.out;
+  EXPECT_EQ(s["checks"]["count"], 10) << f.out;
+}
+
 TEST(Distributed, EveryRouteNeedsTheRightToken) {
   Cluster c;
   c.StartServer();

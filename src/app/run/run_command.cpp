@@ -37,7 +37,9 @@ int RunMain(int argc, char** argv) {
       "region, then the k6-style summary with thresholds, per-region and per-request breakdowns.",
       kName};
   app.get_formatter()->column_width(30);
-  app.add_option("plan", path, "Plan file (.yaml, .yml or .json)");
+  app.add_option(
+      "plan", path,
+      "Plan file (.yaml, .yml, .json), or a script (.js, .mjs) whose `export const options` is the plan");
   app.add_option("--config", config_json, "Constellation config.json instead of a plan");
   app.add_option("--script", script, "Constellation script.js (with --config)");
   app.add_option("--vars", vars, "Plan variable NAME=VALUE, overriding the plan's vars (repeatable)");

@@ -1,11 +1,9 @@
 // `meridian submit PLAN --control URL`: run a plan on a server and follow it, with `run`'s exit codes.
 
-#include <fstream>
-#include <sstream>
-
 #include "app/command.h"
 #include "app/common/cli.h"
 #include "app/common/follow.h"
+#include "plan/plan.h"
 
 namespace meridian::app {
 
@@ -20,7 +18,10 @@ int SubmitMain(int argc, char** argv) {
       "Same progress, summary and exit codes as 'meridian run'. The token needs runs:read and runs:write.",
       kName};
   app.get_formatter()->column_width(30);
-  app.add_option("plan", path, "Plan file (.yaml or .json)")->required();
+  app.add_option(
+         "plan", path,
+         "Plan file (.yaml, .yml, .json), or a script (.js, .mjs) whose `export const options` is the plan")
+      ->required();
   app.add_option("--control", control, "Control plane URL (http://host:port)")->required();
   app.add_option("--token-file", token_file, "File holding the token (default: $MERIDIAN_TOKEN)");
   app.add_option("--vars", vars, "Plan variable NAME=VALUE (repeatable)");
@@ -47,13 +48,11 @@ int SubmitMain(int argc, char** argv) {
   std::string error;
   const std::string token = LoadCliToken(token_file, &error);
   if (!error.empty()) return Fail(kName, error, kExitUsage);
-  loadgen::VarMap overrides;
-  if (!ParseVars(vars, &overrides, &error)) return Fail(kName, error, kExitUsage);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Fail(kName, path + ": cannot read the plan file", kExitUsage);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return SubmitAndFollow(control, token, ss.str(), path, overrides, f);
+  // Read, checked and bundled here as `run` does: the control plane never sees this machine's files, so the
+  // scripts a plan names (and what they import or open) travel in the plan's `files:`.
+  auto plan = LoadPlanInput(PlanInput{path, "", "", vars});
+  if (!plan.ok()) return Fail(kName, plan.error().message, kExitUsage);
+  return SubmitAndFollow(control, token, plan::ToYaml(*plan), path, {}, f);
 }
 
 }  // namespace meridian::app

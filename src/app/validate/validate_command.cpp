@@ -19,7 +19,9 @@ int ValidateMain(int argc, char** argv) {
       "Nothing is sent to any target. Constellation inputs: --config config.json [--script script.js].",
       kName};
   app.get_formatter()->column_width(30);
-  app.add_option("plan", path, "Plan file (.yaml, .yml or .json)");
+  app.add_option(
+      "plan", path,
+      "Plan file (.yaml, .yml, .json), or a script (.js, .mjs) whose `export const options` is the plan");
   app.add_option("--config", config, "Constellation config.json (DURATION, HOME_REGION, REMOTE_REGIONS)");
   app.add_option("--script", script, "Constellation script.js (with --config)");
   app.add_option("--vars", vars, "Plan variable NAME=VALUE, overriding the plan's vars (repeatable)");
