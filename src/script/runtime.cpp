@@ -708,15 +708,16 @@ Result<const Runtime::Target*> Runtime::TargetFor(const std::string& url) {
 
 uint16_t Runtime::NameIndex(stats::NameEntry::Kind kind, uint16_t scenario, const std::string& group,
                             const std::string& name) {
-  std::string key;
-  key.reserve(group.size() + name.size() + 8);
+  // The key is built in a buffer kept between calls: a lookup of a known name allocates nothing.
+  std::string& key = name_key_;
+  key.clear();
   key.push_back(static_cast<char>('0' + static_cast<int>(kind)));
-  key.append(std::to_string(scenario)).push_back('\x1f');
+  key.append(reinterpret_cast<const char*>(&scenario), sizeof scenario).push_back('\x1f');
   key.append(group).push_back('\x1f');
   key.append(name);
   if (auto it = name_cache_.find(key); it != name_cache_.end()) return it->second;
   const uint16_t index = config_.env->names->Intern(stats::NameEntry{kind, scenario, group, name});
-  name_cache_.emplace(std::move(key), index);
+  name_cache_.emplace(key, index);
   return index;
 }
 

@@ -227,6 +227,7 @@ class Runtime final : public JS::JobQueue {
   std::unordered_map<std::string, size_t> origin_index_;
   std::unordered_map<std::string, Target> targets_;
   std::unordered_map<std::string, uint16_t> name_cache_;
+  std::string name_key_;  // NameIndex's key buffer
   net::DeadlineList iteration_deadlines_;
   uint32_t errors_logged_ = 0;
   int64_t last_gc_ns_ = 0;
