@@ -46,6 +46,26 @@ for (const [name, value] of Object.entries({ console, setTimeout, setInterval, c
 const METHODS = ['get', 'delete', 'head', 'options', 'post', 'put', 'patch'];
 const isAbsolute = (u) => /^[a-z][a-z0-9+.-]*:\/\//i.test(u);
 
+// http.url`${base}/products/${id}` (k6): the URL, and a series name that keeps the template
+// ("${}/products/${}"), so URLs with ids share one series instead of one each.
+class TemplatedURL {
+  constructor(url, name) {
+    this.url = url;
+    this.name = name;
+  }
+  toString() { return this.url; }
+}
+function urlTemplate(strings, ...values) {
+  if (!strings || !Array.isArray(strings.raw)) throw new TypeError('http.url is a template tag: http.url`/items/${id}`');
+  let url = strings[0];
+  let name = strings[0];
+  for (let i = 0; i < values.length; i++) {
+    url += String(values[i]) + strings[i + 1];
+    name += '${}' + strings[i + 1];
+  }
+  return new TemplatedURL(url, name);
+}
+
 function combine(base, url) {
   if (!base || isAbsolute(url)) return url;
   if (!url) return base;
@@ -92,6 +112,7 @@ function requestWith(defaults, config, m, u, data, hasData) {
   if (typeof config !== 'object' || config === null) throw new TypeError('request: config must be an object');
   const method = String(m || config.method || defaults.method || 'get').toUpperCase();
   const uu = u !== undefined ? u : config.url;
+  const template = uu instanceof TemplatedURL ? uu.name : undefined;
   const given = uu === undefined ? '' : String(uu);
   const url = combine(config.baseURL !== undefined ? config.baseURL : defaults.baseURL, given);
   let full = url;
@@ -125,6 +146,7 @@ function requestWith(defaults, config, m, u, data, hasData) {
   const responseType = String(config.responseType || defaults.responseType || 'auto');
   const tags = config.tags;
   let name = config.name !== undefined ? config.name : tags ? tags.name : undefined;
+  if (name === undefined && template !== undefined) name = method + ' ' + template;
   if (name === undefined) {
     const q = url.indexOf('?');
     name = method + ' ' + (q >= 0 ? url.slice(0, q) : url);
@@ -157,6 +179,7 @@ function createInstance(initial) {
     instance[m] = (url, data, config) => requestWith(defaults, config || NO_CONFIG, m, url, data, true);
   }
   instance.create = (more) => createInstance(Object.assign({}, defaults, more || {}));
+  instance.url = urlTemplate;
   instance.interceptors = {
     request: { use() { throw new Error('axios interceptors are not supported'); } },
     response: { use() { throw new Error('axios interceptors are not supported'); } },

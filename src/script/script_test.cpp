@@ -112,6 +112,29 @@ TEST(Script, IterationsWithoutIoStillEndOnTime) {
   EXPECT_GT(plain.Scenario().iterations, 100u);
 }
 
+// http.url names a series by its template, so URLs with ids share one series (k6's http.url).
+TEST(Script, UrlTemplatesNameOneSeries) {
+  Rig rig;
+  auto ok = rig.Run(R"js(
+    import { http, check } from 'meridian';
+    const base = __ENV.BASE;
+    export default async function () {
+      for (const id of [1, 2, 3]) {
+        const res = await http.get(http.url`${base}/api/products/${id}`);
+        check(res, { found: (r) => r.status === 200 && r.data.id === id });
+      }
+      const named = await http.get(http.url`${base}/api/products/${1}`, { name: 'one product' });
+      check(named, { named: (r) => r.status === 200 });
+    }
+  )js",
+                    1, 2);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(rig.Requests("GET ${}/api/products/${}"), 6u);
+  EXPECT_EQ(rig.Requests("one product"), 2u);  // an explicit name wins
+  EXPECT_EQ(rig.Check("found").passes, 6u);
+  EXPECT_EQ(rig.Check("named").passes, 2u);
+}
+
 TEST(Script, AxiosShapesAndChecks) {
   Rig rig;
   auto ok = rig.Run(R"js(
