@@ -5,8 +5,10 @@
 #include <js/Conversions.h>
 #include <js/PropertyAndElement.h>
 #include <js/PropertySpec.h>
+#include <strings.h>
 
 #include <algorithm>
+#include <ctime>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -277,6 +279,63 @@ bool PlainHeader(std::string_view name, std::string_view value) {
   return true;
 }
 
+// The VU's cookie jar: responses' Set-Cookie lines are kept per origin and sent back as one Cookie header
+// (unless the script set its own). Attributes other than an expiry in the past (Max-Age <= 0, or an Expires
+// date before now, which is how servers delete a cookie) are not interpreted: the jar lives for one
+// iteration.
+void AddCookieHeader(VuScript& vs, size_t origin, http::HeaderList& headers) {
+  auto it = vs.cookies.find(origin);
+  if (it == vs.cookies.end() || it->second.empty()) return;
+  for (const auto& [name, value] : headers) {
+    if (name.size() == 6 && strncasecmp(name.c_str(), "cookie", 6) == 0) return;
+  }
+  std::string line;
+  for (const auto& [name, value] : it->second) {
+    if (!line.empty()) line += "; ";
+    line += name + "=" + value;
+  }
+  headers.emplace_back("Cookie", std::move(line));
+}
+
+bool ExpiredCookie(std::string_view attributes) {
+  std::string lower(attributes);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (const size_t at = lower.find("max-age="); at != std::string::npos) {
+    return std::atoll(lower.c_str() + at + 8) <= 0;
+  }
+  if (const size_t at = lower.find("expires="); at != std::string::npos) {
+    std::tm tm{};
+    const std::string date(attributes.substr(at + 8, attributes.find(';', at) - at - 8));
+    if (strptime(date.c_str(), "%a, %d %b %Y %H:%M:%S", &tm) != nullptr)
+      return timegm(&tm) < std::time(nullptr);
+  }
+  return false;
+}
+
+void KeepCookies(VuScript& vs, size_t origin, std::string_view raw_headers) {
+  size_t pos = raw_headers.find('\n');
+  while (pos != std::string_view::npos && pos + 1 < raw_headers.size()) {
+    const size_t end = raw_headers.find('\n', pos + 1);
+    std::string_view line = raw_headers.substr(pos + 1, end == std::string_view::npos ? end : end - pos - 1);
+    pos = end;
+    if (line.size() < 11 || strncasecmp(line.data(), "set-cookie:", 11) != 0) continue;
+    line.remove_prefix(11);
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    const size_t semi = line.find(';');
+    const std::string_view pair = line.substr(0, semi);
+    const size_t eq = pair.find('=');
+    if (eq == std::string_view::npos || eq == 0) continue;
+    std::string name(pair.substr(0, eq));
+    std::string value(pair.substr(eq + 1));
+    auto& jar = vs.cookies[origin];
+    std::erase_if(jar, [&](const auto& c) { return c.first == name; });
+    if (!ExpiredCookie(semi == std::string_view::npos ? std::string_view() : line.substr(semi))) {
+      jar.emplace_back(std::move(name), std::move(value));
+    }
+  }
+}
+
 const char* StatusText(int status) {
   const char* reason = http::StatusReason(status);
   return reason ? reason : "";
@@ -355,6 +414,7 @@ bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
   }
   const Runtime::Target& t = **target;
   r->origin = t.origin;
+  AddCookieHeader(*vs, t.origin, headers);
   http::AppendRequestHead(r->bytes, *method, t.path, t.host_header, headers, body.size());
   r->bytes.append(body);
   PendingRequest* raw = r.get();
@@ -524,6 +584,7 @@ void PendingRequest::OnResponse(const http::ResponseEvent& event) {
   const std::string message(event.error_message);
   const int status = event.sample.status;
   std::string raw_headers = std::move(headers);
+  if (status != 0) KeepCookies(vs, origin, raw_headers);
   std::string raw_body = std::move(body);
   const uint8_t type = response_type;
   rt.OnRequestDone(vs, this);  // `this` is destroyed here; only locals below

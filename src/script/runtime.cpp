@@ -517,6 +517,7 @@ void Runtime::StartIteration(VuScript& vs) {
   vs.running = true;
   vs.failed = false;
   vs.group.clear();
+  vs.cookies.clear();
   const auto* o = options();
   if (o != nullptr && o->iteration_timeout_ns > 0) {
     iteration_deadlines_.Arm(&vs, MonoNanos() + o->iteration_timeout_ns);

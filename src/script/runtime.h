@@ -66,6 +66,8 @@ class VuScript final : public net::DeadlineNode {
   std::string group;                         // the current group path ("::login")
   JS::PersistentRooted<JSObject*> instance;  // the Constellation axios instance, made on first use
   std::vector<uint32_t> timers;              // ids of this VU's armed timers
+  // The VU's cookie jar (k6: reset when an iteration starts): per origin, name -> value, in arrival order.
+  std::unordered_map<size_t, std::vector<std::pair<std::string, std::string>>> cookies;
   // Connections per origin of Runtime::origins: up to kConnectionsPerOrigin concurrent requests per origin;
   // further requests of a Promise.all wait in `queued`.
   std::vector<std::vector<std::unique_ptr<http::ClientConnection>>> pools;

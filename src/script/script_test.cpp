@@ -135,6 +135,30 @@ TEST(Script, UrlTemplatesNameOneSeries) {
   EXPECT_EQ(rig.Check("named").passes, 2u);
 }
 
+// Each VU keeps the cookies its responses set and sends them back, for one iteration (k6's jar).
+TEST(Script, CookieJarPerVuAndIteration) {
+  Rig rig;
+  auto ok = rig.Run(R"js(
+    import { http, check } from 'meridian';
+    const base = __ENV.BASE;
+    export default async function () {
+      const before = await http.get(base + '/api/echo');
+      check(before, { 'no cookie at the start': (r) => r.data.headers.cookie === undefined });
+      await http.post(base + '/api/login', { user: 'vu' + __VU });
+      const after = await http.get(base + '/api/echo');
+      check(after, { 'session sent back': (r) => r.data.headers.cookie === 'session=tok-vu' + __VU });
+      const own = await http.get(base + '/api/echo', { headers: { Cookie: 'mine=1' } });
+      check(own, { 'own header wins': (r) => r.data.headers.cookie === 'mine=1' });
+    }
+  )js",
+                    2, 4);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  for (const char* name : {"no cookie at the start", "session sent back", "own header wins"}) {
+    EXPECT_EQ(rig.Check(name).passes, 4u) << name;
+    EXPECT_EQ(rig.Check(name).fails, 0u) << name;
+  }
+}
+
 TEST(Script, AxiosShapesAndChecks) {
   Rig rig;
   auto ok = rig.Run(R"js(

@@ -87,10 +87,15 @@ std::pair<int, json> Route(const ApiRequest& r) {
 std::string RenderApi(const ApiRequest& r) {
   auto [status, body] = Route(r);
   const std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  // A successful login also sets a session cookie (for clients with a cookie jar; /api/echo shows it back).
+  std::string cookie;
+  if (status == 200 && r.target.rfind("/api/login", 0) == 0 && body.contains("token")) {
+    cookie = fmt::format("Set-Cookie: session={}; Path=/; HttpOnly\r\n", body["token"].get<std::string>());
+  }
   return fmt::format(
       "HTTP/1.1 {} {}\r\nServer: meridian-target\r\nContent-Type: application/json\r\n"
-      "Content-Length: {}\r\n{}\r\n{}",
-      status, http::StatusReason(status), r.method == "HEAD" ? 0 : text.size(),
+      "Content-Length: {}\r\n{}{}\r\n{}",
+      status, http::StatusReason(status), r.method == "HEAD" ? 0 : text.size(), cookie,
       r.close ? "Connection: close\r\n" : "", r.method == "HEAD" ? "" : text);
 }
 
