@@ -12,6 +12,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/utf8.h"
 #include "http/request.h"
 #include "http/server.h"
 #include "http/syntax.h"
@@ -46,6 +47,24 @@ std::string Utf8(JSContext* cx, JS::HandleValue v) {
 
 JSString* NewString(JSContext* cx, std::string_view s) {
   return JS_NewStringCopyUTF8N(cx, JS::UTF8Chars(s.data(), s.size()));
+}
+
+// Response text as a string: bytes that are not UTF-8 (a binary body) become U+FFFD each, as a decoder in a
+// browser or Node would make them, instead of failing the iteration.
+JSString* NewText(JSContext* cx, std::string_view s) {
+  if (FirstInvalidUtf8(s) == std::string_view::npos) return NewString(cx, s);
+  std::string out;
+  out.reserve(s.size() + 16);
+  while (!s.empty()) {
+    const size_t bad = FirstInvalidUtf8(s);
+    if (bad == std::string_view::npos) {
+      out.append(s);
+      break;
+    }
+    out.append(s.substr(0, bad)).append("\xEF\xBF\xBD");
+    s.remove_prefix(bad + 1);
+  }
+  return NewString(cx, out);
 }
 
 bool Throw(JSContext* cx, const std::string& message) {
@@ -610,8 +629,8 @@ void PendingRequest::OnResponse(const http::ResponseEvent& event) {
     // One call into the prelude's makeResponse: an object of one class (one shape) made by JIT code.
     auto ms = [](int64_t ns) { return ns < 0 ? 0.0 : static_cast<double>(ns) / 1e6; };
     JS::RootedValueArray<10> a(cx);
-    JS::RootedString h(cx, NewString(cx, raw_headers));
-    JS::RootedString b(cx, NewString(cx, raw_body));
+    JS::RootedString h(cx, NewText(cx, raw_headers));
+    JS::RootedString b(cx, NewText(cx, raw_body));
     JS::RootedString st(cx, NewString(cx, StatusText(status)));
     ok = h && b && st;
     if (ok) {

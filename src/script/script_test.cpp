@@ -1,7 +1,14 @@
 // The script runtime end to end in process: bundles run by the engine against the built-in target.
 #include "script/script.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
 
 #include "loadgen/engine.h"
 #include "target/target.h"
@@ -31,13 +38,15 @@ struct Rig {
   // `executor` as it is).
   loadgen::ExecutorConfig executor;
   Result<void> Run(const std::string& source, uint32_t vus, uint64_t iterations,
-                   std::map<std::string, std::string> more_files = {}, int64_t iteration_timeout_ns = 0) {
+                   std::map<std::string, std::string> more_files = {}, int64_t iteration_timeout_ns = 0,
+                   std::map<std::string, std::string> env = {}) {
     auto options = std::make_shared<ScriptOptions>();
     options->bundle.entry = "script.js";
     options->bundle.files["script.js"] = source;
     for (auto& [k, v] : more_files) options->bundle.files[k] = v;
     options->scenario = "default";
     options->env["BASE"] = base;
+    for (auto& [k, v] : env) options->env[k] = v;
     options->iteration_timeout_ns = iteration_timeout_ns;
     auto config = std::make_shared<loadgen::RunConfig>();
     config->threads = 1;
@@ -157,6 +166,68 @@ TEST(Script, CookieJarPerVuAndIteration) {
     EXPECT_EQ(rig.Check(name).passes, 4u) << name;
     EXPECT_EQ(rig.Check(name).fails, 0u) << name;
   }
+}
+
+// A server whose every response is a binary body: 0xff 0xfe 0x00 'a' 'b' (not UTF-8), keep-alive.
+class BinaryServer {
+ public:
+  BinaryServer() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    socklen_t len = sizeof a;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    listen(fd_, 16);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~BinaryServer() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+  }
+  int port() const { return port_; }
+
+ private:
+  void Serve() {
+    for (int c; (c = accept(fd_, nullptr, nullptr)) >= 0;) {
+      std::string in;
+      char buf[4096];
+      for (ssize_t n; (n = read(c, buf, sizeof buf)) > 0;) {
+        in.append(buf, static_cast<size_t>(n));
+        for (size_t end; (end = in.find("\r\n\r\n")) != std::string::npos;) {
+          in.erase(0, end + 4);
+          static const char kReply[] =
+              "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: "
+              "5\r\n\r\n\xff\xfe\0ab";
+          (void)!write(c, kReply, sizeof kReply - 1);
+        }
+      }
+      close(c);
+    }
+  }
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// Bytes that are not UTF-8 become U+FFFD each: a binary response is measured and resolves, never an error.
+TEST(Script, BinaryResponsesResolve) {
+  BinaryServer binary;
+  Rig rig;
+  auto ok = rig.Run(R"js(
+    import { http, check } from 'meridian';
+    export default async function () {
+      const r = await http.get(`http://127.0.0.1:${__ENV.BINARY_PORT}/blob`);
+      check(r, { 'binary resolves': (x) => x.status === 200 && x.data === '\ufffd\ufffd\u0000ab' });
+    }
+  )js",
+                    1, 3, {}, 0, {{"BINARY_PORT", std::to_string(binary.port())}});
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(rig.Check("binary resolves").passes, 3u);
+  EXPECT_EQ(rig.Scenario().failed_iterations, 0u);
 }
 
 TEST(Script, AxiosShapesAndChecks) {
