@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/version.h"
 #include "http/syntax.h"
 
@@ -13,6 +15,22 @@ bool HasHeader(const HeaderList& headers, std::string_view name) {
   return false;
 }
 
+bool IsHeaderName(std::string_view name) {
+  if (name.empty()) return false;
+  for (const char c : name) {
+    if (!IsTokenChar(c)) return false;
+  }
+  return true;
+}
+
+bool IsHeaderValue(std::string_view value) {
+  for (const char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
 Result<std::pair<std::string, std::string>> ParseHeaderLine(std::string_view line) {
   const size_t colon = line.find(':');
   if (colon == std::string_view::npos || colon == 0) {
@@ -20,20 +38,16 @@ Result<std::pair<std::string, std::string>> ParseHeaderLine(std::string_view lin
                      fmt::format("invalid header '{}': expected 'Name: value'", line));
   }
   std::string_view name = line.substr(0, colon);
-  for (char c : name) {
-    if (!IsTokenChar(c)) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("invalid header '{}': the name may not contain '{}'", line, c));
-    }
+  if (!IsHeaderName(name)) {
+    const char bad = *std::find_if(name.begin(), name.end(), [](char c) { return !IsTokenChar(c); });
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("invalid header '{}': the name may not contain '{}'", line, bad));
   }
   std::string_view value = TrimOws(line.substr(colon + 1));
-  for (char c : value) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\t') || u == 0x7f) {
-      return MakeError(
-          ErrorCode::kInvalidArgument,
-          fmt::format("invalid header '{}': control characters (CR, LF, ...) are not allowed", name));
-    }
+  if (!IsHeaderValue(value)) {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        fmt::format("invalid header '{}': control characters (CR, LF, ...) are not allowed", name));
   }
   return std::pair<std::string, std::string>(std::string(name), std::string(value));
 }

@@ -15,6 +15,9 @@ using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 // Parses "Name: value" as given to -H; rejects invalid names and CR/LF in values.
 Result<std::pair<std::string, std::string>> ParseHeaderLine(std::string_view line);
+// What ParseHeaderLine accepts: a non-empty token, and a value without control characters (HTAB allowed).
+bool IsHeaderName(std::string_view name);
+bool IsHeaderValue(std::string_view value);
 
 // Validates a method token (GET, POST, custom tokens); returns it upper-cased.
 Result<std::string> NormalizeMethod(std::string_view method);

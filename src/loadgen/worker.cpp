@@ -118,8 +118,7 @@ void Worker::Main(std::latch& ready, std::shared_future<int64_t> start_at) {
     for (auto& t : timers_) loop_.Cancel(t.get());
     runners_.clear();
     factories_.clear();
-    do loop_.RunOnce(0);
-    while (loop_.has_deferred());
+    loop_.Settle();
   };
   const int64_t start = start_at.get();
   if (start < 0 || !prepared_.ok()) {
@@ -129,8 +128,7 @@ void Worker::Main(std::latch& ready, std::shared_future<int64_t> start_at) {
   Begin(start);
   while (!finished_) loop_.RunOnce(1'000'000'000);
   // Let deferred callbacks of aborted work run before the loop goes away.
-  do loop_.RunOnce(0);
-  while (loop_.has_deferred());
+  loop_.Settle();
   release();
 }
 

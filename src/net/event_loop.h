@@ -116,7 +116,11 @@ class EventLoop {
   // Loop thread only: runs fn after the current batch of events, e.g. to free an object that a later event of
   // the same batch may still name. Functions deferred by a deferred function run at the next turn.
   void Defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
-  bool has_deferred() const { return !deferred_.empty(); }
+  // Turns the loop without waiting until nothing is deferred (before the loop or its users go away).
+  void Settle() {
+    do RunOnce(0);
+    while (!deferred_.empty());
+  }
 
   // Runs until Stop() is called (from the loop thread, or via Post from another).
   void Run();

@@ -52,7 +52,9 @@ JSString* NewString(JSContext* cx, std::string_view s) {
 // Response text as a string: bytes that are not UTF-8 (a binary body) become U+FFFD each, as a decoder in a
 // browser or Node would make them, instead of failing the iteration.
 JSString* NewText(JSContext* cx, std::string_view s) {
-  if (FirstInvalidUtf8(s) == std::string_view::npos) return NewString(cx, s);
+  if (JSString* text = NewString(cx, s)) return text;  // the usual case: one pass over the bytes
+  if (FirstInvalidUtf8(s) == std::string_view::npos) return nullptr;  // not the encoding (out of memory)
+  JS_ClearPendingException(cx);
   std::string out;
   out.reserve(s.size() + 16);
   while (!s.empty()) {
@@ -280,24 +282,6 @@ bool GetIter(JSContext* cx, unsigned argc, JS::Value* vp) {
   return true;
 }
 
-// A header from the prelude that needs no trimming and has nothing to reject (the usual case) goes straight
-// through; anything else gets ParseHeaderLine's checks and messages.
-bool PlainHeader(std::string_view name, std::string_view value) {
-  if (name.empty()) return false;
-  for (const char c : name) {
-    if (!http::IsTokenChar(c)) return false;
-  }
-  if (!value.empty() &&
-      (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' || value.back() == '\t')) {
-    return false;
-  }
-  for (const char c : value) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
-  }
-  return true;
-}
-
 // The VU's cookie jar: responses' Set-Cookie lines are kept per origin and sent back as one Cookie header
 // (unless the script set its own). Attributes other than an expiry in the past (Max-Age <= 0, or an Expires
 // date before now, which is how servers delete a cookie) are not interpreted: the jar lives for one
@@ -305,9 +289,7 @@ bool PlainHeader(std::string_view name, std::string_view value) {
 void AddCookieHeader(VuScript& vs, size_t origin, http::HeaderList& headers) {
   auto it = vs.cookies.find(origin);
   if (it == vs.cookies.end() || it->second.empty()) return;
-  for (const auto& [name, value] : headers) {
-    if (name.size() == 6 && strncasecmp(name.c_str(), "cookie", 6) == 0) return;
-  }
+  if (http::HasHeader(headers, "Cookie")) return;
   std::string line;
   for (const auto& [name, value] : it->second) {
     if (!line.empty()) line += "; ";
@@ -337,10 +319,9 @@ void KeepCookies(VuScript& vs, size_t origin, std::string_view raw_headers) {
     const size_t end = raw_headers.find('\n', pos + 1);
     std::string_view line = raw_headers.substr(pos + 1, end == std::string_view::npos ? end : end - pos - 1);
     pos = end;
-    if (line.size() < 11 || strncasecmp(line.data(), "set-cookie:", 11) != 0) continue;
-    line.remove_prefix(11);
-    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.size() < 11 || !http::EqualsIgnoreCase(line.substr(0, 11), "set-cookie:")) continue;
+    line = http::TrimOws(line.substr(11));
     const size_t semi = line.find(';');
     const std::string_view pair = line.substr(0, semi);
     const size_t eq = pair.find('=');
@@ -387,7 +368,10 @@ bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
     for (uint32_t i = 0; i + 1 < n; i += 2) {
       if (!JS_GetElement(cx, list, i, &k) || !JS_GetElement(cx, list, i + 1, &v)) return false;
       std::string name = Utf8(cx, k), value = Utf8(cx, v);
-      if (PlainHeader(name, value)) {
+      // The usual header (valid, nothing to trim) goes straight through; anything else gets ParseHeaderLine's
+      // trimming and messages.
+      if (http::IsHeaderName(name) && http::IsHeaderValue(value) &&
+          http::TrimOws(value).size() == value.size()) {
         headers.emplace_back(std::move(name), std::move(value));
         continue;
       }

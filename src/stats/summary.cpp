@@ -141,15 +141,14 @@ struct CheckRow {
   CheckCounts counts;
   std::string label() const { return group.empty() ? name : group + " " + name; }
 };
-struct ScriptTotals {
+struct CheckTotals {
   uint64_t checks = 0, passes = 0;
   std::vector<CheckRow> rows;  // status expectations first (request-name order), then check() calls
   std::vector<std::pair<uint16_t, const Histogram*>> groups;
 };
 
-ScriptTotals CollectScript(const IntervalSnapshot& totals, const SeriesNames& names,
-                           const SummaryMeta& meta) {
-  ScriptTotals t;
+CheckTotals CollectChecks(const IntervalSnapshot& totals, const SeriesNames& names, const SummaryMeta& meta) {
+  CheckTotals t;
   std::map<uint16_t, CheckCounts> status;
   for (const auto& [packed, s] : totals.series) {
     const SeriesKey key = SeriesKey::Unpack(packed);
@@ -204,7 +203,7 @@ nlohmann::ordered_json SummaryJson(const IntervalSnapshot& totals, const std::ve
   nlohmann::ordered_json errors = nlohmann::ordered_json::object();
   for (const auto& [kind, n] : t.errors) errors[ErrorKindName(kind)] = n;
   j["errors"] = errors;
-  const ScriptTotals st = CollectScript(totals, names, meta);
+  const CheckTotals st = CollectChecks(totals, names, meta);
   if (st.checks > 0) {
     nlohmann::ordered_json checks = nlohmann::ordered_json::array();
     for (const auto& row : st.rows) {
@@ -305,7 +304,7 @@ std::string SummaryText(const IntervalSnapshot& totals, const std::vector<Timeli
   }
   out += fmt::format("  ran {} on {} thread{}{}\n\n", FormatDuration(meta.duration_ns), meta.threads,
                      meta.threads == 1 ? "" : "s", meta.stopped_early ? " (stopped early)" : "");
-  const ScriptTotals st = CollectScript(totals, names, meta);
+  const CheckTotals st = CollectChecks(totals, names, meta);
   if (st.checks > 0) {
     size_t width = 8;
     for (const auto& row : st.rows) width = std::max(width, row.label().size());
