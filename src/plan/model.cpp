@@ -187,24 +187,6 @@ std::vector<ScenarioShare> SharesFor(const Plan& plan, const AgentSlot& slot) {
 }
 
 Result<void> CheckRunnable(const Plan& plan) {
-  // Each worker thread holds one JavaScript context, and a context runs one script scenario today: an agent
-  // may run one script scenario (Constellation's plans have one per region, each on its own agents).
-  for (const auto& slot : Slots(plan)) {
-    std::string first_script;
-    for (const auto& share : SharesFor(plan, slot)) {
-      const Scenario& s = plan.scenarios[share.scenario];
-      if (s.script.empty()) continue;
-      if (!first_script.empty()) {
-        return MakeError(
-            ErrorCode::kInvalidArgument,
-            fmt::format("scenarios.{}.script: this version runs one script scenario per agent, and "
-                        "region {} would run '{}' too; give the scenarios different regions, or "
-                        "each script its own plan",
-                        s.name, slot.region, first_script));
-      }
-      first_script = s.name;
-    }
-  }
   for (const auto& s : plan.scenarios) {
     if (!s.script.empty() && !plan.files.contains(s.script)) {
       return MakeError(

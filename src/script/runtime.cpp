@@ -9,9 +9,11 @@
 #include <js/Exception.h>
 #include <js/Initialization.h>
 #include <js/Modules.h>
+#include <js/Realm.h>
 #include <js/SourceText.h>
 #include <jsfriendapi.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 
@@ -27,8 +29,8 @@ namespace meridian::script {
 namespace {
 
 std::once_flag g_engine_once;
-thread_local bool t_thread_has_context = false;
 bool g_engine_ok = false;
+thread_local std::weak_ptr<Context> t_context;
 
 JSClass kGlobalClass = {"global", JSCLASS_GLOBAL_FLAGS, &JS::DefaultGlobalClassOps, nullptr, nullptr,
                         nullptr};
@@ -82,7 +84,10 @@ void VuScript::OnDeadline() {
 
 Runtime::Runtime(RuntimeConfig config) : config_(std::move(config)) {}
 
-Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeConfig config) {
+// ---- Context
+// -----------------------------------------------------------------------------------------------
+
+Result<std::shared_ptr<Context>> Context::ForThisThread(uint32_t heap_max_bytes) {
   std::call_once(g_engine_once, [] {
     g_engine_ok = JS_Init();
     // SpiderMonkey's static mutexes complain at exit unless the engine is shut down; every context is gone by
@@ -90,6 +95,98 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeConfig config) {
     if (g_engine_ok) std::atexit([] { JS_ShutDown(); });
   });
   if (!g_engine_ok) return MakeError(ErrorCode::kInternal, "the JavaScript engine failed to initialise");
+  if (auto existing = t_context.lock()) {
+    // The heap limit is per context: the largest any scenario of the thread asks for.
+    if (JS_GetGCParameter(existing->cx_, JSGC_MAX_BYTES) < heap_max_bytes) {
+      JS_SetGCParameter(existing->cx_, JSGC_MAX_BYTES, heap_max_bytes);
+    }
+    return existing;
+  }
+  std::shared_ptr<Context> c(new Context());
+  c->cx_ = JS_NewContext(heap_max_bytes);
+  if (c->cx_ == nullptr) return MakeError(ErrorCode::kInternal, "cannot create a JavaScript context");
+  JSContext* cx = c->cx_;
+  // Async stacks (the stack captured at every await and promise reaction, for debuggers) cost a stack walk
+  // per promise; error messages use the synchronous stack of the throw, which stays.
+  JS::ContextOptionsRef(cx).setAsyncStack(false);
+  JS::SetJobQueue(cx, c.get());
+  if (!JS::InitSelfHostedCode(cx))
+    return MakeError(ErrorCode::kInternal, "JavaScript self-hosted code failed");
+  // Long runs allocate a little garbage per iteration: incremental GC in small slices keeps pauses short and
+  // the heap flat; MaybeGC() is called once per second from the loop. SpiderMonkey's defaults suit a browser
+  // tab (no collection below 27 MiB of GC heap or 38 MiB of malloc'ed strings and buffers, then 1.5-3x
+  // growth); a load generator's live heap is small and steady, so collect from 8 MiB and let it grow 1.5x
+  // between GCs.
+  JS_SetGCParameter(cx, JSGC_INCREMENTAL_GC_ENABLED, 1);
+  JS_SetGCParameter(cx, JSGC_PER_ZONE_GC_ENABLED, 1);
+  JS_SetGCParameter(cx, JSGC_SLICE_TIME_BUDGET_MS, 5);
+  JS_SetGCParameter(cx, JSGC_ALLOCATION_THRESHOLD, 8);                // MiB
+  JS_SetGCParameter(cx, JSGC_MALLOC_THRESHOLD_BASE, 8);               // MiB
+  JS_SetGCParameter(cx, JSGC_HIGH_FREQUENCY_SMALL_HEAP_GROWTH, 150);  // percent
+  JS_SetGCParameter(cx, JSGC_LOW_FREQUENCY_HEAP_GROWTH, 150);         // percent
+  JS::SetPromiseRejectionTrackerCallback(cx, &Context::RejectionTracker, c.get());
+  JS::SetModuleResolveHook(JS_GetRuntime(cx), &Context::ResolveHook);
+  t_context = c;
+  return c;
+}
+
+Context::~Context() {
+  if (cx_ != nullptr) JS_DestroyContext(cx_);
+}
+
+void Context::Remove(Runtime* rt) { std::erase(runtimes_, rt); }
+
+Runtime* Context::Current(JSContext* cx) {
+  JS::Realm* realm = JS::GetCurrentRealmOrNull(cx);
+  return realm != nullptr ? static_cast<Runtime*>(JS::GetRealmPrivate(realm)) : nullptr;
+}
+
+Runtime* Context::OfObject(JSObject* obj) {
+  JS::Realm* realm = JS::GetObjectRealmOrNull(obj);
+  return realm != nullptr ? static_cast<Runtime*>(JS::GetRealmPrivate(realm)) : nullptr;
+}
+
+JSObject* Context::getIncumbentGlobal(JSContext* cx) { return JS::CurrentGlobalOrNull(cx); }
+
+bool Context::enqueuePromiseJob(JSContext* cx, JS::HandleObject, JS::HandleObject job, JS::HandleObject,
+                                JS::HandleObject) {
+  Runtime* rt = Current(cx);
+  if (rt == nullptr) rt = OfObject(job);
+  if (rt == nullptr) {
+    JS_ReportErrorASCII(cx, "a promise job outside every script scenario");
+    return false;
+  }
+  return rt->Enqueue(job);
+}
+
+void Context::runJobs(JSContext*) {
+  for (size_t i = 0; i < runtimes_.size(); ++i) runtimes_[i]->Drain();
+}
+
+bool Context::empty() const {
+  return std::all_of(runtimes_.begin(), runtimes_.end(), [](const Runtime* rt) { return rt->jobs_empty(); });
+}
+
+js::UniquePtr<JS::JobQueue::SavedJobQueue> Context::saveJobQueue(JSContext*) {
+  return nullptr;  // only the debugger interrupts a job queue; meridian runs none
+}
+
+void Context::RejectionTracker(JSContext*, bool, JS::HandleObject promise,
+                               JS::PromiseRejectionHandlingState state, void*) {
+  if (Runtime* rt = OfObject(promise)) rt->TrackRejection(promise, state);
+}
+
+JSObject* Context::ResolveHook(JSContext* cx, JS::HandleValue referencing, JS::HandleObject request) {
+  Runtime* rt = Current(cx);
+  JS::RootedString spec_str(cx, JS::GetModuleRequestSpecifier(cx, request));
+  if (!spec_str || rt == nullptr) return nullptr;
+  return rt->Resolve(referencing, ToUtf8(cx, spec_str));
+}
+
+// ---- Runtime
+// -----------------------------------------------------------------------------------------------
+
+Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeConfig config) {
   std::unique_ptr<Runtime> rt(new Runtime(std::move(config)));
   if (auto ok = rt->Setup(); !ok.ok()) return ok.error();
   return rt;
@@ -97,35 +194,11 @@ Result<std::unique_ptr<Runtime>> Runtime::Create(RuntimeConfig config) {
 
 Result<void> Runtime::Setup() {
   const uint32_t heap = config_.options ? config_.options->heap_max_bytes : (256u << 20);
-  // SpiderMonkey allows one context per thread (it asserts otherwise).
-  if (t_thread_has_context) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "this thread already runs a JavaScript context: one script scenario per plan for now");
-  }
-  cx_ = JS_NewContext(heap);
-  if (cx_ == nullptr) return MakeError(ErrorCode::kInternal, "cannot create a JavaScript context");
-  t_thread_has_context = true;
-  JS_SetContextPrivate(cx_, this);
-  // Async stacks (the stack captured at every await and promise reaction, for debuggers) cost a stack walk
-  // per promise; error messages use the synchronous stack of the throw, which stays.
-  JS::ContextOptionsRef(cx_).setAsyncStack(false);
-  JS::SetJobQueue(cx_, this);
-  if (!JS::InitSelfHostedCode(cx_))
-    return MakeError(ErrorCode::kInternal, "JavaScript self-hosted code failed");
-  // Long runs allocate a little garbage per iteration: incremental GC in small slices keeps pauses short and
-  // the heap flat; MaybeGC() is called once per second from the loop. SpiderMonkey's defaults suit a browser
-  // tab (no collection below 27 MiB of GC heap or 38 MiB of malloc'ed strings and buffers, then 1.5-3x
-  // growth); a load generator's live heap is small and steady, so collect from 8 MiB and let it grow 1.5x
-  // between GCs.
-  JS_SetGCParameter(cx_, JSGC_INCREMENTAL_GC_ENABLED, 1);
-  JS_SetGCParameter(cx_, JSGC_PER_ZONE_GC_ENABLED, 1);
-  JS_SetGCParameter(cx_, JSGC_SLICE_TIME_BUDGET_MS, 5);
-  JS_SetGCParameter(cx_, JSGC_ALLOCATION_THRESHOLD, 8);                // MiB
-  JS_SetGCParameter(cx_, JSGC_MALLOC_THRESHOLD_BASE, 8);               // MiB
-  JS_SetGCParameter(cx_, JSGC_HIGH_FREQUENCY_SMALL_HEAP_GROWTH, 150);  // percent
-  JS_SetGCParameter(cx_, JSGC_LOW_FREQUENCY_HEAP_GROWTH, 150);         // percent
-  JS::SetPromiseRejectionTrackerCallback(cx_, &Runtime::RejectionTracker, this);
-  JS::SetModuleResolveHook(JS_GetRuntime(cx_), &Runtime::ResolveHook);
+  auto context = Context::ForThisThread(heap);
+  if (!context.ok()) return context.error();
+  context_ = std::move(context).value();
+  cx_ = context_->cx();
+  context_->Add(this);
 
   global_.init(cx_);
   prelude_.init(cx_);
@@ -140,6 +213,7 @@ Result<void> Runtime::Setup() {
   JS::RealmOptions realm;
   global_ = JS_NewGlobalObject(cx_, &kGlobalClass, nullptr, JS::FireOnNewGlobalHook, realm);
   if (!global_) return MakeError(ErrorCode::kInternal, "cannot create the JavaScript global");
+  JS::SetRealmPrivate(JS::GetObjectRealmOrNull(global_), this);
   JSAutoRealm ar(cx_, global_);
   if (!JS::InitRealmStandardClasses(cx_)) return MakeError(ErrorCode::kInternal, "standard classes failed");
 
@@ -180,6 +254,7 @@ Runtime::~Runtime() {
   if (config_.env != nullptr) config_.env->loop->RemoveDeadlineList(&iteration_deadlines_);
   timers_.clear();
   if (cx_ != nullptr) {
+    if (global_) JS::SetRealmPrivate(JS::GetObjectRealmOrNull(global_), nullptr);
     jobs_.reset();
     tags_.clear();
     rejections_.reset();
@@ -191,9 +266,8 @@ Runtime::~Runtime() {
     vu_function_.reset();
     iteration_done_.reset();
     iteration_failed_.reset();
-    JS_DestroyContext(cx_);
-    t_thread_has_context = false;
   }
+  if (context_) context_->Remove(this);
 }
 
 JSObject* Runtime::prelude(const char* name) {
@@ -236,26 +310,22 @@ JSObject* Runtime::LoadModule(const std::string& key) {
   return module;
 }
 
-JSObject* Runtime::ResolveHook(JSContext* cx, JS::HandleValue referencing, JS::HandleObject request) {
-  Runtime& rt = From(cx);
-  JS::RootedString spec_str(cx, JS::GetModuleRequestSpecifier(cx, request));
-  if (!spec_str) return nullptr;
-  const std::string spec = ToUtf8(cx, spec_str);
-  if (spec == "meridian" || spec == "k6") return rt.LoadModule("meridian");
-  std::string from_dir = rt.entry_dir_;
+JSObject* Runtime::Resolve(JS::HandleValue referencing, const std::string& spec) {
+  if (spec == "meridian" || spec == "k6") return LoadModule("meridian");
+  std::string from_dir = entry_dir_;
   if (referencing.isString()) {
-    JS::RootedString ref(cx, referencing.toString());
-    from_dir = DirOf(ToUtf8(cx, ref));
+    JS::RootedString ref(cx_, referencing.toString());
+    from_dir = DirOf(ToUtf8(cx_, ref));
   }
   if (spec.rfind("./", 0) != 0 && spec.rfind("../", 0) != 0) {
     JS_ReportErrorUTF8(
-        cx,
+        cx_,
         "cannot import '%s': scripts import the built-in 'meridian' module and their own files "
         "by relative path ('./lib.js'); no packages, URLs or absolute paths",
         spec.c_str());
     return nullptr;
   }
-  return rt.LoadModule(NormalizePath(from_dir.empty() ? spec : from_dir + "/" + spec));
+  return LoadModule(NormalizePath(from_dir.empty() ? spec : from_dir + "/" + spec));
 }
 
 Result<ScriptInfo> Runtime::Init(const std::string& entry) {
@@ -323,6 +393,18 @@ Result<ScriptInfo> Runtime::Init(const std::string& entry) {
                     entry));
   }
   form_ = info.form;
+  for (const char* lifecycle : {"setup", "teardown"}) {
+    // k6 runs these once per test and hands setup's result to every VU; silently skipping them would run the
+    // VU function without its data.
+    JS::RootedValue v(cx_);
+    if (JS_GetProperty(cx_, ns, lifecycle, &v) && is_function(v)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("{}: exports {}(): this version does not run setup/teardown (k6 runs them "
+                                   "once per test); do one-time preparation in the script's init code (it "
+                                   "runs once per worker, before any VU) or in a separate plan",
+                                   entry, lifecycle));
+    }
+  }
   if (!options.isUndefined()) {
     JS::RootedObject json_global(cx_, global_);
     JS::RootedValue json_v(cx_), stringify(cx_), text(cx_);
@@ -387,22 +469,18 @@ void Runtime::ReportError(VuScript* vs, const std::string& message) {
   }
 }
 
-void Runtime::RejectionTracker(JSContext* cx, bool, JS::HandleObject promise,
-                               JS::PromiseRejectionHandlingState state, void* data) {
+void Runtime::TrackRejection(JS::HandleObject promise, JS::PromiseRejectionHandlingState state) {
   // A rejection nobody handles, outside the iteration's own chain (a floating promise): the iteration fails.
   // Decided once the job queue is empty: `await` attaches its handler only after a rejected promise exists.
-  auto* rt = static_cast<Runtime*>(data);
-  if (rt->current_ == nullptr) return;
-  auto& list = rt->rejections_;
+  if (current_ == nullptr) return;
   if (state == JS::PromiseRejectionHandlingState::Unhandled) {
-    if (!list.append(promise)) return;
-    rt->rejection_tags_.push_back(Tag{rt->current_, rt->current_->generation, false});
+    if (!rejections_.append(promise)) return;
+    rejection_tags_.push_back(Tag{current_, current_->generation, false});
     return;
   }
-  for (size_t i = 0; i < list.length(); ++i) {
-    if (list[i] == promise) list[i].set(nullptr);
+  for (size_t i = 0; i < rejections_.length(); ++i) {
+    if (rejections_[i] == promise) rejections_[i].set(nullptr);
   }
-  (void)cx;
 }
 
 void Runtime::ReportRejections() {
@@ -424,21 +502,10 @@ void Runtime::ReportRejections() {
 // ---- the job queue
 // -----------------------------------------------------------------------------------------
 
-JSObject* Runtime::getIncumbentGlobal(JSContext* cx) { return JS::CurrentGlobalOrNull(cx); }
-
-bool Runtime::enqueuePromiseJob(JSContext*, JS::HandleObject, JS::HandleObject job, JS::HandleObject,
-                                JS::HandleObject) {
+bool Runtime::Enqueue(JS::HandleObject job) {
   if (!jobs_.append(job)) return false;
   tags_.push_back(Tag{current_, current_ ? current_->generation : 0, false});
   return true;
-}
-
-void Runtime::runJobs(JSContext*) { Drain(); }
-
-bool Runtime::empty() const { return jobs_.empty(); }
-
-js::UniquePtr<JS::JobQueue::SavedJobQueue> Runtime::saveJobQueue(JSContext*) {
-  return nullptr;  // only the debugger interrupts a job queue; meridian runs none
 }
 
 void Runtime::RunQueuedJobs() {

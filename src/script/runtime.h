@@ -1,9 +1,14 @@
 #pragma once
-// Internal to script/: one SpiderMonkey context (one JSRuntime) and everything scripts reach through it.
+// Internal to script/: the thread's SpiderMonkey context, and one Runtime per script scenario on it.
 //
-// Which VU is running? Every VU of a worker shares one global, so the runtime tracks the "current VU" and
-// carries it across asynchronous boundaries itself: it is the promise job queue (JS::JobQueue), and every job
-// is tagged with the VU (and the VU's iteration generation) that was current when the job was queued. The
+// SpiderMonkey allows one context per thread, and a worker thread may run several script scenarios: the
+// Context is shared by every Runtime of its thread, and each Runtime is a realm of it (its own global,
+// prelude, modules and VU function; the realm's private pointer finds the Runtime).
+//
+// Which VU is running? Every VU of a scenario shares one global, so the runtime tracks the "current VU" and
+// carries it across asynchronous boundaries itself: the Context is the promise job queue (JS::JobQueue) and
+// hands each job to the Runtime whose realm queued it, and every job is tagged with the VU (and the VU's
+// iteration generation) that was current when the job was queued. The
 // natives that start asynchronous work (requests, timers, sleep) record their VU too and make it current
 // again when they resolve. A job or timer whose generation is stale (the iteration timed out or was cut off)
 // is dropped, which is how an abandoned iteration stops.
@@ -84,10 +89,43 @@ struct RuntimeConfig {
   std::function<void(const std::string& key, const std::string& text)> on_read;
 };
 
-class Runtime final : public JS::JobQueue {
+// The thread's context (created by the first Runtime of the thread, destroyed with the last).
+class Context final : public JS::JobQueue {
+ public:
+  static Result<std::shared_ptr<Context>> ForThisThread(uint32_t heap_max_bytes);
+  ~Context() override;
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  JSContext* cx() const { return cx_; }
+  void Add(Runtime* rt) { runtimes_.push_back(rt); }
+  void Remove(Runtime* rt);
+  // The Runtime of the current realm (null outside every runtime's realm).
+  static Runtime* Current(JSContext* cx);
+  static Runtime* OfObject(JSObject* obj);
+
+  // JS::JobQueue: jobs go to the runtime whose realm queues them.
+  JSObject* getIncumbentGlobal(JSContext* cx) override;
+  bool enqueuePromiseJob(JSContext* cx, JS::HandleObject promise, JS::HandleObject job,
+                         JS::HandleObject allocationSite, JS::HandleObject incumbentGlobal) override;
+  void runJobs(JSContext* cx) override;
+  bool empty() const override;
+
+ private:
+  Context() = default;
+  js::UniquePtr<SavedJobQueue> saveJobQueue(JSContext*) override;
+  static void RejectionTracker(JSContext* cx, bool muted, JS::HandleObject promise,
+                               JS::PromiseRejectionHandlingState state, void* data);
+  static JSObject* ResolveHook(JSContext* cx, JS::HandleValue referencing, JS::HandleObject request);
+
+  JSContext* cx_ = nullptr;
+  std::vector<Runtime*> runtimes_;
+};
+
+class Runtime final {
  public:
   static Result<std::unique_ptr<Runtime>> Create(RuntimeConfig config);
-  ~Runtime() override;
+  ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
@@ -100,15 +138,17 @@ class Runtime final : public JS::JobQueue {
   void AbortIteration(VuScript& vs);                  // drops it without finishing (graceful stop)
   void Forget(VuScript& vs);                          // the VU is going away
 
-  // JS::JobQueue
-  JSObject* getIncumbentGlobal(JSContext* cx) override;
-  bool enqueuePromiseJob(JSContext* cx, JS::HandleObject promise, JS::HandleObject job,
-                         JS::HandleObject allocationSite, JS::HandleObject incumbentGlobal) override;
-  void runJobs(JSContext* cx) override;
-  bool empty() const override;
+  // The promise jobs of this runtime's realm (Context hands them over).
+  bool Enqueue(JS::HandleObject job);
+  bool jobs_empty() const { return jobs_.empty(); }
+  // A promise of this realm was rejected with no handler, or got one later.
+  void TrackRejection(JS::HandleObject promise, JS::PromiseRejectionHandlingState state);
+  // Resolves an import of a module of this realm.
+  JSObject* Resolve(JS::HandleValue referencing, const std::string& specifier);
 
   // ---- for the natives (natives.cpp) ----
-  static Runtime& From(JSContext* cx) { return *static_cast<Runtime*>(JS_GetContextPrivate(cx)); }
+  // Natives run in the realm of the script calling them, which is their runtime's.
+  static Runtime& From(JSContext* cx) { return *Context::Current(cx); }
   JSContext* cx() const { return cx_; }
   VuScript* current() const { return current_; }
   void SetCurrent(VuScript* vs) { current_ = vs; }
@@ -175,10 +215,6 @@ class Runtime final : public JS::JobQueue {
   explicit Runtime(RuntimeConfig config);
   Result<void> Setup();
   JSObject* LoadModule(const std::string& key);
-  static JSObject* ResolveHook(JSContext* cx, JS::HandleValue referencing, JS::HandleObject request);
-  static void RejectionTracker(JSContext* cx, bool muted, JS::HandleObject promise,
-                               JS::PromiseRejectionHandlingState state, void* data);
-  js::UniquePtr<SavedJobQueue> saveJobQueue(JSContext*) override;
   void RunQueuedJobs();
   void ReportRejections();
   void FinishPending();
@@ -186,6 +222,7 @@ class Runtime final : public JS::JobQueue {
   void DropRequestsOf(VuScript& vs);
 
   RuntimeConfig config_;
+  std::shared_ptr<Context> context_;
   JSContext* cx_ = nullptr;
   JS::PersistentRooted<JSObject*> global_;
   JS::PersistentRooted<JSObject*> prelude_;  // the object of prelude functions

@@ -1,9 +1,10 @@
 #pragma once
 // JavaScript scenarios on embedded SpiderMonkey (DESIGN §8).
 //
-// One SpiderMonkey context per worker thread; every VU of a script scenario is an async iteration on its
-// worker's context, so a VU costs kilobytes. Scripts are ES modules; they import each other by relative path
-// and the built-in 'meridian' module (http, check, sleep, group). Two forms:
+// One SpiderMonkey context per worker thread, one realm of it per script scenario; every VU of a script
+// scenario is an async iteration in its scenario's realm, so a VU costs kilobytes. Scripts are ES modules;
+// they import each other by relative path and the built-in 'meridian' module (http, check, sleep, group). Two
+// forms:
 //   Constellation: export const script = async (axiosInstance) => { ... }
 //   meridian/k6:   export default async function () { ... }   (+ export const options = { ... })
 //

@@ -390,6 +390,91 @@ TEST(Script, ConstellationForm) {
   EXPECT_EQ(rig.Scenario().failed_iterations, 0u);
 }
 
+// Two script scenarios on one worker thread share its SpiderMonkey context, each in its own realm: their
+// globals, module state and `meridian` module are separate, their jobs, timers and requests interleave, and
+// each scenario's iterations, checks and requests are counted as its own.
+TEST(Script, TwoScenariosShareAWorkerThread) {
+  Rig rig;
+  auto scenario = [&](const std::string& name, const std::string& entry, const std::string& source,
+                      uint32_t vus, uint64_t iterations) {
+    auto options = std::make_shared<ScriptOptions>();
+    options->bundle.entry = entry;
+    options->bundle.files[entry] = source;
+    options->bundle.files["lib/state.js"] =
+        "export let calls = 0;\nexport function bump() { return ++calls; }\n";
+    options->scenario = name;
+    options->env["BASE"] = rig.base;
+    loadgen::ExecutorConfig e;
+    e.type = loadgen::ExecutorType::kSharedIterations;
+    e.vus = vus;
+    e.iterations = iterations;
+    e.max_duration_ns = 20'000 * kMs;
+    return loadgen::ScenarioPlan{name, e, ScriptFactoryMaker(options)};
+  };
+  auto config = std::make_shared<loadgen::RunConfig>();
+  config->threads = 1;
+  config->names = rig.names;
+  config->request_timeout_ns = 5'000 * kMs;
+  config->scenarios.push_back(scenario("shop", "shop.js", R"js(
+    import { http, check, sleep, group } from 'meridian';
+    import { bump } from './lib/state.js';
+    globalThis.owner = 'shop';
+    export default async function () {
+      const n = bump();
+      await group('browse', async () => {
+        const r = await http.get(`${__ENV.BASE}/api/products`, { name: 'products' });
+        check(r, { 'shop: products 200': (x) => x.status === 200 });
+      });
+      await sleep(0.005);
+      check(globalThis.owner, { 'shop: own global': (o) => o === 'shop' });
+      // 30 iterations bump this realm's copy of lib/state.js 30 times; cart's 20 bumps go to its own copy.
+      check(n, { 'shop: own module state': (c) => c >= 1 && c <= 30 });
+    }
+  )js",
+                                       3, 30));
+  config->scenarios.push_back(scenario("cart", "cart.js", R"js(
+    import { bump } from './lib/state.js';
+    import { check } from 'meridian';
+    globalThis.owner = 'cart';
+    export const script = async (axiosInstance) => {
+      const login = await axiosInstance.post(__ENV.BASE + '/api/login', { user: 'bo', password: 'x' });
+      await new Promise((resolve) => setTimeout(resolve, 3));
+      const cart = await axiosInstance.post(__ENV.BASE + '/api/cart', { product: 1 },
+                                            { headers: { Authorization: 'Bearer ' + login.data.token } });
+      if (cart.status !== 201) throw new Error('cart ' + cart.status);
+      check(globalThis.owner, { 'cart: own global': (o) => o === 'cart' });
+      check(bump(), { 'cart: own module state': (c) => c >= 1 && c <= 20 });
+    };
+  )js",
+                                       2, 20));
+  loadgen::Engine engine(config);
+  auto r = engine.Run({});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  rig.result = std::move(r).value();
+  ASSERT_EQ(rig.result.totals.scenarios.size(), 2u);
+  EXPECT_EQ(rig.result.totals.scenarios.at(0).iterations, 30u);
+  EXPECT_EQ(rig.result.totals.scenarios.at(0).failed_iterations, 0u);
+  EXPECT_EQ(rig.result.totals.scenarios.at(1).iterations, 20u);
+  EXPECT_EQ(rig.result.totals.scenarios.at(1).failed_iterations, 0u);
+  EXPECT_EQ(rig.Check("shop: products 200").passes, 30u);
+  EXPECT_EQ(rig.Check("shop: own global").passes, 30u);
+  EXPECT_EQ(rig.Check("shop: own module state").passes, 30u);
+  EXPECT_EQ(rig.Check("cart: own global").passes, 20u);
+  EXPECT_EQ(rig.Check("cart: own global").fails, 0u);
+  EXPECT_EQ(rig.Check("cart: own module state").passes, 20u);
+  EXPECT_EQ(rig.Requests("products"), 30u);
+  // Every request is counted in the scenario that made it.
+  uint64_t by_scenario[2] = {0, 0};
+  const auto entries = rig.names->From(0);
+  for (const auto& [packed, s] : rig.result.totals.series) {
+    const auto key = stats::SeriesKey::Unpack(packed);
+    ASSERT_LT(key.request, entries.size());
+    by_scenario[entries[key.request].scenario] += s.requests;
+  }
+  EXPECT_EQ(by_scenario[0], 30u);
+  EXPECT_EQ(by_scenario[1], 40u);
+}
+
 TEST(Script, InitErrorsNameFileLineAndColumn) {
   Bundle b;
   b.entry = "bad.js";
@@ -408,6 +493,13 @@ TEST(Script, InitErrorsNameFileLineAndColumn) {
   info = Inspect(b);
   ASSERT_FALSE(info.ok());
   EXPECT_NE(info.error().message.find("cannot import 'fs'"), std::string::npos) << info.error().message;
+
+  b.files["bad.js"] = "export function setup() { return 1; }\nexport default function (data) {}\n";
+  info = Inspect(b);
+  ASSERT_FALSE(info.ok());
+  EXPECT_NE(info.error().message.find("bad.js: exports setup(): this version does not run setup/teardown"),
+            std::string::npos)
+      << info.error().message;
 
   b.files["bad.js"] = "export const options = { vus: 3, duration: '10s' };\nexport default function () {}\n";
   info = Inspect(b);

@@ -125,6 +125,56 @@ thresholds:
   EXPECT_EQ(summary["scenarios"][0]["failed_iterations"].get<uint64_t>(), 20u) << summary.dump();
 }
 
+// Two script scenarios in one region run on the same agent (and worker thread), each counted as its own.
+TEST(Scripts, TwoScriptScenariosInOneRegion) {
+  Target target;
+  TempDir dir;
+  dir.Write("browse.js", R"js(import { http, check } from 'meridian';
+export default async function () {
+  const r = await http.get(`${__ENV.base}/api/products`, { name: 'products' });
+  check(r, { 'browse ok': (x) => x.status === 200 });
+}
+)js");
+  dir.Write("buy.js", R"js(export const script = async (axiosInstance) => {
+  const login = await axiosInstance.post(__ENV.base + '/api/login', { user: 'cy', password: 'x' });
+  const r = await axiosInstance.post(__ENV.base + '/api/cart', { product: 2 },
+                                     { headers: { Authorization: 'Bearer ' + login.data.token } });
+  if (r.status !== 201) throw new Error('cart ' + r.status);
+};
+)js");
+  dir.Write("plan.yaml", R"(name: two scripts
+regions: { local: {} }
+scenarios:
+  browse:
+    executor: shared-iterations
+    vus: 3
+    iterations: 40
+    script: browse.js
+  buy:
+    executor: per-vu-iterations
+    vus: 2
+    iterations: 10
+    script: buy.js
+thresholds:
+  checks: ['rate==1']
+  'iterations{scenario:buy}': ['count==20']
+)");
+  const Finished f =
+      RunFull({MeridianBinary(), "run", dir.path + "/plan.yaml", "--vars", "base=" + target.url(),
+               "--state-dir", dir.path + "/state", "--out", dir.path + "/out"});
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  std::ifstream in(dir.path + "/out/summary.json");
+  const auto summary = nlohmann::json::parse(in);
+  ASSERT_EQ(summary["scenarios"].size(), 2u) << summary.dump();
+  for (const auto& s : summary["scenarios"]) {
+    const uint64_t expected = s["name"] == "browse" ? 40u : 20u;
+    EXPECT_EQ(s["iterations"].get<uint64_t>(), expected) << summary.dump();
+    EXPECT_EQ(s["failed_iterations"].get<uint64_t>(), 0u) << summary.dump();
+  }
+  EXPECT_EQ(summary["requests"]["count"].get<uint64_t>(), 80u) << summary.dump();
+  EXPECT_EQ(summary["requests"]["failed"].get<uint64_t>(), 0u) << summary.dump();
+}
+
 TEST(Scripts, ANeverResolvingPromiseHitsTheIterationTimeout) {
   TempDir dir;
   dir.Write("hang.js", "export default async function () { await new Promise(() => {}); }\n");
