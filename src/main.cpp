@@ -27,6 +27,8 @@ constexpr meridian::app::Command kCommands[] = {
      meridian::app::SubmitMain},
     {"runs", "list, show, abort runs on a control plane; export reports (json, csv, junit)",
      meridian::app::RunsMain},
+    {"waiter", "hold a command until a run's start instant plus a delay, then exec it",
+     meridian::app::WaiterMain},
 };
 
 void Usage(std::FILE* out) {

@@ -21,5 +21,6 @@ int ServeMain(int argc, char** argv);
 int AgentMain(int argc, char** argv);
 int SubmitMain(int argc, char** argv);
 int RunsMain(int argc, char** argv);
+int WaiterMain(int argc, char** argv);
 
 }  // namespace meridian::app

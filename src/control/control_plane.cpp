@@ -729,7 +729,10 @@ class ControlPlane::Impl {
       auto d = wait.empty() ? Result<int64_t>(0) : ParseDuration(wait);
       if (!d.ok()) throw ApiError{400, "invalid_query", "wait: " + d.error().message, "wait"};
       if (*d <= 0 || it == runs_.end()) {
-        out.Send(Json(404, StartJson(*it->second)));
+        out.Send(
+            Json(404, it != runs_.end()
+                          ? StartJson(*it->second)
+                          : ordered_json{{"run", id}, {"state", row.state}, {"server_ns", WallNanos()}}));
         return;
       }
       it->second->start_waiters.push_back({out, MonoNanos() + std::min(*d, config_.long_poll_ns)});
