@@ -19,6 +19,7 @@
 #include "plan/plan.h"
 #include "script/script.h"
 #include "stats/wire.h"
+#include "steps/steps.h"
 
 namespace meridian::agent {
 
@@ -29,6 +30,13 @@ namespace {
 json ParseJson(const std::string& body) {
   json j = json::parse(body, nullptr, false);
   return j.is_discarded() ? json::object() : j;
+}
+
+// This binary, which is also `meridian waiter` for command steps.
+std::string SelfPath() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "meridian";
 }
 
 std::string Hostname() {
@@ -47,6 +55,7 @@ class Agent::RunExecution {
   void RequestStop() {
     stop_.store(true);
     if (auto* e = engine_.load()) e->RequestStop();
+    if (auto* s = steps_.load()) s->StopAll();
   }
   void Wake() { cv_.notify_all(); }
 
@@ -114,6 +123,34 @@ class Agent::RunExecution {
     config->names = std::make_shared<stats::NameRegistry>(plan::Names(*plan).requests);
     size_t names_sent = config->names->size();
 
+    // This slot's instances of the region's steps (instance i runs on slot i % agents of the region).
+    std::vector<steps::InstanceSpec> specs;
+    const plan::Region* mine = plan->FindRegion(region);
+    const uint32_t slots = mine ? std::max(1u, mine->agents) : 1u;
+    for (const auto& st : plan->steps) {
+      if (st.region != region) continue;
+      for (uint32_t i = 0; i < st.instances; ++i) {
+        if (i % slots != slot) continue;
+        steps::InstanceSpec spec;
+        spec.step = st.name;
+        spec.instance = i;
+        spec.argv = st.Argv();
+        spec.env = st.env;
+        spec.cwd = st.cwd;
+        spec.run_delay_ns = st.run_delay_ns;
+        spec.run_max_time_ns = st.run_max_time_ns;
+        spec.stop_grace_ns = st.stop_grace_ns;
+        spec.restart_on_failure = st.restart_on_failure;
+        specs.push_back(std::move(spec));
+      }
+    }
+    steps::SupervisorConfig steps_config;
+    steps_config.meridian_binary = SelfPath();
+    steps_config.run_id = run_id_;
+    steps::Supervisor supervisor(steps_config, std::move(specs));
+    if (!supervisor.empty()) steps_.store(&supervisor);
+    if (stop_.load()) supervisor.StopAll();
+
     std::thread reporter([this] { ReportLoop(); });
     loadgen::Engine engine(config);
     engine_.store(&engine);
@@ -128,6 +165,9 @@ class Agent::RunExecution {
       Enqueue(stats::EncodeSnapshot(*p.interval, &new_names));
     });
     engine_.store(nullptr);
+    // The run drains only after every step ended (heartbeats go on meanwhile).
+    const auto step_results = supervisor.Wait();
+    steps_.store(nullptr);
     if (!result.ok()) {
       if (!ready_sent_) {  // preparing failed (a script that does not compile here): say so at once
         engine_.store(nullptr);
@@ -149,7 +189,7 @@ class Agent::RunExecution {
     finished_.store(true);
     Wake();
     reporter.join();
-    SendDone(requests, result->connections_opened, result->retries);
+    SendDone(requests, result->connections_opened, result->retries, step_results);
   }
 
  private:
@@ -207,6 +247,9 @@ class Agent::RunExecution {
         const int64_t mono = MonoNanos() + (local_wall - WallNanos());
         agent_.Log(fmt::format("run {}: starts in {}", run_id_,
                                FormatDuration(std::max<int64_t>(0, mono - MonoNanos()))));
+        if (auto* st = steps_.load()) {
+          if (auto started = st->Start(local_wall); !started.ok()) agent_.Log(started.error().message);
+        }
         return mono;
       }
       if (r.ok() && r->status == 404) continue;   // not known yet: poll again
@@ -279,15 +322,33 @@ class Agent::RunExecution {
     }
   }
 
-  void SendDone(uint64_t requests, uint64_t connections, uint64_t retries) {
+  void SendDone(uint64_t requests, uint64_t connections, uint64_t retries,
+                const std::vector<steps::InstanceResult>& step_results) {
     const int64_t last_seq = next_seq_ - 1;
-    const std::string body = json{
-        {"last_seq", last_seq},
-        {"requests", requests},
-        {"connections", connections},
-        {"retries", retries},
-        {"started_ns",
-         started_ns_}}.dump();
+    // Step instances' times go to the control plane's clock.
+    const int64_t offset = agent_.clock_.offset_ns;
+    const auto on_control_clock = [&](int64_t ns) { return ns ? ns + offset : 0; };
+    json instances = json::array();
+    for (const auto& r : step_results) {
+      instances.push_back({{"step", r.step},
+                           {"instance", r.instance},
+                           {"state", r.state},
+                           {"exit_code", r.exit_code},
+                           {"signal", r.signal},
+                           {"restarts", r.restarts},
+                           {"intended_ns", on_control_clock(r.intended_ns)},
+                           {"started_ns", on_control_clock(r.started_ns)},
+                           {"ended_ns", on_control_clock(r.ended_ns)},
+                           {"cpu_seconds", r.cpu_seconds},
+                           {"max_rss_bytes", r.max_rss_bytes},
+                           {"log_bytes", r.log_bytes},
+                           {"error", r.error},
+                           {"log", r.log}});
+    }
+    const std::string body =
+        json{{"last_seq", last_seq}, {"requests", requests},      {"connections", connections},
+             {"retries", retries},   {"started_ns", started_ns_}, {"steps", instances}}
+            .dump(-1, ' ', false, json::error_handler_t::replace);
     for (int attempt = 0; !agent_.abort_.load() && !cancelled_; ++attempt) {
       auto r =
           control_->Request("POST", fmt::format("/v1/runs/{}/agents/{}/done", run_id_, agent_.id_), body);
@@ -302,6 +363,7 @@ class Agent::RunExecution {
   std::string run_id_;
   std::unique_ptr<http::BlockingClient> control_;
   std::atomic<loadgen::Engine*> engine_{nullptr};
+  std::atomic<steps::Supervisor*> steps_{nullptr};
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
   std::mutex mu_;

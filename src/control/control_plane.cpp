@@ -156,6 +156,9 @@ class ControlPlane::Impl {
     auto assignments = store_->Assignments(row.id);
     if (!assignments.ok()) return assignments.error();
     run->assignments = *assignments;
+    auto steps = store_->StepInstances(row.id, false);
+    if (!steps.ok()) return steps.error();
+    run->step_instances = *steps;
     auto samples = store_->Samples(row.id);
     if (!samples.ok()) return samples.error();
     for (const auto& s : *samples) {
@@ -510,11 +513,33 @@ class ControlPlane::Impl {
     }
     ordered_json steps = ordered_json::array();
     for (const auto& s : run.plan.steps) {
+      ordered_json instances = ordered_json::array();
+      for (const auto& row : run.step_instances) {
+        if (row.step != s.name) continue;
+        const json r = json::parse(row.result_json, nullptr, false);
+        if (!r.is_object()) continue;
+        const auto seconds = [&](const char* key) {
+          const int64_t ns = r.value(key, int64_t{0});
+          return ns ? ordered_json(static_cast<double>(ns) / 1e9) : ordered_json(nullptr);
+        };
+        instances.push_back({{"instance", row.instance},
+                             {"agent", row.agent_id},
+                             {"state", r.value("state", std::string())},
+                             {"exit_code", r.value("exit_code", -1)},
+                             {"signal", r.value("signal", 0)},
+                             {"restarts", r.value("restarts", 0)},
+                             {"intended_at", seconds("intended_ns")},
+                             {"started_at", seconds("started_ns")},
+                             {"ended_at", seconds("ended_ns")}});
+      }
       steps.push_back({{"name", s.name},
                        {"region", s.region},
                        {"instances", s.instances},
                        {"run_delay", static_cast<double>(s.run_delay_ns) / 1e9},
-                       {"run_max_time", static_cast<double>(s.run_max_time_ns) / 1e9}});
+                       {"run_max_time", static_cast<double>(s.run_max_time_ns) / 1e9},
+                       {"stop_grace", static_cast<double>(s.stop_grace_ns) / 1e9},
+                       {"restart", s.restart_on_failure ? "on-failure" : "never"},
+                       {"instance_results", instances}});
     }
     return {{"run", run.row.id},
             {"start_at", static_cast<double>(run.row.start_at_ns) / 1e9},
@@ -736,6 +761,65 @@ class ControlPlane::Impl {
         return;
       }
       it->second->start_waiters.push_back({out, MonoNanos() + std::min(*d, config_.long_poll_ns)});
+      return;
+    }
+    if (p.size() == 4 && what == "steps") {
+      MethodCheck(req, "GET");
+      Require(req, "runs:read");
+      (void)LoadRow(id);
+      auto rows = store_->StepInstances(id, false);
+      if (!rows.ok()) throw ApiError{500, "store", rows.error().message, ""};
+      ordered_json list = ordered_json::array();
+      for (const auto& r : *rows) list.push_back(ordered_json::parse(r.result_json, nullptr, false));
+      out.Send(Json(200, {{"run", id}, {"steps", list}}));
+      return;
+    }
+    if (p.size() == 6 && what == "steps" && p[5] == "log") {
+      // GET /v1/runs/{id}/steps/{step}/log[?instance=N]: text; every instance, each under a header, without
+      // N.
+      MethodCheck(req, "GET");
+      Require(req, "runs:read");
+      const store::RunRow row = LoadRow(id);
+      const std::string& step = p[4];
+      const std::string instance_text = req.Query("instance");
+      long instance = -1;
+      if (!instance_text.empty()) {
+        char* end = nullptr;
+        instance = std::strtol(instance_text.c_str(), &end, 10);
+        if (*end != '\0' || instance < 0) {
+          throw ApiError{400, "invalid_query", "instance: must be a number >= 0", "instance"};
+        }
+      }
+      auto rows = store_->StepInstances(id, true);
+      if (!rows.ok()) throw ApiError{500, "store", rows.error().message, ""};
+      std::string text;
+      bool step_known = false, found = false;
+      for (const auto& r : *rows) {
+        if (r.step != step) continue;
+        step_known = true;
+        if (instance >= 0 && r.instance != static_cast<uint32_t>(instance)) continue;
+        found = true;
+        if (instance < 0) text += fmt::format("==> {}#{} ({}) <==\n", r.step, r.instance, r.agent_id);
+        text += r.log;
+        if (instance < 0 && !r.log.empty() && r.log.back() != '\n') text += "\n";
+      }
+      if (!found) {
+        auto plan = plan::ParsePlan(row.plan_yaml, "plan.yaml");
+        const bool in_plan = plan.ok() && std::any_of(plan->steps.begin(), plan->steps.end(),
+                                                      [&](const auto& s) { return s.name == step; });
+        throw ApiError{
+            404, "not_found",
+            !in_plan ? fmt::format("the run has no step '{}'", step)
+            : step_known
+                ? fmt::format("step '{}' has no instance {}", step, instance)
+                : fmt::format("step '{}' has not reported yet (logs arrive when its agent is done)", step),
+            ""};
+      }
+      http::ServerResponse r;
+      r.status = 200;
+      r.content_type = "text/plain; charset=utf-8";
+      r.body = std::move(text);
+      out.Send(std::move(r));
       return;
     }
     if (p.size() == 4 && (what == "summary" || what == "report")) {
@@ -1079,6 +1163,7 @@ class ControlPlane::Impl {
       a->retries = Field<uint64_t>(body, "retries", 0);
       const int64_t started_ns = Field<int64_t>(body, "started_ns", 0);
       if (started_ns > 0 && a->started_ns == 0) a->started_ns = started_ns;
+      if (body.contains("steps")) StoreSteps(run, *a, body["steps"]);
       if (a->state != "lost") a->state = "done";
       SaveAssignment(*a);
       auto pit = run.progress.find(agent_id);
@@ -1087,6 +1172,49 @@ class ControlPlane::Impl {
       return;
     }
     throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+  }
+
+  // The step instances of an agent's done: validated (the field is named), stored, kept for the summary.
+  void StoreSteps(Run& run, const store::AssignmentRow& a, const json& steps) {
+    if (!steps.is_array()) throw ApiError{400, "invalid_field", "'steps' must be an array", "steps"};
+    std::vector<store::StepInstanceRow> rows;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const json& s = steps[i];
+      const std::string where = fmt::format("steps[{}]", i);
+      if (!s.is_object() || !s.contains("step") || !s["step"].is_string() || !s.contains("instance") ||
+          !s["instance"].is_number_unsigned() || !s.contains("state") || !s["state"].is_string()) {
+        throw ApiError{400, "invalid_field",
+                       where + " needs step (string), instance (number) and state (string)", where};
+      }
+      const std::string step = s["step"].get<std::string>();
+      if (std::none_of(run.plan.steps.begin(), run.plan.steps.end(),
+                       [&](const auto& p) { return p.name == step; })) {
+        throw ApiError{400, "invalid_field", fmt::format("{}.step: the plan has no step '{}'", where, step),
+                       where + ".step"};
+      }
+      json result = s;
+      result.erase("log");
+      result["agent"] = a.agent_id;
+      result["region"] = a.region;
+      rows.push_back(store::StepInstanceRow{
+          step, s["instance"].get<uint32_t>(), a.agent_id,
+          result.dump(-1, ' ', false, json::error_handler_t::replace),
+          s.contains("log") && s["log"].is_string() ? s["log"].get<std::string>() : std::string()});
+    }
+    for (auto& row : rows) {
+      if (auto r = store_->PutStepInstance(run.row.id, row); !r.ok())
+        throw ApiError{500, "store", r.error().message, ""};
+      row.log.clear();
+      auto& kept = run.step_instances;
+      auto same = std::find_if(kept.begin(), kept.end(), [&](const auto& k) {
+        return k.step == row.step && k.instance == row.instance;
+      });
+      if (same != kept.end()) {
+        *same = row;
+      } else {
+        kept.push_back(row);
+      }
+    }
   }
 
   struct Bucket {

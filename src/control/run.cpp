@@ -349,6 +349,45 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
   }
   const int64_t spread = max_start >= min_start ? max_start - min_start : 0;
   text += fmt::format("    start skew between agents: {}\n", FormatDuration(spread));
+  nlohmann::ordered_json step_list = nlohmann::ordered_json::array();
+  if (!run.plan.steps.empty()) {
+    text += "\n  steps (start = actual start - intended start):\n";
+    for (const auto& st : run.plan.steps) {
+      uint32_t reported = 0;
+      for (const auto& row : run.step_instances) {
+        if (row.step != st.name) continue;
+        ++reported;
+        const nlohmann::json r = nlohmann::json::parse(row.result_json, nullptr, false);
+        if (!r.is_object()) continue;
+        const int64_t intended = r.value("intended_ns", int64_t{0});
+        const int64_t started = r.value("started_ns", int64_t{0});
+        const int64_t ended = r.value("ended_ns", int64_t{0});
+        const std::string state = r.value("state", std::string("?"));
+        const int code = r.value("exit_code", -1), sig = r.value("signal", 0);
+        const std::string how = sig ? fmt::format("signal {}", sig) : fmt::format("exit {}", code);
+        const uint32_t restarts = r.value("restarts", 0u);
+        text += fmt::format(
+            "    {:<20} {:<12} {:<11} {:<9} start {:>9}  ran {:>8}  cpu {:.2f}s  rss {}{}{}\n",
+            fmt::format("{}#{}", st.name, row.instance), row.agent_id.substr(0, 12), state, how,
+            started ? FormatDuration(started - intended) : "-",
+            started && ended ? FormatDuration(ended - started) : "-", r.value("cpu_seconds", 0.0),
+            FormatBytes(static_cast<double>(r.value("max_rss_bytes", int64_t{0}))),
+            restarts ? fmt::format("  restarts {}", restarts) : "",
+            r.value("error", std::string()).empty() ? "" : "  (" + r.value("error", std::string()) + ")");
+        nlohmann::ordered_json item = {
+            {"step", st.name}, {"instance", row.instance}, {"agent", row.agent_id}};
+        for (const auto& [k, v] : r.items()) {
+          if (k != "step" && k != "instance" && k != "agent") item[k] = v;
+        }
+        item["start_offset_ms"] = started ? Ms(started - intended) : 0.0;
+        step_list.push_back(item);
+      }
+      if (reported < st.instances) {
+        text += fmt::format("    {:<20} {} of {} instances not reported (their agent did not finish)\n",
+                            st.name, st.instances - reported, st.instances);
+      }
+    }
+  }
   text += fmt::format("\n  run {} {}{}\n", run.row.id, run.row.state,
                       run.row.reason.empty() ? "" : ": " + run.row.reason);
   out.text = text;
@@ -367,6 +406,7 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
   j["regions"] = regions;
   j["agents"] = agent_list;
   j["start_skew_ms"] = Ms(spread);
+  if (!run.plan.steps.empty()) j["steps"] = step_list;
   out.json = std::move(j);
 
   out.csv = "second,region,requests,failed,p50_ms,p95_ms,p99_ms,max_ms,vus,bytes_received\n";

@@ -54,6 +54,7 @@ struct Run {
   // Maps the report's name indexes onto the run's table (in place), then aggregates it.
   void Ingest(const std::string& agent_id, const std::string& region, int64_t seq,
               stats::IntervalSnapshot& s);
+  std::vector<store::StepInstanceRow> step_instances;  // as agents reported them in done (no logs)
   size_t static_names = 0;  // entries of `names` derived from the plan; the rest came from agents (scripts)
   std::unordered_map<std::string, uint16_t> name_index;
   int64_t EndAtNs() const { return row.start_at_ns + plan.ScheduledDuration(); }

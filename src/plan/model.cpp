@@ -77,6 +77,7 @@ int64_t Plan::LongestGracefulStop() const {
     g = std::max(g, s.executor.graceful_stop_ns);
     if (s.executor.type == ExecutorType::kRampingVus) g = std::max(g, s.executor.graceful_ramp_down_ns);
   }
+  for (const auto& s : steps) g = std::max(g, s.stop_grace_ns);
   return g;
 }
 
@@ -196,13 +197,6 @@ Result<void> CheckRunnable(const Plan& plan) {
                       s.name, s.script));
     }
   }
-  if (!plan.steps.empty()) {
-    return MakeError(
-        ErrorCode::kInvalidArgument,
-        fmt::format("steps: command steps are not supported by this version yet ('{}'); the plan "
-                    "is valid, but it cannot run",
-                    plan.steps[0].name));
-  }
   return {};
 }
 
@@ -319,11 +313,18 @@ std::string ToYaml(const Plan& p, bool with_files) {
     line(2, "- name: " + Quote(s.name));
     if (!s.region.empty()) line(4, "region: " + Quote(s.region));
     line(4, fmt::format("instances: {}", s.instances));
-    std::string cmd;
-    for (const auto& c : s.command) cmd += (cmd.empty() ? "" : ", ") + Quote(c);
-    line(4, "command: [" + cmd + "]");
+    if (s.shell.empty()) {
+      std::string cmd;
+      for (const auto& c : s.command) cmd += (cmd.empty() ? "" : ", ") + Quote(c);
+      line(4, "command: [" + cmd + "]");
+    } else {
+      line(4, "shell: " + Quote(s.shell));
+    }
+    if (!s.cwd.empty()) line(4, "cwd: " + Quote(s.cwd));
     line(4, "run_delay: " + ExactDuration(s.run_delay_ns));
     line(4, "run_max_time: " + ExactDuration(s.run_max_time_ns));
+    line(4, "stop_grace: " + ExactDuration(s.stop_grace_ns));
+    line(4, std::string("restart: ") + (s.restart_on_failure ? "on-failure" : "never"));
     if (!s.env.empty()) {
       line(4, "env:");
       for (const auto& [k, v] : s.env) line(6, Quote(k) + ": " + Quote(v));
@@ -370,7 +371,7 @@ std::string Timeline(const Plan& p) {
       if (s.region != r.name && !s.region.empty()) continue;
       out += fmt::format("    {:>7} – {:<7} step {:<9} {} × {}\n", FormatDuration(s.run_delay_ns),
                          FormatDuration(s.run_delay_ns + s.run_max_time_ns), s.name, s.instances,
-                         s.command.empty() ? "" : s.command[0]);
+                         s.shell.empty() ? s.command[0] : "sh -c " + s.shell);
       any = true;
     }
     if (!any) out += "    (no load in this region)\n";

@@ -292,7 +292,18 @@ Step ParseStep(const Reader& r, const YAML::Node& n, const std::string& path) {
       s.command.push_back(ScalarText(r, c, f.Path("command")));
     }
   }
-  if (s.command.empty()) f.Fail("command", "is required (a list: [program, arg, ...])");
+  s.shell = f.String("shell", "");
+  if (s.command.empty() && s.shell.empty()) {
+    f.Fail("command", "is required (a list: [program, arg, ...]), or give `shell` (a /bin/sh command line)");
+  }
+  if (!s.command.empty() && !s.shell.empty()) f.Fail("shell", "give either command or shell, not both");
+  s.cwd = f.String("cwd", "");
+  s.stop_grace_ns = f.Duration("stop_grace", s.stop_grace_ns);
+  const std::string restart = f.String("restart", "never");
+  if (restart != "never" && restart != "on-failure") {
+    f.Fail("restart", fmt::format("'{}' is not one of: never, on-failure", restart));
+  }
+  s.restart_on_failure = restart == "on-failure";
   s.run_delay_ns = f.Duration("run_delay", 0);
   s.run_max_time_ns = f.Duration("run_max_time", 0, false);
   if (s.run_max_time_ns == 0) f.Fail("run_max_time", "is required (the step is stopped after it)");
@@ -383,10 +394,17 @@ Plan ParseRoot(const Reader& r, const YAML::Node& root, const loadgen::VarMap& o
     Sequence(r, steps, "steps");
     for (size_t i = 0; i < steps.size(); ++i) {
       p.steps.push_back(ParseStep(r, steps[i], fmt::format("steps[{}]", i)));
-      const Step& s = p.steps.back();
+      Step& s = p.steps.back();
       if (!s.region.empty() && !p.FindRegion(s.region)) {
         r.Fail(steps[i], fmt::format("steps[{}].region", i),
                fmt::format("'{}' is not one of the plan's regions", s.region));
+      }
+      if (s.region.empty() && !p.regions.empty()) s.region = p.regions.front().name;  // the first region
+      for (size_t j = 0; j + 1 < p.steps.size(); ++j) {
+        if (p.steps[j].name == s.name) {
+          r.Fail(steps[i], fmt::format("steps[{}].name", i),
+                 fmt::format("'{}' is already the name of steps[{}]: step names must be unique", s.name, j));
+        }
       }
     }
   }

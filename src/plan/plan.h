@@ -44,11 +44,19 @@ struct Step {
   std::string name;
   std::string region;
   uint32_t instances = 1;
-  std::vector<std::string> command;
+  std::vector<std::string> command;  // argv; or
+  std::string shell;                 // a /bin/sh -c command line
+  std::string cwd;                   // "" = the agent's working directory
   int64_t run_delay_ns = 0;
   int64_t run_max_time_ns = 0;
+  int64_t stop_grace_ns = 10'000'000'000;  // SIGTERM at run_max_time, SIGKILL this much later
+  bool restart_on_failure = false;         // restart: on-failure | never
   std::map<std::string, std::string> env;
   std::string container_name;
+  // The argv the agent runs.
+  std::vector<std::string> Argv() const {
+    return shell.empty() ? command : std::vector<std::string>{"/bin/sh", "-c", shell};
+  }
 };
 
 enum class AgentLoss { kFail, kContinue };

@@ -40,6 +40,11 @@ CREATE TABLE samples (
   payload BLOB NOT NULL, PRIMARY KEY (run_id, agent_id, seq));
 CREATE TABLE tokens (name TEXT PRIMARY KEY, hash_hex TEXT NOT NULL UNIQUE, scopes TEXT NOT NULL);
 )",
+    R"(
+CREATE TABLE step_instances (
+  run_id TEXT NOT NULL REFERENCES runs(id), step TEXT NOT NULL, instance INTEGER NOT NULL,
+  agent_id TEXT NOT NULL, result_json TEXT NOT NULL, log BLOB NOT NULL, PRIMARY KEY (run_id, step, instance));
+)",
 };
 
 class Stmt {
@@ -282,6 +287,31 @@ class SqliteStore final : public Store {
                                   static_cast<uint64_t>(s.Int(10)), static_cast<uint64_t>(s.Int(11))});
     }
     if (rc != SQLITE_DONE) return s.Fail("list assignments");
+    return out;
+  }
+
+  Result<void> PutStepInstance(const std::string& run_id, const StepInstanceRow& r) override {
+    Stmt s(db_, "INSERT OR REPLACE INTO step_instances VALUES (?,?,?,?,?,?)");
+    s.Bind(1, run_id).Bind(2, r.step).Bind(3, int64_t{r.instance}).Bind(4, r.agent_id).Bind(5, r.result_json);
+    s.BindBlob(6, r.log);
+    if (s.Step() != SQLITE_DONE) return s.Fail("put step instance");
+    return {};
+  }
+
+  Result<std::vector<StepInstanceRow>> StepInstances(const std::string& run_id, bool with_logs) override {
+    Stmt s(db_, with_logs
+                    ? "SELECT step, instance, agent_id, result_json, log FROM step_instances WHERE run_id=? "
+                      "ORDER BY step, instance"
+                    : "SELECT step, instance, agent_id, result_json, '' FROM step_instances WHERE run_id=? "
+                      "ORDER BY step, instance");
+    s.Bind(1, run_id);
+    std::vector<StepInstanceRow> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      out.push_back(
+          StepInstanceRow{s.Text(0), static_cast<uint32_t>(s.Int(1)), s.Text(2), s.Text(3), s.Text(4)});
+    }
+    if (rc != SQLITE_DONE) return s.Fail("list step instances");
     return out;
   }
 

@@ -72,6 +72,15 @@ struct SampleRow {
   std::string payload;  // stats::EncodeSnapshot
 };
 
+// One instance of a command step, as its agent reported it in `done`.
+struct StepInstanceRow {
+  std::string step;
+  uint32_t instance = 0;
+  std::string agent_id;
+  std::string result_json;  // state, exit_code, signal, restarts, times, cpu, rss, error (no log)
+  std::string log;          // stdout + stderr, head and tail
+};
+
 struct TokenRow {
   std::string name;
   std::string hash_hex;  // SHA-256 of the token
@@ -106,6 +115,10 @@ class Store {
   virtual Result<void> PutSeries(const std::string& run_id, uint64_t key, const std::string& region,
                                  const std::string& scenario, const std::string& name, int status,
                                  const std::string& error) = 0;
+
+  // Idempotent: a resent done replaces the same rows.
+  virtual Result<void> PutStepInstance(const std::string& run_id, const StepInstanceRow& row) = 0;
+  virtual Result<std::vector<StepInstanceRow>> StepInstances(const std::string& run_id, bool with_logs) = 0;
 
   virtual Result<void> ReplaceTokens(const std::vector<TokenRow>& tokens) = 0;
   virtual Result<std::optional<TokenRow>> FindToken(const std::string& hash_hex) = 0;

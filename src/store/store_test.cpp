@@ -18,7 +18,7 @@ TEST(SqliteStore, MigratesAndKeepsRunsAcrossReopen) {
   {
     auto s = OpenSqlite(path);
     ASSERT_TRUE(s.ok()) << s.error().message;
-    EXPECT_EQ((*s)->SchemaVersion(), 1);
+    EXPECT_EQ((*s)->SchemaVersion(), 2);
     RunRow r;
     r.id = "r1";
     r.name = "plan";
@@ -94,4 +94,29 @@ TEST(Store, PostgresIsNamedNotSilentlyIgnored) {
 }
 
 }  // namespace
+TEST(SqliteStore, StepInstancesAreReplacedNotDuplicated) {
+  const std::string path = FreshPath("steps");
+  auto s = OpenSqlite(path);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  RunRow r;
+  r.id = "r1";
+  r.name = "plan";
+  r.state = "running";
+  r.plan_yaml = "name: x\n";
+  r.owner = "ci";
+  ASSERT_TRUE((*s)->CreateRun(r).ok());
+  StepInstanceRow row{"warm", 1, "a-1", R"({"state":"exited"})", std::string("log\0bytes", 9)};
+  ASSERT_TRUE((*s)->PutStepInstance("r1", row).ok());
+  row.result_json = R"({"state":"stopped"})";
+  ASSERT_TRUE((*s)->PutStepInstance("r1", row).ok());  // a resent done
+  auto rows = (*s)->StepInstances("r1", true);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].result_json, R"({"state":"stopped"})");
+  EXPECT_EQ((*rows)[0].log, std::string("log\0bytes", 9));
+  rows = (*s)->StepInstances("r1", false);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ((*rows)[0].log, "");
+}
+
 }  // namespace meridian::store

@@ -1,6 +1,7 @@
 #include "waiter/waiter.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <time.h>
 #include <unistd.h>
@@ -171,8 +172,8 @@ class Waiter {
       Say(fmt::format("start + {} was {} ago (negative skew: a late START or clocks apart{}); starting now",
                       FormatDuration(delay), FormatDuration(-left), skew));
     } else if (MonoNanos() + left > deadline_mono_) {
-      Say(fmt::format("start + {} is {} from now, beyond --timeout {}; not waiting", FormatDuration(delay),
-                      FormatDuration(left), FormatDuration(o_.timeout_ns)));
+      Complain(fmt::format("start + {} is {} from now, beyond --timeout {}; not waiting",
+                           FormatDuration(delay), FormatDuration(left), FormatDuration(o_.timeout_ns)));
       return kExitTimeout;
     } else {
       Say(fmt::format("start {}, + {}: starting in {}{}", FormatEpoch(info->start_at_ns),
@@ -185,7 +186,11 @@ class Waiter {
 
  private:
   void Say(const std::string& text) const {
-    if (!o_.quiet) fmt::print(stderr, "meridian waiter[{}]: {}\n", o_.service_id, text);
+    if (!o_.quiet) Complain(text);
+  }
+  // Errors are printed even with --quiet.
+  void Complain(const std::string& text) const {
+    fmt::print(stderr, "meridian waiter[{}]: {}\n", o_.service_id, text);
   }
 
   static std::string FormatEpoch(int64_t ns) {
@@ -216,7 +221,7 @@ class Waiter {
   }
 
   int TimedOut(const std::string& last) const {
-    Say(fmt::format("gave up after --timeout {}: {}", FormatDuration(o_.timeout_ns), last));
+    Complain(fmt::format("gave up after --timeout {}: {}", FormatDuration(o_.timeout_ns), last));
     return kExitTimeout;
   }
 
@@ -244,7 +249,7 @@ class Waiter {
           failing_text = text;
           last = parsed.error().message;
           if (failures >= 3) {
-            Say(last);
+            Complain(last);
             return kExitStartError;
           }
         }
@@ -257,12 +262,12 @@ class Waiter {
   int FromUrl(std::optional<StartInfo>* info) {
     auto url = http::ParseUrl(o_.start);
     if (!url.ok()) {
-      Say(url.error().message);
+      Complain(url.error().message);
       return kExitStartError;
     }
     auto client = http::BlockingClient::Create(url->Origin(), o_.token);
     if (!client.ok()) {
-      Say(client.error().message);
+      Complain(client.error().message);
       return kExitStartError;
     }
     const std::string path = url->target;
@@ -282,7 +287,7 @@ class Waiter {
       } else if (r->status == 200) {
         auto parsed = ParseStart(r->body, o_.service_id, o_.start);
         if (!parsed.ok()) {
-          Say(parsed.error().message);
+          Complain(parsed.error().message);
           return kExitStartError;
         }
         if (parsed->has_value()) {
@@ -294,7 +299,7 @@ class Waiter {
       } else if (r->status == 404) {
         const json body = json::parse(r->body, nullptr, false);
         if (body.is_object() && body.contains("error")) {  // not the run's "not yet" answer: no such run
-          Say(fmt::format("{}: {}", o_.start, ErrorText(body)));
+          Complain(fmt::format("{}: {}", o_.start, ErrorText(body)));
           return kExitStartError;
         }
         last = "the control plane does not know the start instant yet";
@@ -303,10 +308,10 @@ class Waiter {
                                  FormatDuration(o_.timeout_ns)));
       } else if (r->status == 401 || r->status == 403 || r->status == 409 || r->status == 400) {
         const json body = json::parse(r->body, nullptr, false);
-        Say(fmt::format("{}: HTTP {}: {}", o_.start, r->status,
-                        r->status == 409 ? fmt::format("the run ended ({}) before it started",
-                                                       body.value("state", std::string("?")))
-                                         : ErrorText(body)));
+        Complain(fmt::format("{}: HTTP {}: {}", o_.start, r->status,
+                             r->status == 409 ? fmt::format("the run ended ({}) before it started",
+                                                            body.value("state", std::string("?")))
+                                              : ErrorText(body)));
         return kExitStartError;
       } else {
         last = fmt::format("{}: HTTP {}", o_.start, r->status);
@@ -372,12 +377,23 @@ class Waiter {
   }
 
   int NotRunnable(const std::string& cmd, int err) const {
-    Say(fmt::format("cannot run '{}': {}", cmd,
-                    err == ENOENT ? "not found (PATH is searched)" : std::strerror(err)));
+    Complain(fmt::format("cannot run '{}': {}", cmd,
+                         err == ENOENT ? "not found (PATH is searched)" : std::strerror(err)));
     return err == ENOENT ? kExitNotFound : kExitNotExecutable;
   }
 
   int Exec(int64_t start_at_ns) const {
+    // A supervisor (meridian's agent) learns the actual start: "exec <epoch ns>" on the fd it named, which
+    // closes when CMD replaces the waiter.
+    if (const char* fd_text = getenv("MERIDIAN_WAITER_FD")) {
+      const int fd = std::atoi(fd_text);
+      unsetenv("MERIDIAN_WAITER_FD");
+      if (fd > 2) {
+        const std::string line = fmt::format("exec {}\n", WallNanos());
+        (void)!write(fd, line.data(), line.size());
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+      }
+    }
     setenv("MERIDIAN_START_AT", FormatEpoch(start_at_ns).c_str(), 1);
     setenv("MERIDIAN_SERVICE_ID", o_.service_id.c_str(), 1);
     std::vector<char*> argv;

@@ -22,7 +22,8 @@ TEST(Cli, HelpListsEveryCommand) {
 }
 
 TEST(Cli, EverySubcommandHasHelp) {
-  for (const char* cmd : {"load", "target", "run", "validate", "serve", "agent", "submit", "runs", "waiter"}) {
+  for (const char* cmd :
+       {"load", "target", "run", "validate", "serve", "agent", "submit", "runs", "waiter"}) {
     Finished f = RunMeridian({cmd, "--help"});
     EXPECT_EQ(f.exit_code, 0) << cmd;
     EXPECT_NE(f.out.find("Usage"), std::string::npos) << cmd << f.out;
@@ -38,7 +39,8 @@ TEST(Cli, DocsListEveryFlag) {
   std::ifstream in(std::string(MERIDIAN_SOURCE_DIR) + "/docs/cli.md");
   ASSERT_TRUE(in) << "docs/cli.md is missing";
   const std::string docs((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  for (const char* cmd : {"load", "target", "run", "validate", "serve", "agent", "submit", "runs", "waiter"}) {
+  for (const char* cmd :
+       {"load", "target", "run", "validate", "serve", "agent", "submit", "runs", "waiter"}) {
     const std::string help = RunMeridian({cmd, "--help"}).out;
     for (size_t at = help.find("--"); at != std::string::npos; at = help.find("--", at + 2)) {
       size_t end = at + 2;

@@ -242,6 +242,8 @@ TEST(Distributed, EveryRouteNeedsTheRightToken) {
       {"GET", "/v1/runs/r-x/metrics", kReadToken, kAgentToken},
       {"GET", "/v1/runs/r-x/start", kReadToken, nullptr},
       {"GET", "/v1/runs/r-x/artefacts/RUN.txt", kReadToken, kAgentToken},
+      {"GET", "/v1/runs/r-x/steps", kReadToken, kAgentToken},
+      {"GET", "/v1/runs/r-x/steps/s/log?instance=0", kReadToken, kAgentToken},
       {"GET", "/v1/agents", kReadToken, kAgentToken},
       {"POST", "/v1/agents", kAgentToken, kRunsToken},
       {"GET", "/v1/time", kAgentToken, kReadToken},

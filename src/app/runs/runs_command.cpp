@@ -1,4 +1,5 @@
-// `meridian runs list | show ID | abort ID | report ID --format json|csv|junit|text`.
+// `meridian runs list | show ID | abort ID | report ID --format json|csv|junit|text | logs ID STEP
+// [--instance N]`.
 
 #include <fmt/format.h>
 
@@ -15,8 +16,9 @@ namespace meridian::app {
 int RunsMain(int argc, char** argv) {
   constexpr const char* kName = "meridian runs";
   std::string control = "http://127.0.0.1:7070", token_file, format = "text";
-  std::string id;
+  std::string id, step;
   size_t limit = 20;
+  int instance = -1;
   CLI::App app{"List and inspect runs on a control plane, abort one, or export its report.", kName};
   app.get_formatter()->column_width(30);
   app.add_option("--control", control, "Control plane URL")->default_val(control);
@@ -35,12 +37,19 @@ int RunsMain(int argc, char** argv) {
                    "text, json, csv (per region per second) or junit (thresholds as tests)")
       ->default_val("text")
       ->check(CLI::IsMember({"text", "json", "csv", "junit"}));
+  auto* logs = app.add_subcommand("logs", "A command step's output (stdout and stderr, head and tail kept)");
+  logs->add_option("id", id, "Run ID")->required();
+  logs->add_option("step", step, "Step name")->required();
+  logs->add_option("--instance", instance,
+                   "Only this instance (default: every instance, each under a header)")
+      ->check(CLI::NonNegativeNumber);
   SetValueNames(app, {{"--control", "URL"}, {"--token-file", "FILE"}});
   app.footer(
       "\nExamples:\n"
       "  meridian runs list\n"
       "  meridian runs show r-1a2b3c4d5e6f\n"
       "  meridian runs report r-1a2b3c4d5e6f --format junit > junit.xml\n"
+      "  meridian runs logs r-1a2b3c4d5e6f ws-swarm --instance 1\n"
       "\nExit status: 0 done, 1 the control plane refused or failed, 2 invalid arguments.");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
@@ -93,6 +102,14 @@ int RunsMain(int argc, char** argv) {
       fmt::print("  {}.{:03}  {:>10} -> {:<10} {}\n", at / kNanosPerSecond, (at / 1'000'000) % 1000,
                  e.value("from", ""), e.value("to", ""), e.value("detail", ""));
     }
+    return kExitOk;
+  }
+  if (logs->parsed()) {
+    std::string path = fmt::format("/v1/runs/{}/steps/{}/log", id, step);
+    if (instance >= 0) path += fmt::format("?instance={}", instance);
+    auto body = call("GET", path);
+    if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
+    fmt::print("{}", *body);
     return kExitOk;
   }
   if (abort->parsed()) {

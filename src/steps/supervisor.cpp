@@ -1,0 +1,389 @@
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/clock.h"
+#include "core/duration.h"
+#include "core/log.h"
+#include "steps/steps.h"
+
+extern char** environ;
+
+namespace meridian::steps {
+
+// One instance: its current process (pid > 0 while one runs), its pipes and its deadlines (monotonic ns).
+struct Supervisor::Instance {
+  InstanceSpec spec;
+  InstanceResult result;
+  pid_t pid = -1;
+  int log_fd = -1;     // the read end of the process's stdout + stderr
+  int notify_fd = -1;  // the waiter writes "exec <epoch ns>" here just before it execs the command
+  std::string notify_text;
+  std::string head, tail;   // the log: the first log_head bytes, then a ring of the last log_tail bytes
+  int64_t stop_at = 0;      // SIGTERM
+  int64_t kill_at = 0;      // SIGKILL (set once SIGTERM was sent)
+  int64_t restart_at = 0;   // a restart is due (0: none)
+  bool terminated = false;  // we sent SIGTERM
+  bool killed = false;      // we sent SIGKILL
+  bool done = false;
+};
+
+namespace {
+
+int64_t MonoFromWall(int64_t wall_ns) { return MonoNanos() + (wall_ns - WallNanos()); }
+
+void CloseFd(int& fd) {
+  if (fd >= 0) close(fd);
+  fd = -1;
+}
+
+}  // namespace
+
+Supervisor::Supervisor(SupervisorConfig config, std::vector<InstanceSpec> instances)
+    : config_(std::move(config)), specs_(std::move(instances)) {
+  if (pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) wake_[0] = wake_[1] = -1;
+  for (const auto& s : specs_) {
+    auto in = std::make_unique<Instance>();
+    in->spec = s;
+    in->result.step = s.step;
+    in->result.instance = s.instance;
+    in->result.state = "not_started";
+    instances_.push_back(std::move(in));
+  }
+}
+
+Supervisor::~Supervisor() {
+  stop_.store(true);
+  if (thread_.joinable()) {
+    if (wake_[1] >= 0) (void)!write(wake_[1], "x", 1);
+    thread_.join();
+  }
+  for (auto& in : instances_) {  // only if the loop did not get to finish them
+    if (in->pid > 0) {
+      kill(-in->pid, SIGKILL);
+      waitpid(in->pid, nullptr, 0);
+    }
+    CloseFd(in->log_fd);
+    CloseFd(in->notify_fd);
+  }
+  CloseFd(wake_[0]);
+  CloseFd(wake_[1]);
+  if (!dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+}
+
+Result<void> Supervisor::Start(int64_t start_at_wall_ns) {
+  if (specs_.empty() || started_) return {};
+  started_ = true;
+  start_at_wall_ns_ = start_at_wall_ns;
+  char tmpl[] = "/tmp/meridian-steps-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) {
+    return MakeError(ErrorCode::kIo,
+                     fmt::format("steps: cannot create a directory: {}", std::strerror(errno)));
+  }
+  dir_ = tmpl;
+  {
+    // RUN.txt's format, written whole before any waiter reads it.
+    std::ofstream out(dir_ + "/START");
+    out << fmt::format("{}.{:09}\n", start_at_wall_ns / kNanosPerSecond, start_at_wall_ns % kNanosPerSecond);
+    if (!out) return MakeError(ErrorCode::kIo, "steps: cannot write " + dir_ + "/START");
+  }
+  if (wake_[0] < 0) return MakeError(ErrorCode::kIo, "steps: cannot create a pipe");
+  const int64_t start_mono = MonoFromWall(start_at_wall_ns);
+  for (auto& in : instances_) {
+    in->result.intended_ns = start_at_wall_ns + in->spec.run_delay_ns;
+    in->stop_at = start_mono + in->spec.run_delay_ns + in->spec.run_max_time_ns;
+    if (stop_.load()) continue;
+    Spawn(*in, true);
+  }
+  thread_ = std::thread([this] { Loop(); });
+  return {};
+}
+
+void Supervisor::StopAll() {
+  stop_.store(true);
+  if (wake_[1] >= 0) (void)!write(wake_[1], "x", 1);
+}
+
+void Supervisor::Spawn(Instance& in, bool through_waiter) {
+  std::vector<std::string> args;
+  const std::string id = fmt::format("{}#{}", in.spec.step, in.spec.instance);
+  if (through_waiter) {
+    args = {config_.meridian_binary,
+            "waiter",
+            dir_ + "/START",
+            id,
+            fmt::format("{}ns", in.spec.run_delay_ns),
+            "--timeout",
+            fmt::format("{}ns", in.spec.run_delay_ns + 3600 * kNanosPerSecond),
+            "-q",
+            "--"};
+  }
+  args.insert(args.end(), in.spec.argv.begin(), in.spec.argv.end());
+
+  int log_pipe[2], notify_pipe[2] = {-1, -1};
+  if (pipe2(log_pipe, O_CLOEXEC) != 0) {
+    in.result.error = fmt::format("pipe: {}", std::strerror(errno));
+    return;
+  }
+  if (through_waiter && pipe2(notify_pipe, O_CLOEXEC) != 0) {
+    close(log_pipe[0]);
+    close(log_pipe[1]);
+    in.result.error = fmt::format("pipe: {}", std::strerror(errno));
+    return;
+  }
+  // The environment: the agent's, the plan's for the step, then meridian's own.
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const char* eq = std::strchr(*e, '=');
+    if (eq != nullptr) env[std::string(*e, static_cast<size_t>(eq - *e))] = eq + 1;
+  }
+  for (const auto& [k, v] : config_.env) env[k] = v;
+  for (const auto& [k, v] : in.spec.env) env[k] = v;
+  env["MERIDIAN_RUN_ID"] = config_.run_id;
+  env["MERIDIAN_STEP"] = in.spec.step;
+  env["MERIDIAN_INSTANCE"] = std::to_string(in.spec.instance);
+  if (through_waiter) env["MERIDIAN_WAITER_FD"] = "3";
+  std::vector<std::string> env_lines;
+  for (const auto& [k, v] : env) env_lines.push_back(k + "=" + v);
+  std::vector<char*> envp, argv;
+  for (auto& l : env_lines) envp.push_back(l.data());
+  envp.push_back(nullptr);
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, log_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, log_pipe[1], 2);
+  if (through_waiter) posix_spawn_file_actions_adddup2(&actions, notify_pipe[1], 3);
+  if (!in.spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, in.spec.cwd.c_str());
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);  // its own process group: signals reach its children too
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = -1;
+  const int rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  close(log_pipe[1]);
+  if (notify_pipe[1] >= 0) close(notify_pipe[1]);
+  if (rc != 0) {
+    close(log_pipe[0]);
+    if (notify_pipe[0] >= 0) close(notify_pipe[0]);
+    in.result.error = fmt::format("cannot start {}: {}", argv[0], std::strerror(rc));
+    return;
+  }
+  in.pid = pid;
+  in.log_fd = log_pipe[0];
+  in.notify_fd = notify_pipe[0];
+  in.notify_text.clear();
+  fcntl(in.log_fd, F_SETFL, O_NONBLOCK);
+  if (in.notify_fd >= 0) fcntl(in.notify_fd, F_SETFL, O_NONBLOCK);
+  if (!through_waiter && in.result.started_ns == 0) in.result.started_ns = WallNanos();
+}
+
+void Supervisor::Loop() {
+  std::vector<char> buf(64 * 1024);
+  bool stopping = false;
+  while (true) {
+    const int64_t now = MonoNanos();
+    if (stop_.load() && !stopping) {
+      stopping = true;
+      for (auto& in : instances_) {
+        in->restart_at = 0;
+        if (in->pid > 0 && !in->terminated) in->stop_at = now;
+        if (in->pid <= 0 && !in->done) Finish(*in, in->result.started_ns ? in->result.state : "not_started");
+      }
+    }
+    bool all_done = true;
+    int64_t next = now + 50 * kNanosPerMilli;
+    for (auto& in : instances_) {
+      if (in->done) continue;
+      all_done = false;
+      if (in->pid > 0) {
+        if (!in->terminated && now >= in->stop_at) {
+          in->terminated = true;
+          in->kill_at = now + in->spec.stop_grace_ns;
+          kill(-in->pid, SIGTERM);
+        }
+        if (in->terminated && !in->killed && now >= in->kill_at) {
+          in->killed = true;
+          kill(-in->pid, SIGKILL);
+        }
+        next = std::min(next, in->terminated ? in->kill_at : in->stop_at);
+      } else if (in->restart_at > 0) {
+        if (now >= in->stop_at) {
+          Finish(*in, "exited");
+        } else if (now >= in->restart_at) {
+          in->restart_at = 0;
+          ++in->result.restarts;
+          Spawn(*in, false);
+          if (in->pid <= 0) Finish(*in, "exited");
+        } else {
+          next = std::min(next, in->restart_at);
+        }
+      } else {
+        Finish(*in, in->result.started_ns ? "exited" : "not_started");  // it could not be spawned
+      }
+    }
+    if (all_done) return;
+
+    std::vector<pollfd> fds;
+    std::vector<std::pair<Instance*, bool>> owners;  // (instance, is_log)
+    fds.push_back({wake_[0], POLLIN, 0});
+    owners.emplace_back(nullptr, false);
+    for (auto& in : instances_) {
+      if (in->log_fd >= 0) {
+        fds.push_back({in->log_fd, POLLIN, 0});
+        owners.emplace_back(in.get(), true);
+      }
+      if (in->notify_fd >= 0) {
+        fds.push_back({in->notify_fd, POLLIN, 0});
+        owners.emplace_back(in.get(), false);
+      }
+    }
+    const int timeout_ms = static_cast<int>(std::clamp<int64_t>((next - now) / kNanosPerMilli, 1, 50));
+    poll(fds.data(), fds.size(), timeout_ms);
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      Instance* in = owners[i].first;
+      if (in == nullptr) {
+        while (read(wake_[0], buf.data(), buf.size()) > 0) {
+        }
+        continue;
+      }
+      int& fd = owners[i].second ? in->log_fd : in->notify_fd;
+      while (fd >= 0) {
+        const ssize_t n = read(fd, buf.data(), buf.size());
+        if (n > 0) {
+          if (owners[i].second) {
+            in->result.log_bytes += static_cast<uint64_t>(n);
+            size_t used = 0;
+            if (in->head.size() < config_.log_head_bytes) {
+              used = std::min(static_cast<size_t>(n), config_.log_head_bytes - in->head.size());
+              in->head.append(buf.data(), used);
+            }
+            in->tail.append(buf.data() + used, static_cast<size_t>(n) - used);
+            if (in->tail.size() > 2 * config_.log_tail_bytes) {
+              in->tail.erase(0, in->tail.size() - config_.log_tail_bytes);
+            }
+          } else {
+            in->notify_text.append(buf.data(), static_cast<size_t>(n));
+            if (in->notify_text.rfind("exec ", 0) == 0 && in->notify_text.find('\n') != std::string::npos &&
+                in->result.started_ns == 0) {
+              in->result.started_ns = std::strtoll(in->notify_text.c_str() + 5, nullptr, 10);
+            }
+          }
+          continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) CloseFd(fd);
+        break;
+      }
+    }
+    const int64_t after = MonoNanos();
+    for (auto& in : instances_) {
+      if (!in->done && in->pid > 0) Reap(*in, after);
+    }
+  }
+}
+
+void Supervisor::Reap(Instance& in, int64_t now_mono) {
+  int status = 0;
+  rusage ru{};
+  const pid_t r = wait4(in.pid, &status, WNOHANG, &ru);
+  if (r != in.pid) return;
+  in.pid = -1;
+  // What the process wrote last is still in the pipe: read it before the pipe goes.
+  if (in.log_fd >= 0) {
+    char buf[16384];
+    ssize_t n;
+    while ((n = read(in.log_fd, buf, sizeof buf)) > 0) {
+      in.result.log_bytes += static_cast<uint64_t>(n);
+      in.tail.append(buf, static_cast<size_t>(n));
+    }
+  }
+  CloseFd(in.log_fd);
+  if (in.notify_fd >= 0) {
+    char buf[128];
+    ssize_t n;
+    while ((n = read(in.notify_fd, buf, sizeof buf)) > 0) in.notify_text.append(buf, static_cast<size_t>(n));
+    if (in.result.started_ns == 0 && in.notify_text.rfind("exec ", 0) == 0) {
+      in.result.started_ns = std::strtoll(in.notify_text.c_str() + 5, nullptr, 10);
+    }
+  }
+  CloseFd(in.notify_fd);
+  in.result.cpu_seconds += static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  in.result.max_rss_bytes =
+      std::max<int64_t>(in.result.max_rss_bytes, static_cast<int64_t>(ru.ru_maxrss) * 1024);
+  in.result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  in.result.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  in.result.ended_ns = WallNanos();
+  if (in.result.started_ns == 0) {
+    // The waiter never exec'd the command: it could not (not found, not executable) or it was stopped first.
+    in.result.error = in.terminated ? "stopped before its start instant"
+                                    : fmt::format("the command did not start (exit {})", in.result.exit_code);
+    Finish(in, "not_started");
+    return;
+  }
+  if (in.killed) return Finish(in, "killed");
+  if (in.terminated) return Finish(in, "stopped");
+  const bool failed = in.result.exit_code != 0;
+  if (failed) {
+    in.result.error = in.result.signal ? fmt::format("ended by signal {}", in.result.signal)
+                                       : fmt::format("exited with status {}", in.result.exit_code);
+  }
+  if (failed && in.spec.restart_on_failure && !stop_.load() && now_mono < in.stop_at) {
+    // Restart with a backoff that doubles per restart: 250 ms up to 8 s.
+    const int64_t backoff = (250 * kNanosPerMilli) << std::min<uint32_t>(in.result.restarts, 5);
+    in.restart_at = now_mono + backoff;
+    return;
+  }
+  Finish(in, "exited");
+}
+
+void Supervisor::Finish(Instance& in, const std::string& state) {
+  in.done = true;
+  in.result.state = state;
+  if (in.result.ended_ns == 0) in.result.ended_ns = WallNanos();
+  in.result.log = in.head;
+  const uint64_t kept = in.head.size() + std::min(in.tail.size(), config_.log_tail_bytes);
+  if (in.result.log_bytes > kept) {
+    in.result.log += fmt::format("\n[… {} bytes not kept …]\n", in.result.log_bytes - kept);
+  }
+  in.result.log += in.tail.size() > config_.log_tail_bytes
+                       ? in.tail.substr(in.tail.size() - config_.log_tail_bytes)
+                       : in.tail;
+}
+
+std::vector<InstanceResult> Supervisor::Wait() {
+  if (thread_.joinable()) thread_.join();
+  std::vector<InstanceResult> out;
+  for (auto& in : instances_) {
+    if (!in->done) Finish(*in, "not_started");
+    out.push_back(in->result);
+  }
+  return out;
+}
+
+}  // namespace meridian::steps

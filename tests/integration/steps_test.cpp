@@ -1,0 +1,175 @@
+// Command steps through the real binary: agents launch them through the waiter, stop them, restart them, and
+// the summary, services.json and `runs logs` show each instance.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cluster.h"
+#include "process.h"
+
+namespace meridian::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+Finished RunFull(const std::vector<std::string>& args, std::chrono::milliseconds deadline = 60'000ms) {
+  Process p(args);
+  return p.Wait(deadline);
+}
+
+json ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  return json::parse(in);
+}
+
+const json* Instance(const json& summary, const std::string& step, uint32_t instance) {
+  for (const auto& s : summary["steps"]) {
+    if (s["step"] == step && s["instance"] == instance) return &s;
+  }
+  return nullptr;
+}
+
+// Two steps, the second starting after the first ended, on a control plane with a real agent: each program
+// prints the instant it started (date +%s%N), which must be within 50 ms of the intended one.
+TEST(Steps, StaggeredStepsStartOnTheirInstants) {
+  Cluster cluster;
+  cluster.StartServer();
+  cluster.StartAgent("local", "a1");
+  cluster.AwaitAgents(1);
+  const std::string plan = cluster.WritePlan("staged.yaml", R"(name: staged
+start_buffer: 600ms
+regions: { local: {} }
+steps:
+  - name: first
+    shell: 'date +%s%N; sleep 0.3'
+    run_max_time: 2s
+  - name: second
+    instances: 2
+    command: [/bin/sh, -c, 'date +%s%N; echo "instance $MERIDIAN_INSTANCE of $MERIDIAN_STEP in $MERIDIAN_RUN_ID"']
+    run_delay: 800ms
+    run_max_time: 2s
+)");
+  TempDir out;
+  auto args = cluster.Submit(plan);
+  args.insert(args.end(), {"--out", out.path});
+  const Finished f = RunFull(args);
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  const json summary = ReadJson(out.path + "/summary.json");
+  const std::string run_id = summary["run"]["id"].get<std::string>();
+  const int64_t start_at = summary["run"]["start_at_ns"].get<int64_t>();
+  ASSERT_EQ(summary["steps"].size(), 3u) << summary.dump();
+  for (const auto& [step, instance, delay_ms] : std::vector<std::tuple<std::string, uint32_t, int64_t>>{
+           {"first", 0, 0}, {"second", 0, 800}, {"second", 1, 800}}) {
+    const json* s = Instance(summary, step, instance);
+    ASSERT_NE(s, nullptr) << step << "#" << instance << summary.dump();
+    EXPECT_EQ((*s)["state"], "exited") << s->dump();
+    EXPECT_EQ((*s)["exit_code"], 0) << s->dump();
+    EXPECT_LT(std::abs((*s)["start_offset_ms"].get<double>()), 50.0) << s->dump();
+    // The program's own clock reading, from its log through `meridian runs logs`.
+    const Finished logs =
+        RunMeridian({"runs", "--control", cluster.url(), "--token-file", cluster.dir() + "/runs.token",
+                     "logs", run_id, step, "--instance", std::to_string(instance)});
+    ASSERT_EQ(logs.exit_code, 0) << logs.err;
+    const int64_t printed = std::stoll(logs.out.substr(0, logs.out.find('\n')));
+    const int64_t intended = start_at + delay_ms * 1'000'000;
+    EXPECT_LT(std::abs(printed - intended), 50'000'000)
+        << step << "#" << instance << " started " << (printed - intended) / 1e6 << " ms off";
+    if (step == "second") {
+      EXPECT_NE(logs.out.find("instance " + std::to_string(instance) + " of second in " + run_id),
+                std::string::npos)
+          << logs.out;
+    }
+  }
+  // The second step started after the first ended.
+  EXPECT_GT((*Instance(summary, "second", 0))["started_ns"].get<int64_t>(),
+            (*Instance(summary, "first", 0))["ended_ns"].get<int64_t>());
+  // services.json lists every instance with its times and status.
+  const json services = ReadJson(out.path + "/services.json");
+  ASSERT_EQ(services["steps"].size(), 2u);
+  EXPECT_EQ(services["steps"][1]["name"], "second");
+  ASSERT_EQ(services["steps"][1]["instance_results"].size(), 2u) << services.dump();
+  EXPECT_EQ(services["steps"][1]["instance_results"][1]["state"], "exited");
+  EXPECT_GT(services["steps"][1]["instance_results"][1]["started_at"].get<double>(), 0.0);
+  // Every instance's log at once, each under a header; an unknown step is named.
+  Finished all = RunMeridian({"runs", "--control", cluster.url(), "--token-file",
+                              cluster.dir() + "/runs.token", "logs", run_id, "second"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_NE(all.out.find("==> second#0 ("), std::string::npos) << all.out;
+  EXPECT_NE(all.out.find("==> second#1 ("), std::string::npos) << all.out;
+  Finished unknown = RunMeridian({"runs", "--control", cluster.url(), "--token-file",
+                                  cluster.dir() + "/runs.token", "logs", run_id, "nope"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("the run has no step 'nope'"), std::string::npos) << unknown.err;
+}
+
+TEST(Steps, StopGraceAndRestartPolicies) {
+  TempDir dir;
+  dir.Write("plan.yaml", R"(name: policies
+start_buffer: 300ms
+regions: { local: {} }
+steps:
+  - name: stubborn
+    shell: "trap '' TERM; echo up; while :; do sleep 0.05; done"
+    run_max_time: 500ms
+    stop_grace: 300ms
+  - name: polite
+    command: [sleep, "30"]
+    run_max_time: 500ms
+  - name: flaky
+    shell: 'echo try; exit 3'
+    restart: on-failure
+    run_max_time: 1200ms
+  - name: once
+    shell: 'exit 3'
+    restart: never
+    run_max_time: 1200ms
+)");
+  const Finished f = RunFull({MeridianBinary(), "run", dir.path + "/plan.yaml", "--state-dir",
+                              dir.path + "/state", "--out", dir.path + "/out"});
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  const json summary = ReadJson(dir.path + "/out/summary.json");
+  const json* stubborn = Instance(summary, "stubborn", 0);
+  ASSERT_NE(stubborn, nullptr) << summary.dump();
+  EXPECT_EQ((*stubborn)["state"], "killed");
+  EXPECT_EQ((*stubborn)["signal"], 9);
+  const int64_t ran = (*stubborn)["ended_ns"].get<int64_t>() - (*stubborn)["started_ns"].get<int64_t>();
+  EXPECT_GE(ran, 790'000'000);  // SIGTERM at 500 ms, ignored; SIGKILL 300 ms later
+  const json* polite = Instance(summary, "polite", 0);
+  EXPECT_EQ((*polite)["state"], "stopped");
+  EXPECT_EQ((*polite)["signal"], 15);
+  const json* flaky = Instance(summary, "flaky", 0);
+  EXPECT_EQ((*flaky)["restarts"], 2) << flaky->dump();
+  EXPECT_EQ((*flaky)["exit_code"], 3);
+  const json* once = Instance(summary, "once", 0);
+  EXPECT_EQ((*once)["restarts"], 0);
+  EXPECT_EQ((*once)["error"], "exited with status 3");
+  EXPECT_NE(f.out.find("stubborn#0"), std::string::npos) << f.out;
+  EXPECT_NE(f.out.find("restarts 2"), std::string::npos) << f.out;
+}
+
+TEST(Steps, InvalidStepsAreNamed) {
+  TempDir dir;
+  dir.Write("dup.yaml",
+            "name: d\nsteps:\n  - { name: a, command: [true], run_max_time: 1s }\n"
+            "  - { name: a, command: [true], run_max_time: 1s }\n");
+  Finished f = RunMeridian({"validate", dir.path + "/dup.yaml"});
+  EXPECT_EQ(f.exit_code, 2);
+  EXPECT_NE(f.err.find("dup.yaml:4"), std::string::npos) << f.err;
+  EXPECT_NE(f.err.find("steps[1].name: 'a' is already the name of steps[0]"), std::string::npos) << f.err;
+  dir.Write("restart.yaml",
+            "name: r\nsteps:\n  - { name: a, command: [true], run_max_time: 1s, restart: always }\n");
+  f = RunMeridian({"validate", dir.path + "/restart.yaml"});
+  EXPECT_EQ(f.exit_code, 2);
+  EXPECT_NE(f.err.find("'always' is not one of: never, on-failure"), std::string::npos) << f.err;
+  dir.Write("both.yaml",
+            "name: b\nsteps:\n  - { name: a, command: [true], shell: 'true', run_max_time: 1s }\n");
+  f = RunMeridian({"validate", dir.path + "/both.yaml"});
+  EXPECT_EQ(f.exit_code, 2);
+  EXPECT_NE(f.err.find("give either command or shell"), std::string::npos) << f.err;
+}
+
+}  // namespace
+}  // namespace meridian::testing
