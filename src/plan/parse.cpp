@@ -12,6 +12,7 @@
 
 #include "core/duration.h"
 #include "core/utf8.h"
+#include "plan/ardere.h"
 #include "plan/plan.h"
 #include "plan/reader.h"
 
@@ -479,8 +480,9 @@ Result<Plan> ParsePlan(const std::string& text, const std::string& file, const l
     YAML::Node root = YAML::Load(text);
     if (!root.IsDefined() || root.IsNull())
       return MakeError(ErrorCode::kInvalidArgument, file + ": the plan is empty");
-    Plan p = ParseRoot(reader, root, overrides);
-    p.source = file;
+    const bool ardere = LooksLikeArdere(root);
+    Plan p = ardere ? ParseArdere(reader, root, overrides) : ParseRoot(reader, root, overrides);
+    p.source = ardere ? file + " (ardere)" : file;
     // Compile every request once now, so template and URL errors surface at validation.
     loadgen::OriginTable origins;
     uint16_t series = 0;

@@ -80,6 +80,8 @@ struct Plan {
   // The scripts' files (entry modules, imports, open()ed data), keyed by path relative to the plan; filled
   // when the plan is loaded (app/common) so that agents never read files.
   std::map<std::string, std::string> files;
+  // What an imported format (ardere) said that has no meaning here, each naming file:line and the field.
+  std::vector<std::string> warnings;
 
   // The scheduled length from the start instant to the end of the last scenario (graceful stops excluded).
   int64_t ScheduledDuration() const;

@@ -175,5 +175,66 @@ TEST(Plan, ImportsConstellationConfig) {
   EXPECT_NE(bad.error().message.find("REMOTE: unknown key"), std::string::npos) << bad.error().message;
 }
 
+TEST(Plan, ImportsArderePlansWithWarnings) {
+  const std::string ardere = R"({
+  "ecs_name": "ardere-test",
+  "name": "Loadtest",
+  "steps": [
+    { "name": "TestCluster", "instance_count": 3, "instance_type": "t2.medium", "run_max_time": 140,
+      "run_delay": 20, "env": { "SOME_VAR": "great-value" }, "port_mapping": [8000, 4000],
+      "container_name": "bbangert/ap-loadtester:latest", "cmd": "./aplt_testplan 'x,1000,1,0'" }
+  ]
+})";
+  auto p = ParsePlan(ardere, "ardere.json");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->source, "ardere.json (ardere)");
+  EXPECT_EQ(p->name, "Loadtest");
+  ASSERT_EQ(p->steps.size(), 1u);
+  const Step& s = p->steps[0];
+  EXPECT_EQ(s.instances, 3u);
+  EXPECT_EQ(s.run_delay_ns, 20'000'000'000);
+  EXPECT_EQ(s.run_max_time_ns, 140'000'000'000);
+  EXPECT_EQ(s.shell, "./aplt_testplan 'x,1000,1,0'");
+  EXPECT_EQ((std::vector<std::string>{"/bin/sh", "-c", "./aplt_testplan 'x,1000,1,0'"}), s.Argv());
+  EXPECT_EQ(s.env.at("SOME_VAR"), "great-value");
+  EXPECT_EQ(s.container_name, "bbangert/ap-loadtester:latest");
+  EXPECT_EQ(s.region, "local");
+  // Every field without a meaning here is a warning naming file:line and the field.
+  std::string all;
+  for (const auto& w : p->warnings) all += w + "\n";
+  EXPECT_EQ(p->warnings.size(), 4u) << all;
+  EXPECT_NE(all.find("ardere.json:2:15: ecs_name: ignored"), std::string::npos) << all;
+  EXPECT_NE(all.find("steps[0].instance_type: ignored"), std::string::npos) << all;
+  EXPECT_NE(all.find("steps[0].port_mapping: ignored"), std::string::npos) << all;
+  EXPECT_NE(all.find("steps[0].container_name: kept as metadata"), std::string::npos) << all;
+  // The normalised form is a native plan that parses back to the same steps.
+  auto again = ParsePlan(ToYaml(*p), "again.yaml");
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(ToYaml(*again), ToYaml(*p));
+  EXPECT_TRUE(again->warnings.empty());
+  EXPECT_TRUE(CheckRunnable(*p).ok());
+}
+
+TEST(Plan, ArdereErrorsNameTheField) {
+  auto p = ParsePlan(R"({"ecs_name": "x", "name": "n", "steps": [
+    {"name": "a", "instance_count": 1, "run_max_time": 10, "cmd": "true"},
+    {"name": "a", "instance_count": 1, "run_max_time": 10, "cmd": "true"}]})",
+                     "dup.json");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.error().message.find("dup.json:3:"), std::string::npos) << p.error().message;
+  EXPECT_NE(p.error().message.find("steps[1].name: 'a' is already the name of steps[0]"), std::string::npos)
+      << p.error().message;
+  p = ParsePlan(R"({"ecs_name": "x", "name": "n", "steps": [{"name": "a", "instance_count": 1, "cmd": "true"}]})",
+                "t.json");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.error().message.find("steps[0].run_max_time: is required (seconds)"), std::string::npos)
+      << p.error().message;
+  p = ParsePlan(R"({"ecs_name": "x", "name": "n", "steps": [{"name": "a", "instance_count": 1, "run_max_time": 5,
+    "cmd": "true", "instance_typo": "t2"}]})",
+                "t.json");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.error().message.find("instance_typo: unknown key"), std::string::npos) << p.error().message;
+}
+
 }  // namespace
 }  // namespace meridian::plan

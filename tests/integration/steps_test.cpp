@@ -171,5 +171,27 @@ TEST(Steps, InvalidStepsAreNamed) {
   EXPECT_NE(f.err.find("give either command or shell"), std::string::npos) << f.err;
 }
 
+// examples/ardere-plan.json runs as it is: its steps run in order, its meaningless fields are warned about.
+TEST(Steps, ArdereExampleRunsWithWarnings) {
+  TempDir dir;
+  const Finished f =
+      RunFull({MeridianBinary(), "run", std::string(MERIDIAN_SOURCE_DIR) + "/examples/ardere-plan.json",
+               "--state-dir", dir.path + "/state", "--out", dir.path + "/out"});
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  EXPECT_NE(f.err.find("ardere-plan.json:2:15: ecs_name: ignored"), std::string::npos) << f.err;
+  EXPECT_NE(f.err.find("steps[1].port_mapping: ignored"), std::string::npos) << f.err;
+  const json summary = ReadJson(dir.path + "/out/summary.json");
+  ASSERT_EQ(summary["steps"].size(), 3u) << summary.dump();
+  for (const auto& s : summary["steps"]) {
+    EXPECT_EQ(s["state"], "exited") << s.dump();
+    EXPECT_EQ(s["exit_code"], 0) << s.dump();
+  }
+  const json* warmup = Instance(summary, "warmup", 0);
+  const json* swarm = Instance(summary, "swarm", 1);
+  ASSERT_TRUE(warmup && swarm);
+  EXPECT_GT((*swarm)["started_ns"].get<int64_t>(), (*warmup)["ended_ns"].get<int64_t>());
+  EXPECT_EQ((*swarm)["log_bytes"], 5 * std::string("connection batch N\n").size());
+}
+
 }  // namespace
 }  // namespace meridian::testing

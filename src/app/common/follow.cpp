@@ -162,6 +162,7 @@ Result<plan::Plan> LoadPlanInput(const PlanInput& in) {
     if (in.path.ends_with(".js") || in.path.ends_with(".mjs")) return PlanFromScript(in.path, overrides);
     auto loaded = plan::LoadPlanFile(in.path, overrides);
     if (!loaded.ok()) return loaded;
+    for (const auto& w : loaded->warnings) fmt::print(stderr, "warning: {}\n", w);
     const std::filesystem::path dir = std::filesystem::path(in.path).parent_path();
     if (auto ok = BundleScripts(*loaded, dir.empty() ? "." : dir.string()); !ok.ok()) return ok.error();
     return loaded;
