@@ -19,6 +19,7 @@
 #include "plan/plan.h"
 #include "script/script.h"
 #include "stats/wire.h"
+#include "steps/statsd.h"
 #include "steps/steps.h"
 
 namespace meridian::agent {
@@ -121,7 +122,8 @@ class Agent::RunExecution {
     // The plan's names first (the control plane derives the same); scripts add theirs, and each report
     // carries the ones added since the previous report (reports are delivered in order).
     config->names = std::make_shared<stats::NameRegistry>(plan::Names(*plan).requests);
-    size_t names_sent = config->names->size();
+    names_ = config->names;
+    names_sent_ = config->names->size();
 
     // This slot's instances of the region's steps (instance i runs on slot i % agents of the region).
     std::vector<steps::InstanceSpec> specs;
@@ -144,6 +146,18 @@ class Agent::RunExecution {
         specs.push_back(std::move(spec));
       }
     }
+    // Each instance's StatsD goes to its own socket ($MERIDIAN_STATSD), so its samples carry step and
+    // instance.
+    std::unique_ptr<steps::StatsdReceiver> statsd;
+    if (!specs.empty()) {
+      std::vector<std::string> ids;
+      for (const auto& spec : specs) ids.push_back(fmt::format("{}#{}", spec.step, spec.instance));
+      auto opened = steps::StatsdReceiver::Open(ids);
+      if (!opened.ok()) return NotReady(opened.error().message);
+      statsd = std::move(opened).value();
+      for (size_t i = 0; i < specs.size(); ++i) specs[i].env["MERIDIAN_STATSD"] = statsd->Address(i);
+    }
+    statsd_ = statsd.get();
     steps::SupervisorConfig steps_config;
     steps_config.meridian_binary = SelfPath();
     steps_config.run_id = run_id_;
@@ -158,16 +172,20 @@ class Agent::RunExecution {
     uint64_t requests = 0;
     auto result = engine.Run([&](const loadgen::Progress& p) {
       for (const auto& [k, s] : p.interval->series) requests += s.requests;
-      std::vector<std::pair<uint16_t, stats::NameEntry>> new_names;
-      for (auto& e : config->names->From(names_sent))
-        new_names.emplace_back(names_sent + new_names.size(), std::move(e));
-      names_sent += new_names.size();
-      Enqueue(stats::EncodeSnapshot(*p.interval, &new_names));
+      Report(*p.interval);
     });
     engine_.store(nullptr);
     // The run drains only after every step ended (heartbeats go on meanwhile).
     const auto step_results = supervisor.Wait();
     steps_.store(nullptr);
+    if (statsd) {
+      statsd->Stop();  // its last seconds are queued before done
+      if (statsd->dropped() > 0) {
+        agent_.Log(
+            fmt::format("run {}: {} StatsD lines from steps dropped (malformed, sets, or too many series)",
+                        run_id_, statsd->dropped()));
+      }
+    }
     if (!result.ok()) {
       if (!ready_sent_) {  // preparing failed (a script that does not compile here): say so at once
         engine_.store(nullptr);
@@ -247,6 +265,11 @@ class Agent::RunExecution {
         const int64_t mono = MonoNanos() + (local_wall - WallNanos());
         agent_.Log(fmt::format("run {}: starts in {}", run_id_,
                                FormatDuration(std::max<int64_t>(0, mono - MonoNanos()))));
+        if (statsd_ != nullptr) {
+          statsd_->Start(
+              mono, names_, [this](stats::IntervalSnapshot& s) { Report(s); },
+              [this](const std::string& line) { agent_.Log(fmt::format("run {}: {}", run_id_, line)); });
+        }
         if (auto* st = steps_.load()) {
           if (auto started = st->Start(local_wall); !started.ok()) agent_.Log(started.error().message);
         }
@@ -257,6 +280,17 @@ class Agent::RunExecution {
       agent_.Backoff(attempt++);
     }
     return -1;
+  }
+
+  // Encodes a snapshot with the name-table entries added since the previous report (the load's seconds and
+  // the steps' StatsD seconds come from two threads; reports keep the order in which they are encoded).
+  void Report(const stats::IntervalSnapshot& snapshot) {
+    std::lock_guard lock(report_mu_);
+    std::vector<std::pair<uint16_t, stats::NameEntry>> new_names;
+    for (auto& e : names_->From(names_sent_))
+      new_names.emplace_back(names_sent_ + new_names.size(), std::move(e));
+    names_sent_ += new_names.size();
+    Enqueue(stats::EncodeSnapshot(snapshot, &new_names));
   }
 
   void Enqueue(std::string report) {
@@ -364,6 +398,10 @@ class Agent::RunExecution {
   std::unique_ptr<http::BlockingClient> control_;
   std::atomic<loadgen::Engine*> engine_{nullptr};
   std::atomic<steps::Supervisor*> steps_{nullptr};
+  steps::StatsdReceiver* statsd_ = nullptr;  // set before the engine starts
+  std::shared_ptr<stats::NameRegistry> names_;
+  std::mutex report_mu_;
+  size_t names_sent_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
   std::mutex mu_;

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "core/clock.h"
 #include "core/duration.h"
@@ -22,6 +23,7 @@ bool AgentProgress::Add(int64_t seq, const stats::IntervalSnapshot& s) {
   totals.MergeAcrossTime(s);
   if (s.second >= last_second) {
     last_second = s.second;
+    if (s.scenarios.empty()) return true;  // a report of step metrics only: the VUs are unchanged
     last_vus.assign(s.scenarios.size(), 0);
     for (size_t i = 0; i < s.scenarios.size(); ++i) last_vus[i] = s.scenarios[i].vus_active;
   }
@@ -62,7 +64,8 @@ void MapNames(Run& run, AgentProgress& p, stats::IntervalSnapshot& s) {
   if (s.names.empty() && p.name_map.empty()) return;
   for (auto& [index, e] : s.names) {
     if (index < run.static_names) continue;  // the plan's own names are the same everywhere
-    if (e.scenario >= run.names.scenarios.size()) continue;
+    if (!e.step_metric() && e.scenario >= run.names.scenarios.size()) continue;
+    if (e.step_metric()) e.scenario = 0;
     if (p.name_map.size() <= index) p.name_map.resize(index + 1, kUnmapped);
     p.name_map[index] = InternName(run, e);
   }
@@ -89,6 +92,9 @@ void MapNames(Run& run, AgentProgress& p, stats::IntervalSnapshot& s) {
   std::unordered_map<uint16_t, stats::Histogram> groups;
   for (auto& [i, h] : s.groups) groups[map(i, stats::NameEntry::Kind::kGroup, 0)].Merge(h);
   s.groups = std::move(groups);
+  std::unordered_map<uint16_t, stats::StepMetric> metrics;
+  for (auto& [i, m] : s.step_metrics) metrics[map(i, stats::NameEntry::Kind::kCounter, 0)].Merge(m);
+  s.step_metrics = std::move(metrics);
 }
 
 }  // namespace
@@ -167,6 +173,33 @@ int64_t RunSeconds(const Run& run) {
 stats::MetricData MetricFor(const Run& run, const stats::ThresholdSet& set) {
   stats::MetricData d;
   d.seconds = static_cast<double>(RunSeconds(run));
+  if (set.kind == stats::MetricKind::kStep) {
+    // A step's StatsD metric, over the instances that match the step, instance and region filters.
+    for (const auto& [id, p] : run.progress) {
+      if (!RegionMatches(set, p.region)) continue;
+      for (const auto& [index, m] : p.totals.step_metrics) {
+        if (index >= run.names.requests.size()) continue;
+        const stats::NameEntry& e = run.names.requests[index];
+        if (!e.step_metric() || e.name != set.metric) continue;
+        const size_t hash = e.group.rfind('#');
+        const std::string step = e.group.substr(0, hash);
+        const std::string instance = hash == std::string::npos ? "" : e.group.substr(hash + 1);
+        bool match = true;
+        for (const auto& t : set.tags) {
+          if (t.key == "step") match &= t.value == step;
+          if (t.key == "instance") match &= t.value == instance;
+        }
+        if (!match) continue;
+        const int kind = static_cast<int>(e.kind);
+        d.step_kind = d.step_kind == -1 || d.step_kind == kind ? kind : -2;
+        // Gauges of several instances add up (like VUs); the rest merge.
+        const double last = d.step.count ? d.step.last + m.last : m.last;
+        d.step.Merge(m);
+        if (e.kind == stats::NameEntry::Kind::kGauge) d.step.last = last;
+      }
+    }
+    return d;
+  }
   for (const auto& [id, p] : run.progress) {
     if (!RegionMatches(set, p.region)) continue;
     for (const auto& [packed, s] : p.totals.series) {
@@ -349,6 +382,61 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
   }
   const int64_t spread = max_start >= min_start ? max_start - min_start : 0;
   text += fmt::format("    start skew between agents: {}\n", FormatDuration(spread));
+  // Step metrics (StatsD), one row per metric and instance.
+  nlohmann::ordered_json metric_list = nlohmann::ordered_json::array();
+  {
+    std::map<uint16_t, stats::StepMetric> merged;
+    for (const auto& [id, p] : run.progress) {
+      for (const auto& [index, m] : p.totals.step_metrics) merged[index].Merge(m);
+    }
+    std::vector<std::pair<const stats::NameEntry*, const stats::StepMetric*>> rows;
+    for (const auto& [index, m] : merged) {
+      if (index < run.names.requests.size() && run.names.requests[index].step_metric()) {
+        rows.emplace_back(&run.names.requests[index], &m);
+      }
+    }
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.first->name, a.first->group) < std::tie(b.first->name, b.first->group);
+    });
+    const double run_seconds = static_cast<double>(std::max<int64_t>(1, RunSeconds(run)));
+    if (!rows.empty()) text += "\n  step metrics (StatsD from steps):\n";
+    for (const auto& [e, m] : rows) {
+      const std::string series = fmt::format("{}{{{}}}", e->name, e->group);
+      nlohmann::ordered_json item = {{"name", e->name}, {"instance", e->group}};
+      switch (e->kind) {
+        case stats::NameEntry::Kind::kCounter:
+          text += fmt::format("    {:<44} counter  {:g}  {:.2f}/s\n", series, m->sum, m->sum / run_seconds);
+          item["type"] = "counter";
+          item["count"] = m->sum;
+          item["rate"] = m->sum / run_seconds;
+          break;
+        case stats::NameEntry::Kind::kGauge:
+          text += fmt::format("    {:<44} gauge    value={:g} min={:g} max={:g}\n", series, m->last, m->min,
+                              m->max);
+          item["type"] = "gauge";
+          item["value"] = m->last;
+          item["min"] = m->min;
+          item["max"] = m->max;
+          break;
+        default: {
+          const stats::Histogram& h = m->values;
+          text += fmt::format("    {:<44} timer    avg={} med={} p(95)={} max={}  ({} samples)\n", series,
+                              FormatDuration(static_cast<int64_t>(h.mean())),
+                              FormatDuration(h.ValueAtPercentile(50)),
+                              FormatDuration(h.ValueAtPercentile(95)), FormatDuration(h.max()), h.count());
+          item["type"] = "timer";
+          item["count"] = h.count();
+          item["avg_ms"] = h.mean() / 1e6;
+          item["med_ms"] = Ms(h.ValueAtPercentile(50));
+          item["p95_ms"] = Ms(h.ValueAtPercentile(95));
+          item["p99_ms"] = Ms(h.ValueAtPercentile(99));
+          item["max_ms"] = Ms(h.max());
+          break;
+        }
+      }
+      metric_list.push_back(item);
+    }
+  }
   nlohmann::ordered_json step_list = nlohmann::ordered_json::array();
   if (!run.plan.steps.empty()) {
     text += "\n  steps (start = actual start - intended start):\n";
@@ -406,7 +494,10 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
   j["regions"] = regions;
   j["agents"] = agent_list;
   j["start_skew_ms"] = Ms(spread);
-  if (!run.plan.steps.empty()) j["steps"] = step_list;
+  if (!run.plan.steps.empty()) {
+    j["steps"] = step_list;
+    j["step_metrics"] = metric_list;
+  }
   out.json = std::move(j);
 
   out.csv = "second,region,requests,failed,p50_ms,p95_ms,p99_ms,max_ms,vus,bytes_received\n";

@@ -416,7 +416,7 @@ Plan ParseRoot(const Reader& r, const YAML::Node& root, const loadgen::VarMap& o
     for (const auto& kv : thresholds) {
       const std::string key = kv.first.Scalar();
       const std::string path = "thresholds." + key;
-      auto set = stats::ParseThresholdKey(key);
+      auto set = stats::ParseThresholdKey(key, !p.steps.empty());
       if (!set.ok()) r.Fail(kv.first, path, set.error().message);
       YAML::Node list = tf.Get(key);
       Sequence(r, list, path);

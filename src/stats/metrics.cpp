@@ -94,8 +94,19 @@ void MergeScriptMetrics(IntervalSnapshot& into, const IntervalSnapshot& o) {
     mine.fails += c.fails;
   }
   for (const auto& [k, h] : o.groups) into.groups[k].Merge(h);
+  for (const auto& [k, m] : o.step_metrics) into.step_metrics[k].Merge(m);
 }
 }  // namespace
+
+void StepMetric::Merge(const StepMetric& o) {
+  if (o.count == 0) return;
+  min = count == 0 ? o.min : std::min(min, o.min);
+  max = count == 0 ? o.max : std::max(max, o.max);
+  last = o.last;
+  sum += o.sum;
+  count += o.count;
+  values.Merge(o.values);
+}
 
 void IntervalSnapshot::MergeAcrossWorkers(const IntervalSnapshot& o) {
   for (const auto& [k, m] : o.error_examples) AddErrorExample(k, m);

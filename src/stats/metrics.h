@@ -118,13 +118,29 @@ struct GeneratorHealth {
   void Merge(const GeneratorHealth& o);
 };
 
-// An entry of the name table (stats/names.h): a request name, a check or a group of one scenario.
+// An entry of the name table (stats/names.h): a request name, a check or a group of one scenario; or a metric
+// a command step sent over StatsD (counter, gauge or timer), whose `group` is the step instance ("swarm#1")
+// and whose scenario is unused (0).
 struct NameEntry {
-  enum class Kind : uint8_t { kRequest = 0, kCheck = 1, kGroup = 2 };
+  enum class Kind : uint8_t { kRequest = 0, kCheck = 1, kGroup = 2, kCounter = 3, kGauge = 4, kTimer = 5 };
   Kind kind = Kind::kRequest;
   uint16_t scenario = 0;
   std::string group;  // the enclosing group path of a request or check ("::login::cart"; "" = none)
   std::string name;
+  bool step_metric() const { return kind >= Kind::kCounter; }
+};
+
+// A step's StatsD metric in one interval. Counters: `sum` of the (rate-scaled) increments. Gauges: `last`
+// value set, with `min` and `max` (`count` > 0 when set in the interval). Timers: `values` (ms -> ns) and
+// `sum` of the milliseconds.
+struct StepMetric {
+  double sum = 0;
+  uint64_t count = 0;  // samples received
+  double last = 0, min = 0, max = 0;
+  Histogram values;
+
+  // Later in time or another source of the same series.
+  void Merge(const StepMetric& o);
 };
 
 struct CheckCounts {
@@ -141,6 +157,7 @@ struct IntervalSnapshot {
   std::vector<ScenarioStats> scenarios;
   std::unordered_map<uint16_t, CheckCounts> checks;  // by name-table index (script check())
   std::unordered_map<uint16_t, Histogram> groups;    // group durations by name-table index (script group())
+  std::unordered_map<uint16_t, StepMetric> step_metrics;  // by name-table index (steps' StatsD)
   // On the wire only: name-table entries the receiver may not know yet (index, entry). See stats/names.h.
   std::vector<std::pair<uint16_t, NameEntry>> names;
   GeneratorHealth health;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -23,7 +24,15 @@ constexpr MetricInfo kMetrics[] = {
     {"dropped_iterations", MetricKind::kCounter}, {"data_sent", MetricKind::kCounter},
     {"data_received", MetricKind::kCounter},      {"vus", MetricKind::kGauge},
 };
-constexpr const char* kTags[] = {"region", "scenario", "name", "status", "group", "check"};
+constexpr const char* kTags[] = {"region", "scenario", "name", "status",
+                                 "group",  "check",    "step", "instance"};
+
+bool StepMetricName(std::string_view s) {
+  return !s.empty() && s.size() <= 200 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
+}
 
 std::string AllowedMetrics() {
   std::string s;
@@ -41,6 +50,8 @@ const char* AllowedAggregations(MetricKind kind) {
       return "count, rate";
     case MetricKind::kGauge:
       return "value, min, max";
+    case MetricKind::kStep:
+      return "counters: count, rate; gauges: value, min, max; timers: avg, min, med, max, p(N), count, rate";
   }
   return "";
 }
@@ -63,7 +74,7 @@ Result<double> ParseNumber(std::string_view text) {
 
 }  // namespace
 
-Result<ThresholdSet> ParseThresholdKey(std::string_view key) {
+Result<ThresholdSet> ParseThresholdKey(std::string_view key, bool step_metrics) {
   ThresholdSet set;
   set.key = std::string(key);
   std::string_view metric = Trim(key);
@@ -85,10 +96,23 @@ Result<ThresholdSet> ParseThresholdKey(std::string_view key) {
       found = true;
     }
   }
+  const auto builtin_like = [](std::string_view m) {
+    for (const char* prefix : {"http_req", "iteration", "checks", "vus", "data_", "group_", "dropped_"}) {
+      if (m.starts_with(prefix)) return true;
+    }
+    return false;
+  };
+  if (!found && step_metrics && StepMetricName(metric) && !builtin_like(metric)) {
+    set.metric = std::string(metric);
+    set.kind = MetricKind::kStep;
+    found = true;
+  }
   if (!found) {
     return MakeError(
         ErrorCode::kInvalidArgument,
-        fmt::format("threshold '{}': unknown metric '{}' (allowed: {})", key, metric, AllowedMetrics()));
+        fmt::format("threshold '{}': unknown metric '{}' (allowed: {}{})", key, metric, AllowedMetrics(),
+                    step_metrics ? "; or a name a step sends over StatsD, not starting like a built-in metric"
+                                 : "; names that steps send over StatsD need steps in the plan"));
   }
   while (!tags.empty()) {
     const size_t comma = tags.find(',');
@@ -106,8 +130,19 @@ Result<ThresholdSet> ParseThresholdKey(std::string_view key) {
       return MakeError(
           ErrorCode::kInvalidArgument,
           fmt::format(
-              "threshold '{}': unknown tag '{}' (allowed: region, scenario, name, status, group, check)", key,
-              f.key));
+              "threshold '{}': unknown tag '{}' (allowed: region, scenario, name, status, group, check; "
+              "step metrics: region, step, instance)",
+              key, f.key));
+    }
+    if (set.kind == MetricKind::kStep && f.key != "region" && f.key != "step" && f.key != "instance") {
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("threshold '{}': '{}' is a step metric: its tags are region, step and instance", key,
+                      set.metric));
+    }
+    if (set.kind != MetricKind::kStep && (f.key == "step" || f.key == "instance")) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("threshold '{}': only step metrics (StatsD) have a '{}' tag", key, f.key));
     }
     if (f.value.empty()) {
       return MakeError(ErrorCode::kInvalidArgument,
@@ -167,7 +202,11 @@ Result<ThresholdExpr> ParseThresholdExpr(std::string_view text, MetricKind kind)
       (kind == MetricKind::kRate && e.aggregation == "rate") ||
       (kind == MetricKind::kCounter && (e.aggregation == "count" || e.aggregation == "rate")) ||
       (kind == MetricKind::kGauge &&
-       (e.aggregation == "value" || e.aggregation == "min" || e.aggregation == "max"));
+       (e.aggregation == "value" || e.aggregation == "min" || e.aggregation == "max")) ||
+      (kind == MetricKind::kStep &&
+       (e.aggregation == "count" || e.aggregation == "rate" || e.aggregation == "value" ||
+        e.aggregation == "min" || e.aggregation == "max" || e.aggregation == "avg" ||
+        e.aggregation == "med" || e.aggregation == "p"));
   if (!ok_agg) return bad(fmt::format("'{}' does not apply to this metric", agg));
   if (value.empty()) return bad("no value to compare with");
   if (kind == MetricKind::kTrend) {
@@ -180,6 +219,16 @@ Result<ThresholdExpr> ParseThresholdExpr(std::string_view text, MetricKind kind)
       if (!d.ok())
         return bad(fmt::format("'{}' is neither milliseconds nor a duration (200ms, 1.5s)", value));
       e.value = static_cast<double>(*d);
+    }
+  } else if (kind == MetricKind::kStep) {
+    // A number as written (timers compare in milliseconds), or a duration, which is turned into milliseconds.
+    auto number = ParseNumber(value);
+    if (number.ok()) {
+      e.value = *number;
+    } else {
+      auto d = ParseDuration(value);
+      if (!d.ok()) return bad(fmt::format("'{}' is neither a number nor a duration", value));
+      e.value = static_cast<double>(*d) / 1e6;
     }
   } else {
     auto number = ParseNumber(value);
@@ -231,6 +280,47 @@ ThresholdOutcome Evaluate(const ThresholdSet& set, const ThresholdExpr& expr, co
     } else {
       v = d.seconds > 0 ? static_cast<double>(count) / d.seconds : 0;
       out.measured_text = fmt::format("{:.2f}/s", v);
+    }
+  } else if (set.kind == MetricKind::kStep) {
+    const auto kind = static_cast<NameEntry::Kind>(d.step_kind);
+    const std::string& a = expr.aggregation;
+    const auto mismatch = [&](const char* what) {
+      out.ok = false;
+      out.measured_text = fmt::format("'{}' does not apply to {} (a {})", a, set.metric, what);
+      return out;
+    };
+    if (d.step_kind == -1) {
+      empty = true;
+    } else if (d.step_kind == -2) {
+      out.ok = false;
+      out.measured_text = fmt::format("{} is sent as more than one StatsD type", set.metric);
+      return out;
+    } else if (kind == NameEntry::Kind::kCounter) {
+      if (a != "count" && a != "rate") return mismatch("counter: count, rate");
+      v = a == "count" ? d.step.sum : (d.seconds > 0 ? d.step.sum / d.seconds : 0);
+      out.measured_text = a == "count" ? fmt::format("{:g}", v) : fmt::format("{:.2f}/s", v);
+    } else if (kind == NameEntry::Kind::kGauge) {
+      if (a != "value" && a != "min" && a != "max") return mismatch("gauge: value, min, max");
+      v = a == "value" ? d.step.last : a == "min" ? d.step.min : d.step.max;
+      out.measured_text = fmt::format("{:g}", v);
+    } else {
+      const Histogram& values = d.step.values;
+      if (a == "count" || a == "rate") {
+        v = a == "count" ? static_cast<double>(values.count())
+                         : (d.seconds > 0 ? static_cast<double>(values.count()) / d.seconds : 0);
+        out.measured_text = a == "count" ? fmt::format("{:g}", v) : fmt::format("{:.2f}/s", v);
+      } else if (a == "value") {
+        return mismatch("timer: avg, min, med, max, p(N), count, rate");
+      } else {
+        double ns = 0;
+        if (a == "avg") ns = values.mean();
+        if (a == "min") ns = static_cast<double>(values.min());
+        if (a == "max") ns = static_cast<double>(values.max());
+        if (a == "med") ns = static_cast<double>(values.ValueAtPercentile(50));
+        if (a == "p") ns = static_cast<double>(values.ValueAtPercentile(expr.percentile));
+        v = ns / 1e6;  // milliseconds, as the threshold's number is
+        out.measured_text = FormatDuration(static_cast<int64_t>(ns));
+      }
     }
   } else {
     v = expr.aggregation == "min" ? d.vus_min : expr.aggregation == "max" ? d.vus_max : d.vus_last;

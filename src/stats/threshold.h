@@ -11,6 +11,11 @@
 //   gauges   vus                                          value min max
 // Tags: region, scenario, name (request name), status, group ("::login"), check (checks only: the check's
 // name).
+//   step metrics: any other name (letters, digits, '_', '.', '-') is a metric that command steps send over
+//   StatsD
+//            (only when the plan has steps). Counters: count rate; gauges: value min max (the
+//            sum of the instances' last values); timers: avg min med max p(N) (milliseconds, or with a unit)
+//            count rate. Tags: region, step, instance.
 
 #include <cstdint>
 #include <string>
@@ -19,13 +24,14 @@
 
 #include "core/result.h"
 #include "stats/histogram.h"
+#include "stats/metrics.h"
 
 namespace meridian::stats {
 
-enum class MetricKind { kTrend, kRate, kCounter, kGauge };
+enum class MetricKind { kTrend, kRate, kCounter, kGauge, kStep };
 
 struct TagFilter {
-  std::string key;  // region | scenario | name | status | group | check
+  std::string key;  // region | scenario | name | status | group | check | step | instance
   std::string value;
 };
 
@@ -47,8 +53,10 @@ struct ThresholdSet {
   std::vector<ThresholdExpr> exprs;
 };
 
-// Parses a threshold key; errors name the allowed metrics and tags.
-Result<ThresholdSet> ParseThresholdKey(std::string_view key);
+// Parses a threshold key; errors name the allowed metrics and tags. With `step_metrics` (the plan has steps),
+// a name that is not a built-in metric is a step's StatsD metric, unless it starts like a built-in one
+// (http_req, iteration, checks, vus, data_, group_, dropped_): those are reported as unknown (a typo).
+Result<ThresholdSet> ParseThresholdKey(std::string_view key, bool step_metrics = false);
 // Parses one expression for a metric kind; errors show the allowed aggregations.
 Result<ThresholdExpr> ParseThresholdExpr(std::string_view text, MetricKind kind);
 
@@ -59,6 +67,9 @@ struct MetricData {
   uint64_t iterations = 0, dropped = 0, bytes_sent = 0, bytes_received = 0;
   uint32_t vus_max = 0, vus_min = 0, vus_last = 0;
   double seconds = 0;  // the run's length, for counter rates
+  // Step metrics: the matching series merged (gauges: `last` is the sum of the series' last values).
+  StepMetric step;
+  int step_kind = -1;  // NameEntry::Kind of the matching series; -1 none; -2 the name is used with two kinds
 };
 
 struct ThresholdOutcome {

@@ -73,5 +73,48 @@ TEST(Threshold, EvaluatesAgainstMergedData) {
   EXPECT_TRUE(none.no_data);
 }
 
+TEST(Threshold, StepMetricsWhenThePlanHasSteps) {
+  // Without steps a name that is not built in stays an error; with steps it is a StatsD metric, unless it
+  // looks like a misspelt built-in one.
+  EXPECT_FALSE(ParseThresholdKey("ws.connections").ok());
+  auto t = ParseThresholdKey("ws.connections{step:swarm, instance:1}", true);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  EXPECT_EQ(t->kind, MetricKind::kStep);
+  EXPECT_EQ(t->metric, "ws.connections");
+  EXPECT_EQ(t->tags[0].key, "step");
+  auto typo = ParseThresholdKey("http_req_durration", true);
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.error().message.find("not starting like a built-in metric"), std::string::npos);
+  EXPECT_FALSE(ParseThresholdKey("ws.connections{scenario:a}", true).ok());
+  EXPECT_FALSE(ParseThresholdKey("http_reqs{step:a}", true).ok());
+
+  StepMetric counter;
+  counter.count = 3;
+  counter.sum = 150;
+  MetricData d;
+  d.seconds = 10;
+  d.step = counter;
+  d.step_kind = static_cast<int>(NameEntry::Kind::kCounter);
+  auto rate = ParseThresholdExpr("rate>10", MetricKind::kStep).value();
+  EXPECT_TRUE(Evaluate(*t, rate, d).ok);
+  EXPECT_EQ(Evaluate(*t, rate, d).measured_text, "15.00/s");
+  auto count = ParseThresholdExpr("count<100", MetricKind::kStep).value();
+  EXPECT_FALSE(Evaluate(*t, count, d).ok);
+  auto avg = ParseThresholdExpr("avg<100", MetricKind::kStep).value();
+  EXPECT_FALSE(Evaluate(*t, avg, d).ok);
+  EXPECT_NE(Evaluate(*t, avg, d).measured_text.find("does not apply"), std::string::npos);
+
+  MetricData timer;
+  timer.step_kind = static_cast<int>(NameEntry::Kind::kTimer);
+  for (int i = 1; i <= 100; ++i) timer.step.values.Record(i * 1'000'000);  // 1..100 ms
+  auto p95 = ParseThresholdExpr("p(95)<200", MetricKind::kStep).value();
+  EXPECT_TRUE(Evaluate(*t, p95, timer).ok);
+  auto p95s = ParseThresholdExpr("p(95)<50ms", MetricKind::kStep).value();
+  EXPECT_FALSE(Evaluate(*t, p95s, timer).ok);
+
+  MetricData none;
+  EXPECT_TRUE(Evaluate(*t, count, none).no_data);
+}
+
 }  // namespace
 }  // namespace meridian::stats

@@ -1,12 +1,13 @@
 #include "stats/wire.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 
 namespace meridian::stats {
 namespace {
 
-constexpr uint8_t kVersion = 2;            // 2: checks, groups and name-table entries
+constexpr uint8_t kVersion = 3;            // 2: checks, groups and name-table entries; 3: step metrics
 constexpr uint64_t kMaxItems = 1'000'000;  // series, scenarios or examples in one snapshot
 
 uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
@@ -120,6 +121,13 @@ std::string EncodeSnapshot(const IntervalSnapshot& s,
     PutVarint(out, k);
     PutHistogram(out, h);
   }
+  PutVarint(out, s.step_metrics.size());
+  for (const auto& [k, m] : s.step_metrics) {
+    PutVarint(out, k);
+    PutVarint(out, m.count);
+    for (double d : {m.sum, m.last, m.min, m.max}) PutVarint(out, std::bit_cast<uint64_t>(d));
+    PutHistogram(out, m.values);
+  }
   PutVarint(out, names.size());
   for (const auto& [index, e] : names) {
     PutVarint(out, index);
@@ -196,6 +204,20 @@ Result<IntervalSnapshot> DecodeSnapshot(std::string_view bytes) {
     if (k > 65535) return bad("group index out of range");
     s.groups[static_cast<uint16_t>(k)].Merge(r.Hist());
   }
+  const uint64_t n_metrics = r.Count();
+  for (uint64_t i = 0; i < n_metrics && r.ok(); ++i) {
+    const uint64_t k = r.U();
+    if (k > 65535) return bad("step metric index out of range");
+    StepMetric m;
+    m.count = r.U();
+    double* fields[] = {&m.sum, &m.last, &m.min, &m.max};
+    for (double* d : fields) {
+      *d = std::bit_cast<double>(r.U());
+      if (!std::isfinite(*d)) return bad("step metric value is not finite");
+    }
+    m.values = r.Hist();
+    s.step_metrics[static_cast<uint16_t>(k)].Merge(m);
+  }
   const uint64_t n_names = r.Count();
   for (uint64_t i = 0; i < n_names && r.ok(); ++i) {
     const uint64_t index = r.U();
@@ -205,7 +227,7 @@ Result<IntervalSnapshot> DecodeSnapshot(std::string_view bytes) {
     e.group = std::string(r.Bytes());
     e.name = std::string(r.Bytes());
     if (index > 65535 || scenario > 65535) return bad("name index out of range");
-    if (kind > static_cast<uint64_t>(NameEntry::Kind::kGroup)) return bad("unknown name kind");
+    if (kind > static_cast<uint64_t>(NameEntry::Kind::kTimer)) return bad("unknown name kind");
     e.kind = static_cast<NameEntry::Kind>(kind);
     e.scenario = static_cast<uint16_t>(scenario);
     s.names.emplace_back(static_cast<uint16_t>(index), std::move(e));

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace meridian::stats {
 namespace {
 
@@ -63,6 +65,40 @@ TEST(Wire, RejectsTruncatedAndTrailingBytes) {
   std::string wrong = bytes;
   wrong[0] = 9;
   EXPECT_FALSE(DecodeSnapshot(wrong).ok());
+}
+
+TEST(Wire, StepMetricsAndTheirNamesRoundTrip) {
+  IntervalSnapshot s;
+  s.second = 7;
+  StepMetric counter;
+  counter.count = 2;
+  counter.sum = 7.5;
+  StepMetric gauge;
+  gauge.count = 1;
+  gauge.last = gauge.min = gauge.max = -3;
+  StepMetric timer;
+  timer.count = 2;
+  timer.sum = 30;
+  timer.values.Record(10'000'000);
+  timer.values.Record(20'000'000);
+  s.step_metrics[5] = counter;
+  s.step_metrics[6] = gauge;
+  s.step_metrics[7] = timer;
+  std::vector<std::pair<uint16_t, NameEntry>> names = {
+      {5, NameEntry{NameEntry::Kind::kCounter, 0, "swarm#0", "ws.conn"}},
+      {7, NameEntry{NameEntry::Kind::kTimer, 0, "swarm#1", "ws.lat"}}};
+  auto d = DecodeSnapshot(EncodeSnapshot(s, &names));
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  ASSERT_EQ(d->step_metrics.size(), 3u);
+  EXPECT_EQ(d->step_metrics[5].sum, 7.5);
+  EXPECT_EQ(d->step_metrics[6].last, -3);
+  EXPECT_EQ(d->step_metrics[7].values, timer.values);
+  ASSERT_EQ(d->names.size(), 2u);
+  EXPECT_EQ(d->names[1].second.kind, NameEntry::Kind::kTimer);
+  EXPECT_EQ(d->names[1].second.group, "swarm#1");
+  // A value that is not finite is refused.
+  s.step_metrics[5].sum = std::numeric_limits<double>::infinity();
+  EXPECT_FALSE(DecodeSnapshot(EncodeSnapshot(s, nullptr)).ok());
 }
 
 }  // namespace

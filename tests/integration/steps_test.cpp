@@ -193,5 +193,67 @@ TEST(Steps, ArdereExampleRunsWithWarnings) {
   EXPECT_EQ((*swarm)["log_bytes"], 5 * std::string("connection batch N\n").size());
 }
 
+// StatsD a step sends (to its own $MERIDIAN_STATSD) reaches the summary and the thresholds; a failing one
+// exits 99.
+TEST(Steps, StatsdFromStepsReachesSummaryAndThresholds) {
+  TempDir dir;
+  const std::string step = R"(steps:
+  - name: swarm
+    instances: 2
+    command:
+      - bash
+      - -c
+      - |
+        addr=/dev/udp/${MERIDIAN_STATSD%:*}/${MERIDIAN_STATSD#*:}
+        for i in $(seq 1 20); do
+          echo "ws.connections:1|c" > $addr
+          echo "ws.latency:$((i * 5))|ms" > $addr
+          sleep 0.02
+        done
+        printf 'ws.open:7|g\nws.open:+3|g\nbogus line\n' > $addr
+    run_max_time: 5s
+)";
+  dir.Write("pass.yaml", "name: statsd\nstart_buffer: 300ms\nregions: { local: {} }\n" + step + R"(thresholds:
+  ws.connections: ['count==40']
+  "ws.latency{step:swarm,instance:1}": ['p(95)<200', 'max<=100ms', 'count==20']
+  "ws.open": ['value==20', 'max==10']
+)");
+  Finished f = RunFull({MeridianBinary(), "run", dir.path + "/pass.yaml", "--state-dir", dir.path + "/state",
+                        "--out", dir.path + "/out", "--verbose"});
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  EXPECT_NE(f.out.find("✓ ws.connections count==40  (measured 40)"), std::string::npos) << f.out;
+  EXPECT_NE(f.out.find("ws.latency{swarm#1}"), std::string::npos) << f.out;
+  EXPECT_NE(f.err.find("statsd line 'bogus line'"), std::string::npos) << f.err;
+  const json summary = ReadJson(dir.path + "/out/summary.json");
+  ASSERT_EQ(summary["step_metrics"].size(), 6u) << summary.dump();
+  for (const auto& m : summary["step_metrics"]) {
+    if (m["name"] == "ws.connections") {
+      EXPECT_EQ(m["count"], 20) << m.dump();
+    }
+    if (m["name"] == "ws.open") {
+      EXPECT_EQ(m["value"], 10) << m.dump();
+    }
+    if (m["name"] == "ws.latency") {
+      EXPECT_EQ(m["max_ms"], 100) << m.dump();
+    }
+  }
+
+  dir.Write("fail.yaml", "name: statsd\nstart_buffer: 300ms\nregions: { local: {} }\n" + step + R"(thresholds:
+  "ws.latency{step:swarm}": ['p(95)<20']
+)");
+  f = RunFull({MeridianBinary(), "run", dir.path + "/fail.yaml", "--state-dir", dir.path + "/state2"});
+  EXPECT_EQ(f.exit_code, 99) << f.err << f.out;
+  EXPECT_NE(f.out.find("✗ ws.latency{step:swarm} p(95)<20"), std::string::npos) << f.out;
+
+  // Without steps such a name is a typo, named with the allowed metrics.
+  dir.Write("nosteps.yaml",
+            "name: x\nscenarios:\n  s: { executor: constant-vus, vus: 1, duration: 1s, requests: "
+            "[{ url: 'http://127.0.0.1:1/' }] }\nthresholds:\n  ws.latency: ['p(95)<20']\n");
+  f = RunMeridian({"validate", dir.path + "/nosteps.yaml"});
+  EXPECT_EQ(f.exit_code, 2);
+  EXPECT_NE(f.err.find("names that steps send over StatsD need steps in the plan"), std::string::npos)
+      << f.err;
+}
+
 }  // namespace
 }  // namespace meridian::testing
