@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -144,6 +145,12 @@ class Agent::RunExecution {
         spec.stop_grace_ns = st.stop_grace_ns;
         spec.restart_on_failure = st.restart_on_failure;
         specs.push_back(std::move(spec));
+      }
+    }
+    for (const auto& spec : specs) {
+      std::error_code ec;
+      if (!spec.cwd.empty() && !std::filesystem::is_directory(spec.cwd, ec)) {
+        return NotReady(fmt::format("steps.{}.cwd: '{}' is not a directory on this agent", spec.step, spec.cwd));
       }
     }
     // Each instance's StatsD goes to its own socket ($MERIDIAN_STATSD), so its samples carry step and
@@ -361,6 +368,15 @@ class Agent::RunExecution {
     const int64_t last_seq = next_seq_ - 1;
     // Step instances' times go to the control plane's clock.
     const int64_t offset = agent_.clock_.offset_ns;
+    // Logs share a budget that keeps done well under the control plane's body limit (8 MiB by default): each
+    // keeps its head and tail within its share.
+    constexpr size_t kLogBudget = 4u << 20;
+    const size_t share = step_results.empty() ? kLogBudget : std::max<size_t>(1024, kLogBudget / step_results.size());
+    const auto trimmed = [&](const std::string& log) {
+      if (log.size() <= share) return log;
+      return log.substr(0, share / 4) + fmt::format("\n[… {} bytes not sent …]\n", log.size() - share) +
+             log.substr(log.size() - (share - share / 4));
+    };
     const auto on_control_clock = [&](int64_t ns) { return ns ? ns + offset : 0; };
     json instances = json::array();
     for (const auto& r : step_results) {
@@ -377,7 +393,7 @@ class Agent::RunExecution {
                            {"max_rss_bytes", r.max_rss_bytes},
                            {"log_bytes", r.log_bytes},
                            {"error", r.error},
-                           {"log", r.log}});
+                           {"log", trimmed(r.log)}});
     }
     const std::string body =
         json{{"last_seq", last_seq}, {"requests", requests},      {"connections", connections},
@@ -387,6 +403,10 @@ class Agent::RunExecution {
       auto r =
           control_->Request("POST", fmt::format("/v1/runs/{}/agents/{}/done", run_id_, agent_.id_), body);
       if (r.ok() && (r->status == 200 || r->status == 409)) break;
+      if (r.ok() && r->status >= 400 && r->status < 500 && r->status != 429) {
+        agent_.Log(fmt::format("run {}: done refused ({}): {}", run_id_, r->status, r->body));
+        break;  // it will not get better by resending it
+      }
       agent_.Backoff(attempt);
     }
     agent_.Log(fmt::format("run {}: done: {} requests in {} reports (last seq {}, acknowledged {})", run_id_,

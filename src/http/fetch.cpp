@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -31,16 +32,16 @@ bool WaitFor(int fd, short events, int64_t deadline_ns) {
 Result<BlockingClient> BlockingClient::Create(const std::string& base, std::string token) {
   auto url = ParseUrl(base);
   if (!url.ok()) return url.error();
+  BlockingClient c;
   if (url->tls()) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("{}: https control-plane URLs are not supported yet; use http on a trusted "
-                                 "network or a TLS-terminating proxy",
-                                 base));
+    auto tls = net::TlsContext::Client(net::TlsClientOptions{false, ""});
+    if (!tls.ok()) return tls.error();
+    c.tls_ = std::shared_ptr<net::TlsContext>(std::move(tls).value());
   }
   auto resolved = net::Resolve(url->host, url->port, 5'000'000'000);
   if (!resolved.ok()) return resolved.error();
-  BlockingClient c;
   c.base_ = url->Origin();
+  c.host_ = url->host;
   c.prefix_ = url->target == "/" ? "" : url->target;
   while (!c.prefix_.empty() && c.prefix_.back() == '/') c.prefix_.pop_back();
   c.host_header_ = url->HostHeader();
@@ -57,7 +58,11 @@ BlockingClient& BlockingClient::operator=(BlockingClient&& o) noexcept {
     prefix_ = std::move(o.prefix_);
     host_header_ = std::move(o.host_header_);
     token_ = std::move(o.token_);
+    host_ = std::move(o.host_);
     endpoint_ = o.endpoint_;
+    tls_ = std::move(o.tls_);
+    ssl_ = o.ssl_;
+    o.ssl_ = nullptr;
     fd_ = o.fd_;
     o.fd_ = -1;
   }
@@ -66,8 +71,63 @@ BlockingClient& BlockingClient::operator=(BlockingClient&& o) noexcept {
 BlockingClient::~BlockingClient() { Disconnect(); }
 
 void BlockingClient::Disconnect() {
+  if (ssl_ != nullptr) SSL_free(ssl_);
+  ssl_ = nullptr;
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
+}
+
+Result<void> BlockingClient::Handshake(int64_t deadline) {
+  ssl_ = tls_->NewClient(fd_, host_);
+  if (ssl_ == nullptr) return MakeError(ErrorCode::kTls, fmt::format("{}: {}", base_, net::TlsErrorText()));
+  while (true) {
+    const int rc = SSL_connect(ssl_);
+    if (rc == 1) return {};
+    const int err = SSL_get_error(ssl_, rc);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      if (!WaitFor(fd_, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) {
+        return MakeError(ErrorCode::kTimeout, fmt::format("TLS handshake with {} timed out", base_));
+      }
+      continue;
+    }
+    return MakeError(ErrorCode::kTls,
+                     fmt::format("TLS handshake with {} failed: {}", base_, net::TlsErrorText(ssl_)));
+  }
+}
+
+ssize_t BlockingClient::Send(const char* data, size_t size) {
+  if (ssl_ == nullptr) {
+    want_ = POLLOUT;
+    return net::SendNoSignal(fd_, data, size);
+  }
+  const int n = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(size, 1 << 30)));
+  if (n > 0) return n;
+  const int err = SSL_get_error(ssl_, n);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    want_ = err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+    errno = EAGAIN;
+  } else {
+    errno = ECONNRESET;
+  }
+  return -1;
+}
+
+ssize_t BlockingClient::Receive(char* data, size_t size) {
+  if (ssl_ == nullptr) {
+    want_ = POLLIN;
+    return net::Recv(fd_, data, size);
+  }
+  const int n = SSL_read(ssl_, data, static_cast<int>(std::min<size_t>(size, 1 << 30)));
+  if (n > 0) return n;
+  const int err = SSL_get_error(ssl_, n);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    want_ = err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+    errno = EAGAIN;
+    return -1;
+  }
+  if (err == SSL_ERROR_ZERO_RETURN) return 0;
+  errno = ECONNRESET;
+  return err == SSL_ERROR_SYSCALL && n == 0 ? 0 : -1;
 }
 
 Result<FetchResponse> BlockingClient::Request(const std::string& method, const std::string& path,
@@ -109,15 +169,18 @@ Result<FetchResponse> BlockingClient::Once(const std::string& request, int64_t d
       return MakeError(ErrorCode::kConnect,
                        fmt::format("cannot connect to {}: {}", base_, net::ErrnoText(err)));
     }
+    if (tls_) {
+      if (auto ok = Handshake(deadline); !ok.ok()) return ok.error();
+    }
   }
   FetchResponse out;
   out.sent_wall_ns = WallNanos();
   size_t sent = 0;
   while (sent < request.size()) {
-    const ssize_t n = net::SendNoSignal(fd_, request.data() + sent, request.size() - sent);
+    const ssize_t n = Send(request.data() + sent, request.size() - sent);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
-      if (!WaitFor(fd_, POLLOUT, deadline))
+      if (!WaitFor(fd_, want_, deadline))
         return MakeError(ErrorCode::kTimeout, "request to " + base_ + " timed out");
       continue;
     }
@@ -129,10 +192,10 @@ Result<FetchResponse> BlockingClient::Once(const std::string& request, int64_t d
   parser.CaptureBody(&out.body, 64 * 1024 * 1024);
   char buf[16 * 1024];
   while (!parser.complete()) {
-    const ssize_t n = net::Recv(fd_, buf, sizeof buf);
+    const ssize_t n = Receive(buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
-      if (!WaitFor(fd_, POLLIN, deadline)) {
+      if (!WaitFor(fd_, want_, deadline)) {
         return MakeError(ErrorCode::kTimeout, fmt::format("{}: no response in time", base_));
       }
       continue;

@@ -1,9 +1,11 @@
 #pragma once
-// A blocking HTTP/1.1 client for the control-plane protocol (agents, `submit`, `runs`): one keep-alive
-// connection, a deadline per request, one fresh-connection retry when a reused connection turned out closed.
-// Not for load: the load path is ClientConnection on an event loop.
+// A blocking HTTP/1.1 client for the control-plane protocol (agents, `submit`, `runs`, `waiter`): one
+// keep-alive connection, a deadline per request, one fresh-connection retry when a reused connection turned
+// out closed. https verifies the server's certificate and host name against the system's CAs (or
+// $SSL_CERT_FILE). Not for load: the load path is ClientConnection on an event loop.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +13,7 @@
 #include "core/result.h"
 #include "http/url.h"
 #include "net/socket.h"
+#include "net/tls.h"
 
 namespace meridian::http {
 
@@ -23,7 +26,8 @@ struct FetchResponse {
 
 class BlockingClient {
  public:
-  // `base` is "http://host:port" (a path prefix is kept); `token` is sent as a bearer token when not empty.
+  // `base` is "http://host:port" or https (a path prefix is kept); `token` is sent as a bearer token when not
+  // empty.
   static Result<BlockingClient> Create(const std::string& base, std::string token);
   BlockingClient(BlockingClient&& o) noexcept;
   BlockingClient& operator=(BlockingClient&& o) noexcept;
@@ -38,12 +42,19 @@ class BlockingClient {
  private:
   BlockingClient() = default;
   Result<FetchResponse> Once(const std::string& request, int64_t deadline_ns, bool* reused);
+  Result<void> Handshake(int64_t deadline_ns);
+  ssize_t Send(const char* data, size_t size);  // like send(): -1 with errno EAGAIN to wait
+  ssize_t Receive(char* data, size_t size);     // like recv()
 
   std::string base_;
   std::string prefix_;
   std::string host_header_;
   std::string token_;
+  std::string host_;  // for SNI and certificate verification
   net::Endpoint endpoint_;
+  std::shared_ptr<net::TlsContext> tls_;  // https only
+  SSL* ssl_ = nullptr;
+  short want_ = 0;  // what the TLS layer waits for after EAGAIN (POLLIN or POLLOUT)
   int fd_ = -1;
 };
 

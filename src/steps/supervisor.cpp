@@ -212,7 +212,7 @@ void Supervisor::Loop() {
       for (auto& in : instances_) {
         in->restart_at = 0;
         if (in->pid > 0 && !in->terminated) in->stop_at = now;
-        if (in->pid <= 0 && !in->done) Finish(*in, in->result.started_ns ? in->result.state : "not_started");
+        if (in->pid <= 0 && !in->done) Finish(*in, in->result.started_ns ? "exited" : "not_started");
       }
     }
     bool all_done = true;

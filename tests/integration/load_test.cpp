@@ -289,11 +289,7 @@ class Tls : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = ::testing::TempDir() + "/meridian-tls-" + std::to_string(getpid());
     std::filesystem::create_directories(dir_);
-    const std::string cmd =
-        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-        "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
-        dir_ + "/key.pem -out " + dir_ + "/cert.pem 2>/dev/null";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << "openssl could not generate a certificate";
+    ASSERT_TRUE(GenerateTestCertificate(dir_)) << "openssl could not generate a certificate";
   }
   static std::string dir_;
 };

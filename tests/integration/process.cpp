@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -221,6 +222,14 @@ std::string HttpsGet(int port, const std::string& path) {
   SSL_CTX_free(ctx);
   if (fd >= 0) close(fd);
   return BodyOf(response);
+}
+
+bool GenerateTestCertificate(const std::string& dir) {
+  const std::string cmd =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+      "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
+      dir + "/key.pem -out " + dir + "/cert.pem 2>/dev/null";
+  return std::system(cmd.c_str()) == 0;
 }
 
 int UnusedPort() {

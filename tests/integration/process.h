@@ -101,4 +101,8 @@ HttpReply HttpCall(int port, const std::string& method, const std::string& path,
 // A port on 127.0.0.1 with nothing listening.
 int UnusedPort();
 
+// Writes a self-signed certificate for localhost and 127.0.0.1 (DIR/cert.pem, DIR/key.pem) with the openssl
+// command; false if that failed.
+bool GenerateTestCertificate(const std::string& dir);
+
 }  // namespace meridian::testing

@@ -203,5 +203,21 @@ TEST(Waiter, BadArgumentsAreNamed) {
   EXPECT_NE(f.err.find("cannot run '/no/such/program'"), std::string::npos) << f.err;
 }
 
+// An https START: the certificate is verified (against $SSL_CERT_FILE here). The target's /api/echo answers
+// 200 without a start instant, so a verified connection waits until --timeout; an unverifiable one says why.
+TEST(Waiter, HttpsStartIsVerified) {
+  TempDir dir;
+  ASSERT_TRUE(GenerateTestCertificate(dir.path));
+  Target target({"--tls-cert", dir.path + "/cert.pem", "--tls-key", dir.path + "/key.pem"});
+  const std::string url = "https://localhost:" + std::to_string(target.port()) + "/api/echo";
+  Finished f = RunFull({"/usr/bin/env", "SSL_CERT_FILE=" + dir.path + "/cert.pem", MeridianBinary(), "waiter",
+                        url, "probe", "0s", "--timeout", "1500ms"});
+  EXPECT_EQ(f.exit_code, 124) << f.err;
+  EXPECT_NE(f.err.find("does not know the start instant yet"), std::string::npos) << f.err;
+  f = RunFull({MeridianBinary(), "waiter", url, "probe", "0s", "--timeout", "1500ms"});
+  EXPECT_EQ(f.exit_code, 124) << f.err;
+  EXPECT_NE(f.err.find("certificate verify failed"), std::string::npos) << f.err;
+}
+
 }  // namespace
 }  // namespace meridian::testing
