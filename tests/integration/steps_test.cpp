@@ -169,6 +169,13 @@ TEST(Steps, InvalidStepsAreNamed) {
   f = RunMeridian({"validate", dir.path + "/both.yaml"});
   EXPECT_EQ(f.exit_code, 2);
   EXPECT_NE(f.err.find("give either command or shell"), std::string::npos) << f.err;
+  // A working directory that does not exist on the agent fails preparation, naming the step.
+  dir.Write("cwd.yaml",
+            "name: c\nsteps:\n  - { name: a, command: [pwd], cwd: /no/such/dir, run_max_time: 1s }\n");
+  f = RunFull({MeridianBinary(), "run", dir.path + "/cwd.yaml", "--state-dir", dir.path + "/state"});
+  EXPECT_EQ(f.exit_code, 1) << f.out << f.err;
+  EXPECT_NE(f.out.find("steps.a.cwd: '/no/such/dir' is not a directory on this agent"), std::string::npos)
+      << f.out;
 }
 
 // examples/ardere-plan.json runs as it is: its steps run in order, its meaningless fields are warned about.
