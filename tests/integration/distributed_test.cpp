@@ -20,12 +20,6 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-// Runs a full command line (binary first) to completion.
-Finished RunFull(const std::vector<std::string>& args, std::chrono::milliseconds deadline = 60'000ms) {
-  Process p(args);
-  return p.Wait(deadline);
-}
-
 // "done: N requests" from an agent's log.
 uint64_t AgentRequests(const std::string& log) {
   // (std::regex is avoided: GCC 12 warns inside it at -O2.)

@@ -224,6 +224,11 @@ std::string HttpsGet(int port, const std::string& path) {
   return BodyOf(response);
 }
 
+Finished RunFull(const std::vector<std::string>& args, std::chrono::milliseconds deadline) {
+  Process p(args);
+  return p.Wait(deadline);
+}
+
 bool GenerateTestCertificate(const std::string& dir) {
   const std::string cmd =
       "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "

@@ -64,6 +64,10 @@ class Process {
   int status_ = 0;
 };
 
+// Runs a full command line (program first) to completion (killed at `deadline`).
+Finished RunFull(const std::vector<std::string>& args,
+                 std::chrono::milliseconds deadline = std::chrono::milliseconds(90'000));
+
 // Runs meridian with args to completion (at most `deadline`).
 Finished RunMeridian(const std::vector<std::string>& args,
                      std::chrono::milliseconds deadline = std::chrono::milliseconds(60'000));

@@ -14,11 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Finished RunFull(const std::vector<std::string>& args, std::chrono::milliseconds deadline = 90'000ms) {
-  Process p(args);
-  return p.Wait(deadline);
-}
-
 std::string LineWith(const std::string& text, const std::string& what) {
   const size_t at = text.find(what);
   if (at == std::string::npos) return {};

@@ -15,11 +15,6 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-Finished RunFull(const std::vector<std::string>& args, std::chrono::milliseconds deadline = 60'000ms) {
-  Process p(args);
-  return p.Wait(deadline);
-}
-
 json ReadJson(const std::string& path) {
   std::ifstream in(path);
   return json::parse(in);

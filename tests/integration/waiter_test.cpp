@@ -51,11 +51,6 @@ std::vector<std::string> Recorder(const std::string& dir) {
       "date +%s%N > " + dir + "/started; echo \"$MERIDIAN_START_AT $MERIDIAN_SERVICE_ID\" > " + dir + "/env"};
 }
 
-Finished RunFull(const std::vector<std::string>& args, std::chrono::milliseconds deadline = 20'000ms) {
-  Process p(args);
-  return p.Wait(deadline);
-}
-
 std::vector<std::string> WaiterArgs(std::vector<std::string> own, const std::vector<std::string>& cmd) {
   own.insert(own.begin(), {MeridianBinary(), "waiter"});
   if (!cmd.empty()) {

@@ -55,10 +55,9 @@ int WaiterMain(int argc, char** argv) {
       "  meridian waiter out/RUN.txt ws-swarm 10s -- ./ws-swarm --conns 5000\n"
       "  meridian waiter out/services.json ws-swarm#2 0s -- ./ws-swarm     # the step's own run_delay\n"
       "  MERIDIAN_TOKEN=... meridian waiter http://ctl:7070/v1/runs/r-1a2b/start probe 0s -- ./probe\n"
-      "\nExit status: CMD's own (the waiter becomes CMD); 0 without CMD; 1 START unusable (malformed, the "
-      "run\n"
-      "ended before starting, token refused); 2 invalid arguments; 124 --timeout expired; 126 CMD not\n"
-      "executable; 127 CMD not found (checked before waiting).");
+      "\nExit status: CMD's own (the waiter becomes CMD); 0 without CMD; 1 START unusable (malformed,\n"
+      "the run ended before starting, token refused); 2 invalid arguments; 124 --timeout expired;\n"
+      "126 CMD not executable; 127 CMD not found (checked before waiting).");
   int code = 0;
   if (!ParseCommandLine(app, own, argv, &code)) return code;
   auto delay = ParseDuration(delay_text);
