@@ -37,11 +37,24 @@ struct Supervisor::Instance {
   bool terminated = false;  // we sent SIGTERM
   bool killed = false;      // we sent SIGKILL
   bool done = false;
+  int64_t next_rss_sample = 0;  // monotonic ns
+  int64_t sampled_rss = 0;      // VmHWM of the command (after the waiter's exec), bytes
 };
 
 namespace {
 
 int64_t MonoFromWall(int64_t wall_ns) { return MonoNanos() + (wall_ns - WallNanos()); }
+
+// The peak resident set of a process's current image (VmHWM starts again at exec, unlike rusage's ru_maxrss,
+// which would include the waiter that exec'd the command); 0 if unknown.
+int64_t PeakRss(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtoll(line.c_str() + 6, nullptr, 10) * 1024;
+  }
+  return 0;
+}
 
 void CloseFd(int& fd) {
   if (fd >= 0) close(fd);
@@ -302,7 +315,13 @@ void Supervisor::Loop() {
     }
     const int64_t after = MonoNanos();
     for (auto& in : instances_) {
-      if (!in->done && in->pid > 0) Reap(*in, after);
+      if (in->done || in->pid <= 0) continue;
+      // After the exec: the waiter's notice pipe closes (close-on-exec) when the command replaced it.
+      if (in->result.started_ns != 0 && in->notify_fd < 0 && after >= in->next_rss_sample) {
+        in->sampled_rss = std::max(in->sampled_rss, PeakRss(in->pid));
+        in->next_rss_sample = after + 200 * kNanosPerMilli;
+      }
+      Reap(*in, after);
     }
   }
 }
@@ -334,8 +353,12 @@ void Supervisor::Reap(Instance& in, int64_t now_mono) {
   CloseFd(in.notify_fd);
   in.result.cpu_seconds += static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                            static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  // Sampled every 200 ms while the command runs; a command that ended before its first sample falls back to
+  // rusage, which counts the waiter too.
   in.result.max_rss_bytes =
-      std::max<int64_t>(in.result.max_rss_bytes, static_cast<int64_t>(ru.ru_maxrss) * 1024);
+      std::max<int64_t>(in.result.max_rss_bytes,
+                        in.sampled_rss > 0 ? in.sampled_rss : static_cast<int64_t>(ru.ru_maxrss) * 1024);
+  in.sampled_rss = 0;
   in.result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   in.result.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   in.result.ended_ns = WallNanos();

@@ -130,5 +130,17 @@ TEST(Supervisor, LogsKeepTheHeadAndTheTail) {
   EXPECT_EQ(r.log, "HEAD567890\n[… 2000 bytes not kept …]\nTAIL567890");
 }
 
+// Peak RSS is the command's own (not the waiter's before the exec), and it sees what the command allocated.
+TEST(Supervisor, PeakRssIsTheCommands) {
+  Supervisor sup(Config(),
+                 {Sh("small", "exec sleep 0.6", 0, 5000),
+                  Sh("big", "x=$(head -c 40000000 /dev/zero | tr '\\0' a); sleep 0.6; echo ${#x}", 0, 5000)});
+  ASSERT_TRUE(sup.Start(WallNanos()).ok());
+  const auto results = sup.Wait();
+  EXPECT_LT(results[0].max_rss_bytes, 8 << 20) << results[0].max_rss_bytes;
+  EXPECT_GT(results[1].max_rss_bytes, 40 << 20) << results[1].max_rss_bytes;
+  EXPECT_EQ(results[1].log, "40000000\n");
+}
+
 }  // namespace
 }  // namespace meridian::steps

@@ -257,5 +257,24 @@ TEST(Steps, StatsdFromStepsReachesSummaryAndThresholds) {
       << f.err;
 }
 
+// examples/staged.yaml: load, a warm-up step and a StatsD probe swarm, with thresholds on all three.
+TEST(Steps, StagedExamplePasses) {
+  Target target;
+  TempDir dir;
+  const Finished f =
+      RunFull({MeridianBinary(), "run", std::string(MERIDIAN_SOURCE_DIR) + "/examples/staged.yaml", "--vars",
+               "base=" + target.url(), "--state-dir", dir.path + "/state", "--out", dir.path + "/out"});
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  EXPECT_NE(f.out.find("✓ probe.checks count>20"), std::string::npos) << f.out;
+  const json summary = ReadJson(dir.path + "/out/summary.json");
+  EXPECT_EQ(summary["requests"]["count"], 150) << summary.dump();
+  const json* probe = Instance(summary, "probe", 1);
+  ASSERT_NE(probe, nullptr);
+  EXPECT_EQ((*probe)["state"], "stopped");  // SIGTERM at run_max_time; its trap exits 0
+  EXPECT_EQ((*probe)["exit_code"], 0);
+  EXPECT_GT((*probe)["started_ns"].get<int64_t>(),
+            (*Instance(summary, "warm-cache", 0))["ended_ns"].get<int64_t>());
+}
+
 }  // namespace
 }  // namespace meridian::testing
