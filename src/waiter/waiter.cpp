@@ -25,6 +25,9 @@ namespace {
 
 using nlohmann::json;
 
+// The latest instant accepted (the year 2255): in nanoseconds it and any delay still fit an int64.
+constexpr int64_t kMaxEpochSeconds = 9'000'000'000;
+
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
@@ -59,7 +62,7 @@ Result<int64_t> ParseEpochSeconds(std::string_view t, const std::string& source)
   if (whole.size() > 11) return bad("too large (milliseconds or nanoseconds? RUN.txt holds seconds)");
   int64_t seconds = 0;
   for (char c : whole) seconds = seconds * 10 + (c - '0');
-  if (seconds > 99'999'999'999LL / 10) return bad("too large (milliseconds? RUN.txt holds seconds)");
+  if (seconds > kMaxEpochSeconds) return bad("too large (milliseconds? RUN.txt holds seconds)");
   int64_t nanos = 0;
   int64_t scale = 100'000'000;
   for (char c : frac.substr(0, 9)) {
@@ -72,9 +75,9 @@ Result<int64_t> ParseEpochSeconds(std::string_view t, const std::string& source)
 Result<int64_t> SecondsField(const json& v, const std::string& source, const std::string& field) {
   if (v.is_number()) {
     const double seconds = v.get<double>();
-    if (!(seconds >= 0 && seconds < 1e10)) {
+    if (!(seconds >= 0 && seconds <= static_cast<double>(kMaxEpochSeconds))) {
       return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("{}: {} must be epoch seconds (0 to 1e10; milliseconds?)", source, field));
+                       fmt::format("{}: {} must be epoch seconds (0 to 9e9; milliseconds?)", source, field));
     }
     return static_cast<int64_t>(seconds * 1e9);
   }
@@ -102,6 +105,11 @@ Result<std::optional<StartInfo>> ParseStart(const std::string& text, const std::
   StartInfo info;
   if (auto it = j.find("start_at_ns"); it != j.end() && it->is_number_integer()) {
     info.start_at_ns = it->get<int64_t>();
+    if (info.start_at_ns > kMaxEpochSeconds * 1'000'000'000) {
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("{}: start_at_ns is beyond the year 2255 (seconds or milliseconds?)", source));
+    }
   } else if (auto at = j.find("start_at"); at != j.end() && !at->is_null()) {
     auto ns = SecondsField(*at, source, "start_at");
     if (!ns.ok()) return ns.error();

@@ -69,6 +69,13 @@ TEST(ParseStart, MalformedStartSaysWhatWasExpected) {
   s = ParseStart(R"({"start_at": true})", "x", "START");
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("start_at must be epoch seconds"), std::string::npos);
+  // Instants whose nanoseconds would not fit (found by the fuzzer) are refused, whichever way they are
+  // written.
+  for (const char* far : {"9999999999.5", R"({"start_at": 9715327092.5})", R"({"start_at": "9999999999"})",
+                          R"({"start_at_ns": 9223372036854775807})"}) {
+    s = ParseStart(far, "x", "START");
+    EXPECT_FALSE(s.ok()) << far;
+  }
   s = ParseStart("-5", "x", "START");
   ASSERT_FALSE(s.ok());
 }
