@@ -150,7 +150,8 @@ class Agent::RunExecution {
     for (const auto& spec : specs) {
       std::error_code ec;
       if (!spec.cwd.empty() && !std::filesystem::is_directory(spec.cwd, ec)) {
-        return NotReady(fmt::format("steps.{}.cwd: '{}' is not a directory on this agent", spec.step, spec.cwd));
+        return NotReady(
+            fmt::format("steps.{}.cwd: '{}' is not a directory on this agent", spec.step, spec.cwd));
       }
     }
     // Each instance's StatsD goes to its own socket ($MERIDIAN_STATSD), so its samples carry step and
@@ -371,7 +372,8 @@ class Agent::RunExecution {
     // Logs share a budget that keeps done well under the control plane's body limit (8 MiB by default): each
     // keeps its head and tail within its share.
     constexpr size_t kLogBudget = 4u << 20;
-    const size_t share = step_results.empty() ? kLogBudget : std::max<size_t>(1024, kLogBudget / step_results.size());
+    const size_t share =
+        step_results.empty() ? kLogBudget : std::max<size_t>(1024, kLogBudget / step_results.size());
     const auto trimmed = [&](const std::string& log) {
       if (log.size() <= share) return log;
       return log.substr(0, share / 4) + fmt::format("\n[… {} bytes not sent …]\n", log.size() - share) +

@@ -224,14 +224,16 @@ TEST(Plan, ArdereErrorsNameTheField) {
   EXPECT_NE(p.error().message.find("dup.json:3:"), std::string::npos) << p.error().message;
   EXPECT_NE(p.error().message.find("steps[1].name: 'a' is already the name of steps[0]"), std::string::npos)
       << p.error().message;
-  p = ParsePlan(R"({"ecs_name": "x", "name": "n", "steps": [{"name": "a", "instance_count": 1, "cmd": "true"}]})",
-                "t.json");
+  p = ParsePlan(
+      R"({"ecs_name": "x", "name": "n", "steps": [{"name": "a", "instance_count": 1, "cmd": "true"}]})",
+      "t.json");
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.error().message.find("steps[0].run_max_time: is required (seconds)"), std::string::npos)
       << p.error().message;
-  p = ParsePlan(R"({"ecs_name": "x", "name": "n", "steps": [{"name": "a", "instance_count": 1, "run_max_time": 5,
+  p = ParsePlan(
+      R"({"ecs_name": "x", "name": "n", "steps": [{"name": "a", "instance_count": 1, "run_max_time": 5,
     "cmd": "true", "instance_typo": "t2"}]})",
-                "t.json");
+      "t.json");
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.error().message.find("instance_typo: unknown key"), std::string::npos) << p.error().message;
 }
