@@ -81,7 +81,7 @@ class Supervisor {
  private:
   struct Instance;
   void Loop();
-  void Spawn(Instance& in, bool through_waiter);
+  void Spawn(Instance& in);  // through the waiter
   void Reap(Instance& in, int64_t now_mono);
   void Finish(Instance& in, const std::string& state);
 

@@ -120,7 +120,7 @@ Result<void> Supervisor::Start(int64_t start_at_wall_ns) {
     in->result.intended_ns = start_at_wall_ns + in->spec.run_delay_ns;
     in->stop_at = start_mono + in->spec.run_delay_ns + in->spec.run_max_time_ns;
     if (stop_.load()) continue;
-    Spawn(*in, true);
+    Spawn(*in);
   }
   thread_ = std::thread([this] { Loop(); });
   return {};
@@ -131,20 +131,17 @@ void Supervisor::StopAll() {
   if (wake_[1] >= 0) (void)!write(wake_[1], "x", 1);
 }
 
-void Supervisor::Spawn(Instance& in, bool through_waiter) {
-  std::vector<std::string> args;
+void Supervisor::Spawn(Instance& in) {
   const std::string id = fmt::format("{}#{}", in.spec.step, in.spec.instance);
-  if (through_waiter) {
-    args = {config_.meridian_binary,
-            "waiter",
-            dir_ + "/START",
-            id,
-            fmt::format("{}ns", in.spec.run_delay_ns),
-            "--timeout",
-            fmt::format("{}ns", in.spec.run_delay_ns + 3600 * kNanosPerSecond),
-            "-q",
-            "--"};
-  }
+  std::vector<std::string> args = {config_.meridian_binary,
+                                   "waiter",
+                                   dir_ + "/START",
+                                   id,
+                                   fmt::format("{}ns", in.spec.run_delay_ns),
+                                   "--timeout",
+                                   fmt::format("{}ns", in.spec.run_delay_ns + 3600 * kNanosPerSecond),
+                                   "-q",
+                                   "--"};
   args.insert(args.end(), in.spec.argv.begin(), in.spec.argv.end());
 
   int log_pipe[2], notify_pipe[2] = {-1, -1};
@@ -152,7 +149,7 @@ void Supervisor::Spawn(Instance& in, bool through_waiter) {
     in.result.error = fmt::format("pipe: {}", std::strerror(errno));
     return;
   }
-  if (through_waiter && pipe2(notify_pipe, O_CLOEXEC) != 0) {
+  if (pipe2(notify_pipe, O_CLOEXEC) != 0) {
     close(log_pipe[0]);
     close(log_pipe[1]);
     in.result.error = fmt::format("pipe: {}", std::strerror(errno));
@@ -169,7 +166,7 @@ void Supervisor::Spawn(Instance& in, bool through_waiter) {
   env["MERIDIAN_RUN_ID"] = config_.run_id;
   env["MERIDIAN_STEP"] = in.spec.step;
   env["MERIDIAN_INSTANCE"] = std::to_string(in.spec.instance);
-  if (through_waiter) env["MERIDIAN_WAITER_FD"] = "3";
+  env["MERIDIAN_WAITER_FD"] = "3";
   std::vector<std::string> env_lines;
   for (const auto& [k, v] : env) env_lines.push_back(k + "=" + v);
   std::vector<char*> envp, argv;
@@ -183,7 +180,7 @@ void Supervisor::Spawn(Instance& in, bool through_waiter) {
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, log_pipe[1], 1);
   posix_spawn_file_actions_adddup2(&actions, log_pipe[1], 2);
-  if (through_waiter) posix_spawn_file_actions_adddup2(&actions, notify_pipe[1], 3);
+  posix_spawn_file_actions_adddup2(&actions, notify_pipe[1], 3);
   if (!in.spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, in.spec.cwd.c_str());
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
@@ -212,7 +209,6 @@ void Supervisor::Spawn(Instance& in, bool through_waiter) {
   in.notify_text.clear();
   fcntl(in.log_fd, F_SETFL, O_NONBLOCK);
   if (in.notify_fd >= 0) fcntl(in.notify_fd, F_SETFL, O_NONBLOCK);
-  if (!through_waiter && in.result.started_ns == 0) in.result.started_ns = WallNanos();
 }
 
 void Supervisor::Loop() {
@@ -250,7 +246,7 @@ void Supervisor::Loop() {
         } else if (now >= in->restart_at) {
           in->restart_at = 0;
           ++in->result.restarts;
-          Spawn(*in, false);
+          Spawn(*in);  // through the waiter again (the instant has passed: it execs at once)
           if (in->pid <= 0) Finish(*in, "exited");
         } else {
           next = std::min(next, in->restart_at);

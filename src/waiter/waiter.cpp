@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,6 +154,15 @@ class Waiter {
       : o_(o), deadline_mono_(MonoNanos() + o.timeout_ns), rng_(std::random_device{}()) {}
 
   int Run() {
+    if (getenv("MERIDIAN_WAITER_FD") != nullptr) {
+      // Under meridian's supervisor: the waiter, and the command it becomes, get SIGTERM when the agent goes
+      // away (kill -9 included), so no step outlives its agent unnoticed.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() == 1) {
+        Complain("the supervising agent is gone; not starting");
+        return kExitStartError;
+      }
+    }
     if (!o_.command.empty()) {
       if (int code = CheckCommand(); code != 0) return code;
     }

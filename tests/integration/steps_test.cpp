@@ -1,10 +1,12 @@
 // Command steps through the real binary: agents launch them through the waiter, stop them, restart them, and
 // the summary, services.json and `runs logs` show each instance.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "cluster.h"
 #include "process.h"
@@ -274,6 +276,41 @@ TEST(Steps, StagedExamplePasses) {
   EXPECT_EQ((*probe)["exit_code"], 0);
   EXPECT_GT((*probe)["started_ns"].get<int64_t>(),
             (*Instance(summary, "warm-cache", 0))["ended_ns"].get<int64_t>());
+}
+
+// A step does not outlive its agent: kill -9 of the agent sends the step SIGTERM (the waiter set the
+// parent-death signal before it exec'd the command).
+TEST(Steps, AKilledAgentTakesItsStepsWithIt) {
+  Cluster cluster;
+  cluster.StartServer();
+  Process& agent = cluster.StartAgent("local", "a1");
+  cluster.AwaitAgents(1);
+  TempDir dir;
+  const std::string plan = cluster.WritePlan(
+      "orphan.yaml",
+      "name: orphan\nstart_buffer: 300ms\nheartbeat_timeout: 2s\nregions: { local: {} }\nsteps:\n"
+      "  - { name: long, command: [/bin/sh, -c, 'echo $$ > " +
+          dir.path + "/pid; exec sleep 60'], run_max_time: 60s }\n");
+  Process submit(cluster.Submit(plan));
+  pid_t pid = 0;
+  for (int i = 0; i < 500 && pid == 0; ++i) {
+    std::this_thread::sleep_for(20ms);
+    std::ifstream in(dir.path + "/pid");
+    in >> pid;
+  }
+  ASSERT_GT(pid, 0) << "the step did not start";
+  ASSERT_EQ(kill(pid, 0), 0);
+  agent.Signal(SIGKILL);
+  bool gone = false;
+  for (int i = 0; i < 300 && !gone; ++i) {
+    std::this_thread::sleep_for(10ms);
+    gone = kill(pid, 0) != 0;
+  }
+  EXPECT_TRUE(gone) << "the step (pid " << pid << ") outlived its agent";
+  if (!gone) kill(pid, SIGKILL);
+  // The control plane notices the lost agent and ends the run (errored, exit 1).
+  const Finished f = submit.Wait(30'000ms);
+  EXPECT_EQ(f.exit_code, 1) << f.out << f.err;
 }
 
 }  // namespace
