@@ -95,29 +95,9 @@ Result<void> BlockingClient::Handshake(int64_t deadline) {
   }
 }
 
-ssize_t BlockingClient::Send(const char* data, size_t size) {
-  if (ssl_ == nullptr) {
-    want_ = POLLOUT;
-    return net::SendNoSignal(fd_, data, size);
-  }
-  const int n = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(size, 1 << 30)));
-  if (n > 0) return n;
-  const int err = SSL_get_error(ssl_, n);
-  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-    want_ = err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-    errno = EAGAIN;
-  } else {
-    errno = ECONNRESET;
-  }
-  return -1;
-}
-
-ssize_t BlockingClient::Receive(char* data, size_t size) {
-  if (ssl_ == nullptr) {
-    want_ = POLLIN;
-    return net::Recv(fd_, data, size);
-  }
-  const int n = SSL_read(ssl_, data, static_cast<int>(std::min<size_t>(size, 1 << 30)));
+// SSL_read/SSL_write's outcome as recv()/send() give theirs: bytes, 0 at the end of the stream, or -1 with
+// errno (EAGAIN: wait for want_).
+ssize_t BlockingClient::SslResult(int n) {
   if (n > 0) return n;
   const int err = SSL_get_error(ssl_, n);
   if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
@@ -125,9 +105,27 @@ ssize_t BlockingClient::Receive(char* data, size_t size) {
     errno = EAGAIN;
     return -1;
   }
-  if (err == SSL_ERROR_ZERO_RETURN) return 0;
+  if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && n == 0)) return 0;
   errno = ECONNRESET;
-  return err == SSL_ERROR_SYSCALL && n == 0 ? 0 : -1;
+  return -1;
+}
+
+ssize_t BlockingClient::Send(const char* data, size_t size) {
+  if (ssl_ == nullptr) {
+    want_ = POLLOUT;
+    return net::SendNoSignal(fd_, data, size);
+  }
+  const ssize_t n = SslResult(SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(size, 1 << 30))));
+  if (n == 0) errno = ECONNRESET;  // the peer closed while we were writing
+  return n == 0 ? -1 : n;
+}
+
+ssize_t BlockingClient::Receive(char* data, size_t size) {
+  if (ssl_ == nullptr) {
+    want_ = POLLIN;
+    return net::Recv(fd_, data, size);
+  }
+  return SslResult(SSL_read(ssl_, data, static_cast<int>(std::min<size_t>(size, 1 << 30))));
 }
 
 Result<FetchResponse> BlockingClient::Request(const std::string& method, const std::string& path,

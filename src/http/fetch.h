@@ -45,6 +45,7 @@ class BlockingClient {
   Result<void> Handshake(int64_t deadline_ns);
   ssize_t Send(const char* data, size_t size);  // like send(): -1 with errno EAGAIN to wait
   ssize_t Receive(char* data, size_t size);     // like recv()
+  ssize_t SslResult(int n);
 
   std::string base_;
   std::string prefix_;

@@ -40,18 +40,23 @@ struct Rig {
   Result<void> Run(const std::string& source, uint32_t vus, uint64_t iterations,
                    std::map<std::string, std::string> more_files = {}, int64_t iteration_timeout_ns = 0,
                    std::map<std::string, std::string> env = {}) {
+    more_files["script.js"] = source;
+    return RunScenarios({Scenario("default", "script.js", more_files, vus, iterations, iteration_timeout_ns,
+                                  std::move(env))});
+  }
+
+  // A script scenario: `files` (the entry among them) with __ENV.BASE set to the target.
+  loadgen::ScenarioPlan Scenario(const std::string& name, const std::string& entry,
+                                 std::map<std::string, std::string> files, uint32_t vus, uint64_t iterations,
+                                 int64_t iteration_timeout_ns = 0,
+                                 std::map<std::string, std::string> env = {}) {
     auto options = std::make_shared<ScriptOptions>();
-    options->bundle.entry = "script.js";
-    options->bundle.files["script.js"] = source;
-    for (auto& [k, v] : more_files) options->bundle.files[k] = v;
-    options->scenario = "default";
+    options->bundle.entry = entry;
+    options->bundle.files = std::move(files);
+    options->scenario = name;
+    options->env = std::move(env);
     options->env["BASE"] = base;
-    for (auto& [k, v] : env) options->env[k] = v;
     options->iteration_timeout_ns = iteration_timeout_ns;
-    auto config = std::make_shared<loadgen::RunConfig>();
-    config->threads = 1;
-    config->names = names;
-    config->request_timeout_ns = 5'000 * kMs;
     loadgen::ExecutorConfig e = executor;
     if (iterations > 0) {
       e.type = loadgen::ExecutorType::kSharedIterations;
@@ -59,7 +64,16 @@ struct Rig {
       e.iterations = iterations;
       e.max_duration_ns = 20'000 * kMs;
     }
-    config->scenarios.push_back(loadgen::ScenarioPlan{"default", e, ScriptFactoryMaker(options)});
+    return loadgen::ScenarioPlan{name, e, ScriptFactoryMaker(options)};
+  }
+
+  // Runs the scenarios on one worker thread.
+  Result<void> RunScenarios(std::vector<loadgen::ScenarioPlan> scenarios) {
+    auto config = std::make_shared<loadgen::RunConfig>();
+    config->threads = 1;
+    config->names = names;
+    config->request_timeout_ns = 5'000 * kMs;
+    config->scenarios = std::move(scenarios);
     loadgen::Engine engine(config);
     auto r = engine.Run({});
     if (!r.ok()) return r.error();
@@ -395,27 +409,8 @@ TEST(Script, ConstellationForm) {
 // each scenario's iterations, checks and requests are counted as its own.
 TEST(Script, TwoScenariosShareAWorkerThread) {
   Rig rig;
-  auto scenario = [&](const std::string& name, const std::string& entry, const std::string& source,
-                      uint32_t vus, uint64_t iterations) {
-    auto options = std::make_shared<ScriptOptions>();
-    options->bundle.entry = entry;
-    options->bundle.files[entry] = source;
-    options->bundle.files["lib/state.js"] =
-        "export let calls = 0;\nexport function bump() { return ++calls; }\n";
-    options->scenario = name;
-    options->env["BASE"] = rig.base;
-    loadgen::ExecutorConfig e;
-    e.type = loadgen::ExecutorType::kSharedIterations;
-    e.vus = vus;
-    e.iterations = iterations;
-    e.max_duration_ns = 20'000 * kMs;
-    return loadgen::ScenarioPlan{name, e, ScriptFactoryMaker(options)};
-  };
-  auto config = std::make_shared<loadgen::RunConfig>();
-  config->threads = 1;
-  config->names = rig.names;
-  config->request_timeout_ns = 5'000 * kMs;
-  config->scenarios.push_back(scenario("shop", "shop.js", R"js(
+  const std::string state = "export let calls = 0;\nexport function bump() { return ++calls; }\n";
+  const std::string shop = R"js(
     import { http, check, sleep, group } from 'meridian';
     import { bump } from './lib/state.js';
     globalThis.owner = 'shop';
@@ -430,9 +425,8 @@ TEST(Script, TwoScenariosShareAWorkerThread) {
       // 30 iterations bump this realm's copy of lib/state.js 30 times; cart's 20 bumps go to its own copy.
       check(n, { 'shop: own module state': (c) => c >= 1 && c <= 30 });
     }
-  )js",
-                                       3, 30));
-  config->scenarios.push_back(scenario("cart", "cart.js", R"js(
+  )js";
+  const std::string cart = R"js(
     import { bump } from './lib/state.js';
     import { check } from 'meridian';
     globalThis.owner = 'cart';
@@ -445,12 +439,11 @@ TEST(Script, TwoScenariosShareAWorkerThread) {
       check(globalThis.owner, { 'cart: own global': (o) => o === 'cart' });
       check(bump(), { 'cart: own module state': (c) => c >= 1 && c <= 20 });
     };
-  )js",
-                                       2, 20));
-  loadgen::Engine engine(config);
-  auto r = engine.Run({});
-  ASSERT_TRUE(r.ok()) << r.error().message;
-  rig.result = std::move(r).value();
+  )js";
+  auto ok = rig.RunScenarios(
+      {rig.Scenario("shop", "shop.js", {{"shop.js", shop}, {"lib/state.js", state}}, 3, 30),
+       rig.Scenario("cart", "cart.js", {{"cart.js", cart}, {"lib/state.js", state}}, 2, 20)});
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
   ASSERT_EQ(rig.result.totals.scenarios.size(), 2u);
   EXPECT_EQ(rig.result.totals.scenarios.at(0).iterations, 30u);
   EXPECT_EQ(rig.result.totals.scenarios.at(0).failed_iterations, 0u);

@@ -98,6 +98,13 @@ void MergeScriptMetrics(IntervalSnapshot& into, const IntervalSnapshot& o) {
 }
 }  // namespace
 
+bool IsStepMetricName(std::string_view name) {
+  return !name.empty() && name.size() <= 200 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
+}
+
 void StepMetric::Merge(const StepMetric& o) {
   if (o.count == 0) return;
   min = count == 0 ? o.min : std::min(min, o.min);

@@ -130,6 +130,10 @@ struct NameEntry {
   bool step_metric() const { return kind >= Kind::kCounter; }
 };
 
+// A name a step may give its StatsD metrics (and thresholds may name): 1-200 of letters, digits, '_', '.',
+// '-'.
+bool IsStepMetricName(std::string_view name);
+
 // A step's StatsD metric in one interval. Counters: `sum` of the (rate-scaled) increments. Gauges: `last`
 // value set, with `min` and `max` (`count` > 0 when set in the interval). Timers: `values` (ms -> ns) and
 // `sum` of the milliseconds.

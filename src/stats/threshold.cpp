@@ -27,13 +27,6 @@ constexpr MetricInfo kMetrics[] = {
 constexpr const char* kTags[] = {"region", "scenario", "name", "status",
                                  "group",  "check",    "step", "instance"};
 
-bool StepMetricName(std::string_view s) {
-  return !s.empty() && s.size() <= 200 && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '.' || c == '-';
-  });
-}
-
 std::string AllowedMetrics() {
   std::string s;
   for (const auto& m : kMetrics) s += (s.empty() ? "" : ", ") + std::string(m.name);
@@ -102,7 +95,7 @@ Result<ThresholdSet> ParseThresholdKey(std::string_view key, bool step_metrics) 
     }
     return false;
   };
-  if (!found && step_metrics && StepMetricName(metric) && !builtin_like(metric)) {
+  if (!found && step_metrics && IsStepMetricName(metric) && !builtin_like(metric)) {
     set.metric = std::string(metric);
     set.kind = MetricKind::kStep;
     found = true;

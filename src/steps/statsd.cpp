@@ -21,11 +21,6 @@ namespace {
 
 using Kind = stats::NameEntry::Kind;
 
-bool NameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-         c == '-';
-}
-
 Result<double> Number(std::string_view text, std::string_view what) {
   double v = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -47,7 +42,7 @@ Result<StatsdSample> ParseStatsdLine(std::string_view line) {
   if (colon == std::string_view::npos) return bad("no ':' after the name");
   StatsdSample s;
   const std::string_view name = line.substr(0, colon);
-  if (name.empty() || name.size() > 200 || !std::all_of(name.begin(), name.end(), NameChar)) {
+  if (!stats::IsStepMetricName(name)) {
     return bad("the name must be 1-200 of letters, digits, '_', '.', '-'");
   }
   s.name = std::string(name);
