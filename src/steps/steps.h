@@ -81,7 +81,8 @@ class Supervisor {
  private:
   struct Instance;
   void Loop();
-  void Spawn(Instance& in);  // through the waiter
+  void Spawn(Instance& in);               // through the waiter
+  void ReadPipe(Instance& in, bool log);  // what is there of the log (or the waiter's notice) pipe
   void Reap(Instance& in, int64_t now_mono);
   void Finish(Instance& in, const std::string& state);
 

@@ -212,7 +212,7 @@ void Supervisor::Spawn(Instance& in) {
 }
 
 void Supervisor::Loop() {
-  std::vector<char> buf(64 * 1024);
+  char drop[256];
   bool stopping = false;
   while (true) {
     const int64_t now = MonoNanos();
@@ -277,37 +277,11 @@ void Supervisor::Loop() {
       if (fds[i].revents == 0) continue;
       Instance* in = owners[i].first;
       if (in == nullptr) {
-        while (read(wake_[0], buf.data(), buf.size()) > 0) {
+        while (read(wake_[0], drop, sizeof drop) > 0) {
         }
         continue;
       }
-      int& fd = owners[i].second ? in->log_fd : in->notify_fd;
-      while (fd >= 0) {
-        const ssize_t n = read(fd, buf.data(), buf.size());
-        if (n > 0) {
-          if (owners[i].second) {
-            in->result.log_bytes += static_cast<uint64_t>(n);
-            size_t used = 0;
-            if (in->head.size() < config_.log_head_bytes) {
-              used = std::min(static_cast<size_t>(n), config_.log_head_bytes - in->head.size());
-              in->head.append(buf.data(), used);
-            }
-            in->tail.append(buf.data() + used, static_cast<size_t>(n) - used);
-            if (in->tail.size() > 2 * config_.log_tail_bytes) {
-              in->tail.erase(0, in->tail.size() - config_.log_tail_bytes);
-            }
-          } else {
-            in->notify_text.append(buf.data(), static_cast<size_t>(n));
-            if (in->notify_text.rfind("exec ", 0) == 0 && in->notify_text.find('\n') != std::string::npos &&
-                in->result.started_ns == 0) {
-              in->result.started_ns = std::strtoll(in->notify_text.c_str() + 5, nullptr, 10);
-            }
-          }
-          continue;
-        }
-        if (n == 0 || (errno != EAGAIN && errno != EINTR)) CloseFd(fd);
-        break;
-      }
+      ReadPipe(*in, owners[i].second);
     }
     const int64_t after = MonoNanos();
     for (auto& in : instances_) {
@@ -322,30 +296,47 @@ void Supervisor::Loop() {
   }
 }
 
+void Supervisor::ReadPipe(Instance& in, bool log) {
+  int& fd = log ? in.log_fd : in.notify_fd;
+  char buf[16384];
+  while (fd >= 0) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) {
+      if (n == 0 || (errno != EAGAIN && errno != EINTR)) CloseFd(fd);
+      return;
+    }
+    const size_t size = static_cast<size_t>(n);
+    if (!log) {
+      in.notify_text.append(buf, size);
+      if (in.result.started_ns == 0 && in.notify_text.rfind("exec ", 0) == 0 &&
+          in.notify_text.find('\n') != std::string::npos) {
+        in.result.started_ns = std::strtoll(in.notify_text.c_str() + 5, nullptr, 10);
+      }
+      continue;
+    }
+    // The log: the first log_head bytes, then the newest (at most twice log_tail kept between trims).
+    in.result.log_bytes += size;
+    size_t used = 0;
+    if (in.head.size() < config_.log_head_bytes) {
+      used = std::min(size, config_.log_head_bytes - in.head.size());
+      in.head.append(buf, used);
+    }
+    in.tail.append(buf + used, size - used);
+    if (in.tail.size() > 2 * config_.log_tail_bytes)
+      in.tail.erase(0, in.tail.size() - config_.log_tail_bytes);
+  }
+}
+
 void Supervisor::Reap(Instance& in, int64_t now_mono) {
   int status = 0;
   rusage ru{};
   const pid_t r = wait4(in.pid, &status, WNOHANG, &ru);
   if (r != in.pid) return;
   in.pid = -1;
-  // What the process wrote last is still in the pipe: read it before the pipe goes.
-  if (in.log_fd >= 0) {
-    char buf[16384];
-    ssize_t n;
-    while ((n = read(in.log_fd, buf, sizeof buf)) > 0) {
-      in.result.log_bytes += static_cast<uint64_t>(n);
-      in.tail.append(buf, static_cast<size_t>(n));
-    }
-  }
+  // What the process wrote last is still in the pipes: read it before they go.
+  ReadPipe(in, true);
+  ReadPipe(in, false);
   CloseFd(in.log_fd);
-  if (in.notify_fd >= 0) {
-    char buf[128];
-    ssize_t n;
-    while ((n = read(in.notify_fd, buf, sizeof buf)) > 0) in.notify_text.append(buf, static_cast<size_t>(n));
-    if (in.result.started_ns == 0 && in.notify_text.rfind("exec ", 0) == 0) {
-      in.result.started_ns = std::strtoll(in.notify_text.c_str() + 5, nullptr, 10);
-    }
-  }
   CloseFd(in.notify_fd);
   in.result.cpu_seconds += static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                            static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;

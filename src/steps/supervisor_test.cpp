@@ -128,6 +128,14 @@ TEST(Supervisor, LogsKeepTheHeadAndTheTail) {
   const auto r = sup.Wait()[0];
   EXPECT_EQ(r.log_bytes, 2020u);
   EXPECT_EQ(r.log, "HEAD567890\n[… 2000 bytes not kept …]\nTAIL567890");
+  // All of it written at once just before exiting (it may be read only when the process is reaped): the head
+  // is kept too.
+  Supervisor burst(c, {Sh("burst", "printf 'HEAD567890%02000dTAIL567890' 0", 0, 5000)});
+  ASSERT_TRUE(burst.Start(WallNanos()).ok());
+  const auto b = burst.Wait()[0];
+  EXPECT_EQ(b.log_bytes, 2020u);
+  EXPECT_EQ(b.log.substr(0, 10), "HEAD567890");
+  EXPECT_EQ(b.log.substr(b.log.size() - 10), "TAIL567890");
 }
 
 // Peak RSS is the command's own (not the waiter's before the exec), and it sees what the command allocated.
