@@ -109,6 +109,7 @@ Result<std::shared_ptr<Context>> Context::ForThisThread(uint32_t heap_max_bytes)
   // Async stacks (the stack captured at every await and promise reaction, for debuggers) cost a stack walk
   // per promise; error messages use the synchronous stack of the throw, which stays.
   JS::ContextOptionsRef(cx).setAsyncStack(false);
+  JS_SetContextPrivate(cx, c.get());
   JS::SetJobQueue(cx, c.get());
   if (!JS::InitSelfHostedCode(cx))
     return MakeError(ErrorCode::kInternal, "JavaScript self-hosted code failed");
@@ -137,6 +138,9 @@ Context::~Context() {
 void Context::Remove(Runtime* rt) { std::erase(runtimes_, rt); }
 
 Runtime* Context::Current(JSContext* cx) {
+  // Every native asks: with one scenario on the thread (the usual case) the answer needs no realm lookup.
+  const auto* context = static_cast<const Context*>(JS_GetContextPrivate(cx));
+  if (context != nullptr && context->runtimes_.size() == 1) return context->runtimes_.front();
   JS::Realm* realm = JS::GetCurrentRealmOrNull(cx);
   return realm != nullptr ? static_cast<Runtime*>(JS::GetRealmPrivate(realm)) : nullptr;
 }
