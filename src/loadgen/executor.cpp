@@ -133,7 +133,8 @@ uint32_t ExecutorConfig::MaxVus() const {
     case ExecutorType::kRampingVus: {
       double m = start_vus;
       for (const auto& s : stages) m = std::max(m, s.target);
-      return static_cast<uint32_t>(m);
+      // Validate() refuses targets above its limit; clamp so that an unvalidated config converts safely.
+      return static_cast<uint32_t>(std::clamp(m, 0.0, 4e9));
     }
     case ExecutorType::kConstantArrivalRate:
     case ExecutorType::kRampingArrivalRate:
@@ -145,6 +146,7 @@ uint32_t ExecutorConfig::MaxVus() const {
 Result<void> ExecutorConfig::Validate() const {
   const char* name = ExecutorName(type);
   constexpr uint32_t kMaxVusLimit = 1'000'000;
+  constexpr uint64_t kMaxRatePerSecond = 10'000'000;
   if (start_time_ns < 0) return Invalid("start_time must not be negative");
   if (graceful_stop_ns < 0) return Invalid("graceful_stop must not be negative");
   switch (type) {
@@ -171,6 +173,10 @@ Result<void> ExecutorConfig::Validate() const {
         if (type == ExecutorType::kRampingVus && stages[i].target != std::floor(stages[i].target)) {
           return Invalid(fmt::format("{}: stages[{}].target must be a whole number of VUs", name, i));
         }
+        if (type == ExecutorType::kRampingVus && stages[i].target > kMaxVusLimit) {
+          return Invalid(
+              fmt::format("{}: stages[{}].target: at most {} VUs are supported", name, i, kMaxVusLimit));
+        }
       }
       if (ScheduledDuration() <= 0)
         return Invalid(fmt::format("{}: the stages must last longer than 0", name));
@@ -187,6 +193,13 @@ Result<void> ExecutorConfig::Validate() const {
     if (time_unit_ns <= 0) return Invalid(fmt::format("{}: time_unit must be greater than 0", name));
     if (!(rate >= 0) || !std::isfinite(rate))
       return Invalid(fmt::format("{}: rate must be a number >= 0", name));
+    double peak = rate;
+    for (const auto& st : stages) peak = std::max(peak, st.target);
+    if (peak * 1e9 / static_cast<double>(time_unit_ns) > static_cast<double>(kMaxRatePerSecond)) {
+      return Invalid(
+          fmt::format("{}: at most {} iterations per second are supported (rate and stage targets)", name,
+                      kMaxRatePerSecond));
+    }
     if (pre_allocated_vus < 1) return Invalid(fmt::format("{}: pre_allocated_vus must be at least 1", name));
     if (max_vus != 0 && max_vus < pre_allocated_vus) {
       return Invalid(fmt::format("{}: max_vus ({}) must be at least pre_allocated_vus ({})", name, max_vus,

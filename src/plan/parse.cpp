@@ -264,7 +264,9 @@ Scenario ParseScenario(const Reader& r, const std::string& name, const YAML::Nod
     for (const auto& st : e.stages) peak = std::max(peak, st.target);
     const double per_second = peak * 1e9 / static_cast<double>(e.time_unit_ns);
     if (!has_max_vus) {
-      e.max_vus = std::max(e.pre_allocated_vus, static_cast<uint32_t>(std::ceil(per_second)));
+      // Clamped before the conversion: Validate() below refuses rates above its limit by name.
+      e.max_vus =
+          std::max(e.pre_allocated_vus, static_cast<uint32_t>(std::clamp(std::ceil(per_second), 1.0, 1e6)));
     }
   }
   if (s.requests.empty() && s.script.empty()) {
@@ -359,6 +361,7 @@ Plan ParseRoot(const Reader& r, const YAML::Node& root, const loadgen::VarMap& o
         auto [value, unit] = RateValue(r, rate, g.Path("rate"));
         if (!(value > 0)) g.Fail("rate", "must be greater than 0");
         region.rate = value * 1e9 / static_cast<double>(unit);
+        if (region.rate > 10'000'000) g.Fail("rate", "at most 10000000 iterations per second are supported");
       }
       region.agents = static_cast<uint32_t>(g.Uint("agents", 1, 1, 10'000));
       g.Done();

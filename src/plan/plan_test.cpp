@@ -120,6 +120,28 @@ TEST(Plan, ErrorsNameFileLineAndField) {
       "nope");
 }
 
+// The fuzzer found a rate so large that the derived max_vus overflowed; every rate is bounded by name.
+TEST(Plan, RefusesRatesAndTargetsBeyondTheLimits) {
+  const std::string tail = ", duration: 5s, requests: [{url: 'http://a/'}]}\n";
+  ExpectError("name: x\nscenarios:\n  s: {executor: constant-arrival-rate, rate: 5e91/s" + tail,
+              "at most 10000000 iterations per second");
+  ExpectError("name: x\nscenarios:\n  s: {executor: constant-arrival-rate, rate: 20000/1ms" + tail,
+              "at most 10000000 iterations per second");
+  ExpectError(
+      "name: x\nscenarios:\n  s: {executor: ramping-arrival-rate, stages: [{duration: 5s, target: 1e300}], "
+      "requests: [{url: 'http://a/'}]}\n",
+      "at most 10000000 iterations per second");
+  ExpectError(
+      "name: x\nscenarios:\n  s: {executor: ramping-vus, stages: [{duration: 5s, target: 1e300}], "
+      "requests: [{url: 'http://a/'}]}\n",
+      "stages[0].target: at most 1000000 VUs");
+  ExpectError(
+      "name: x\nregions: {a: {rate: 1e12/s}}\nscenarios:\n  s: {executor: constant-arrival-rate, "
+      "rate: 5/s" +
+          tail,
+      "regions.a.rate: at most 10000000 iterations per second");
+}
+
 int64_t TotalVus(const Plan& p, size_t scenario) {
   int64_t total = 0;
   for (const auto& slot : Slots(p)) {
