@@ -29,6 +29,8 @@ constexpr meridian::app::Command kCommands[] = {
      meridian::app::RunsMain},
     {"waiter", "hold a command until a run's start instant plus a delay, then exec it",
      meridian::app::WaiterMain},
+    {"env", "lease test environments from pools: allocate, exec, renew, deallocate; drain, reinstate, sync",
+     meridian::app::EnvMain},
 };
 
 void Usage(std::FILE* out) {

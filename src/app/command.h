@@ -22,5 +22,6 @@ int AgentMain(int argc, char** argv);
 int SubmitMain(int argc, char** argv);
 int RunsMain(int argc, char** argv);
 int WaiterMain(int argc, char** argv);
+int EnvMain(int argc, char** argv);
 
 }  // namespace meridian::app

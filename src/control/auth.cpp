@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -62,6 +63,11 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
     c.listen = f.String("listen", c.listen);
     c.store = f.String("store", c.store);
     c.data_dir = f.String("data_dir", "");
+    c.registry = f.String("registry", "");
+    if (!c.registry.empty() && c.registry[0] != '/') {  // relative to server.yaml
+      const auto dir = std::filesystem::path(path).parent_path();
+      if (!dir.empty()) c.registry = (dir / c.registry).string();
+    }
     c.requests_per_second = f.Number("requests_per_second", c.requests_per_second);
     if (!(c.requests_per_second > 0)) f.Fail("requests_per_second", "must be greater than 0");
     if (f.Has("max_body")) {

@@ -31,6 +31,7 @@ struct ServerConfig {
   size_t max_headers = 100;
   double requests_per_second = 1000;  // per token, with a burst of twice that
   int64_t long_poll_ns = 2'000'000'000;
+  std::string registry;  // the environment registry (YAML), synced at start and on Reload(); "" = none
 };
 
 // Reads server.yaml (strict; errors name file:line and the field). Token secrets come from `sha256:`, a
@@ -48,6 +49,8 @@ class ControlPlane {
   // Syncs tokens, resumes active runs, listens. Call on the loop thread before loop.Run().
   Result<void> Start();
   uint16_t port() const;
+  // Re-reads the environment registry (SIGHUP). On the loop thread.
+  Result<void> Reload();
 
  private:
   class Impl;

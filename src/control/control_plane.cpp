@@ -15,6 +15,8 @@
 #include "core/duration.h"
 #include "core/log.h"
 #include "core/version.h"
+#include "envpool/envpool.h"
+#include "http/api.h"
 #include "http/server.h"
 #include "net/socket.h"
 #include "stats/wire.h"
@@ -24,67 +26,14 @@ namespace meridian::control {
 using nlohmann::json;
 using nlohmann::ordered_json;
 
+using http::ApiError;
+using http::ErrorResponse;
+using http::Field;
+using http::ParseBody;
+
 namespace {
 
 constexpr int64_t kTickNs = 50'000'000;
-
-struct ApiError {
-  int status;
-  std::string code;
-  std::string message;
-  std::string field;
-};
-
-http::ServerResponse Json(int status, const ordered_json& body) {
-  http::ServerResponse r;
-  r.status = status;
-  r.body = body.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
-  return r;
-}
-
-http::ServerResponse ErrorResponse(const ApiError& e) {
-  ordered_json err = {{"code", e.code}, {"message", e.message}};
-  if (!e.field.empty()) err["field"] = e.field;
-  http::ServerResponse r = Json(e.status, {{"error", err}});
-  if (e.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"meridian\"");
-  if (e.status == 429) r.headers.emplace_back("Retry-After", "1");
-  return r;
-}
-
-std::vector<std::string> Split(const std::string& path) {
-  std::vector<std::string> parts;
-  size_t i = 0;
-  while (i < path.size()) {
-    while (i < path.size() && path[i] == '/') ++i;
-    const size_t j = path.find('/', i);
-    if (i < path.size()) parts.push_back(path.substr(i, j == std::string::npos ? std::string::npos : j - i));
-    if (j == std::string::npos) break;
-    i = j;
-  }
-  return parts;
-}
-
-json ParseBody(const http::ServerRequest& req) {
-  if (req.body.empty()) return json::object();
-  json j = json::parse(req.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    throw ApiError{400, "invalid_body", "the body must be a JSON object", ""};
-  return j;
-}
-
-template <class T>
-T Field(const json& body, const char* name, T fallback, bool required = false) {
-  auto it = body.find(name);
-  if (it == body.end() || it->is_null()) {
-    if (required) throw ApiError{400, "missing_field", fmt::format("'{}' is required", name), name};
-    return fallback;
-  }
-  try {
-    return it->get<T>();
-  } catch (const json::exception&) {
-    throw ApiError{400, "invalid_field", fmt::format("'{}' has the wrong type", name), name};
-  }
-}
 
 std::string NewId(const char* prefix) { return fmt::format("{}{}", prefix, NewToken().substr(0, 12)); }
 
@@ -127,6 +76,8 @@ class ControlPlane::Impl {
         LogWarn("run {} cannot be resumed: {}", row.id, r.error().message);
       }
     }
+    envpool_ = std::make_unique<envpool::EnvPool>(loop_, *store_, envpool::Options{config_.registry});
+    if (auto r = envpool_->Start(); !r.ok()) return r;
     server_ = std::make_unique<http::HttpServer>(
         loop_, http::ServerOptions{config_.max_body_bytes, config_.max_headers, 120 * kNanosPerSecond},
         [this](http::ServerRequest& req, http::Responder out) { Handle(req, out); });
@@ -139,6 +90,7 @@ class ControlPlane::Impl {
   }
 
   ~Impl() { loop_.Cancel(&tick_); }
+  Result<void> Reload() { return envpool_ ? envpool_->Reload() : Result<void>{}; }
   uint16_t port() const { return server_ ? server_->port() : 0; }
 
  private:
@@ -217,6 +169,7 @@ class ControlPlane::Impl {
   // ---- the orchestrator ------------------------------------------------------------------------------
 
   void Tick() {
+    envpool_->Tick();
     const int64_t now_mono = MonoNanos();
     const int64_t now = WallNanos();
     std::vector<std::string> finished;
@@ -225,7 +178,8 @@ class ControlPlane::Impl {
       if (run->Terminal()) finished.push_back(id);
     }
     for (const auto& id : finished) {
-      for (auto& w : runs_[id]->start_waiters) w.out.Send(Json(409, {{"state", runs_[id]->row.state}}));
+      for (auto& w : runs_[id]->start_waiters)
+        w.out.Send(http::JsonResponse(409, {{"state", runs_[id]->row.state}}));
       for (auto& [aid, live] : agents_) {
         if (live.run_id == id) live.run_id.clear();
       }
@@ -240,7 +194,7 @@ class ControlPlane::Impl {
     for (auto& [id, run] : runs_) {
       auto& ws = run->start_waiters;
       for (auto& w : ws) {
-        if (now_mono >= w.deadline_mono) w.out.Send(Json(404, StartJson(*run)));
+        if (now_mono >= w.deadline_mono) w.out.Send(http::JsonResponse(404, StartJson(*run)));
       }
       ws.erase(std::remove_if(ws.begin(), ws.end(), [](const Run::Waiter& w) { return !w.out.alive(); }),
                ws.end());
@@ -268,7 +222,7 @@ class ControlPlane::Impl {
         run.row.start_at_ns = now + run.plan.start_buffer_ns;  // set once, persisted with the transition
         run.row.deadline_ns = run.row.start_at_ns;
         if (Transition(run, "ready", fmt::format("all {} agents ready; start_at set", run.slots.size()))) {
-          for (auto& w : run.start_waiters) w.out.Send(Json(200, StartJson(run)));
+          for (auto& w : run.start_waiters) w.out.Send(http::JsonResponse(200, StartJson(run)));
           run.start_waiters.clear();
         }
         return;
@@ -384,7 +338,7 @@ class ControlPlane::Impl {
       pick->run_id = run.row.id;
       LogInfo("run {}: region {} slot {} -> agent {}", run.row.id, slot.region, slot.index,
               AgentName(a.agent_id));
-      if (pick->poll.alive()) pick->poll.Send(Json(200, WorkJson(run, a)));
+      if (pick->poll.alive()) pick->poll.Send(http::JsonResponse(200, WorkJson(run, a)));
     }
   }
 
@@ -593,14 +547,26 @@ class ControlPlane::Impl {
   }
 
   void Require(const http::ServerRequest& req, const std::string& scope) {
+    RequireAny(req, scope.empty() ? std::vector<std::string>{} : std::vector<std::string>{scope});
+  }
+
+  static bool HasScope(const TokenSpec& t, const std::string& scope) {
+    return std::find(t.scopes.begin(), t.scopes.end(), scope) != t.scopes.end();
+  }
+
+  // A valid token holding one of `scopes` (any valid token when empty), within its request rate.
+  const TokenSpec& RequireAny(const http::ServerRequest& req, const std::vector<std::string>& scopes) {
     const TokenSpec* t = Authenticate(req);
     if (!t) {
       throw ApiError{
           401, "unauthorized",
           req.Header("authorization").empty() ? "a bearer token is required" : "the token is not valid", ""};
     }
-    if (!scope.empty() && std::find(t->scopes.begin(), t->scopes.end(), scope) == t->scopes.end()) {
-      throw ApiError{403, "forbidden", fmt::format("the token '{}' lacks the scope {}", t->name, scope), ""};
+    if (!scopes.empty() &&
+        std::none_of(scopes.begin(), scopes.end(), [&](const std::string& s) { return HasScope(*t, s); })) {
+      std::string list;
+      for (const auto& s : scopes) list += (list.empty() ? "" : " or ") + s;
+      throw ApiError{403, "forbidden", fmt::format("the token '{}' lacks the scope {}", t->name, list), ""};
     }
     // Token bucket per token.
     Bucket& b = buckets_[t->name];
@@ -613,6 +579,7 @@ class ControlPlane::Impl {
     if (b.tokens < 1) throw ApiError{429, "rate_limited", "too many requests for this token", ""};
     b.tokens -= 1;
     principal_ = t->name;
+    return *t;
   }
 
   void Handle(http::ServerRequest& req, http::Responder out) {
@@ -648,17 +615,35 @@ class ControlPlane::Impl {
   }
 
   void Route(http::ServerRequest& req, http::Responder& out) {
-    const auto p = Split(req.path);
+    const auto p = http::SplitPath(req.path);
     if (p.size() == 1 && p[0] == "healthz") {
       Require(req, "");
-      out.Send(Json(200, {{"status", "ok"}, {"version", kVersion}, {"active_runs", runs_.size()}}));
+      out.Send(
+          http::JsonResponse(200, {{"status", "ok"}, {"version", kVersion}, {"active_runs", runs_.size()}}));
+      return;
+    }
+    if (p.size() == 1 && p[0] == "metrics") {  // Prometheus: any valid token (a scrape config sends one)
+      Require(req, "");
+      MethodCheck(req, "GET");
+      http::ServerResponse r;
+      r.content_type = "text/plain; version=0.0.4";
+      r.body = envpool_->Metrics();
+      r.body += fmt::format(
+          "# HELP meridian_runs_active Runs the orchestrator is driving.\n# TYPE meridian_runs_active gauge\n"
+          "meridian_runs_active {}\n",
+          runs_.size());
+      out.Send(std::move(r));
       return;
     }
     if (p.empty() || p[0] != "v1") throw ApiError{404, "not_found", "no such route: " + req.path, ""};
     if (p.size() == 2 && p[1] == "time") {
       Require(req, "agent");
-      out.Send(Json(200, {{"server_ns", req.received_wall_ns}, {"sent_ns", WallNanos()}}));
+      out.Send(http::JsonResponse(200, {{"server_ns", req.received_wall_ns}, {"sent_ns", WallNanos()}}));
       return;
+    }
+    if (envpool::EnvPool::Owns(p)) {
+      const TokenSpec& t = RequireAny(req, {"env:allocate", "env:admin"});
+      return envpool_->Handle(req, p, envpool::Caller{t.name, HasScope(t, "env:admin")}, out);
     }
     if (p.size() >= 2 && p[1] == "agents") return AgentRoutes(req, p, out);
     if (p.size() >= 2 && p[1] == "runs") return RunRoutes(req, p, out);
@@ -678,7 +663,7 @@ class ControlPlane::Impl {
       if (!rows.ok()) throw ApiError{500, "store", rows.error().message, ""};
       ordered_json list = ordered_json::array();
       for (const auto& r : *rows) list.push_back(RunRowJson(runs_.count(r.id) ? runs_[r.id]->row : r));
-      out.Send(Json(200, {{"runs", list}}));
+      out.Send(http::JsonResponse(200, {{"runs", list}}));
       return;
     }
     const std::string& id = p[2];
@@ -701,7 +686,7 @@ class ControlPlane::Impl {
         }
       }
       j["events"] = ev;
-      out.Send(Json(200, j));
+      out.Send(http::JsonResponse(200, j));
       return;
     }
     const std::string& what = p[3];
@@ -710,7 +695,7 @@ class ControlPlane::Impl {
       Require(req, "runs:write");
       const store::RunRow row = LoadRow(id);
       if (TerminalState(row.state)) {
-        out.Send(Json(
+        out.Send(http::JsonResponse(
             409, {{"error", {{"code", "finished"}, {"message", "the run already ended: " + row.state}}}}));
         return;
       }
@@ -728,7 +713,7 @@ class ControlPlane::Impl {
       } else {
         Finish(run, "aborted", why);
       }
-      out.Send(Json(202, RunRowJson(run.row)));
+      out.Send(http::JsonResponse(202, RunRowJson(run.row)));
       return;
     }
     if (p.size() == 4 && what == "start") {
@@ -740,24 +725,24 @@ class ControlPlane::Impl {
       const store::RunRow row = LoadRow(id);
       auto it = runs_.find(id);
       if (row.start_at_ns) {
-        out.Send(Json(
+        out.Send(http::JsonResponse(
             200, it != runs_.end()
                      ? StartJson(*it->second)
                      : ordered_json{{"run", id}, {"state", row.state}, {"start_at_ns", row.start_at_ns}}));
         return;
       }
       if (TerminalState(row.state)) {
-        out.Send(Json(409, {{"run", id}, {"state", row.state}, {"reason", row.reason}}));
+        out.Send(http::JsonResponse(409, {{"run", id}, {"state", row.state}, {"reason", row.reason}}));
         return;
       }
       const std::string wait = req.Query("wait");
       auto d = wait.empty() ? Result<int64_t>(0) : ParseDuration(wait);
       if (!d.ok()) throw ApiError{400, "invalid_query", "wait: " + d.error().message, "wait"};
       if (*d <= 0 || it == runs_.end()) {
-        out.Send(
-            Json(404, it != runs_.end()
-                          ? StartJson(*it->second)
-                          : ordered_json{{"run", id}, {"state", row.state}, {"server_ns", WallNanos()}}));
+        out.Send(http::JsonResponse(
+            404, it != runs_.end()
+                     ? StartJson(*it->second)
+                     : ordered_json{{"run", id}, {"state", row.state}, {"server_ns", WallNanos()}}));
         return;
       }
       it->second->start_waiters.push_back({out, MonoNanos() + std::min(*d, config_.long_poll_ns)});
@@ -771,7 +756,7 @@ class ControlPlane::Impl {
       if (!rows.ok()) throw ApiError{500, "store", rows.error().message, ""};
       ordered_json list = ordered_json::array();
       for (const auto& r : *rows) list.push_back(ordered_json::parse(r.result_json, nullptr, false));
-      out.Send(Json(200, {{"run", id}, {"steps", list}}));
+      out.Send(http::JsonResponse(200, {{"run", id}, {"steps", list}}));
       return;
     }
     if (p.size() == 6 && what == "steps" && p[5] == "log") {
@@ -882,12 +867,12 @@ class ControlPlane::Impl {
           }
           series[region] = points;
         }
-        out.Send(Json(200, {{"run", id}, {"regions", series}}));
+        out.Send(http::JsonResponse(200, {{"run", id}, {"regions", series}}));
         return;
       }
       const store::RunRow row = LoadRow(id);
       json summary = json::parse(row.summary_json.empty() ? "{}" : row.summary_json, nullptr, false);
-      out.Send(Json(200, {{"run", id}, {"csv", summary.value("metrics_csv", "")}}));
+      out.Send(http::JsonResponse(200, {{"run", id}, {"csv", summary.value("metrics_csv", "")}}));
       return;
     }
     if (p.size() == 5 && what == "artefacts") {
@@ -997,7 +982,7 @@ class ControlPlane::Impl {
     runs_[id] = std::move(run);
     Step(*runs_[id], WallNanos(), MonoNanos());  // created -> preparing, and assign what can be assigned
     Assign(*runs_[id]);
-    out.Send(Json(201, RunRowJson(runs_[id]->row)));
+    out.Send(http::JsonResponse(201, RunRowJson(runs_[id]->row)));
   }
 
   // ---- agents ----------------------------------------------------------------------------------------
@@ -1025,7 +1010,7 @@ class ControlPlane::Impl {
                         {"seen_ago_ms", a.last_seen_mono ? (now - a.last_seen_mono) / 1'000'000 : -1},
                         {"clock_offset_ms", a.row.clock_offset_ns / 1e6}});
       }
-      out.Send(Json(200, {{"agents", list}}));
+      out.Send(http::JsonResponse(200, {{"agents", list}}));
       return;
     }
     Require(req, "agent");
@@ -1051,7 +1036,7 @@ class ControlPlane::Impl {
       live.last_seen_mono = MonoNanos();
       LogInfo("agent {} registered: {} in {} (capacity {}, clock offset {})", row.id, row.name, row.region,
               row.capacity, FormatDuration(row.clock_offset_ns));
-      out.Send(Json(
+      out.Send(http::JsonResponse(
           201,
           {{"id", row.id}, {"server_ns", WallNanos()}, {"long_poll_ms", config_.long_poll_ns / 1'000'000}}));
       return;
@@ -1065,7 +1050,7 @@ class ControlPlane::Impl {
         auto it = runs_.find(live.run_id);
         if (it != runs_.end()) {
           if (auto* a = it->second->Assignment(id); a && a->state == "assigned") {
-            out.Send(Json(200, WorkJson(*it->second, *a)));
+            out.Send(http::JsonResponse(200, WorkJson(*it->second, *a)));
             return;
           }
         }
@@ -1090,8 +1075,9 @@ class ControlPlane::Impl {
     auto it = runs_.find(run_id);
     if (it == runs_.end()) {
       const store::RunRow row = LoadRow(run_id);
-      out.Send(Json(409, {{"error", {{"code", "finished"}, {"message", "the run ended: " + row.state}}},
-                          {"stop", true}}));
+      out.Send(http::JsonResponse(
+          409,
+          {{"error", {{"code", "finished"}, {"message", "the run ended: " + row.state}}}, {"stop", true}}));
       return;
     }
     Run& run = *it->second;
@@ -1105,7 +1091,7 @@ class ControlPlane::Impl {
         run.stop = true;
         Finish(run, "errored",
                fmt::format("agent {} in {} could not prepare: {}", AgentName(agent_id), a->region, error));
-        out.Send(Json(200, {{"stop", true}}));
+        out.Send(http::JsonResponse(200, {{"stop", true}}));
         return;
       }
       if (a->state == "assigned") {
@@ -1113,12 +1099,12 @@ class ControlPlane::Impl {
         a->ready_ns = WallNanos();
         SaveAssignment(*a);
       }
-      out.Send(Json(200, StartJson(run)));
+      out.Send(http::JsonResponse(200, StartJson(run)));
       return;
     }
     if (p.size() == 6 && p[5] == "heartbeat") {
       MethodCheck(req, "POST");
-      out.Send(Json(200, {{"state", run.row.state}, {"stop", run.stop}}));
+      out.Send(http::JsonResponse(200, {{"state", run.row.state}, {"stop", run.stop}}));
       return;
     }
     if (p.size() == 7 && p[5] == "reports") {
@@ -1151,7 +1137,7 @@ class ControlPlane::Impl {
               stats::ErrorKindName(k.error));
         }
       }
-      out.Send(Json(200, {{"acked", seq}, {"stop", run.stop}}));
+      out.Send(http::JsonResponse(200, {{"acked", seq}, {"stop", run.stop}}));
       return;
     }
     if (p.size() == 6 && p[5] == "done") {
@@ -1168,7 +1154,7 @@ class ControlPlane::Impl {
       SaveAssignment(*a);
       auto pit = run.progress.find(agent_id);
       const int64_t acked = pit == run.progress.end() ? -1 : pit->second.acked;
-      out.Send(Json(200, {{"acked", acked}, {"complete", acked >= a->last_seq}}));
+      out.Send(http::JsonResponse(200, {{"acked", acked}, {"complete", acked >= a->last_seq}}));
       return;
     }
     throw ApiError{404, "not_found", "no such route: " + req.path, ""};
@@ -1225,6 +1211,7 @@ class ControlPlane::Impl {
   net::EventLoop& loop_;
   std::unique_ptr<store::Store> store_;
   ServerConfig config_;
+  std::unique_ptr<envpool::EnvPool> envpool_;  // before server_: destroyed after it
   std::unique_ptr<http::HttpServer> server_;
   net::FunctionTimer tick_;
   std::map<std::string, std::unique_ptr<Run>> runs_;  // active runs
@@ -1238,5 +1225,6 @@ ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<store::Store> s
 ControlPlane::~ControlPlane() = default;
 Result<void> ControlPlane::Start() { return impl_->Start(); }
 uint16_t ControlPlane::port() const { return impl_->port(); }
+Result<void> ControlPlane::Reload() { return impl_->Reload(); }
 
 }  // namespace meridian::control

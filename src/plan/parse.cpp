@@ -54,19 +54,6 @@ bool ValidRegionName(std::string_view s) {
   });
 }
 
-// yaml-cpp recurses once per nesting level: bound the depth of flow collections before it sees the text.
-bool NestingTooDeep(const std::string& text, int limit) {
-  int depth = 0;
-  for (char c : text) {
-    if (c == '[' || c == '{') {
-      if (++depth > limit) return true;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
-
 // YAML → JSON for request bodies given as `json:` (kept as written: strings stay strings).
 nlohmann::json ToJson(const Reader& r, const YAML::Node& n, const std::string& field) {
   switch (n.Type()) {

@@ -121,4 +121,16 @@ void Fields::Done() {
   }
 }
 
+bool NestingTooDeep(const std::string& text, int limit) {
+  int depth = 0;
+  for (char c : text) {
+    if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
 }  // namespace meridian::plan

@@ -1,6 +1,6 @@
 #pragma once
-// Strict reading of YAML maps for the plan parser (internal to plan/): every key must be read, errors carry
-// file:line:column and the dotted field path.
+// Strict reading of YAML maps for the plan parser, server.yaml and the environment registry: every key must
+// be read, errors carry file:line:column and the dotted field path.
 
 #include <yaml-cpp/yaml.h>
 
@@ -55,5 +55,8 @@ class Fields {
 // Scalars and their errors.
 std::string ScalarText(const Reader& r, const YAML::Node& n, const std::string& field);
 int64_t DurationValue(const Reader& r, const YAML::Node& n, const std::string& field, bool allow_zero);
+
+// yaml-cpp recurses once per nesting level: bound the depth of flow collections before it sees the text.
+bool NestingTooDeep(const std::string& text, int limit);
 
 }  // namespace meridian::plan

@@ -45,6 +45,27 @@ CREATE TABLE step_instances (
   run_id TEXT NOT NULL REFERENCES runs(id), step TEXT NOT NULL, instance INTEGER NOT NULL,
   agent_id TEXT NOT NULL, result_json TEXT NOT NULL, log BLOB NOT NULL, PRIMARY KEY (run_id, step, instance));
 )",
+    R"(
+CREATE TABLE env_pools (name TEXT PRIMARY KEY, settings_json TEXT NOT NULL, removed INTEGER NOT NULL);
+CREATE TABLE environments (
+  id TEXT PRIMARY KEY, pool TEXT NOT NULL, spec_json TEXT NOT NULL, state TEXT NOT NULL,
+  allocation_id TEXT NOT NULL, draining INTEGER NOT NULL, removed INTEGER NOT NULL, grown INTEGER NOT NULL,
+  created_ns INTEGER NOT NULL, state_since_ns INTEGER NOT NULL, last_released_ns INTEGER NOT NULL,
+  cleanup_deadline_ns INTEGER NOT NULL, cleanup_attempts INTEGER NOT NULL, note TEXT NOT NULL, log BLOB NOT NULL);
+CREATE INDEX environments_by_pool ON environments(pool, last_released_ns);
+CREATE TABLE allocations (
+  id TEXT PRIMARY KEY, pool TEXT NOT NULL, principal TEXT NOT NULL, requester TEXT NOT NULL,
+  env_ids_json TEXT NOT NULL, state TEXT NOT NULL, outcome TEXT NOT NULL, idempotency_key TEXT NOT NULL,
+  created_ns INTEGER NOT NULL, expires_ns INTEGER NOT NULL, max_expires_ns INTEGER NOT NULL,
+  ended_ns INTEGER NOT NULL);
+CREATE UNIQUE INDEX allocations_by_key ON allocations(principal, idempotency_key) WHERE idempotency_key != '';
+CREATE INDEX allocations_by_state ON allocations(state, expires_ns);
+CREATE INDEX allocations_by_requester ON allocations(requester, created_ns);
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, at_ns INTEGER NOT NULL, principal TEXT NOT NULL, action TEXT NOT NULL,
+  pool TEXT NOT NULL, allocation_id TEXT NOT NULL, environment_id TEXT NOT NULL, outcome TEXT NOT NULL,
+  detail TEXT NOT NULL);
+)",
 };
 
 class Stmt {
@@ -66,6 +87,7 @@ class Stmt {
     sqlite3_bind_int64(s_, i, v);
     return *this;
   }
+  Stmt& Bind(int i, bool v) { return Bind(i, int64_t{v ? 1 : 0}); }
   int Step() { return sqlite3_step(s_); }
   int64_t Int(int col) { return sqlite3_column_int64(s_, col); }
   std::string Text(int col) {
@@ -365,6 +387,210 @@ class SqliteStore final : public Store {
     if (rc == SQLITE_DONE) return std::optional<TokenRow>();
     if (rc != SQLITE_ROW) return s.Fail("find token");
     return std::optional<TokenRow>(TokenRow{s.Text(0), s.Text(1), s.Text(2)});
+  }
+
+  // ---- environment leases ----------------------------------------------------------------------------
+
+  Result<void> Begin() override { return Exec("BEGIN IMMEDIATE"); }
+  Result<void> Commit() override { return Exec("COMMIT"); }
+  void Rollback() override { (void)Exec("ROLLBACK"); }
+
+  Result<void> PutPool(const PoolRow& p) override {
+    Stmt s(db_, "INSERT OR REPLACE INTO env_pools VALUES (?,?,?)");
+    s.Bind(1, p.name).Bind(2, p.settings_json).Bind(3, p.removed);
+    if (s.Step() != SQLITE_DONE) return s.Fail("put pool");
+    return {};
+  }
+  Result<std::vector<PoolRow>> Pools() override {
+    Stmt s(db_, "SELECT name, settings_json, removed FROM env_pools ORDER BY name");
+    std::vector<PoolRow> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(PoolRow{s.Text(0), s.Text(1), s.Int(2) != 0});
+    if (rc != SQLITE_DONE) return s.Fail("list pools");
+    return out;
+  }
+  Result<void> DeletePool(const std::string& name) override {
+    Stmt s(db_, "DELETE FROM env_pools WHERE name=?");
+    s.Bind(1, name);
+    if (s.Step() != SQLITE_DONE) return s.Fail("delete pool");
+    return {};
+  }
+
+  static constexpr const char* kEnvColumns =
+      "id, pool, spec_json, state, allocation_id, draining, removed, grown, created_ns, state_since_ns, "
+      "last_released_ns, cleanup_deadline_ns, cleanup_attempts, note, log";
+  static void BindEnv(Stmt& s, const EnvironmentRow& e) {
+    s.Bind(1, e.id).Bind(2, e.pool).Bind(3, e.spec_json).Bind(4, e.state).Bind(5, e.allocation_id);
+    s.Bind(6, e.draining)
+        .Bind(7, e.removed)
+        .Bind(8, e.grown)
+        .Bind(9, e.created_ns)
+        .Bind(10, e.state_since_ns);
+    s.Bind(11, e.last_released_ns)
+        .Bind(12, e.cleanup_deadline_ns)
+        .Bind(13, e.cleanup_attempts)
+        .Bind(14, e.note);
+    s.BindBlob(15, e.log);
+  }
+  static EnvironmentRow ReadEnv(Stmt& s) {
+    EnvironmentRow e;
+    e.id = s.Text(0);
+    e.pool = s.Text(1);
+    e.spec_json = s.Text(2);
+    e.state = s.Text(3);
+    e.allocation_id = s.Text(4);
+    e.draining = s.Int(5) != 0;
+    e.removed = s.Int(6) != 0;
+    e.grown = s.Int(7) != 0;
+    e.created_ns = s.Int(8);
+    e.state_since_ns = s.Int(9);
+    e.last_released_ns = s.Int(10);
+    e.cleanup_deadline_ns = s.Int(11);
+    e.cleanup_attempts = s.Int(12);
+    e.note = s.Text(13);
+    e.log = s.Text(14);
+    return e;
+  }
+  Result<void> InsertEnvironment(const EnvironmentRow& e) override {
+    Stmt s(db_,
+           fmt::format("INSERT INTO environments ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", kEnvColumns)
+               .c_str());
+    BindEnv(s, e);
+    if (s.Step() != SQLITE_DONE) return s.Fail("insert environment");
+    return {};
+  }
+  Result<bool> UpdateEnvironment(const EnvironmentRow& e, const std::string& expected_state,
+                                 const std::string& expected_allocation) override {
+    Stmt s(db_,
+           "UPDATE environments SET id=?1, pool=?2, spec_json=?3, state=?4, allocation_id=?5, draining=?6, "
+           "removed=?7, grown=?8, created_ns=?9, state_since_ns=?10, last_released_ns=?11, "
+           "cleanup_deadline_ns=?12, cleanup_attempts=?13, note=?14, log=?15 WHERE id=?1 AND state=?16 AND "
+           "allocation_id=?17");
+    BindEnv(s, e);
+    s.Bind(16, expected_state).Bind(17, expected_allocation);
+    if (s.Step() != SQLITE_DONE) return s.Fail("update environment");
+    return sqlite3_changes(db_) > 0;
+  }
+  Result<bool> DeleteEnvironment(const std::string& id, const std::string& expected_state) override {
+    Stmt s(db_, "DELETE FROM environments WHERE id=? AND state=?");
+    s.Bind(1, id).Bind(2, expected_state);
+    if (s.Step() != SQLITE_DONE) return s.Fail("delete environment");
+    return sqlite3_changes(db_) > 0;
+  }
+  Result<std::optional<EnvironmentRow>> GetEnvironment(const std::string& id) override {
+    Stmt s(db_, fmt::format("SELECT {} FROM environments WHERE id=?", kEnvColumns).c_str());
+    s.Bind(1, id);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return std::optional<EnvironmentRow>();
+    if (rc != SQLITE_ROW) return s.Fail("get environment");
+    return std::optional<EnvironmentRow>(ReadEnv(s));
+  }
+  Result<std::vector<EnvironmentRow>> Environments(const std::string& pool) override {
+    Stmt s(db_, fmt::format("SELECT {} FROM environments WHERE ?1 = '' OR pool = ?1 "
+                            "ORDER BY pool, last_released_ns, id",
+                            kEnvColumns)
+                    .c_str());
+    s.Bind(1, pool);
+    std::vector<EnvironmentRow> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadEnv(s));
+    if (rc != SQLITE_DONE) return s.Fail("list environments");
+    return out;
+  }
+
+  static constexpr const char* kAllocColumns =
+      "id, pool, principal, requester, env_ids_json, state, outcome, idempotency_key, created_ns, "
+      "expires_ns, "
+      "max_expires_ns, ended_ns";
+  static void BindAlloc(Stmt& s, const AllocationRow& a) {
+    s.Bind(1, a.id).Bind(2, a.pool).Bind(3, a.principal).Bind(4, a.requester).Bind(5, a.env_ids_json);
+    s.Bind(6, a.state).Bind(7, a.outcome).Bind(8, a.idempotency_key).Bind(9, a.created_ns);
+    s.Bind(10, a.expires_ns).Bind(11, a.max_expires_ns).Bind(12, a.ended_ns);
+  }
+  static AllocationRow ReadAlloc(Stmt& s) {
+    return AllocationRow{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5),
+                         s.Text(6), s.Text(7), s.Int(8),  s.Int(9),  s.Int(10), s.Int(11)};
+  }
+  Result<void> InsertAllocation(const AllocationRow& a) override {
+    Stmt s(
+        db_,
+        fmt::format("INSERT INTO allocations ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", kAllocColumns).c_str());
+    BindAlloc(s, a);
+    if (s.Step() != SQLITE_DONE) return s.Fail("insert allocation");
+    return {};
+  }
+  Result<bool> UpdateAllocation(const AllocationRow& a, const std::string& expected_state) override {
+    Stmt s(db_,
+           "UPDATE allocations SET id=?1, pool=?2, principal=?3, requester=?4, env_ids_json=?5, state=?6, "
+           "outcome=?7, idempotency_key=?8, created_ns=?9, expires_ns=?10, max_expires_ns=?11, ended_ns=?12 "
+           "WHERE id=?1 AND state=?13");
+    BindAlloc(s, a);
+    s.Bind(13, expected_state);
+    if (s.Step() != SQLITE_DONE) return s.Fail("update allocation");
+    return sqlite3_changes(db_) > 0;
+  }
+  Result<std::optional<AllocationRow>> GetAllocation(const std::string& id) override {
+    Stmt s(db_, fmt::format("SELECT {} FROM allocations WHERE id=?", kAllocColumns).c_str());
+    s.Bind(1, id);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return std::optional<AllocationRow>();
+    if (rc != SQLITE_ROW) return s.Fail("get allocation");
+    return std::optional<AllocationRow>(ReadAlloc(s));
+  }
+  Result<std::optional<AllocationRow>> FindAllocationByKey(const std::string& principal,
+                                                           const std::string& key) override {
+    Stmt s(db_,
+           fmt::format("SELECT {} FROM allocations WHERE principal=? AND idempotency_key=?", kAllocColumns)
+               .c_str());
+    s.Bind(1, principal).Bind(2, key);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return std::optional<AllocationRow>();
+    if (rc != SQLITE_ROW) return s.Fail("find allocation");
+    return std::optional<AllocationRow>(ReadAlloc(s));
+  }
+  Result<std::vector<AllocationRow>> Allocations(const std::string& requester, bool active_only,
+                                                 size_t limit) override {
+    Stmt s(db_, fmt::format("SELECT {} FROM allocations WHERE (?1 = '' OR requester = ?1) AND "
+                            "(?2 = 0 OR state = 'active') ORDER BY created_ns DESC, id LIMIT ?3",
+                            kAllocColumns)
+                    .c_str());
+    s.Bind(1, requester).Bind(2, active_only).Bind(3, static_cast<int64_t>(limit));
+    std::vector<AllocationRow> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadAlloc(s));
+    if (rc != SQLITE_DONE) return s.Fail("list allocations");
+    return out;
+  }
+  Result<int64_t> AppendAudit(const AuditRow& a) override {
+    Stmt s(
+        db_,
+        "INSERT INTO audit (at_ns, principal, action, pool, allocation_id, environment_id, outcome, detail) "
+        "VALUES (?,?,?,?,?,?,?,?)");
+    s.Bind(1, a.at_ns).Bind(2, a.principal).Bind(3, a.action).Bind(4, a.pool).Bind(5, a.allocation_id);
+    s.Bind(6, a.environment_id).Bind(7, a.outcome).Bind(8, a.detail);
+    if (s.Step() != SQLITE_DONE) return s.Fail("append audit");
+    return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+  }
+  Result<std::vector<AuditRow>> Audit(const AuditFilter& f) override {
+    Stmt s(db_,
+           "SELECT id, at_ns, principal, action, pool, allocation_id, environment_id, outcome, detail FROM "
+           "audit "
+           "WHERE id > ?1 AND (?2 = '' OR pool = ?2) AND (?3 = '' OR allocation_id = ?3) AND "
+           "(?4 = '' OR environment_id = ?4) AND (?5 = '' OR action = ?5) ORDER BY id LIMIT ?6");
+    s.Bind(1, f.after_id)
+        .Bind(2, f.pool)
+        .Bind(3, f.allocation_id)
+        .Bind(4, f.environment_id)
+        .Bind(5, f.action);
+    s.Bind(6, static_cast<int64_t>(f.limit));
+    std::vector<AuditRow> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      out.push_back(AuditRow{s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6),
+                             s.Text(7), s.Text(8)});
+    }
+    if (rc != SQLITE_DONE) return s.Fail("list audit");
+    return out;
   }
 
  private:

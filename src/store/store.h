@@ -87,6 +87,66 @@ struct TokenRow {
   std::string scopes;    // space-separated
 };
 
+// ---- environment leases (DESIGN §9) ----------------------------------------------------------------------
+
+struct PoolRow {
+  std::string name;
+  std::string settings_json;  // the registry's pool settings, normalised
+  bool removed = false;       // no longer in the registry
+};
+
+struct EnvironmentRow {
+  std::string id;
+  std::string pool;
+  std::string spec_json;  // region, account, capabilities, credentials and cleanup overrides
+  // available | allocated | cleaning | dirty
+  std::string state = "available";
+  std::string allocation_id;  // the allocation holding it (allocated) or being cleaned after (cleaning)
+  bool draining = false;      // no new allocations (drain, or removed from the registry)
+  bool removed = false;       // removed from the registry: deleted once available
+  bool grown = false;         // created by the pool's grow command
+  int64_t created_ns = 0;
+  int64_t state_since_ns = 0;
+  int64_t last_released_ns = 0;     // least-recently-used first
+  int64_t cleanup_deadline_ns = 0;  // while cleaning
+  int64_t cleanup_attempts = 0;     // of the current cleanup
+  std::string note;                 // why it is dirty, the last cleanup's outcome
+  std::string log;                  // the last cleanup's output (head and tail)
+};
+
+struct AllocationRow {
+  std::string id;
+  std::string pool;
+  std::string principal;     // the token that allocated it: the owner
+  std::string requester;     // who, as the caller names itself (CI job, user)
+  std::string env_ids_json;  // ["e1","e2"]
+  std::string state;         // active | released | expired
+  std::string outcome;       // success | failure | expired | … when ended
+  std::string idempotency_key;
+  int64_t created_ns = 0;
+  int64_t expires_ns = 0;
+  int64_t max_expires_ns = 0;  // created + the pool's max_duration: renewals stop here
+  int64_t ended_ns = 0;
+};
+
+struct AuditRow {
+  int64_t id = 0;
+  int64_t at_ns = 0;
+  std::string principal;  // token name, or "meridian" for the reaper, cleanup and sync
+  std::string action;     // allocate deallocate expire renew cleanup reinstate drain sync create …
+  std::string pool;
+  std::string allocation_id;
+  std::string environment_id;
+  std::string outcome;
+  std::string detail;
+};
+
+struct AuditFilter {
+  int64_t after_id = 0;
+  size_t limit = 1000;
+  std::string pool, allocation_id, environment_id, action;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -122,6 +182,34 @@ class Store {
 
   virtual Result<void> ReplaceTokens(const std::vector<TokenRow>& tokens) = 0;
   virtual Result<std::optional<TokenRow>> FindToken(const std::string& hash_hex) = 0;
+
+  // Environment leases. Begin/Commit/Rollback group several calls into one transaction (BEGIN IMMEDIATE on
+  // SQLite: one writer at a time, so a read inside sees what it then changes).
+  virtual Result<void> Begin() = 0;
+  virtual Result<void> Commit() = 0;
+  virtual void Rollback() = 0;
+  virtual Result<void> PutPool(const PoolRow& pool) = 0;
+  virtual Result<std::vector<PoolRow>> Pools() = 0;
+  virtual Result<void> DeletePool(const std::string& name) = 0;
+  virtual Result<void> InsertEnvironment(const EnvironmentRow& env) = 0;
+  // Guarded: writes `env` only while the stored row has `expected_state` and `expected_allocation`; false
+  // (nothing changed) otherwise.
+  virtual Result<bool> UpdateEnvironment(const EnvironmentRow& env, const std::string& expected_state,
+                                         const std::string& expected_allocation) = 0;
+  virtual Result<bool> DeleteEnvironment(const std::string& id, const std::string& expected_state) = 0;
+  virtual Result<std::optional<EnvironmentRow>> GetEnvironment(const std::string& id) = 0;
+  // Every environment of `pool` ("" = all), least recently released first.
+  virtual Result<std::vector<EnvironmentRow>> Environments(const std::string& pool) = 0;
+  virtual Result<void> InsertAllocation(const AllocationRow& a) = 0;
+  virtual Result<bool> UpdateAllocation(const AllocationRow& a, const std::string& expected_state) = 0;
+  virtual Result<std::optional<AllocationRow>> GetAllocation(const std::string& id) = 0;
+  virtual Result<std::optional<AllocationRow>> FindAllocationByKey(const std::string& principal,
+                                                                   const std::string& idempotency_key) = 0;
+  // Newest first; `requester` "" = any; `active_only` = state active.
+  virtual Result<std::vector<AllocationRow>> Allocations(const std::string& requester, bool active_only,
+                                                         size_t limit) = 0;
+  virtual Result<int64_t> AppendAudit(const AuditRow& row) = 0;
+  virtual Result<std::vector<AuditRow>> Audit(const AuditFilter& filter) = 0;
 
   virtual int SchemaVersion() = 0;
 };

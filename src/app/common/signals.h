@@ -11,7 +11,8 @@ namespace meridian::app {
 
 class SignalWatcher {
  public:
-  explicit SignalWatcher(std::function<void(int signal, int count)> on_signal);
+  // `hangup`: SIGHUP is delivered too (and counted apart from SIGINT/SIGTERM as 0).
+  explicit SignalWatcher(std::function<void(int signal, int count)> on_signal, bool hangup = false);
   ~SignalWatcher();
   SignalWatcher(const SignalWatcher&) = delete;
   SignalWatcher& operator=(const SignalWatcher&) = delete;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <csignal>
 #include <thread>
 
 #include "app/command.h"
@@ -22,7 +23,7 @@ int ServeMain(int argc, char** argv) {
       "token_file | token_env). A restarted server resumes the runs it was orchestrating.",
       kName};
   app.get_formatter()->column_width(30);
-  app.add_option("-c,--config", config_path, "server.yaml: listen, store, data_dir, tokens, limits")
+  app.add_option("-c,--config", config_path, "server.yaml: listen, store, data_dir, registry, tokens, limits")
       ->required();
   app.add_option("-l,--listen", listen,
                  "Listen address, overriding server.yaml (127.0.0.1:7070, :0 for any port)");
@@ -35,7 +36,8 @@ int ServeMain(int argc, char** argv) {
       "  meridian serve -c server.yaml -l 0.0.0.0:7070 --store sqlite:/var/lib/meridian/meridian.db\n"
 
       "\nPrints 'listening on http://ADDR' on stdout once ready. SIGTERM or Ctrl-C stops it; runs resume on "
-      "restart.\n"
+      "restart.\nSIGHUP re-reads the environment registry named by server.yaml's `registry:` (see meridian "
+      "env).\n"
       "Exit status: 0 stopped, 1 cannot start (store, address), 2 invalid config.");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
@@ -47,8 +49,15 @@ int ServeMain(int argc, char** argv) {
   if (!store.ok()) return Fail(kName, store.error().message, kExitRunError);
   net::EventLoop loop;
   if (auto r = loop.Init(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
-  SignalWatcher signals([&](int, int) { loop.Post([&] { loop.Stop(); }); });
   control::ControlPlane cp(loop, std::move(store).value(), *config);
+  SignalWatcher signals(
+      [&](int sig, int) {
+        if (sig != SIGHUP) return loop.Post([&] { loop.Stop(); });
+        loop.Post([&] {  // re-read the environment registry; a bad file changes nothing
+          if (auto r = cp.Reload(); !r.ok()) LogError("SIGHUP: registry not synced: {}", r.error().message);
+        });
+      },
+      /*hangup=*/true);
   if (auto r = cp.Start(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
   const std::string host = config->listen.substr(0, config->listen.rfind(':'));
   fmt::print("listening on http://{}:{}\n", host.empty() ? "0.0.0.0" : host, cp.port());

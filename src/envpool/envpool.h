@@ -1,0 +1,66 @@
+#pragma once
+// Test-environment leases (DESIGN §9): pools of registered environments, all-or-nothing allocation (least
+// recently used first, `require` on capabilities), a fair FIFO wait or 423 + Retry-After, idempotency keys,
+// renewal up to the pool's maximum, credentials and revoke hooks, cleanup under a deadline with bounded
+// concurrency (failure → dirty until reinstated), the reaper for expired leases, grow mode, draining, an
+// append-only audit table and Prometheus metrics.
+//
+// State lives in the store: every environment's state, its holder, every deadline is a column, and every
+// transition is guarded by the expected state and allocation id, so a duplicate or stale action is a no-op
+// and a restarted control plane carries on (cleanups it was running are retried once, then marked dirty).
+// Single-threaded: everything runs on the control plane's loop thread; hook commands run on their own threads
+// and report back to it.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+#include "envpool/registry.h"
+#include "http/server.h"
+#include "net/event_loop.h"
+#include "store/store.h"
+
+namespace meridian::envpool {
+
+struct Caller {
+  std::string principal;  // the token's name
+  bool admin = false;     // env:admin
+};
+
+struct Options {
+  std::string registry_path;  // synced at Start() and Reload(); "" = only `meridian env sync`
+  int64_t retry_after_ns = 2'000'000'000;
+  int64_t max_wait_ns = 3600LL * 1'000'000'000;
+};
+
+class EnvPool {
+ public:
+  EnvPool(net::EventLoop& loop, store::Store& store, Options options);
+  ~EnvPool();
+
+  // Loads the pools from the store, syncs the registry file (if any), resumes interrupted cleanups.
+  Result<void> Start();
+  // Re-reads the registry file (SIGHUP). A bad file changes nothing and is logged with file:line.
+  Result<void> Reload();
+  // Applies a registry: new environments become available, changed ones are updated, removed ones drain and
+  // are deleted once free and clean. Returns what changed.
+  Result<nlohmann::ordered_json> Sync(const Registry& registry, const std::string& principal);
+
+  // The routes under /v1: allocations, pools, environments, audit. The caller authenticated the token and
+  // holds env:allocate or env:admin. Throws http::ApiError.
+  void Handle(http::ServerRequest& req, const std::vector<std::string>& path, const Caller& caller,
+              http::Responder& out);
+  static bool Owns(const std::vector<std::string>& path);  // whether Handle serves this /v1 path
+
+  // Reaper, wait time-outs, cleanup deadlines; call periodically on the loop thread.
+  void Tick();
+  // Prometheus text exposition: environments by state, queue length, wait and cleanup histograms, outcomes.
+  std::string Metrics();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meridian::envpool

@@ -1,0 +1,256 @@
+// Hook commands: fork + exec with PR_SET_PDEATHSIG, pipes, deadline.
+
+#include "envpool/runner.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/duration.h"
+
+extern char** environ;
+
+namespace meridian::envpool {
+namespace {
+
+constexpr size_t kMaxOut = 1024 * 1024;  // stdout kept for JSON
+constexpr size_t kLogHead = 16 * 1024;   // the log's head …
+constexpr size_t kLogTail = 48 * 1024;   // … and tail
+constexpr int64_t kKillGraceNs = 5'000'000'000;
+
+// PATH search in the parent: the child only calls async-signal-safe functions between fork and exec.
+std::string Resolve(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t i = 0;
+  while (i <= dirs.size()) {
+    const size_t j = std::min(dirs.find(':', i), dirs.size());
+    const std::string candidate = (j == i ? std::string(".") : dirs.substr(i, j - i)) + "/" + name;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    i = j + 1;
+  }
+  return {};
+}
+
+struct Log {
+  std::string head, tail;
+  uint64_t bytes = 0;
+  void Add(const char* p, size_t n) {
+    bytes += n;
+    const size_t to_head = std::min(n, kLogHead - std::min(kLogHead, head.size()));
+    head.append(p, to_head);
+    tail.append(p + to_head, n - to_head);
+    if (tail.size() > 2 * kLogTail) tail.erase(0, tail.size() - kLogTail);
+  }
+  std::string Text() const {
+    std::string t = tail.size() > kLogTail ? tail.substr(tail.size() - kLogTail) : tail;
+    const uint64_t dropped = bytes - head.size() - t.size();
+    if (dropped == 0) return head + t;
+    return head + fmt::format("\n[… {} bytes dropped …]\n", dropped) + t;
+  }
+};
+
+}  // namespace
+
+std::string CommandResult::Describe() const {
+  if (!error.empty()) return error;
+  if (timed_out) return fmt::format("timed out after {}", FormatDuration(duration_ns));
+  if (signal != 0) return fmt::format("killed by signal {} ({})", signal, strsignal(signal));
+  return fmt::format("exit {}", exit_code);
+}
+
+CommandResult RunCommand(const Command& command, const std::string& input,
+                         const std::map<std::string, std::string>& env, std::atomic<bool>* cancel) {
+  CommandResult result;
+  const int64_t started = MonoNanos();
+  if (command.argv.empty()) {
+    result.error = "no command";
+    return result;
+  }
+  const std::string exe = Resolve(command.argv[0]);
+  if (exe.empty()) {
+    result.error = fmt::format("{}: command not found", command.argv[0]);
+    return result;
+  }
+  // Everything the child needs, built before fork.
+  std::vector<char*> argv;
+  for (const auto& a : command.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry = *e;
+    const std::string key = entry.substr(0, entry.find('='));
+    if (!env.count(key)) env_strings.push_back(entry);
+  }
+  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+
+  int in_pipe[2], out_pipe[2], err_pipe[2];
+  if (pipe2(in_pipe, O_CLOEXEC) != 0) {
+    result.error = fmt::format("pipe: {}", strerror(errno));
+    return result;
+  }
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+    close(in_pipe[0]), close(in_pipe[1]);
+    result.error = fmt::format("pipe: {}", strerror(errno));
+    return result;
+  }
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    close(in_pipe[0]), close(in_pipe[1]), close(out_pipe[0]), close(out_pipe[1]);
+    result.error = fmt::format("pipe: {}", strerror(errno));
+    return result;
+  }
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    // The child: async-signal-safe calls only.
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the server died before the line above
+    dup2(in_pipe[0], 0);
+    dup2(out_pipe[1], 1);
+    dup2(err_pipe[1], 2);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    execve(exe.c_str(), argv.data(), envp.data());
+    _exit(127);
+  }
+  close(in_pipe[0]);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  if (pid < 0) {
+    close(in_pipe[1]), close(out_pipe[0]), close(err_pipe[0]);
+    result.error = fmt::format("fork: {}", strerror(errno));
+    return result;
+  }
+  setpgid(pid, pid);  // also from the parent, so that a signal to the group cannot miss it
+  fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
+  int in_fd = input.empty() ? (close(in_pipe[1]), -1) : in_pipe[1];
+  int out_fd = out_pipe[0], err_fd = err_pipe[0];
+  size_t written = 0;
+  Log log;
+  const int64_t deadline = command.timeout_ns > 0 ? started + command.timeout_ns : INT64_MAX;
+  int64_t kill_at = 0;
+  bool exited = false;
+  int status = 0;
+  char buf[16384];
+  while (true) {
+    if (!exited) {
+      const pid_t w = waitpid(pid, &status, WNOHANG);
+      if (w == pid) exited = true;
+    }
+    // Once the process ended, read what is left and stop (a background child may hold the pipes open).
+    pollfd fds[3];
+    int n = 0;
+    if (in_fd >= 0) fds[n++] = {in_fd, POLLOUT, 0};
+    if (out_fd >= 0) fds[n++] = {out_fd, POLLIN, 0};
+    if (err_fd >= 0) fds[n++] = {err_fd, POLLIN, 0};
+    if (n == 0 && exited) break;
+    const int64_t now = MonoNanos();
+    const bool cancelled = cancel && cancel->load(std::memory_order_relaxed);
+    if (!exited && kill_at == 0 && (now >= deadline || cancelled)) {
+      result.timed_out = !cancelled;
+      if (cancelled) result.error = "cancelled: the control plane is stopping";
+      kill(-pid, SIGTERM);
+      kill_at = now + kKillGraceNs;
+    }
+    if (!exited && kill_at != 0 && now >= kill_at) kill(-pid, SIGKILL);
+    const int ready = poll(fds, static_cast<nfds_t>(n), exited ? 0 : 50);
+    if (ready < 0 && errno != EINTR) break;
+    bool any = false;
+    for (int i = 0; i < n; ++i) {
+      if (!fds[i].revents) continue;
+      any = true;
+      if (fds[i].fd == in_fd) {
+        const ssize_t k = write(in_fd, input.data() + written, input.size() - written);
+        if (k > 0) written += static_cast<size_t>(k);
+        if (k < 0 && errno != EAGAIN && errno != EINTR) written = input.size();  // EPIPE: it does not read
+        if (written >= input.size()) close(in_fd), in_fd = -1;
+        continue;
+      }
+      const ssize_t k = read(fds[i].fd, buf, sizeof buf);
+      if (k > 0) {
+        log.Add(buf, static_cast<size_t>(k));
+        if (fds[i].fd == out_fd && result.out.size() < kMaxOut) {
+          result.out.append(buf, std::min(static_cast<size_t>(k), kMaxOut - result.out.size()));
+        }
+      } else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
+        if (fds[i].fd == out_fd)
+          close(out_fd), out_fd = -1;
+        else
+          close(err_fd), err_fd = -1;
+      }
+    }
+    if (exited && !any) break;
+  }
+  for (int fd : {in_fd, out_fd, err_fd}) {
+    if (fd >= 0) close(fd);
+  }
+  if (!exited) waitpid(pid, &status, 0);
+  kill(-pid, SIGKILL);  // whatever it left behind in its group
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+  if (result.exit_code == 127 && result.error.empty() && log.bytes == 0) {
+    result.error = fmt::format("{}: could not be started", command.argv[0]);
+  }
+  result.log = log.Text();
+  result.log_bytes = log.bytes;
+  result.duration_ns = MonoNanos() - started;
+  return result;
+}
+
+Runner::~Runner() {
+  *alive_ = false;
+  cancel_.store(true, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& j : jobs_) {
+    if (j.thread.joinable()) j.thread.join();
+  }
+}
+
+void Runner::Reap() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    if (it->finished.load(std::memory_order_acquire)) {
+      it->thread.join();
+      it = jobs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Runner::Start(Command command, std::string input, std::map<std::string, std::string> env,
+                   std::function<void(CommandResult)> done) {
+  Reap();
+  ++running_;
+  std::lock_guard<std::mutex> lock(mu_);
+  Job& job = jobs_.emplace_back();
+  job.thread = std::thread([this, &job, command = std::move(command), input = std::move(input),
+                            env = std::move(env), done = std::move(done), alive = alive_]() mutable {
+    CommandResult r = RunCommand(command, input, env, &cancel_);
+    // Posted before `finished` is set: the destructor joins this thread, so the loop outlives the post.
+    loop_.Post([this, alive, done = std::move(done), r = std::move(r)]() mutable {
+      if (!*alive) return;
+      --running_;
+      done(std::move(r));
+    });
+    job.finished.store(true, std::memory_order_release);
+  });
+}
+
+}  // namespace meridian::envpool

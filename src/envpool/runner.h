@@ -1,0 +1,68 @@
+#pragma once
+// Hook commands for the environment pools (cleanup, credentials, revoke, grow): each runs on its own thread
+// as a child process in its own process group, with its input on stdin, stdout and stderr captured (bounded),
+// a deadline (SIGTERM to the group, SIGKILL 5 s later), and PR_SET_PDEATHSIG so that no hook outlives the
+// control plane: a restarted server retries or marks dirty what was interrupted, and must not race a
+// survivor. Results come back on the control plane's loop thread.
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "envpool/registry.h"
+#include "net/event_loop.h"
+
+namespace meridian::envpool {
+
+struct CommandResult {
+  int exit_code = -1;  // when it exited
+  int signal = 0;      // when a signal ended it
+  bool timed_out = false;
+  std::string out;  // stdout (bounded)
+  std::string log;  // stdout and stderr interleaved (head and tail kept)
+  uint64_t log_bytes = 0;
+  std::string error;  // it could not start
+  int64_t duration_ns = 0;
+  bool ok() const { return error.empty() && !timed_out && signal == 0 && exit_code == 0; }
+  std::string Describe() const;  // "exit 0", "exit 3", "killed by signal 9", "timed out after 30s", …
+};
+
+// Blocking. `env` is added to the server's environment.
+CommandResult RunCommand(const Command& command, const std::string& input,
+                         const std::map<std::string, std::string>& env, std::atomic<bool>* cancel = nullptr);
+
+class Runner {
+ public:
+  explicit Runner(net::EventLoop& loop) : loop_(loop) {}
+  ~Runner();  // cancels what runs (SIGTERM to each group) and joins the threads
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
+  // Runs `command` on a new thread; `done` runs on the loop thread (not after the Runner is destroyed).
+  void Start(Command command, std::string input, std::map<std::string, std::string> env,
+             std::function<void(CommandResult)> done);
+  size_t running() const { return running_; }
+
+ private:
+  struct Job {
+    std::thread thread;
+    std::atomic<bool> finished{false};
+  };
+  void Reap();
+
+  net::EventLoop& loop_;
+  std::mutex mu_;
+  std::list<Job> jobs_;
+  std::atomic<bool> cancel_{false};
+  size_t running_ = 0;  // loop thread only
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace meridian::envpool
