@@ -199,6 +199,7 @@ HttpReply HttpCall(int port, const std::string& method, const std::string& path,
   close(fd);
   if (response.starts_with("HTTP/1.1 ")) reply.status = std::atoi(response.c_str() + 9);
   reply.body = BodyOf(response);
+  reply.head = response.substr(0, response.find("\r\n\r\n"));
   return reply;
 }
 

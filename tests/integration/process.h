@@ -97,6 +97,7 @@ std::string HttpsGet(int port, const std::string& path);
 struct HttpReply {
   int status = 0;  // 0: no response
   std::string body;
+  std::string head;  // status line and headers
 };
 // One request to 127.0.0.1:port (Connection: close) with extra header lines ("Authorization: Bearer x").
 HttpReply HttpCall(int port, const std::string& method, const std::string& path,

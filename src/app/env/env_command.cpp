@@ -167,7 +167,7 @@ int EnvMain(int argc, char** argv) {
                                   "Allocate, run CMD with the environments exported, renew while it runs, "
                                   "always deallocate; exits with CMD's code");
   add_request(exec);
-  exec->add_option("command", command, "-- CMD [ARGS...]")->required();
+  // CMD is everything after `--`, taken before CLI11 parses (its own options, such as sh's -c, stay CMD's).
   auto* list = app.add_subcommand("list", "Pools (counts by state) and their environments");
   list->add_option("--pool", pool, "Only this pool");
   list->add_option("--state", state, "Only environments in this state")
@@ -195,7 +195,18 @@ int EnvMain(int argc, char** argv) {
       "Exit status: 0 done, 1 the control plane refused or failed, 2 invalid arguments, 75 no capacity\n"
       "(423: retry later); exec exits with CMD's status.");
   int code = 0;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--") {
+      command.assign(argv + i + 1, argv + argc);
+      argc = i;
+      break;
+    }
+  }
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
+  if (exec->parsed() && command.empty())
+    return Fail(kName, "exec needs a command: exec --pool P -- CMD [ARGS...]", kExitUsage);
+  if (!exec->parsed() && !command.empty())
+    return Fail(kName, "only exec takes a command after --", kExitUsage);
   std::string error;
   const std::string token = LoadCliToken(token_file, &error);
   if (!error.empty()) return Fail(kName, error, kExitUsage);
