@@ -29,6 +29,7 @@ bench: release
 	bench/run
 	bench/distributed
 	bench/script/run
+	bench/envpool/run
 
 fuzz: deps
 	cmake --preset fuzz

@@ -306,6 +306,7 @@ class EnvPool::Impl {
     std::deque<std::string> cleanup_queue;  // environment ids, in order
     uint32_t cleanups_running = 0;
     uint32_t growing = 0;
+    bool pumping = false, repump = false;
     Histogram wait, cleanup;
     std::map<std::string, uint64_t> outcomes;  // deallocations by outcome
     std::map<std::string, uint64_t> requests;  // allocated | rejected | timed_out | failed
@@ -337,14 +338,14 @@ class EnvPool::Impl {
     Pool& pool = pools_.at(rq.pool);
     const int64_t now = WallNanos();
     if (auto b = store_.Begin(); !b.ok()) throw ApiError{500, "store", b.error().message, ""};
-    auto envs = store_.Environments(rq.pool);
+    auto envs = store_.Environments(rq.pool, "", /*free_only=*/true);
     if (!envs.ok()) {
       store_.Rollback();
       throw ApiError{500, "store", envs.error().message, ""};
     }
     std::vector<store::EnvironmentRow*> picked;
     for (auto& e : *envs) {  // least recently released first
-      if (e.state != "available" || e.draining || e.removed || reserved.count(e.id)) continue;
+      if (reserved.count(e.id)) continue;
       if (!Matches(Spec(e.id), rq.require)) continue;
       if (candidates) candidates->push_back(e.id);
       if (picked.size() < rq.count) picked.push_back(&e);
@@ -394,11 +395,9 @@ class EnvPool::Impl {
   void Allocate(Request rq, int64_t wait_ns, http::Responder out) {
     Pool& pool = FindPool(rq.pool);
     // Can it ever be satisfied? Count every environment of the pool that matches, whatever its state.
-    auto envs = store_.Environments(rq.pool);
-    if (!envs.ok()) throw ApiError{500, "store", envs.error().message, ""};
     size_t matching = 0;
-    for (const auto& e : *envs) {
-      if (!e.removed && Matches(Spec(e.id), rq.require)) ++matching;
+    for (const auto& [id, spec] : specs_) {
+      if (spec.pool == rq.pool && Matches(spec, rq.require)) ++matching;
     }
     const bool can_grow = pool.spec.grow_max > 0;
     if (matching < rq.count && !can_grow) {
@@ -443,8 +442,25 @@ class EnvPool::Impl {
     auto pit = pools_.find(name);
     if (pit == pools_.end()) return;
     Pool& pool = pit->second;
+    if (pool.pumping) {  // called back from inside a pump (a failed delivery released its environments)
+      pool.repump = true;
+      return;
+    }
+    pool.pumping = true;
+    do {
+      pool.repump = false;
+      PumpOnce(pool, name);
+    } while (pool.repump);
+    pool.pumping = false;
+  }
+
+  void PumpOnce(Pool& pool, const std::string& name) {
+    if (pool.waiters.empty()) return;
     std::set<std::string> reserved;
     bool grow_started = false;
+    // What is free, read once when the first waiter could not be served: a later waiter that cannot be served
+    // from it costs no transaction.
+    std::optional<std::vector<std::string>> free;
     for (auto it = pool.waiters.begin(); it != pool.waiters.end();) {
       if (!it->out.alive()) {  // the client left: nothing to hand out
         ++pool.requests["abandoned"];
@@ -452,6 +468,22 @@ class EnvPool::Impl {
         continue;
       }
       std::vector<std::string> candidates;
+      if (free) {
+        for (const auto& id : *free) {
+          if (!reserved.count(id) && Matches(Spec(id), it->request.require)) candidates.push_back(id);
+        }
+      }
+      if (free && candidates.size() < it->request.count) {
+        reserved.insert(candidates.begin(), candidates.end());
+        if (!grow_started && !it->grow_pending && CanGrow(pool)) {
+          it->grow_pending = true;
+          grow_started = true;
+          Grow(pool, it->request);
+        }
+        ++it;
+        continue;
+      }
+      candidates.clear();
       std::optional<store::AllocationRow> a;
       try {
         a = TryAllocate(it->request, reserved, &candidates);
@@ -459,6 +491,16 @@ class EnvPool::Impl {
         it->out.Send(http::ErrorResponse(e));
         it = pool.waiters.erase(it);
         continue;
+      }
+      if (!a && !free) {  // what TryAllocate saw free (its transaction is over; nothing else writes between)
+        free.emplace();
+        auto rows = store_.Environments(name, "", /*free_only=*/true);
+        if (rows.ok()) {
+          for (const auto& e : *rows) free->push_back(e.id);
+        }
+      }
+      if (a && free) {
+        for (const auto& id : EnvIds(*a)) std::erase(*free, id);
       }
       if (a) {
         pool.wait.Add(static_cast<double>(MonoNanos() - it->enqueued_mono) / 1e9);
@@ -873,20 +915,18 @@ class EnvPool::Impl {
     if (now_mono < next_reap_mono_) return;
     next_reap_mono_ = now_mono + 250'000'000;
     const int64_t now = WallNanos();
-    auto active = store_.Allocations("", true, 100'000);
-    if (!active.ok()) return;
-    for (const auto& a : *active) {
-      if (a.expires_ns <= now) {
-        LogInfo("allocation {} of {} expired: deallocating on its holder's behalf", a.id, a.requester);
-        Release(a, "expired", kSystem, true);
-      }
+    auto expired = store_.ExpiredAllocations(now);
+    if (!expired.ok()) return;
+    for (const auto& a : *expired) {
+      LogInfo("allocation {} of {} expired: deallocating on its holder's behalf", a.id, a.requester);
+      Release(a, "expired", kSystem, true);
     }
     // A cleanup past its deadline that no hook reports on any more (it cannot happen while this process runs
     // it: the runner enforces the deadline) ends dirty.
-    auto envs = store_.Environments("");
+    auto envs = store_.Environments("", "cleaning");
     if (!envs.ok()) return;
     for (const auto& e : *envs) {
-      if (e.state == "cleaning" && e.cleanup_deadline_ns != 0 && e.cleanup_deadline_ns + 30 * kSecond < now &&
+      if (e.cleanup_deadline_ns != 0 && e.cleanup_deadline_ns + 30 * kSecond < now &&
           pools_[e.pool].cleanups_running == 0) {
         MarkDirty(e, "the cleanup's deadline passed without a result");
       }

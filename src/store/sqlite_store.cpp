@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <unordered_map>
 
 #include "store/store.h"
 
@@ -53,6 +54,8 @@ CREATE TABLE environments (
   created_ns INTEGER NOT NULL, state_since_ns INTEGER NOT NULL, last_released_ns INTEGER NOT NULL,
   cleanup_deadline_ns INTEGER NOT NULL, cleanup_attempts INTEGER NOT NULL, note TEXT NOT NULL, log BLOB NOT NULL);
 CREATE INDEX environments_by_pool ON environments(pool, last_released_ns);
+CREATE INDEX environments_free ON environments(pool, last_released_ns, id)
+  WHERE state = 'available' AND draining = 0 AND removed = 0;
 CREATE TABLE allocations (
   id TEXT PRIMARY KEY, pool TEXT NOT NULL, principal TEXT NOT NULL, requester TEXT NOT NULL,
   env_ids_json TEXT NOT NULL, state TEXT NOT NULL, outcome TEXT NOT NULL, idempotency_key TEXT NOT NULL,
@@ -68,12 +71,37 @@ CREATE TABLE audit (
 )",
 };
 
+// Prepared statements, kept for the connection's life: preparing costs more than running most of them.
+struct StmtCache {
+  sqlite3* db = nullptr;
+  std::unordered_map<std::string, sqlite3_stmt*> map;
+  void Clear() {
+    for (auto& [sql, st] : map) sqlite3_finalize(st);
+    map.clear();
+  }
+};
+
+// One use of a cached statement: reset and unbound again when it goes out of scope.
 class Stmt {
  public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK) s_ = nullptr;
+  Stmt(StmtCache& cache, const std::string& sql) : db_(cache.db) {
+    auto it = cache.map.find(sql);
+    if (it != cache.map.end()) {
+      s_ = it->second;
+    } else if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s_, nullptr) == SQLITE_OK) {
+      cache.map.emplace(sql, s_);
+    } else {
+      s_ = nullptr;
+    }
   }
-  ~Stmt() { sqlite3_finalize(s_); }
+  ~Stmt() {
+    if (s_) {
+      sqlite3_reset(s_);
+      sqlite3_clear_bindings(s_);
+    }
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
   bool ok() const { return s_ != nullptr; }
   Stmt& Bind(int i, const std::string& v) {
     sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
@@ -127,8 +155,11 @@ RunRow ReadRun(Stmt& s) {
 
 class SqliteStore final : public Store {
  public:
-  explicit SqliteStore(sqlite3* db) : db_(db) {}
-  ~SqliteStore() override { sqlite3_close(db_); }
+  explicit SqliteStore(sqlite3* db) : db_(db) { cache_.db = db; }
+  ~SqliteStore() override {
+    cache_.Clear();
+    sqlite3_close(db_);
+  }
 
   Result<void> Exec(const char* sql) {
     char* err = nullptr;
@@ -169,20 +200,21 @@ class SqliteStore final : public Store {
   }
 
   int SchemaVersion() override {
-    Stmt s(db_, "SELECT version FROM schema_version");
+    Stmt s(cache_, "SELECT version FROM schema_version");
     if (!s.ok() || s.Step() != SQLITE_ROW) return -1;
     return static_cast<int>(s.Int(0));
   }
 
   Result<void> CreateRun(const RunRow& r) override {
-    Stmt s(db_, fmt::format("INSERT INTO runs ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", kRunColumns).c_str());
+    Stmt s(cache_,
+           fmt::format("INSERT INTO runs ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", kRunColumns).c_str());
     BindRun(s, r);
     if (s.Step() != SQLITE_DONE) return s.Fail("create run");
     return AppendEvent(r.id, r.created_ns, "", r.state, "created");
   }
 
   Result<std::optional<RunRow>> GetRun(const std::string& id) override {
-    Stmt s(db_, fmt::format("SELECT {} FROM runs WHERE id = ?", kRunColumns).c_str());
+    Stmt s(cache_, fmt::format("SELECT {} FROM runs WHERE id = ?", kRunColumns).c_str());
     s.Bind(1, id);
     const int rc = s.Step();
     if (rc == SQLITE_DONE) return std::optional<RunRow>();
@@ -194,7 +226,7 @@ class SqliteStore final : public Store {
     const std::string sql =
         fmt::format("SELECT {} FROM runs {} ORDER BY created_ns DESC, id DESC LIMIT ?", kRunColumns,
                     active_only ? "WHERE state NOT IN ('passed','failed','aborted','errored')" : "");
-    Stmt s(db_, sql.c_str());
+    Stmt s(cache_, sql.c_str());
     s.Bind(1, static_cast<int64_t>(limit));
     std::vector<RunRow> out;
     int rc;
@@ -205,7 +237,7 @@ class SqliteStore final : public Store {
 
   Result<bool> TransitionRun(const RunRow& r, const std::string& from, const std::string& detail) override {
     if (auto b = Exec("BEGIN IMMEDIATE"); !b.ok()) return b.error();
-    Stmt s(db_,
+    Stmt s(cache_,
            "UPDATE runs SET state=?, reason=?, updated_ns=?, deadline_ns=?, start_at_ns=?, ended_ns=?, "
            "exit_code=?, "
            "summary_json=? WHERE id=? AND state=?");
@@ -230,7 +262,7 @@ class SqliteStore final : public Store {
   }
 
   Result<void> UpdateRun(const RunRow& r) override {
-    Stmt s(db_,
+    Stmt s(cache_,
            "UPDATE runs SET reason=?, updated_ns=?, deadline_ns=?, start_at_ns=?, ended_ns=?, exit_code=?, "
            "summary_json=? WHERE id=?");
     s.Bind(1, r.reason)
@@ -245,7 +277,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<EventRow>> Events(const std::string& run_id) override {
     Stmt s(
-        db_,
+        cache_,
         "SELECT id, run_id, at_ns, from_state, to_state, detail FROM run_events WHERE run_id=? ORDER BY id");
     s.Bind(1, run_id);
     std::vector<EventRow> out;
@@ -258,7 +290,7 @@ class SqliteStore final : public Store {
   }
 
   Result<void> PutAgent(const AgentRow& a) override {
-    Stmt s(db_, "INSERT OR REPLACE INTO agents VALUES (?,?,?,?,?,?,?,?)");
+    Stmt s(cache_, "INSERT OR REPLACE INTO agents VALUES (?,?,?,?,?,?,?,?)");
     s.Bind(1, a.id).Bind(2, a.name).Bind(3, a.region).Bind(4, a.version).Bind(5, int64_t{a.capacity});
     s.Bind(6, a.registered_ns).Bind(7, a.clock_offset_ns).Bind(8, a.rtt_ns);
     if (s.Step() != SQLITE_DONE) return s.Fail("put agent");
@@ -271,7 +303,7 @@ class SqliteStore final : public Store {
   }
 
   Result<std::optional<AgentRow>> GetAgent(const std::string& id) override {
-    Stmt s(db_, "SELECT * FROM agents WHERE id=?");
+    Stmt s(cache_, "SELECT * FROM agents WHERE id=?");
     s.Bind(1, id);
     const int rc = s.Step();
     if (rc == SQLITE_DONE) return std::optional<AgentRow>();
@@ -280,7 +312,7 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<AgentRow>> ListAgents() override {
-    Stmt s(db_, "SELECT * FROM agents ORDER BY registered_ns");
+    Stmt s(cache_, "SELECT * FROM agents ORDER BY registered_ns");
     std::vector<AgentRow> out;
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadAgent(s));
@@ -289,7 +321,7 @@ class SqliteStore final : public Store {
   }
 
   Result<void> PutAssignment(const AssignmentRow& a) override {
-    Stmt s(db_, "INSERT OR REPLACE INTO run_agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+    Stmt s(cache_, "INSERT OR REPLACE INTO run_agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
     s.Bind(1, a.run_id).Bind(2, a.agent_id).Bind(3, a.region).Bind(4, int64_t{a.slot}).Bind(5, a.state);
     s.Bind(6, a.ready_ns).Bind(7, a.started_ns).Bind(8, a.last_seq).Bind(9, a.acked_seq);
     s.Bind(10, static_cast<int64_t>(a.requests)).Bind(11, static_cast<int64_t>(a.connections));
@@ -299,7 +331,7 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<AssignmentRow>> Assignments(const std::string& run_id) override {
-    Stmt s(db_, "SELECT * FROM run_agents WHERE run_id=? ORDER BY region, slot");
+    Stmt s(cache_, "SELECT * FROM run_agents WHERE run_id=? ORDER BY region, slot");
     s.Bind(1, run_id);
     std::vector<AssignmentRow> out;
     int rc;
@@ -313,7 +345,7 @@ class SqliteStore final : public Store {
   }
 
   Result<void> PutStepInstance(const std::string& run_id, const StepInstanceRow& r) override {
-    Stmt s(db_, "INSERT OR REPLACE INTO step_instances VALUES (?,?,?,?,?,?)");
+    Stmt s(cache_, "INSERT OR REPLACE INTO step_instances VALUES (?,?,?,?,?,?)");
     s.Bind(1, run_id).Bind(2, r.step).Bind(3, int64_t{r.instance}).Bind(4, r.agent_id).Bind(5, r.result_json);
     s.BindBlob(6, r.log);
     if (s.Step() != SQLITE_DONE) return s.Fail("put step instance");
@@ -321,11 +353,11 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<StepInstanceRow>> StepInstances(const std::string& run_id, bool with_logs) override {
-    Stmt s(db_, with_logs
-                    ? "SELECT step, instance, agent_id, result_json, log FROM step_instances WHERE run_id=? "
-                      "ORDER BY step, instance"
-                    : "SELECT step, instance, agent_id, result_json, '' FROM step_instances WHERE run_id=? "
-                      "ORDER BY step, instance");
+    Stmt s(cache_,
+           with_logs ? "SELECT step, instance, agent_id, result_json, log FROM step_instances WHERE run_id=? "
+                       "ORDER BY step, instance"
+                     : "SELECT step, instance, agent_id, result_json, '' FROM step_instances WHERE run_id=? "
+                       "ORDER BY step, instance");
     s.Bind(1, run_id);
     std::vector<StepInstanceRow> out;
     int rc;
@@ -338,14 +370,15 @@ class SqliteStore final : public Store {
   }
 
   Result<bool> InsertSample(const std::string& run_id, const SampleRow& r) override {
-    Stmt s(db_, "INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?)");
+    Stmt s(cache_, "INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?)");
     s.Bind(1, run_id).Bind(2, r.agent_id).Bind(3, r.seq).Bind(4, r.second).BindBlob(5, r.payload);
     if (s.Step() != SQLITE_DONE) return s.Fail("insert sample");
     return sqlite3_changes(db_) > 0;
   }
 
   Result<std::vector<SampleRow>> Samples(const std::string& run_id) override {
-    Stmt s(db_, "SELECT agent_id, seq, second, payload FROM samples WHERE run_id=? ORDER BY agent_id, seq");
+    Stmt s(cache_,
+           "SELECT agent_id, seq, second, payload FROM samples WHERE run_id=? ORDER BY agent_id, seq");
     s.Bind(1, run_id);
     std::vector<SampleRow> out;
     int rc;
@@ -357,7 +390,7 @@ class SqliteStore final : public Store {
   Result<void> PutSeries(const std::string& run_id, uint64_t key, const std::string& region,
                          const std::string& scenario, const std::string& name, int status,
                          const std::string& error) override {
-    Stmt s(db_, "INSERT OR IGNORE INTO series VALUES (?,?,?,?,?,?,?)");
+    Stmt s(cache_, "INSERT OR IGNORE INTO series VALUES (?,?,?,?,?,?,?)");
     s.Bind(1, run_id).Bind(2, static_cast<int64_t>(key)).Bind(3, region).Bind(4, scenario).Bind(5, name);
     s.Bind(6, int64_t{status}).Bind(7, error);
     if (s.Step() != SQLITE_DONE) return s.Fail("put series");
@@ -373,7 +406,7 @@ class SqliteStore final : public Store {
     };
     if (!Exec("DELETE FROM tokens").ok()) return fail("replace tokens");
     for (const auto& t : tokens) {
-      Stmt s(db_, "INSERT INTO tokens VALUES (?,?,?)");
+      Stmt s(cache_, "INSERT INTO tokens VALUES (?,?,?)");
       s.Bind(1, t.name).Bind(2, t.hash_hex).Bind(3, t.scopes);
       if (s.Step() != SQLITE_DONE) return fail("insert token");
     }
@@ -381,7 +414,7 @@ class SqliteStore final : public Store {
   }
 
   Result<std::optional<TokenRow>> FindToken(const std::string& hash_hex) override {
-    Stmt s(db_, "SELECT name, hash_hex, scopes FROM tokens WHERE hash_hex=?");
+    Stmt s(cache_, "SELECT name, hash_hex, scopes FROM tokens WHERE hash_hex=?");
     s.Bind(1, hash_hex);
     const int rc = s.Step();
     if (rc == SQLITE_DONE) return std::optional<TokenRow>();
@@ -396,13 +429,13 @@ class SqliteStore final : public Store {
   void Rollback() override { (void)Exec("ROLLBACK"); }
 
   Result<void> PutPool(const PoolRow& p) override {
-    Stmt s(db_, "INSERT OR REPLACE INTO env_pools VALUES (?,?,?)");
+    Stmt s(cache_, "INSERT OR REPLACE INTO env_pools VALUES (?,?,?)");
     s.Bind(1, p.name).Bind(2, p.settings_json).Bind(3, p.removed);
     if (s.Step() != SQLITE_DONE) return s.Fail("put pool");
     return {};
   }
   Result<std::vector<PoolRow>> Pools() override {
-    Stmt s(db_, "SELECT name, settings_json, removed FROM env_pools ORDER BY name");
+    Stmt s(cache_, "SELECT name, settings_json, removed FROM env_pools ORDER BY name");
     std::vector<PoolRow> out;
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) out.push_back(PoolRow{s.Text(0), s.Text(1), s.Int(2) != 0});
@@ -410,7 +443,7 @@ class SqliteStore final : public Store {
     return out;
   }
   Result<void> DeletePool(const std::string& name) override {
-    Stmt s(db_, "DELETE FROM env_pools WHERE name=?");
+    Stmt s(cache_, "DELETE FROM env_pools WHERE name=?");
     s.Bind(1, name);
     if (s.Step() != SQLITE_DONE) return s.Fail("delete pool");
     return {};
@@ -452,7 +485,7 @@ class SqliteStore final : public Store {
     return e;
   }
   Result<void> InsertEnvironment(const EnvironmentRow& e) override {
-    Stmt s(db_,
+    Stmt s(cache_,
            fmt::format("INSERT INTO environments ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", kEnvColumns)
                .c_str());
     BindEnv(s, e);
@@ -461,7 +494,7 @@ class SqliteStore final : public Store {
   }
   Result<bool> UpdateEnvironment(const EnvironmentRow& e, const std::string& expected_state,
                                  const std::string& expected_allocation) override {
-    Stmt s(db_,
+    Stmt s(cache_,
            "UPDATE environments SET id=?1, pool=?2, spec_json=?3, state=?4, allocation_id=?5, draining=?6, "
            "removed=?7, grown=?8, created_ns=?9, state_since_ns=?10, last_released_ns=?11, "
            "cleanup_deadline_ns=?12, cleanup_attempts=?13, note=?14, log=?15 WHERE id=?1 AND state=?16 AND "
@@ -472,25 +505,36 @@ class SqliteStore final : public Store {
     return sqlite3_changes(db_) > 0;
   }
   Result<bool> DeleteEnvironment(const std::string& id, const std::string& expected_state) override {
-    Stmt s(db_, "DELETE FROM environments WHERE id=? AND state=?");
+    Stmt s(cache_, "DELETE FROM environments WHERE id=? AND state=?");
     s.Bind(1, id).Bind(2, expected_state);
     if (s.Step() != SQLITE_DONE) return s.Fail("delete environment");
     return sqlite3_changes(db_) > 0;
   }
   Result<std::optional<EnvironmentRow>> GetEnvironment(const std::string& id) override {
-    Stmt s(db_, fmt::format("SELECT {} FROM environments WHERE id=?", kEnvColumns).c_str());
+    Stmt s(cache_, fmt::format("SELECT {} FROM environments WHERE id=?", kEnvColumns).c_str());
     s.Bind(1, id);
     const int rc = s.Step();
     if (rc == SQLITE_DONE) return std::optional<EnvironmentRow>();
     if (rc != SQLITE_ROW) return s.Fail("get environment");
     return std::optional<EnvironmentRow>(ReadEnv(s));
   }
-  Result<std::vector<EnvironmentRow>> Environments(const std::string& pool) override {
-    Stmt s(db_, fmt::format("SELECT {} FROM environments WHERE ?1 = '' OR pool = ?1 "
-                            "ORDER BY pool, last_released_ns, id",
-                            kEnvColumns)
-                    .c_str());
-    s.Bind(1, pool);
+  Result<std::vector<EnvironmentRow>> Environments(const std::string& pool, const std::string& state,
+                                                   bool free_only) override {
+    static const std::string kList = [] {
+      std::string cols = kEnvColumns;
+      cols.replace(cols.rfind("log"), 3, "x''");  // lists leave the logs out
+      return cols;
+    }();
+    const char* where = free_only ? "pool = ?1 AND state = 'available' AND draining = 0 AND removed = 0"
+                        : pool.empty() && state.empty() ? "1"
+                        : state.empty()                 ? "pool = ?1"
+                        : pool.empty()                  ? "state = ?2"
+                                                        : "pool = ?1 AND state = ?2";
+    Stmt s(cache_, fmt::format("SELECT {} FROM environments WHERE {} ORDER BY {}", kList, where,
+                               free_only ? "last_released_ns, id" : "pool, last_released_ns, id")
+                       .c_str());
+    if (!pool.empty() || free_only) s.Bind(1, pool);
+    if (!state.empty() && !free_only) s.Bind(2, state);
     std::vector<EnvironmentRow> out;
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadEnv(s));
@@ -513,14 +557,14 @@ class SqliteStore final : public Store {
   }
   Result<void> InsertAllocation(const AllocationRow& a) override {
     Stmt s(
-        db_,
+        cache_,
         fmt::format("INSERT INTO allocations ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", kAllocColumns).c_str());
     BindAlloc(s, a);
     if (s.Step() != SQLITE_DONE) return s.Fail("insert allocation");
     return {};
   }
   Result<bool> UpdateAllocation(const AllocationRow& a, const std::string& expected_state) override {
-    Stmt s(db_,
+    Stmt s(cache_,
            "UPDATE allocations SET id=?1, pool=?2, principal=?3, requester=?4, env_ids_json=?5, state=?6, "
            "outcome=?7, idempotency_key=?8, created_ns=?9, expires_ns=?10, max_expires_ns=?11, ended_ns=?12 "
            "WHERE id=?1 AND state=?13");
@@ -530,7 +574,7 @@ class SqliteStore final : public Store {
     return sqlite3_changes(db_) > 0;
   }
   Result<std::optional<AllocationRow>> GetAllocation(const std::string& id) override {
-    Stmt s(db_, fmt::format("SELECT {} FROM allocations WHERE id=?", kAllocColumns).c_str());
+    Stmt s(cache_, fmt::format("SELECT {} FROM allocations WHERE id=?", kAllocColumns).c_str());
     s.Bind(1, id);
     const int rc = s.Step();
     if (rc == SQLITE_DONE) return std::optional<AllocationRow>();
@@ -539,7 +583,7 @@ class SqliteStore final : public Store {
   }
   Result<std::optional<AllocationRow>> FindAllocationByKey(const std::string& principal,
                                                            const std::string& key) override {
-    Stmt s(db_,
+    Stmt s(cache_,
            fmt::format("SELECT {} FROM allocations WHERE principal=? AND idempotency_key=?", kAllocColumns)
                .c_str());
     s.Bind(1, principal).Bind(2, key);
@@ -550,20 +594,34 @@ class SqliteStore final : public Store {
   }
   Result<std::vector<AllocationRow>> Allocations(const std::string& requester, bool active_only,
                                                  size_t limit) override {
-    Stmt s(db_, fmt::format("SELECT {} FROM allocations WHERE (?1 = '' OR requester = ?1) AND "
-                            "(?2 = 0 OR state = 'active') ORDER BY created_ns DESC, id LIMIT ?3",
-                            kAllocColumns)
-                    .c_str());
-    s.Bind(1, requester).Bind(2, active_only).Bind(3, static_cast<int64_t>(limit));
+    std::string where = "1";
+    if (!requester.empty()) where += " AND requester = ?1";
+    if (active_only) where += " AND state = 'active'";
+    Stmt s(cache_, fmt::format("SELECT {} FROM allocations WHERE {} ORDER BY created_ns DESC, id LIMIT ?3",
+                               kAllocColumns, where)
+                       .c_str());
+    if (!requester.empty()) s.Bind(1, requester);
+    s.Bind(3, static_cast<int64_t>(limit));
     std::vector<AllocationRow> out;
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadAlloc(s));
     if (rc != SQLITE_DONE) return s.Fail("list allocations");
     return out;
   }
+  Result<std::vector<AllocationRow>> ExpiredAllocations(int64_t now_ns) override {
+    Stmt s(cache_,
+           fmt::format("SELECT {} FROM allocations WHERE state = 'active' AND expires_ns <= ?", kAllocColumns)
+               .c_str());
+    s.Bind(1, now_ns);
+    std::vector<AllocationRow> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadAlloc(s));
+    if (rc != SQLITE_DONE) return s.Fail("expired allocations");
+    return out;
+  }
   Result<int64_t> AppendAudit(const AuditRow& a) override {
     Stmt s(
-        db_,
+        cache_,
         "INSERT INTO audit (at_ns, principal, action, pool, allocation_id, environment_id, outcome, detail) "
         "VALUES (?,?,?,?,?,?,?,?)");
     s.Bind(1, a.at_ns).Bind(2, a.principal).Bind(3, a.action).Bind(4, a.pool).Bind(5, a.allocation_id);
@@ -572,7 +630,7 @@ class SqliteStore final : public Store {
     return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
   }
   Result<std::vector<AuditRow>> Audit(const AuditFilter& f) override {
-    Stmt s(db_,
+    Stmt s(cache_,
            "SELECT id, at_ns, principal, action, pool, allocation_id, environment_id, outcome, detail FROM "
            "audit "
            "WHERE id > ?1 AND (?2 = '' OR pool = ?2) AND (?3 = '' OR allocation_id = ?3) AND "
@@ -601,13 +659,14 @@ class SqliteStore final : public Store {
   }
   Result<void> AppendEvent(const std::string& run, int64_t at, const std::string& from, const std::string& to,
                            const std::string& detail) {
-    Stmt s(db_, "INSERT INTO run_events (run_id, at_ns, from_state, to_state, detail) VALUES (?,?,?,?,?)");
+    Stmt s(cache_, "INSERT INTO run_events (run_id, at_ns, from_state, to_state, detail) VALUES (?,?,?,?,?)");
     s.Bind(1, run).Bind(2, at).Bind(3, from).Bind(4, to).Bind(5, detail);
     if (s.Step() != SQLITE_DONE) return s.Fail("append event");
     return {};
   }
 
   sqlite3* db_;
+  StmtCache cache_;
 };
 
 }  // namespace

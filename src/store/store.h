@@ -198,8 +198,11 @@ class Store {
                                          const std::string& expected_allocation) = 0;
   virtual Result<bool> DeleteEnvironment(const std::string& id, const std::string& expected_state) = 0;
   virtual Result<std::optional<EnvironmentRow>> GetEnvironment(const std::string& id) = 0;
-  // Every environment of `pool` ("" = all), least recently released first.
-  virtual Result<std::vector<EnvironmentRow>> Environments(const std::string& pool) = 0;
+  // The environments of `pool` ("" = all) in `state` ("" = any), least recently released first, without their
+  // cleanup logs (GetEnvironment has them). `free_only`: available, not draining, not removed.
+  virtual Result<std::vector<EnvironmentRow>> Environments(const std::string& pool,
+                                                           const std::string& state = "",
+                                                           bool free_only = false) = 0;
   virtual Result<void> InsertAllocation(const AllocationRow& a) = 0;
   virtual Result<bool> UpdateAllocation(const AllocationRow& a, const std::string& expected_state) = 0;
   virtual Result<std::optional<AllocationRow>> GetAllocation(const std::string& id) = 0;
@@ -208,6 +211,8 @@ class Store {
   // Newest first; `requester` "" = any; `active_only` = state active.
   virtual Result<std::vector<AllocationRow>> Allocations(const std::string& requester, bool active_only,
                                                          size_t limit) = 0;
+  // Active allocations whose expires_ns is at or before `now_ns`.
+  virtual Result<std::vector<AllocationRow>> ExpiredAllocations(int64_t now_ns) = 0;
   virtual Result<int64_t> AppendAudit(const AuditRow& row) = 0;
   virtual Result<std::vector<AuditRow>> Audit(const AuditFilter& filter) = 0;
 
