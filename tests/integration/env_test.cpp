@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "cluster.h"
@@ -475,6 +476,22 @@ TEST(Env, ExecExportsCredentialsAndAlwaysDeallocates) {
   const json held = Allocate(s, {{"pool", "f"}});
   Finished busy = s.Cli({"exec", "--pool", "f", "--", "true"});
   EXPECT_EQ(busy.exit_code, 75) << busy.err;
+}
+
+// The documented example registry syncs and serves what its comments say.
+TEST(Env, ExampleRegistryWorks) {
+  std::ifstream in(std::string(MERIDIAN_SOURCE_DIR) + "/examples/environments.yaml");
+  std::stringstream text;
+  text << in.rdbuf();
+  EnvServer s(text.str());
+  const json a = Allocate(s, {{"pool", "aws-accounts"}, {"require", {{"gpu", "yes"}}}});
+  EXPECT_EQ(a["environments"][0]["id"], "aws-dev-2");
+  EXPECT_EQ(a["credentials"]["aws-dev-2"]["AWS_PROFILE"], "ci-aws-dev-2");
+  ASSERT_EQ(s.Call(kCi, "DELETE", "/v1/allocations/" + a["id"].get<std::string>()).status, 200);
+  const json e = s.AwaitState("aws-dev-2", "available");
+  EXPECT_NE(e.value("cleanup_log", "").find("cleaning aws-dev-2 for a-"), std::string::npos) << e.dump();
+  const json st = Allocate(s, {{"pool", "stacks"}, {"require", {{"kind", "stack"}}}});
+  EXPECT_EQ(st["environments"][0]["id"], "stacks-1");
 }
 
 }  // namespace
