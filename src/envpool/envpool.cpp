@@ -473,14 +473,18 @@ class EnvPool::Impl {
           if (!reserved.count(id) && Matches(Spec(id), it->request.require)) candidates.push_back(id);
         }
       }
-      if (free && candidates.size() < it->request.count) {
-        reserved.insert(candidates.begin(), candidates.end());
+      // It waits on: what it could use is reserved for it, and one create per pump runs for the first such.
+      auto keep_waiting = [&](const std::vector<std::string>& could_use) {
+        reserved.insert(could_use.begin(), could_use.end());
         if (!grow_started && !it->grow_pending && CanGrow(pool)) {
           it->grow_pending = true;
           grow_started = true;
           Grow(pool, it->request);
         }
         ++it;
+      };
+      if (free && candidates.size() < it->request.count) {
+        keep_waiting(candidates);
         continue;
       }
       candidates.clear();
@@ -509,13 +513,7 @@ class EnvPool::Impl {
         it = pool.waiters.erase(it);
         continue;
       }
-      reserved.insert(candidates.begin(), candidates.end());
-      if (!grow_started && !it->grow_pending && CanGrow(pool)) {
-        it->grow_pending = true;
-        grow_started = true;
-        Grow(pool, it->request);
-      }
-      ++it;
+      keep_waiting(candidates);
     }
   }
 
