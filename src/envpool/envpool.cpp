@@ -1065,7 +1065,9 @@ class EnvPool::Impl {
                                        rq.idempotency_key, (*prior)->id, (*prior)->pool),
                            "idempotency_key"};
           }
-          return Deliver(**prior, out, 200);  // the same allocation, whatever state it is in now
+          // The same allocation, whatever state it is in now; credentials only while it is active.
+          if ((*prior)->state != "active") return SendAllocation(**prior, out, 200, ordered_json::object());
+          return Deliver(**prior, out, 200);
         }
         for (const auto& w : pool.waiters) {
           if (w.request.principal == caller.principal && w.request.idempotency_key == rq.idempotency_key) {

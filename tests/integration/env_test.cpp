@@ -329,6 +329,12 @@ TEST(Env, IdempotencyKeyReturnsTheSameAllocation) {
   // Another token's key is its own.
   const json theirs = Allocate(s, {{"pool", "p"}, {"idempotency_key", "job-42"}}, 201, kCi2);
   EXPECT_NE(theirs["id"], first["id"]);
+  // After it ended, the key still names it (no new allocation, no credentials).
+  ASSERT_EQ(s.Call(kCi, "DELETE", "/v1/allocations/" + first["id"].get<std::string>()).status, 200);
+  const json ended = Allocate(s, {{"pool", "p"}, {"idempotency_key", "job-42"}}, 200);
+  EXPECT_EQ(ended["id"], first["id"]);
+  EXPECT_EQ(ended["state"], "released");
+  EXPECT_TRUE(ended["credentials"].empty());
 }
 
 // Waiters are served in arrival order.
