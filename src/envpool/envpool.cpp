@@ -88,8 +88,9 @@ int64_t DurationField(const json& body, const char* name, int64_t fallback) {
 }
 
 void CheckKeys(const json& body, std::initializer_list<const char*> allowed) {
-  for (const auto& [key, _] : body.items()) {
-    if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; })) {
+  for (const auto& item : body.items()) {
+    const std::string& key = item.key();
+    if (std::none_of(allowed.begin(), allowed.end(), [&key](const char* a) { return key == a; })) {
       std::string list;
       for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
       throw ApiError{400, "unknown_field", fmt::format("'{}' is not a field here (allowed: {})", key, list),
@@ -132,7 +133,7 @@ Requirements RequireField(const json& body) {
 class EnvPool::Impl {
  public:
   Impl(net::EventLoop& loop, store::Store& store, Options options)
-      : loop_(loop), store_(store), options_(std::move(options)), runner_(loop) {}
+      : store_(store), options_(std::move(options)), runner_(loop) {}
 
   // ---- loading and syncing ----------------------------------------------------------------------------
 
@@ -565,7 +566,7 @@ class EnvPool::Impl {
       }
       runner_.Start(
           creds.command, HookInput(id, a, ""), HookEnv(id, a.id),
-          [this, id, mine, pending, failed, finish](CommandResult r) mutable {
+          [id, mine, pending, failed, finish](CommandResult r) mutable {
             if (!r.ok()) {
               // The output may hold secrets: only how it ended is reported.
               *failed = fmt::format("environment {}: the credentials command failed ({})", id, r.Describe());
@@ -1181,7 +1182,7 @@ class EnvPool::Impl {
     }
     if (p.size() != 4) throw ApiError{404, "not_found", "no such route: " + req.path, ""};
     Method(req, "POST");
-    const std::string action = p[3];
+    const std::string& action = p[3];
     if (action != "reinstate" && action != "drain")
       throw ApiError{404, "not_found", "no such route: " + req.path, ""};
     Admin(caller, action + " an environment");
@@ -1334,7 +1335,6 @@ class EnvPool::Impl {
     return id;
   }
 
-  net::EventLoop& loop_;
   store::Store& store_;
   Options options_;
   Runner runner_;
