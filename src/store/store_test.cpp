@@ -18,7 +18,7 @@ TEST(SqliteStore, MigratesAndKeepsRunsAcrossReopen) {
   {
     auto s = OpenSqlite(path);
     ASSERT_TRUE(s.ok()) << s.error().message;
-    EXPECT_EQ((*s)->SchemaVersion(), 2);
+    EXPECT_EQ((*s)->SchemaVersion(), 3);
     RunRow r;
     r.id = "r1";
     r.name = "plan";
@@ -91,6 +91,70 @@ TEST(Store, PostgresIsNamedNotSilentlyIgnored) {
   auto s = OpenStore("postgres://localhost/meridian");
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("PostgreSQL"), std::string::npos);
+}
+
+// Environment leases: guarded transitions, the free-environment list, idempotency keys, expiry, the audit
+// log.
+TEST(SqliteStore, EnvironmentTransitionsAreGuarded) {
+  const std::string path = FreshPath("envs");
+  auto s = OpenSqlite(path);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  Store& st = **s;
+  ASSERT_TRUE(st.PutPool({"p", "{}", false}).ok());
+  for (const char* id : {"e1", "e2"}) {
+    EnvironmentRow e;
+    e.id = id;
+    e.pool = "p";
+    e.spec_json = "{}";
+    e.last_released_ns = id[1] == '1' ? 20 : 10;  // e2 was released longer ago: first
+    ASSERT_TRUE(st.InsertEnvironment(e).ok());
+  }
+  auto free = st.Environments("p", "", true);
+  ASSERT_TRUE(free.ok());
+  ASSERT_EQ(free->size(), 2u);
+  EXPECT_EQ((*free)[0].id, "e2");  // least recently released first
+  EnvironmentRow e2 = (*free)[0];
+  e2.state = "allocated";
+  e2.allocation_id = "a1";
+  ASSERT_TRUE(st.Begin().ok());
+  auto moved = st.UpdateEnvironment(e2, "available", "");
+  ASSERT_TRUE(moved.ok());
+  EXPECT_TRUE(*moved);
+  AllocationRow a{"a1", "p", "ci", "job", "[\"e2\"]", "active", "", "key-1", 1, 50, 100, 0};
+  ASSERT_TRUE(st.InsertAllocation(a).ok());
+  ASSERT_TRUE(st.AppendAudit({0, 1, "ci", "allocate", "p", "a1", "e2", "ok", ""}).ok());
+  ASSERT_TRUE(st.Commit().ok());
+  auto twice = st.UpdateEnvironment(e2, "available", "");  // a duplicate allocation of e2: no-op
+  ASSERT_TRUE(twice.ok());
+  EXPECT_FALSE(*twice);
+  EXPECT_EQ(st.Environments("p", "", true)->size(), 1u);
+  EXPECT_EQ(st.Environments("", "allocated")->size(), 1u);
+  auto by_key = st.FindAllocationByKey("ci", "key-1");
+  ASSERT_TRUE(by_key.ok() && by_key->has_value());
+  EXPECT_EQ((*by_key)->id, "a1");
+  EXPECT_FALSE(st.FindAllocationByKey("other", "key-1")->has_value());
+  EXPECT_TRUE(st.ExpiredAllocations(49)->empty());
+  EXPECT_EQ(st.ExpiredAllocations(50)->size(), 1u);
+  a.state = "expired";
+  auto ended = st.UpdateAllocation(a, "active");
+  ASSERT_TRUE(ended.ok());
+  EXPECT_TRUE(*ended);
+  auto again = st.UpdateAllocation(a, "active");  // the reaper and the holder racing: one wins
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again);
+  EXPECT_TRUE(st.ExpiredAllocations(1000)->empty());
+  AuditFilter f;
+  f.pool = "p";
+  f.action = "allocate";
+  auto audit = st.Audit(f);
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].environment_id, "e2");
+  // A rolled-back transaction leaves nothing.
+  ASSERT_TRUE(st.Begin().ok());
+  ASSERT_TRUE(st.AppendAudit({0, 2, "ci", "renew", "p", "a1", "", "ok", ""}).ok());
+  st.Rollback();
+  EXPECT_EQ(st.Audit(AuditFilter{})->size(), 1u);
 }
 
 }  // namespace
