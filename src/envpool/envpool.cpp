@@ -638,11 +638,13 @@ class EnvPool::Impl {
 
   // ---- deallocation, cleanup --------------------------------------------------------------------------
 
-  // Ends an active allocation (guarded: a second call is a no-op returning false). `clean`: the environments
+  // Ends an active allocation and returns it ended (guarded: a second call is a no-op returning nothing).
+  // `clean`: the environments
   // go through the pool's cleanup (false: they were never handed out).
-  bool Release(store::AllocationRow a, const std::string& outcome, const std::string& principal, bool clean) {
+  std::optional<store::AllocationRow> Release(store::AllocationRow a, const std::string& outcome,
+                                              const std::string& principal, bool clean) {
     const int64_t now = WallNanos();
-    if (!store_.Begin().ok()) return false;
+    if (!store_.Begin().ok()) return std::nullopt;
     store::AllocationRow next = a;
     next.state = outcome == "expired" ? "expired" : "released";
     next.outcome = outcome;
@@ -650,7 +652,7 @@ class EnvPool::Impl {
     auto ok = store_.UpdateAllocation(next, "active");
     if (!ok.ok() || !*ok) {
       store_.Rollback();
-      return false;
+      return std::nullopt;
     }
     Pool& pool = pools_[a.pool];
     std::vector<store::EnvironmentRow> to_clean;
@@ -675,7 +677,7 @@ class EnvPool::Impl {
       auto r = store_.UpdateEnvironment(nr, "allocated", a.id);
       if (!r.ok()) {
         store_.Rollback();
-        return false;
+        return std::nullopt;
       }
       if (nr.state == "available" && nr.removed) (void)store_.DeleteEnvironment(id, "available");
       if (has_cleanup) to_clean.push_back(nr);
@@ -684,14 +686,14 @@ class EnvPool::Impl {
     }
     if (!store_.Commit().ok()) {
       store_.Rollback();
-      return false;
+      return std::nullopt;
     }
     ++pool.outcomes[outcome];
     if (clean) Revoke(a, outcome);
     credentials_.erase(a.id);
     for (auto& e : to_clean) QueueCleanup(e);
     Pump(a.pool);
-    return true;
+    return next;
   }
 
   void Revoke(const store::AllocationRow& a, const std::string& outcome) {
@@ -1094,10 +1096,15 @@ class EnvPool::Impl {
         throw ApiError{400, "invalid_field", "'outcome' must be success, failure or cancelled", "outcome"};
       }
       store::AllocationRow a = OwnedAllocation(id, caller);
-      if (a.state == "active") Release(a, outcome, caller.principal, true);
+      if (a.state == "active") {
+        if (auto ended = Release(a, outcome, caller.principal, true)) {
+          return out.Send(http::JsonResponse(200, AllocationJson(*ended)));
+        }
+      }
+      // Idempotent: it had ended (or just did, by the reaper): 200 with how it ended.
       auto now = store_.GetAllocation(id);
       if (!now.ok() || !now->has_value()) throw ApiError{500, "store", "the allocation vanished", ""};
-      return out.Send(http::JsonResponse(200, AllocationJson(**now)));  // idempotent: 200 with its end
+      return out.Send(http::JsonResponse(200, AllocationJson(**now)));
     }
     if (p.size() == 4 && p[3] == "renew") {
       Method(req, "POST");

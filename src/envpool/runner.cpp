@@ -16,6 +16,7 @@
 
 #include "core/clock.h"
 #include "core/duration.h"
+#include "core/head_tail_log.h"
 
 extern char** environ;
 
@@ -23,8 +24,6 @@ namespace meridian::envpool {
 namespace {
 
 constexpr size_t kMaxOut = 1024 * 1024;  // stdout kept for JSON
-constexpr size_t kLogHead = 16 * 1024;   // the log's head …
-constexpr size_t kLogTail = 48 * 1024;   // … and tail
 constexpr int64_t kKillGraceNs = 5'000'000'000;
 
 // PATH search in the parent: the child only calls async-signal-safe functions between fork and exec.
@@ -41,24 +40,6 @@ std::string Resolve(const std::string& name) {
   }
   return {};
 }
-
-struct Log {
-  std::string head, tail;
-  uint64_t bytes = 0;
-  void Add(const char* p, size_t n) {
-    bytes += n;
-    const size_t to_head = std::min(n, kLogHead - std::min(kLogHead, head.size()));
-    head.append(p, to_head);
-    tail.append(p + to_head, n - to_head);
-    if (tail.size() > 2 * kLogTail) tail.erase(0, tail.size() - kLogTail);
-  }
-  std::string Text() const {
-    std::string t = tail.size() > kLogTail ? tail.substr(tail.size() - kLogTail) : tail;
-    const uint64_t dropped = bytes - head.size() - t.size();
-    if (dropped == 0) return head + t;
-    return head + fmt::format("\n[… {} bytes dropped …]\n", dropped) + t;
-  }
-};
 
 }  // namespace
 
@@ -142,7 +123,7 @@ CommandResult RunCommand(const Command& command, const std::string& input,
   int in_fd = input.empty() ? (close(in_pipe[1]), -1) : in_pipe[1];
   int out_fd = out_pipe[0], err_fd = err_pipe[0];
   size_t written = 0;
-  Log log;
+  HeadTailLog log;  // 16 KiB of head, 48 KiB of tail
   const int64_t deadline = command.timeout_ns > 0 ? started + command.timeout_ns : INT64_MAX;
   int64_t kill_at = 0;
   bool exited = false;
@@ -204,11 +185,11 @@ CommandResult RunCommand(const Command& command, const std::string& input,
   kill(-pid, SIGKILL);  // whatever it left behind in its group
   if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
-  if (result.exit_code == 127 && result.error.empty() && log.bytes == 0) {
+  if (result.exit_code == 127 && result.error.empty() && log.bytes() == 0) {
     result.error = fmt::format("{}: could not be started", command.argv[0]);
   }
   result.log = log.Text();
-  result.log_bytes = log.bytes;
+  result.log_bytes = log.bytes();
   result.duration_ns = MonoNanos() - started;
   return result;
 }

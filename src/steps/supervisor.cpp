@@ -15,6 +15,7 @@
 
 #include "core/clock.h"
 #include "core/duration.h"
+#include "core/head_tail_log.h"
 #include "core/log.h"
 #include "steps/steps.h"
 
@@ -30,7 +31,7 @@ struct Supervisor::Instance {
   int log_fd = -1;     // the read end of the process's stdout + stderr
   int notify_fd = -1;  // the waiter writes "exec <epoch ns>" here just before it execs the command
   std::string notify_text;
-  std::string head, tail;   // the log: the first log_head bytes, then a ring of the last log_tail bytes
+  HeadTailLog log;          // stdout + stderr: the first log_head bytes and the last log_tail bytes
   int64_t stop_at = 0;      // SIGTERM
   int64_t kill_at = 0;      // SIGKILL (set once SIGTERM was sent)
   int64_t restart_at = 0;   // a restart is due (0: none)
@@ -72,6 +73,7 @@ Supervisor::Supervisor(SupervisorConfig config, std::vector<InstanceSpec> instan
     in->result.step = s.step;
     in->result.instance = s.instance;
     in->result.state = "not_started";
+    in->log = HeadTailLog(config_.log_head_bytes, config_.log_tail_bytes);
     instances_.push_back(std::move(in));
   }
 }
@@ -314,16 +316,7 @@ void Supervisor::ReadPipe(Instance& in, bool log) {
       }
       continue;
     }
-    // The log: the first log_head bytes, then the newest (at most twice log_tail kept between trims).
-    in.result.log_bytes += size;
-    size_t used = 0;
-    if (in.head.size() < config_.log_head_bytes) {
-      used = std::min(size, config_.log_head_bytes - in.head.size());
-      in.head.append(buf, used);
-    }
-    in.tail.append(buf + used, size - used);
-    if (in.tail.size() > 2 * config_.log_tail_bytes)
-      in.tail.erase(0, in.tail.size() - config_.log_tail_bytes);
+    in.log.Add(buf, size);
   }
 }
 
@@ -376,14 +369,8 @@ void Supervisor::Finish(Instance& in, const std::string& state) {
   in.done = true;
   in.result.state = state;
   if (in.result.ended_ns == 0) in.result.ended_ns = WallNanos();
-  in.result.log = in.head;
-  const uint64_t kept = in.head.size() + std::min(in.tail.size(), config_.log_tail_bytes);
-  if (in.result.log_bytes > kept) {
-    in.result.log += fmt::format("\n[… {} bytes not kept …]\n", in.result.log_bytes - kept);
-  }
-  in.result.log += in.tail.size() > config_.log_tail_bytes
-                       ? in.tail.substr(in.tail.size() - config_.log_tail_bytes)
-                       : in.tail;
+  in.result.log = in.log.Text();
+  in.result.log_bytes = in.log.bytes();
 }
 
 std::vector<InstanceResult> Supervisor::Wait() {

@@ -123,6 +123,24 @@ class Stmt {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_blob(s_, col));
     return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, col))) : std::string();
   }
+  // The one row the query finds (none: an empty optional), read by `read`.
+  template <class Read>
+  auto One(Read read, const char* what) -> Result<std::optional<decltype(read(*this))>> {
+    using Row = decltype(read(*this));
+    const int rc = Step();
+    if (rc == SQLITE_DONE) return std::optional<Row>();
+    if (rc != SQLITE_ROW) return Fail(what);
+    return std::optional<Row>(read(*this));
+  }
+  // Every row the query finds, in order.
+  template <class Read>
+  auto All(Read read, const char* what) -> Result<std::vector<decltype(read(*this))>> {
+    std::vector<decltype(read(*this))> out;
+    int rc;
+    while ((rc = Step()) == SQLITE_ROW) out.push_back(read(*this));
+    if (rc != SQLITE_DONE) return Fail(what);
+    return out;
+  }
   Error Fail(const char* what) const {
     return MakeError(ErrorCode::kIo, fmt::format("store: {}: {}", what, sqlite3_errmsg(db_)));
   }
@@ -217,10 +235,7 @@ class SqliteStore final : public Store {
   Result<std::optional<RunRow>> GetRun(const std::string& id) override {
     Stmt s(cache_, fmt::format("SELECT {} FROM runs WHERE id = ?", kRunColumns).c_str());
     s.Bind(1, id);
-    const int rc = s.Step();
-    if (rc == SQLITE_DONE) return std::optional<RunRow>();
-    if (rc != SQLITE_ROW) return s.Fail("get run");
-    return std::optional<RunRow>(ReadRun(s));
+    return s.One(ReadRun, "get run");
   }
 
   Result<std::vector<RunRow>> ListRuns(size_t limit, bool active_only) override {
@@ -229,11 +244,7 @@ class SqliteStore final : public Store {
                     active_only ? "WHERE state NOT IN ('passed','failed','aborted','errored')" : "");
     Stmt s(cache_, sql.c_str());
     s.Bind(1, static_cast<int64_t>(limit));
-    std::vector<RunRow> out;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadRun(s));
-    if (rc != SQLITE_DONE) return s.Fail("list runs");
-    return out;
+    return s.All(ReadRun, "list runs");
   }
 
   Result<bool> TransitionRun(const RunRow& r, const std::string& from, const std::string& detail) override {
@@ -306,19 +317,12 @@ class SqliteStore final : public Store {
   Result<std::optional<AgentRow>> GetAgent(const std::string& id) override {
     Stmt s(cache_, "SELECT * FROM agents WHERE id=?");
     s.Bind(1, id);
-    const int rc = s.Step();
-    if (rc == SQLITE_DONE) return std::optional<AgentRow>();
-    if (rc != SQLITE_ROW) return s.Fail("get agent");
-    return std::optional<AgentRow>(ReadAgent(s));
+    return s.One(ReadAgent, "get agent");
   }
 
   Result<std::vector<AgentRow>> ListAgents() override {
     Stmt s(cache_, "SELECT * FROM agents ORDER BY registered_ns");
-    std::vector<AgentRow> out;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadAgent(s));
-    if (rc != SQLITE_DONE) return s.Fail("list agents");
-    return out;
+    return s.All(ReadAgent, "list agents");
   }
 
   Result<void> PutAssignment(const AssignmentRow& a) override {
@@ -417,10 +421,7 @@ class SqliteStore final : public Store {
   Result<std::optional<TokenRow>> FindToken(const std::string& hash_hex) override {
     Stmt s(cache_, "SELECT name, hash_hex, scopes FROM tokens WHERE hash_hex=?");
     s.Bind(1, hash_hex);
-    const int rc = s.Step();
-    if (rc == SQLITE_DONE) return std::optional<TokenRow>();
-    if (rc != SQLITE_ROW) return s.Fail("find token");
-    return std::optional<TokenRow>(TokenRow{s.Text(0), s.Text(1), s.Text(2)});
+    return s.One([](Stmt& r) { return TokenRow{r.Text(0), r.Text(1), r.Text(2)}; }, "find token");
   }
 
   // ---- environment leases ----------------------------------------------------------------------------
@@ -437,11 +438,7 @@ class SqliteStore final : public Store {
   }
   Result<std::vector<PoolRow>> Pools() override {
     Stmt s(cache_, "SELECT name, settings_json, removed FROM env_pools ORDER BY name");
-    std::vector<PoolRow> out;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(PoolRow{s.Text(0), s.Text(1), s.Int(2) != 0});
-    if (rc != SQLITE_DONE) return s.Fail("list pools");
-    return out;
+    return s.All([](Stmt& r) { return PoolRow{r.Text(0), r.Text(1), r.Int(2) != 0}; }, "list pools");
   }
   Result<void> DeletePool(const std::string& name) override {
     Stmt s(cache_, "DELETE FROM env_pools WHERE name=?");
@@ -514,10 +511,7 @@ class SqliteStore final : public Store {
   Result<std::optional<EnvironmentRow>> GetEnvironment(const std::string& id) override {
     Stmt s(cache_, fmt::format("SELECT {} FROM environments WHERE id=?", kEnvColumns).c_str());
     s.Bind(1, id);
-    const int rc = s.Step();
-    if (rc == SQLITE_DONE) return std::optional<EnvironmentRow>();
-    if (rc != SQLITE_ROW) return s.Fail("get environment");
-    return std::optional<EnvironmentRow>(ReadEnv(s));
+    return s.One(ReadEnv, "get environment");
   }
   Result<std::vector<EnvironmentRow>> Environments(const std::string& pool, const std::string& state,
                                                    bool free_only) override {
@@ -536,11 +530,7 @@ class SqliteStore final : public Store {
                        .c_str());
     if (!pool.empty() || free_only) s.Bind(1, pool);
     if (!state.empty() && !free_only) s.Bind(2, state);
-    std::vector<EnvironmentRow> out;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadEnv(s));
-    if (rc != SQLITE_DONE) return s.Fail("list environments");
-    return out;
+    return s.All(ReadEnv, "list environments");
   }
 
   static constexpr const char* kAllocColumns =
@@ -577,10 +567,7 @@ class SqliteStore final : public Store {
   Result<std::optional<AllocationRow>> GetAllocation(const std::string& id) override {
     Stmt s(cache_, fmt::format("SELECT {} FROM allocations WHERE id=?", kAllocColumns).c_str());
     s.Bind(1, id);
-    const int rc = s.Step();
-    if (rc == SQLITE_DONE) return std::optional<AllocationRow>();
-    if (rc != SQLITE_ROW) return s.Fail("get allocation");
-    return std::optional<AllocationRow>(ReadAlloc(s));
+    return s.One(ReadAlloc, "get allocation");
   }
   Result<std::optional<AllocationRow>> FindAllocationByKey(const std::string& principal,
                                                            const std::string& key) override {
@@ -588,10 +575,7 @@ class SqliteStore final : public Store {
            fmt::format("SELECT {} FROM allocations WHERE principal=? AND idempotency_key=?", kAllocColumns)
                .c_str());
     s.Bind(1, principal).Bind(2, key);
-    const int rc = s.Step();
-    if (rc == SQLITE_DONE) return std::optional<AllocationRow>();
-    if (rc != SQLITE_ROW) return s.Fail("find allocation");
-    return std::optional<AllocationRow>(ReadAlloc(s));
+    return s.One(ReadAlloc, "find allocation");
   }
   Result<std::vector<AllocationRow>> Allocations(const std::string& requester, bool active_only,
                                                  size_t limit) override {
@@ -603,22 +587,14 @@ class SqliteStore final : public Store {
                        .c_str());
     if (!requester.empty()) s.Bind(1, requester);
     s.Bind(3, static_cast<int64_t>(limit));
-    std::vector<AllocationRow> out;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadAlloc(s));
-    if (rc != SQLITE_DONE) return s.Fail("list allocations");
-    return out;
+    return s.All(ReadAlloc, "list allocations");
   }
   Result<std::vector<AllocationRow>> ExpiredAllocations(int64_t now_ns) override {
     Stmt s(cache_,
            fmt::format("SELECT {} FROM allocations WHERE state = 'active' AND expires_ns <= ?", kAllocColumns)
                .c_str());
     s.Bind(1, now_ns);
-    std::vector<AllocationRow> out;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadAlloc(s));
-    if (rc != SQLITE_DONE) return s.Fail("expired allocations");
-    return out;
+    return s.All(ReadAlloc, "expired allocations");
   }
   Result<int64_t> AppendAudit(const AuditRow& a) override {
     Stmt s(
@@ -642,14 +618,12 @@ class SqliteStore final : public Store {
         .Bind(4, f.environment_id)
         .Bind(5, f.action);
     s.Bind(6, static_cast<int64_t>(f.limit));
-    std::vector<AuditRow> out;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) {
-      out.push_back(AuditRow{s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6),
-                             s.Text(7), s.Text(8)});
-    }
-    if (rc != SQLITE_DONE) return s.Fail("list audit");
-    return out;
+    return s.All(
+        [](Stmt& r) {
+          return AuditRow{r.Int(0),  r.Int(1),  r.Text(2), r.Text(3), r.Text(4),
+                          r.Text(5), r.Text(6), r.Text(7), r.Text(8)};
+        },
+        "list audit");
   }
 
  private:
