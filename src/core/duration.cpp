@@ -36,10 +36,11 @@ bool TakeNumber(std::string_view& text, double& out) {
 Result<int64_t> ParseDuration(std::string_view text) {
   const std::string original(text);
   auto fail = [&](std::string_view why) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("invalid duration '{}': {} (use a number with a unit: ns, us, ms, s, m, h; "
-                                 "e.g. 500ms, 10s, 1m30s)",
-                                 original, why));
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        fmt::format("invalid duration '{}': {} (use a number with a unit: ns, us, ms, s, m, h, d; "
+                    "e.g. 500ms, 10s, 1m30s)",
+                    original, why));
   };
   if (text.empty()) return fail("empty");
   if (text == "0") return int64_t{0};  // zero needs no unit
@@ -68,6 +69,9 @@ Result<int64_t> ParseDuration(std::string_view text) {
       text.remove_prefix(1);
     } else if (text.starts_with("h")) {
       unit = 3600e9;
+      text.remove_prefix(1);
+    } else if (text.starts_with("d")) {  // as k6's extended durations
+      unit = 86400e9;
       text.remove_prefix(1);
     } else if (text.empty()) {
       return fail("missing unit");

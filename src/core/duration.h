@@ -9,8 +9,9 @@
 
 namespace meridian {
 
-// Parses a duration with units ns, us (or µs), ms, s, m, h; components may be combined ("1m30s") and may
-// carry a fraction ("1.5s"). A bare number is an error (the unit is never guessed). Returns nanoseconds.
+// Parses a duration with units ns, us (or µs), ms, s, m, h, d (days); components may be combined ("1m30s")
+// and may carry a fraction ("1.5s"). A bare number is an error (the unit is never guessed). Returns
+// nanoseconds.
 Result<int64_t> ParseDuration(std::string_view text);
 
 // Formats nanoseconds compactly with three significant digits: "812µs", "12.3ms", "1.25s", "2m5s".

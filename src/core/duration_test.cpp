@@ -13,6 +13,7 @@ TEST(ParseDuration, Units) {
   EXPECT_EQ(*ParseDuration("10s"), 10 * kNanosPerSecond);
   EXPECT_EQ(*ParseDuration("2m"), 120 * kNanosPerSecond);
   EXPECT_EQ(*ParseDuration("1h"), 3600 * kNanosPerSecond);
+  EXPECT_EQ(*ParseDuration("90d"), 90 * 86400 * kNanosPerSecond);  // k6 extended durations
 }
 
 TEST(ParseDuration, CombinedAndFractional) {

@@ -1,8 +1,12 @@
 #pragma once
 // Minimal leveled logging to stderr. Not for the request path. Secrets are never passed to it.
+// Every line is one line: control characters, bytes that are not UTF-8 and C1 controls in a message (user
+// values such as a requester name) are written as escapes (\n, \x1b, \u009b), so that no value can forge a
+// log line or drive a terminal.
 
 #include <fmt/format.h>
 
+#include <string>
 #include <string_view>
 
 namespace meridian {
@@ -12,6 +16,8 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3, kOff = 4 };
 void SetLogLevel(LogLevel level);
 LogLevel GetLogLevel();
 void LogLine(LogLevel level, std::string_view message);
+// The message as LogLine writes it.
+std::string EscapeForLog(std::string_view message);
 
 template <class... Args>
 void LogDebug(fmt::format_string<Args...> f, Args&&... args) {
