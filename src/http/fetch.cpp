@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "http/response_parser.h"
+#include "http/syntax.h"
 #include "net/resolver.h"
 
 namespace meridian::http {
@@ -58,6 +59,7 @@ BlockingClient& BlockingClient::operator=(BlockingClient&& o) noexcept {
     prefix_ = std::move(o.prefix_);
     host_header_ = std::move(o.host_header_);
     token_ = std::move(o.token_);
+    headers_ = std::move(o.headers_);
     host_ = std::move(o.host_);
     endpoint_ = o.endpoint_;
     tls_ = std::move(o.tls_);
@@ -134,6 +136,7 @@ Result<FetchResponse> BlockingClient::Request(const std::string& method, const s
   std::string req = fmt::format("{} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: meridian\r\n", method, prefix_,
                                 path, host_header_);
   if (!token_.empty()) req += fmt::format("Authorization: Bearer {}\r\n", token_);
+  for (const auto& [name, value] : headers_) req += fmt::format("{}: {}\r\n", name, value);
   if (!body.empty() || method == "POST" || method == "PUT") {
     req += fmt::format("Content-Type: {}\r\nContent-Length: {}\r\n", content_type, body.size());
   }
@@ -148,6 +151,16 @@ Result<FetchResponse> BlockingClient::Request(const std::string& method, const s
   }
   if (!r.ok()) Disconnect();
   return r;
+}
+
+void BlockingClient::SetHeader(const std::string& name, const std::string& value) {
+  for (auto& h : headers_) {
+    if (h.first == name) {
+      h.second = value;
+      return;
+    }
+  }
+  headers_.emplace_back(name, value);
 }
 
 Result<FetchResponse> BlockingClient::Once(const std::string& request, int64_t deadline, bool* reused) {
@@ -188,6 +201,7 @@ Result<FetchResponse> BlockingClient::Once(const std::string& request, int64_t d
   ResponseParser parser;
   parser.Reset(false);
   parser.CaptureBody(&out.body, 64 * 1024 * 1024);
+  parser.CaptureHeaders(&out.head);
   char buf[16 * 1024];
   while (!parser.complete()) {
     const ssize_t n = Receive(buf, sizeof buf);
@@ -214,6 +228,17 @@ Result<FetchResponse> BlockingClient::Once(const std::string& request, int64_t d
   }
   out.status = parser.status();
   out.received_wall_ns = WallNanos();
+  for (size_t at = 0; (at = out.head.find('\n', at)) != std::string::npos;) {
+    ++at;
+    if (out.head.size() - at > 12 &&
+        EqualsIgnoreCase(std::string_view(out.head).substr(at, 12), "retry-after:")) {
+      const std::string value(
+          TrimOws(std::string_view(out.head).substr(at + 12, out.head.find('\r', at) - at - 12)));
+      if (!value.empty() && value.find_first_not_of("0123456789") == std::string::npos && value.size() < 10) {
+        out.retry_after_s = std::stoll(value);
+      }
+    }
+  }
   if (!parser.keep_alive()) Disconnect();
   return out;
 }

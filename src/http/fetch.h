@@ -20,6 +20,8 @@ namespace meridian::http {
 struct FetchResponse {
   int status = 0;
   std::string body;
+  std::string head;              // the status line and header fields, as received
+  int64_t retry_after_s = -1;    // Retry-After in seconds (-1: none, or a date)
   int64_t sent_wall_ns = 0;      // when the request was written
   int64_t received_wall_ns = 0;  // when the response was complete
 };
@@ -38,6 +40,9 @@ class BlockingClient {
                                 const std::string& content_type = "application/json");
   void Disconnect();
   const std::string& base() const { return base_; }
+  // A header field sent with every request from now on (replacing one of the same name). Not for secrets
+  // that belong in Authorization; never in the URL.
+  void SetHeader(const std::string& name, const std::string& value);
 
  private:
   BlockingClient() = default;
@@ -51,6 +56,7 @@ class BlockingClient {
   std::string prefix_;
   std::string host_header_;
   std::string token_;
+  std::vector<std::pair<std::string, std::string>> headers_;
   std::string host_;  // for SNI and certificate verification
   net::Endpoint endpoint_;
   std::shared_ptr<net::TlsContext> tls_;  // https only

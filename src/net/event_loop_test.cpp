@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <thread>
 #include <vector>
 
 #include "core/clock.h"
 #include "net/resolver.h"
 #include "net/socket.h"
+#include "net/work_thread.h"
 
 namespace meridian::net {
 namespace {
@@ -168,6 +170,33 @@ TEST(Resolver, NumericLocalhostAndFailure) {
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().code, ErrorCode::kDns);
   EXPECT_NE(bad.error().message.find("no-such-host.invalid"), std::string::npos);
+}
+
+TEST(WorkThread, RunsWorkOffTheLoopAndFinishesOnIt) {
+  EventLoop loop;
+  ASSERT_TRUE(loop.Init().ok());
+  const auto loop_thread = std::this_thread::get_id();
+  std::vector<int> done;
+  std::thread::id worked_on;
+  {
+    WorkThread worker(loop);
+    for (int i = 0; i < 3; ++i) {
+      worker.Run([&worked_on] { worked_on = std::this_thread::get_id(); },
+                 [&done, &loop, loop_thread, i] {
+                   EXPECT_EQ(std::this_thread::get_id(), loop_thread);
+                   done.push_back(i);
+                   if (done.size() == 3) loop.Stop();
+                 });
+    }
+    loop.Run();
+    EXPECT_NE(worked_on, loop_thread);
+    EXPECT_EQ(done, (std::vector<int>{0, 1, 2}));  // in order
+    // A `done` posted for a WorkThread that is gone never runs.
+    std::atomic<bool> started{false};
+    worker.Run([&started] { started = true; }, [] { ADD_FAILURE() << "ran after the WorkThread went away"; });
+    while (!started.load()) std::this_thread::yield();
+  }
+  loop.Settle();
 }
 
 }  // namespace
