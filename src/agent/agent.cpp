@@ -12,6 +12,7 @@
 
 #include "core/clock.h"
 #include "core/duration.h"
+#include "core/log.h"
 #include "core/version.h"
 #include "http/fetch.h"
 #include "loadgen/engine.h"
@@ -66,7 +67,7 @@ class Agent::RunExecution {
     const uint32_t slot = work.value("slot", 0u);
     auto plan = plan::ParsePlan(work.value("plan", ""), "plan.yaml");
     if (!plan.ok()) return NotReady(plan.error().message);
-    auto client = http::BlockingClient::Create(agent_.options_.control_url, agent_.options_.token);
+    auto client = agent_.Client();
     if (!client.ok()) return NotReady(client.error().message);
     control_ = std::make_unique<http::BlockingClient>(std::move(client).value());
 
@@ -221,7 +222,7 @@ class Agent::RunExecution {
  private:
   void NotReady(const std::string& why) {
     agent_.Log(fmt::format("run {}: cannot prepare: {}", run_id_, why));
-    auto client = http::BlockingClient::Create(agent_.options_.control_url, agent_.options_.token);
+    auto client = agent_.Client();
     if (!client.ok()) return;
     (void)client->Request("POST", fmt::format("/v1/runs/{}/agents/{}/ready", run_id_, agent_.id_),
                           json{{"error", why}}.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -309,7 +310,7 @@ class Agent::RunExecution {
 
   // Sends reports in order; a report leaves the queue only once the control plane acknowledged it.
   void ReportLoop() {
-    auto client = http::BlockingClient::Create(agent_.options_.control_url, agent_.options_.token);
+    auto client = agent_.Client();
     if (!client.ok()) return;
     int attempt = 0;
     while (true) {
@@ -442,7 +443,8 @@ Agent::Agent(AgentOptions options) : options_(std::move(options)) {
 Agent::~Agent() = default;
 
 void Agent::Log(const std::string& line) {
-  const std::string text = fmt::format("agent {} [{}]: {}", options_.name, options_.region, line);
+  const std::string text =
+      EscapeForLog(fmt::format("agent {} [{}]: {}", options_.name, options_.region, line));
   if (options_.log) {
     options_.log(text);
   } else {
@@ -488,8 +490,14 @@ ClockSample Agent::MeasureClock() {
   return best.rtt_ns == INT64_MAX ? ClockSample{} : best;
 }
 
-bool Agent::Register() {
+Result<http::BlockingClient> Agent::Client() const {
   auto client = http::BlockingClient::Create(options_.control_url, options_.token);
+  if (client.ok() && !secret_.empty()) client->SetHeader("Meridian-Agent-Secret", secret_);
+  return client;
+}
+
+bool Agent::Register() {
+  auto client = Client();
   if (!client.ok()) return false;
   clock_ = MeasureClock();
   const json body = {
@@ -500,9 +508,16 @@ bool Agent::Register() {
       {"capacity", options_.workers ? options_.workers : std::max(1u, std::thread::hardware_concurrency())},
       {"clock_offset_ns", clock_.offset_ns},
       {"rtt_ns", clock_.rtt_ns}};
-  auto r = client->Request("POST", "/v1/agents", body.dump());
+  auto r = client->Request("POST", "/v1/agents", body.dump(-1, ' ', false, json::error_handler_t::replace));
   if (!r.ok()) {
     Log("cannot register: " + r.error().message);
+    return false;
+  }
+  if (r->status == 403 && !id_.empty()) {
+    // The id is bound to a secret this process does not hold: register as a new agent.
+    Log(fmt::format("registration as {} refused ({}): registering with a new id", id_, r->body));
+    id_.clear();
+    secret_.clear();
     return false;
   }
   if (r->status != 201) {
@@ -511,6 +526,7 @@ bool Agent::Register() {
   }
   const json j = ParseJson(r->body);
   id_ = j.value("id", "");
+  if (j.contains("secret")) secret_ = j.value("secret", "");  // a new id: its own secret
   long_poll_ns_ = j.value("long_poll_ms", int64_t{2000}) * 1'000'000;
   Log(fmt::format("registered as {} (clock offset {}{}, rtt {})", id_, clock_.offset_ns < 0 ? "-" : "",
                   FormatDuration(std::abs(clock_.offset_ns)), FormatDuration(clock_.rtt_ns)));
@@ -518,7 +534,7 @@ bool Agent::Register() {
 }
 
 Result<void> Agent::Run() {
-  auto client = http::BlockingClient::Create(options_.control_url, options_.token);
+  auto client = Client();
   if (!client.ok()) return client.error();
   if (options_.region.empty()) return MakeError(ErrorCode::kInvalidArgument, "--region is required");
   bool registered = false;
@@ -530,6 +546,7 @@ Result<void> Agent::Run() {
         continue;
       }
     }
+    client->SetHeader("Meridian-Agent-Secret", secret_);
     auto r = client->Request("GET", fmt::format("/v1/agents/{}/work", id_), "",
                              long_poll_ns_ + 10 * kNanosPerSecond);
     if (!r.ok()) {
@@ -538,6 +555,12 @@ Result<void> Agent::Run() {
     }
     if (r->status == 404) {
       registered = false;  // the control plane forgot us (a new store): register again
+      continue;
+    }
+    if (r->status == 403 && r->body.find("agent_secret") != std::string::npos) {
+      registered = false;  // the control plane does not know this secret (a new server key): register again
+      id_.clear();
+      secret_.clear();
       continue;
     }
     if (r->status == 401 || r->status == 403) {

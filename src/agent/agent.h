@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/result.h"
+#include "http/fetch.h"
 
 namespace meridian::agent {
 
@@ -49,12 +50,15 @@ class Agent {
  private:
   class RunExecution;
   bool Register();
+  // A client for the control plane carrying the token and, once registered, the agent's secret.
+  Result<http::BlockingClient> Client() const;
   ClockSample MeasureClock();
   void Log(const std::string& line);
   void Backoff(int attempt);
 
   AgentOptions options_;
   std::string id_;
+  std::string secret_;  // issued at registration: proves to the control plane that this process is id_
   ClockSample clock_;
   int64_t long_poll_ns_ = 2'000'000'000;
   std::atomic<bool> stop_{false};

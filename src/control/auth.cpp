@@ -1,8 +1,12 @@
 // Tokens and server.yaml.
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
@@ -12,6 +16,7 @@
 
 #include "control/control.h"
 #include "core/duration.h"
+#include "core/files.h"
 #include "plan/reader.h"
 
 namespace meridian::control {
@@ -41,6 +46,36 @@ std::string HashToken(const std::string& token) {
   unsigned int len = 0;
   EVP_Digest(token.data(), token.size(), md, &len, EVP_sha256(), nullptr);
   return Hex(md, len);
+}
+
+std::string KeyedHash(const std::string& key, const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
+  return Hex(md, len);
+}
+
+Result<std::string> LoadOrCreateServerKey(const std::string& dir) {
+  if (auto d = MakePrivateDirectories(dir); !d.ok()) return d.error();
+  const std::string path = (std::filesystem::path(dir.empty() ? "." : dir) / "server.key").string();
+  std::ifstream in(path, std::ios::binary);
+  if (in) {
+    std::string key((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (key.size() != 32) {
+      return MakeError(ErrorCode::kIo,
+                       fmt::format("{}: not a server key (32 bytes); remove it to make a new one (every "
+                                   "agent registers again)",
+                                   path));
+    }
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) ::chmod(path.c_str(), 0600);
+    return key;
+  }
+  std::string key(32, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), 32) != 1) std::abort();
+  if (auto w = WritePrivateFile(path, key); !w.ok()) return w.error();
+  return key;
 }
 
 std::string NewToken() {
@@ -79,6 +114,30 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
     }
     c.max_headers = f.Uint("max_headers", c.max_headers, 10, 10'000);
     c.long_poll_ns = f.Duration("long_poll", c.long_poll_ns, false);
+    c.max_connections = f.Uint("max_connections", c.max_connections, 16, 1'000'000);
+    if (f.Has("max_buffered")) {
+      auto size = ParseByteSize(f.String("max_buffered", ""));
+      if (!size.ok() || *size < 1024 * 1024)
+        f.Fail("max_buffered", "is not a byte size of at least 1MiB (e.g. 256MiB)");
+      c.max_buffered_bytes = static_cast<size_t>(*size);
+    }
+    if (c.max_buffered_bytes < c.max_body_bytes) {
+      f.Fail(f.Has("max_buffered") ? "max_buffered" : "max_body", "max_buffered must be at least max_body");
+    }
+    c.request_timeout_ns = f.Duration("request_timeout", c.request_timeout_ns, false);
+    c.max_active_runs_per_token =
+        static_cast<uint32_t>(f.Uint("max_active_runs_per_token", c.max_active_runs_per_token, 1, 100'000));
+    c.max_waiting_allocations_per_token = static_cast<uint32_t>(
+        f.Uint("max_waiting_allocations_per_token", c.max_waiting_allocations_per_token, 1, 1'000'000));
+    c.max_ready_timeout_ns = f.Duration("max_ready_timeout", c.max_ready_timeout_ns, false);
+    if (YAML::Node r = f.Get("retention")) {
+      plan::Fields rf(reader, r, "retention");
+      // 0 keeps forever.
+      c.retention.runs_ns = rf.Duration("runs", c.retention.runs_ns);
+      c.retention.allocations_ns = rf.Duration("allocations", c.retention.allocations_ns);
+      c.retention.audit_ns = rf.Duration("audit", c.retention.audit_ns);
+      rf.Done();
+    }
     YAML::Node tokens = f.Get("tokens");
     if (!tokens || !tokens.IsSequence() || tokens.size() == 0) {
       f.Fail("tokens",
@@ -126,6 +185,7 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         const char* v = std::getenv(env.c_str());
         if (!v || !*v) t.Fail("token_env", fmt::format("the environment variable {} is not set", env));
         spec.hash_hex = HashToken(v);
+        c.token_env.push_back(env);
       }
       t.Done();
       c.tokens.push_back(std::move(spec));

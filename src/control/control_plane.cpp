@@ -13,12 +13,14 @@
 #include "control/run.h"
 #include "core/clock.h"
 #include "core/duration.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "envpool/envpool.h"
 #include "http/api.h"
 #include "http/server.h"
 #include "net/socket.h"
+#include "net/work_thread.h"
 #include "stats/wire.h"
 
 namespace meridian::control {
@@ -34,6 +36,10 @@ using http::ParseBody;
 namespace {
 
 constexpr int64_t kTickNs = 50'000'000;
+constexpr size_t kSmallBody = 64 * 1024;         // what every route but plans, reports and done takes
+constexpr size_t kParseInlineBytes = 64 * 1024;  // larger JSON bodies are parsed on the work thread
+constexpr int64_t kPruneEveryNs = 60'000'000'000;
+constexpr const char* kAgentSecretHeader = "meridian-agent-secret";
 
 std::string NewId(const char* prefix) { return fmt::format("{}{}", prefix, NewToken().substr(0, 12)); }
 
@@ -59,11 +65,15 @@ class ControlPlane::Impl {
       : loop_(loop), store_(std::move(store)), config_(std::move(config)) {}
 
   Result<void> Start() {
+    auto key = LoadOrCreateServerKey(DataDir());
+    if (!key.ok()) return key.error();
+    key_ = std::move(key).value();
     std::vector<store::TokenRow> rows;
     for (const auto& t : config_.tokens) {
       std::string scopes;
       for (const auto& s : t.scopes) scopes += (scopes.empty() ? "" : " ") + s;
-      rows.push_back(store::TokenRow{t.name, t.hash_hex, scopes});
+      keyed_tokens_.push_back(KeyedHash(key_, t.hash_hex));
+      rows.push_back(store::TokenRow{t.name, keyed_tokens_.back(), scopes});
     }
     if (auto r = store_->ReplaceTokens(rows); !r.ok()) return r;
     auto agents = store_->ListAgents();
@@ -76,20 +86,38 @@ class ControlPlane::Impl {
         LogWarn("run {} cannot be resumed: {}", row.id, r.error().message);
       }
     }
-    envpool_ = std::make_unique<envpool::EnvPool>(loop_, *store_, envpool::Options{config_.registry});
+    envpool::Options pool_options;
+    pool_options.registry_path = config_.registry;
+    pool_options.max_waiters_per_principal = config_.max_waiting_allocations_per_token;
+    pool_options.hidden_env.insert(config_.token_env.begin(), config_.token_env.end());
+    envpool_ = std::make_unique<envpool::EnvPool>(loop_, *store_, pool_options);
     if (auto r = envpool_->Start(); !r.ok()) return r;
+    work_ = std::make_unique<net::WorkThread>(loop_);
+    http::ServerOptions options;
+    options.max_body_bytes = config_.max_body_bytes;
+    options.max_headers = config_.max_headers;
+    options.idle_timeout_ns = 120 * kNanosPerSecond;
+    options.request_timeout_ns = config_.request_timeout_ns;
+    options.max_connections = config_.max_connections;
+    options.max_buffered_bytes = config_.max_buffered_bytes;
+    options.single_headers.push_back(kAgentSecretHeader);
     server_ = std::make_unique<http::HttpServer>(
-        loop_, http::ServerOptions{config_.max_body_bytes, config_.max_headers, 120 * kNanosPerSecond},
-        [this](http::ServerRequest& req, http::Responder out) { Handle(req, out); });
+        loop_, options, [this](http::ServerRequest& req, http::Responder out) { Handle(req, out); },
+        [this](const http::ServerRequest& head, size_t* max_body) { return CheckHead(head, max_body); });
     auto at = net::ParseListenAddress(config_.listen);
     if (!at.ok()) return at.error();
     if (auto r = server_->Listen(*at); !r.ok()) return r;
     tick_.set([this] { Tick(); });
     loop_.Schedule(&tick_, MonoNanos() + kTickNs);
+    prune_.set([this] { Prune(); });
+    loop_.Schedule(&prune_, MonoNanos() + kNanosPerSecond);
     return {};
   }
 
-  ~Impl() { loop_.Cancel(&tick_); }
+  ~Impl() {
+    loop_.Cancel(&tick_);
+    loop_.Cancel(&prune_);
+  }
   Result<void> Reload() { return envpool_ ? envpool_->Reload() : Result<void>{}; }
   uint16_t port() const { return server_ ? server_->port() : 0; }
 
@@ -174,6 +202,9 @@ class ControlPlane::Impl {
     const int64_t now = WallNanos();
     std::vector<std::string> finished;
     for (auto& [id, run] : runs_) {
+      // A run that waits for its first agent costs nothing here until its ready_timeout: agents are assigned
+      // when they ask for work.
+      if (run->row.state == "preparing" && run->assignments.empty() && now < run->row.deadline_ns) continue;
       Step(*run, now, now_mono);
       if (run->Terminal()) finished.push_back(id);
     }
@@ -426,23 +457,61 @@ class ControlPlane::Impl {
 
   void WriteArtefacts(const Run& run, const Summary& summary) {
     const auto dir = std::filesystem::path(DataDir()) / "runs" / run.row.id;
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec) {
-      LogWarn("run {}: cannot write artefacts to {}: {}", run.row.id, dir.string(), ec.message());
+    if (auto d = MakePrivateDirectories(dir.string()); !d.ok()) {
+      LogWarn("run {}: cannot write artefacts: {}", run.row.id, d.error().message);
       return;
     }
-    std::ofstream(dir / "plan.yaml") << run.row.plan_yaml;
     ordered_json clean = summary.json;
     clean.erase("text");
     clean.erase("metrics_csv");
-    std::ofstream(dir / "summary.json") << clean.dump(2) << "\n";
-    std::ofstream(dir / "metrics.csv") << summary.csv;
-    std::ofstream(dir / "RUN.txt") << fmt::format("{}.{:09}\n", run.row.start_at_ns / kNanosPerSecond,
-                                                  run.row.start_at_ns % kNanosPerSecond);
-    std::ofstream(dir / "services.json") << ServicesJson(run).dump(2) << "\n";
-    std::ofstream(dir / "FINISHED.txt")
-        << fmt::format("{}.{:09}\n", WallNanos() / kNanosPerSecond, WallNanos() % kNanosPerSecond);
+    const int64_t now = WallNanos();
+    const std::pair<const char*, std::string> files[] = {
+        {"plan.yaml", run.row.plan_yaml},
+        {"summary.json", clean.dump(2, ' ', false, ordered_json::error_handler_t::replace) + "\n"},
+        {"metrics.csv", summary.csv},
+        {"RUN.txt", fmt::format("{}.{:09}\n", run.row.start_at_ns / kNanosPerSecond,
+                                run.row.start_at_ns % kNanosPerSecond)},
+        {"services.json",
+         ServicesJson(run).dump(2, ' ', false, ordered_json::error_handler_t::replace) + "\n"},
+        {"FINISHED.txt", fmt::format("{}.{:09}\n", now / kNanosPerSecond, now % kNanosPerSecond)}};
+    for (const auto& [name, content] : files) {
+      if (auto w = WritePrivateFile((dir / name).string(), content); !w.ok()) {
+        LogWarn("run {}: {}", run.row.id, w.error().message);
+      }
+    }
+  }
+
+  // Retention: ended runs (rows, reports, folders), ended allocations and audit rows older than configured,
+  // in batches; a full batch means more is due soon.
+  void Prune() {
+    const int64_t now = WallNanos();
+    const auto cutoff = [now](int64_t keep) { return keep > 0 ? now - keep : 0; };
+    store::PruneRequest rq;
+    rq.runs_before_ns = cutoff(config_.retention.runs_ns);
+    rq.allocations_before_ns = cutoff(config_.retention.allocations_ns);
+    rq.audit_before_ns = cutoff(config_.retention.audit_ns);
+    bool more = false;
+    auto pruned = store_->Prune(rq);
+    if (!pruned.ok()) {
+      LogWarn("retention: {}", pruned.error().message);
+    } else {
+      for (const auto& id : pruned->runs) {
+        std::error_code ec;
+        std::filesystem::remove_all(std::filesystem::path(DataDir()) / "runs" / id, ec);
+      }
+      if (!pruned->runs.empty() || pruned->allocations > 0 || pruned->audit > 0) {
+        LogInfo("retention: removed {} run(s), {} allocation(s), {} audit row(s)", pruned->runs.size(),
+                pruned->allocations, pruned->audit);
+      }
+      more = pruned->runs.size() >= rq.batch || pruned->allocations >= rq.batch || pruned->audit >= rq.batch;
+    }
+    // Every minute, or every half the shortest retention when that is shorter (at least every second).
+    int64_t every = kPruneEveryNs;
+    for (int64_t keep :
+         {config_.retention.runs_ns, config_.retention.allocations_ns, config_.retention.audit_ns}) {
+      if (keep > 0) every = std::min(every, std::max(kNanosPerSecond, keep / 2));
+    }
+    loop_.Schedule(&prune_, MonoNanos() + (more ? kNanosPerSecond : every));
   }
 
   ordered_json ServicesJson(const Run& run) {
@@ -528,6 +597,8 @@ class ControlPlane::Impl {
     std::vector<std::string> scopes;
   };
 
+  // The token the request carries, if it is one of the configured ones (every token compared, in constant
+  // time, as keyed hashes).
   const TokenSpec* Authenticate(const http::ServerRequest& req) {
     const std::string auth = req.Header("authorization");
     if (auth.size() < 8 || !std::equal(auth.begin(), auth.begin() + 7, "Bearer ", [](char a, char b) {
@@ -535,54 +606,103 @@ class ControlPlane::Impl {
         })) {
       return nullptr;
     }
-    const std::string hash = HashToken(auth.substr(7));
+    const std::string keyed = KeyedHash(key_, HashToken(auth.substr(7)));
     const TokenSpec* found = nullptr;
-    for (const auto& t : config_.tokens) {  // every token compared, in constant time
-      if (t.hash_hex.size() == hash.size() &&
-          CRYPTO_memcmp(t.hash_hex.data(), hash.data(), hash.size()) == 0) {
-        found = &t;
+    for (size_t i = 0; i < config_.tokens.size(); ++i) {
+      const std::string& k = keyed_tokens_[i];
+      if (k.size() == keyed.size() && CRYPTO_memcmp(k.data(), keyed.data(), keyed.size()) == 0) {
+        found = &config_.tokens[i];
       }
     }
     return found;
-  }
-
-  void Require(const http::ServerRequest& req, const std::string& scope) {
-    RequireAny(req, scope.empty() ? std::vector<std::string>{} : std::vector<std::string>{scope});
   }
 
   static bool HasScope(const TokenSpec& t, const std::string& scope) {
     return std::find(t.scopes.begin(), t.scopes.end(), scope) != t.scopes.end();
   }
 
-  // A valid token holding one of `scopes` (any valid token when empty), within its request rate.
-  const TokenSpec& RequireAny(const http::ServerRequest& req, const std::vector<std::string>& scopes) {
+ public:
+  // Every route: a valid token (401 before the route is even looked at, so that routes cannot be
+  // enumerated), within its rate (releasing an allocation is never limited: it only frees), and the route's
+  // body limit, all before any of the body is read.
+  std::optional<http::ServerResponse> CheckHead(const http::ServerRequest& req, size_t* max_body) {
     const TokenSpec* t = Authenticate(req);
     if (!t) {
-      throw ApiError{
+      return http::ErrorResponse(ApiError{
           401, "unauthorized",
-          req.Header("authorization").empty() ? "a bearer token is required" : "the token is not valid", ""};
+          req.Header("authorization").empty() ? "a bearer token is required" : "the token is not valid", ""});
     }
+    const auto p = http::SplitPath(req.path);
+    const bool release = req.method == "DELETE" && p.size() == 3 && p[0] == "v1" && p[1] == "allocations";
+    if (!release) {
+      Bucket& b = buckets_[t->name];
+      const int64_t now = MonoNanos();
+      const double burst = 2 * config_.requests_per_second;
+      if (b.last == 0) b.tokens = burst;
+      b.tokens =
+          std::min(burst, b.tokens + static_cast<double>(now - b.last) / 1e9 * config_.requests_per_second);
+      b.last = now;
+      if (b.tokens < 1) {
+        return http::ErrorResponse(
+            ApiError{429, "rate_limited",
+                     fmt::format("too many requests for this token (requests_per_second: {})",
+                                 config_.requests_per_second),
+                     ""});
+      }
+      b.tokens -= 1;
+    }
+    const bool large =
+        LargeJsonRoute(req.method, p) ||
+        (p.size() == 7 && p[0] == "v1" && p[1] == "runs" && p[3] == "agents" && p[5] == "reports") ||
+        (p.size() == 3 && p[0] == "v1" && p[1] == "environments" && p[2] == "sync");
+    *max_body = large ? config_.max_body_bytes : kSmallBody;
+    return std::nullopt;
+  }
+
+  // The routes whose JSON bodies may be large: a plan (scripts bundled), an agent's done (step logs).
+  static bool LargeJsonRoute(const std::string& method, const std::vector<std::string>& p) {
+    if (method != "POST" || p.size() < 2 || p[0] != "v1" || p[1] != "runs") return false;
+    return p.size() == 2 || (p.size() == 6 && p[3] == "agents" && p[5] == "done");
+  }
+
+  // The request's token holding one of `scopes` (any valid token when empty). The head check let only valid
+  // tokens through; this names the scope that is missing.
+  const TokenSpec& RequireAny(const http::ServerRequest& req, const std::vector<std::string>& scopes) {
+    const TokenSpec* t = Authenticate(req);
+    if (!t) throw ApiError{401, "unauthorized", "the token is not valid", ""};
     if (!scopes.empty() &&
         std::none_of(scopes.begin(), scopes.end(), [&](const std::string& s) { return HasScope(*t, s); })) {
       std::string list;
       for (const auto& s : scopes) list += (list.empty() ? "" : " or ") + s;
       throw ApiError{403, "forbidden", fmt::format("the token '{}' lacks the scope {}", t->name, list), ""};
     }
-    // Token bucket per token.
-    Bucket& b = buckets_[t->name];
-    const int64_t now = MonoNanos();
-    const double burst = 2 * config_.requests_per_second;
-    if (b.last == 0) b.tokens = burst;
-    b.tokens =
-        std::min(burst, b.tokens + static_cast<double>(now - b.last) / 1e9 * config_.requests_per_second);
-    b.last = now;
-    if (b.tokens < 1) throw ApiError{429, "rate_limited", "too many requests for this token", ""};
-    b.tokens -= 1;
-    principal_ = t->name;
     return *t;
   }
 
+  const TokenSpec& Require(const http::ServerRequest& req, const std::string& scope) {
+    return RequireAny(req, scope.empty() ? std::vector<std::string>{} : std::vector<std::string>{scope});
+  }
+
   void Handle(http::ServerRequest& req, http::Responder out) {
+    // A large JSON body is parsed on the work thread: the loop keeps answering heartbeats and polls.
+    if (req.body.size() > kParseInlineBytes && !req.parsed &&
+        LargeJsonRoute(req.method, http::SplitPath(req.path))) {
+      auto body = std::make_shared<std::string>(std::move(req.body));
+      auto parsed = std::make_shared<Result<json>>(json());
+      auto problem = std::make_shared<http::JsonProblem>();
+      work_->Run([body, parsed,
+                  problem] { *parsed = http::ParseStrictJson(*body, http::kMaxJsonDepth, problem.get()); },
+                 [this, req = std::move(req), body, parsed, problem, out]() mutable {
+                   req.body = std::move(*body);
+                   if (!parsed->ok()) {
+                     return out.Send(ErrorResponse(
+                         ApiError{400, "invalid_body", "the body: " + problem->message, problem->field}));
+                   }
+                   req.parsed = std::make_shared<const json>(std::move(*parsed).value());
+                   Handle(req, out);
+                 });
+      return;
+    }
     try {
       Route(req, out);
     } catch (const ApiError& e) {
@@ -593,6 +713,7 @@ class ControlPlane::Impl {
     }
   }
 
+ private:
   Run& FindRun(const std::string& id) {
     auto it = runs_.find(id);
     if (it == runs_.end()) throw ApiError{404, "not_found", fmt::format("no active run '{}'", id), ""};
@@ -603,7 +724,7 @@ class ControlPlane::Impl {
     auto it = runs_.find(id);
     if (it != runs_.end()) return it->second->row;
     auto row = store_->GetRun(id);
-    if (!row.ok()) throw ApiError{500, "store", row.error().message, ""};
+    if (!row.ok()) throw http::StoreUnavailable(row.error().message);
     if (!row->has_value()) throw ApiError{404, "not_found", fmt::format("no run '{}'", id), ""};
     return **row;
   }
@@ -655,12 +776,9 @@ class ControlPlane::Impl {
       if (req.method == "POST") return CreateRun(req, out);
       MethodCheck(req, "GET");
       Require(req, "runs:read");
-      const std::string limit_text = req.Query("limit");
-      const size_t limit = limit_text.empty()
-                               ? 50
-                               : std::clamp<size_t>(std::strtoul(limit_text.c_str(), nullptr, 10), 1, 1000);
+      const auto limit = static_cast<size_t>(http::QueryInt(req, "limit", 50, 1, 1000));
       auto rows = store_->ListRuns(limit, req.Query("active") == "true");
-      if (!rows.ok()) throw ApiError{500, "store", rows.error().message, ""};
+      if (!rows.ok()) throw http::StoreUnavailable(rows.error().message);
       ordered_json list = ordered_json::array();
       for (const auto& r : *rows) list.push_back(RunRowJson(runs_.count(r.id) ? runs_[r.id]->row : r));
       out.Send(http::JsonResponse(200, {{"runs", list}}));
@@ -692,7 +810,7 @@ class ControlPlane::Impl {
     const std::string& what = p[3];
     if (p.size() == 4 && what == "abort") {
       MethodCheck(req, "POST");
-      Require(req, "runs:write");
+      const TokenSpec& t = Require(req, "runs:write");
       const store::RunRow row = LoadRow(id);
       if (TerminalState(row.state)) {
         out.Send(http::JsonResponse(
@@ -701,7 +819,7 @@ class ControlPlane::Impl {
       }
       Run& run = FindRun(id);
       run.stop = true;
-      const std::string why = fmt::format("aborted by {}", principal_);
+      const std::string why = fmt::format("aborted by {}", t.name);
       if (run.row.state == "running" || run.row.state == "draining") {
         run.row.reason = why;
         if (run.row.state == "running") {
@@ -753,7 +871,7 @@ class ControlPlane::Impl {
       Require(req, "runs:read");
       (void)LoadRow(id);
       auto rows = store_->StepInstances(id, false);
-      if (!rows.ok()) throw ApiError{500, "store", rows.error().message, ""};
+      if (!rows.ok()) throw http::StoreUnavailable(rows.error().message);
       ordered_json list = ordered_json::array();
       for (const auto& r : *rows) list.push_back(ordered_json::parse(r.result_json, nullptr, false));
       out.Send(http::JsonResponse(200, {{"run", id}, {"steps", list}}));
@@ -764,19 +882,11 @@ class ControlPlane::Impl {
       // N.
       MethodCheck(req, "GET");
       Require(req, "runs:read");
+      const int64_t instance = http::QueryInt(req, "instance", -1, 0, UINT32_MAX);
       const store::RunRow row = LoadRow(id);
       const std::string& step = p[4];
-      const std::string instance_text = req.Query("instance");
-      long instance = -1;
-      if (!instance_text.empty()) {
-        char* end = nullptr;
-        instance = std::strtol(instance_text.c_str(), &end, 10);
-        if (*end != '\0' || instance < 0) {
-          throw ApiError{400, "invalid_query", "instance: must be a number >= 0", "instance"};
-        }
-      }
       auto rows = store_->StepInstances(id, true);
-      if (!rows.ok()) throw ApiError{500, "store", rows.error().message, ""};
+      if (!rows.ok()) throw http::StoreUnavailable(rows.error().message);
       std::string text;
       bool step_known = false, found = false;
       for (const auto& r : *rows) {
@@ -948,8 +1058,25 @@ class ControlPlane::Impl {
     return x;
   }
 
+  // 429 when the token drives as many runs as it may.
+  void CheckRunCap(const std::string& owner) {
+    const auto active = static_cast<size_t>(std::count_if(
+        runs_.begin(), runs_.end(), [&](const auto& r) { return r.second->row.owner == owner; }));
+    if (active >= config_.max_active_runs_per_token) {
+      throw ApiError{
+          429,
+          "limit_reached",
+          fmt::format("the token '{}' has {} active runs (max_active_runs_per_token: {}); wait for "
+                      "one to end or abort one",
+                      owner, active, config_.max_active_runs_per_token),
+          "",
+          {{"Retry-After", "5"}}};
+    }
+  }
+
+  // The plan is parsed and checked on the work thread; the run is created back on the loop.
   void CreateRun(http::ServerRequest& req, http::Responder& out) {
-    Require(req, "runs:write");
+    const TokenSpec& t = Require(req, "runs:write");
     const json body = ParseBody(req);
     const std::string text = Field<std::string>(body, "plan", "", true);
     const std::string file = Field<std::string>(body, "file", "plan.yaml");
@@ -961,23 +1088,54 @@ class ControlPlane::Impl {
         vars[k] = v.get<std::string>();
       }
     }
-    auto plan = plan::ParsePlan(text, file, vars);
-    if (!plan.ok()) throw ApiError{400, "invalid_plan", plan.error().message, "plan"};
-    if (auto r = plan::CheckRunnable(*plan); !r.ok())
-      throw ApiError{400, "not_runnable", r.error().message, "plan"};
+    CheckRunCap(t.name);
+    struct Parsed {
+      std::optional<Result<plan::Plan>> plan;
+      Result<void> runnable;
+      std::string yaml;
+    };
+    auto parsed = std::make_shared<Parsed>();
+    work_->Run(
+        [parsed, text, file, vars] {
+          parsed->plan = plan::ParsePlan(text, file, vars);
+          if (!parsed->plan->ok()) return;
+          parsed->runnable = plan::CheckRunnable(**parsed->plan);
+          if (parsed->runnable.ok()) parsed->yaml = plan::ToYaml(**parsed->plan);
+        },
+        [this, parsed, owner = t.name, out]() mutable {
+          try {
+            if (!parsed->plan->ok())
+              throw ApiError{400, "invalid_plan", parsed->plan->error().message, "plan"};
+            if (!parsed->runnable.ok())
+              throw ApiError{400, "not_runnable", parsed->runnable.error().message, "plan"};
+            StartRun(std::move(*parsed->plan).value(), std::move(parsed->yaml), owner, out);
+          } catch (const ApiError& e) {
+            out.Send(ErrorResponse(e));
+          }
+        });
+  }
+
+  void StartRun(plan::Plan plan, std::string yaml, const std::string& owner, http::Responder& out) {
+    if (plan.ready_timeout_ns > config_.max_ready_timeout_ns) {
+      throw ApiError{
+          400, "invalid_plan",
+          fmt::format("ready_timeout {} is longer than this server allows (max_ready_timeout {})",
+                      FormatDuration(plan.ready_timeout_ns), FormatDuration(config_.max_ready_timeout_ns)),
+          "ready_timeout"};
+    }
+    CheckRunCap(owner);  // again: runs may have started while the plan was parsed
     auto run = std::make_unique<Run>();
     run->row.id = NewId("r-");
-    run->row.name = plan->name;
+    run->row.name = plan.name;
     run->row.state = "created";
-    run->row.plan_yaml = plan::ToYaml(*plan);
-    run->row.owner = principal_;
+    run->row.plan_yaml = std::move(yaml);
+    run->row.owner = owner;
     run->row.created_ns = run->row.updated_ns = WallNanos();
-    run->plan = std::move(plan).value();
+    run->plan = std::move(plan);
     run->names = plan::Names(run->plan);
     run->static_names = run->names.requests.size();
     run->slots = plan::Slots(run->plan);
-    if (auto r = store_->CreateRun(run->row); !r.ok()) throw ApiError{500, "store", r.error().message, ""};
-    ordered_json j = RunRowJson(run->row);
+    if (auto r = store_->CreateRun(run->row); !r.ok()) throw http::StoreUnavailable(r.error().message);
     const std::string id = run->row.id;
     runs_[id] = std::move(run);
     Step(*runs_[id], WallNanos(), MonoNanos());  // created -> preparing, and assign what can be assigned
@@ -987,12 +1145,30 @@ class ControlPlane::Impl {
 
   // ---- agents ----------------------------------------------------------------------------------------
 
-  AgentLive& KnownAgent(const std::string& id) {
+  // A registered agent, proven by the secret it was issued at its first registration (a token with the agent
+  // scope is not enough to act as another agent).
+  AgentLive& KnownAgent(const std::string& id, const http::ServerRequest& req) {
     auto it = agents_.find(id);
     if (it == agents_.end())
       throw ApiError{404, "unknown_agent", fmt::format("no agent '{}': register again", id), ""};
+    if (!AgentSecretMatches(it->second.row, req)) {
+      throw ApiError{
+          403, "agent_secret",
+          fmt::format("the request does not carry agent {}'s secret (the {} header it was given when "
+                      "it registered)",
+                      id, "Meridian-Agent-Secret"),
+          ""};
+    }
     it->second.last_seen_mono = MonoNanos();
     return it->second;
+  }
+
+  bool AgentSecretMatches(const store::AgentRow& row, const http::ServerRequest& req) {
+    const std::string secret = req.Header(kAgentSecretHeader);
+    if (row.secret_hash.empty() || secret.empty()) return false;
+    const std::string keyed = KeyedHash(key_, secret);
+    return keyed.size() == row.secret_hash.size() &&
+           CRYPTO_memcmp(keyed.data(), row.secret_hash.data(), keyed.size()) == 0;
   }
 
   void AgentRoutes(http::ServerRequest& req, const std::vector<std::string>& p, http::Responder& out) {
@@ -1028,21 +1204,39 @@ class ControlPlane::Impl {
       if (row.region.empty() || row.region.size() > 63) {
         throw ApiError{400, "invalid_field", "'region' must be 1 to 63 characters", "region"};
       }
-      if (row.id.empty() || !agents_.count(row.id)) row.id = NewId("a-");
+      // The same id again only with its secret; otherwise a new id and a new secret.
+      std::string secret;
+      auto known = row.id.empty() ? agents_.end() : agents_.find(row.id);
+      if (known != agents_.end() && !known->second.row.secret_hash.empty()) {
+        if (!AgentSecretMatches(known->second.row, req)) {
+          throw ApiError{
+              403, "agent_secret",
+              fmt::format("agent {} is registered with a secret this request does not carry; register "
+                          "without an id to get a new one",
+                          row.id),
+              "id"};
+        }
+        row.secret_hash = known->second.row.secret_hash;
+      } else {
+        row.id = NewId("a-");
+        secret = NewToken();
+        row.secret_hash = KeyedHash(key_, secret);
+      }
       row.registered_ns = WallNanos();
-      if (auto r = store_->PutAgent(row); !r.ok()) throw ApiError{500, "store", r.error().message, ""};
+      if (auto r = store_->PutAgent(row); !r.ok()) throw http::StoreUnavailable(r.error().message);
       AgentLive& live = agents_[row.id];
       live.row = row;
       live.last_seen_mono = MonoNanos();
       LogInfo("agent {} registered: {} in {} (capacity {}, clock offset {})", row.id, row.name, row.region,
               row.capacity, FormatDuration(row.clock_offset_ns));
-      out.Send(http::JsonResponse(
-          201,
-          {{"id", row.id}, {"server_ns", WallNanos()}, {"long_poll_ms", config_.long_poll_ns / 1'000'000}}));
+      ordered_json reply = {
+          {"id", row.id}, {"server_ns", WallNanos()}, {"long_poll_ms", config_.long_poll_ns / 1'000'000}};
+      if (!secret.empty()) reply["secret"] = secret;  // shown once: only its keyed hash is kept
+      out.Send(http::JsonResponse(201, reply));
       return;
     }
     const std::string& id = p[2];
-    AgentLive& live = KnownAgent(id);
+    AgentLive& live = KnownAgent(id, req);
     if (p.size() == 4 && p[3] == "work") {
       MethodCheck(req, "GET");
       // Work already assigned (and not finished) is sent again: the agent may have restarted its poll.
@@ -1059,8 +1253,17 @@ class ControlPlane::Impl {
           http::ServerResponse{204, "application/json", "", {}});  // a newer poll replaces an old one
       live.poll = out;
       live.poll_deadline = MonoNanos() + config_.long_poll_ns;
+      // The runs waiting for agents, oldest first, until this agent has work.
+      std::vector<Run*> waiting;
       for (auto& [rid, run] : runs_) {
-        if (run->row.state == "preparing") Assign(*run);
+        if (run->row.state == "preparing") waiting.push_back(run.get());
+      }
+      std::sort(waiting.begin(), waiting.end(), [](const Run* a, const Run* b) {
+        return std::tie(a->row.created_ns, a->row.id) < std::tie(b->row.created_ns, b->row.id);
+      });
+      for (Run* run : waiting) {
+        if (!live.run_id.empty()) break;
+        Assign(*run);
       }
       return;
     }
@@ -1071,7 +1274,7 @@ class ControlPlane::Impl {
     Require(req, "agent");
     const std::string& run_id = p[2];
     const std::string& agent_id = p[4];
-    KnownAgent(agent_id);
+    KnownAgent(agent_id, req);
     auto it = runs_.find(run_id);
     if (it == runs_.end()) {
       const store::RunRow row = LoadRow(run_id);
@@ -1117,14 +1320,14 @@ class ControlPlane::Impl {
       if (!snap.ok()) throw ApiError{400, "invalid_report", snap.error().message, "body"};
       if (a->state == "lost") throw ApiError{409, "lost", "the agent was declared lost", ""};
       if (a->state == "ready" || a->state == "assigned") a->state = "running";
-      const int64_t started_ns = std::strtoll(req.Query("started_ns").c_str(), nullptr, 10);
+      const int64_t started_ns = http::QueryInt(req, "started_ns", 0, 0, INT64_MAX);
       if (started_ns > 0 && a->started_ns == 0) {
         a->started_ns = started_ns;
         SaveAssignment(*a);
       }
       auto inserted =
           store_->InsertSample(run.row.id, store::SampleRow{agent_id, seq, snap->second, req.body});
-      if (!inserted.ok()) throw ApiError{503, "store", inserted.error().message, ""};
+      if (!inserted.ok()) throw http::StoreUnavailable(inserted.error().message);
       if (*inserted) {
         run.Ingest(agent_id, a->region, seq, *snap);
         for (const auto& [key, s] : snap->series) {
@@ -1189,7 +1392,7 @@ class ControlPlane::Impl {
     }
     for (auto& row : rows) {
       if (auto r = store_->PutStepInstance(run.row.id, row); !r.ok())
-        throw ApiError{500, "store", r.error().message, ""};
+        throw http::StoreUnavailable(r.error().message);
       row.log.clear();
       auto& kept = run.step_instances;
       auto same = std::find_if(kept.begin(), kept.end(), [&](const auto& k) {
@@ -1212,12 +1415,15 @@ class ControlPlane::Impl {
   std::unique_ptr<store::Store> store_;
   ServerConfig config_;
   std::unique_ptr<envpool::EnvPool> envpool_;  // before server_: destroyed after it
+  std::unique_ptr<net::WorkThread> work_;      // large bodies and plans are parsed here
   std::unique_ptr<http::HttpServer> server_;
+  std::string key_;                        // the server's key (server.key)
+  std::vector<std::string> keyed_tokens_;  // config_.tokens' keyed hashes, in order
   net::FunctionTimer tick_;
+  net::FunctionTimer prune_;
   std::map<std::string, std::unique_ptr<Run>> runs_;  // active runs
   std::map<std::string, AgentLive> agents_;
   std::map<std::string, Bucket> buckets_;
-  std::string principal_;  // the token name of the request being handled
 };
 
 ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<store::Store> store, ServerConfig config)
@@ -1226,5 +1432,10 @@ ControlPlane::~ControlPlane() = default;
 Result<void> ControlPlane::Start() { return impl_->Start(); }
 uint16_t ControlPlane::port() const { return impl_->port(); }
 Result<void> ControlPlane::Reload() { return impl_->Reload(); }
+std::optional<http::ServerResponse> ControlPlane::CheckHead(const http::ServerRequest& head,
+                                                            size_t* max_body) {
+  return impl_->CheckHead(head, max_body);
+}
+void ControlPlane::Handle(http::ServerRequest& request, http::Responder out) { impl_->Handle(request, out); }
 
 }  // namespace meridian::control

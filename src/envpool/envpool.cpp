@@ -12,9 +12,11 @@
 #include <set>
 #include <sstream>
 
+#include "core/base64.h"
 #include "core/clock.h"
 #include "core/duration.h"
 #include "core/log.h"
+#include "core/utf8.h"
 #include "envpool/runner.h"
 #include "http/api.h"
 
@@ -65,19 +67,48 @@ std::vector<std::string> EnvIds(const store::AllocationRow& a) {
 
 std::string Iso(int64_t ns) { return ns > 0 ? FormatIsoTime(ns) : std::string(); }
 
-// "30m", "1h30m" or a number of seconds.
-int64_t DurationField(const json& body, const char* name, int64_t fallback) {
+// A secret as the holder gets it: text as it is (without a trailing line break), anything that is not UTF-8
+// byte-exact as {"base64": "..."} (docs/environments.md).
+json SecretValue(std::string secret) {
+  if (FirstInvalidUtf8(secret) != std::string::npos) return json{{"base64", Base64Encode(secret)}};
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  return secret;
+}
+
+// The query's `state` for lists: one of `allowed`, or "" when absent.
+std::string StateQuery(const http::ServerRequest& req, std::initializer_list<const char*> allowed) {
+  if (!req.HasQuery("state")) return "";
+  const std::string v = req.Query("state");
+  std::string list;
+  for (const char* a : allowed) {
+    if (v == a) return v;
+    list += (list.empty() ? "" : ", ") + std::string(a);
+  }
+  throw ApiError{400, "invalid_query", fmt::format("'state' must be one of: {}", list), "state"};
+}
+
+// "30m", "1h30m" or a number of seconds. `positive`: 0 is refused (a lease of no time is a mistake, not a
+// request for the default: leave the field out for that).
+int64_t DurationField(const json& body, const char* name, int64_t fallback, bool positive = false) {
   auto it = body.find(name);
   if (it == body.end() || it->is_null()) return fallback;
+  const auto checked = [&](int64_t ns) {
+    if (positive && ns <= 0) {
+      throw ApiError{400, "invalid_field",
+                     fmt::format("'{}' must be longer than 0 (leave it out for the pool's default)", name),
+                     name};
+    }
+    return ns;
+  };
   if (it->is_number()) {
     const double s = it->get<double>();
     if (!(s >= 0) || s > 1e9)
       throw ApiError{400, "invalid_field", fmt::format("'{}' is out of range", name), name};
-    return static_cast<int64_t>(s * 1e9);
+    return checked(static_cast<int64_t>(s * 1e9));
   }
   if (it->is_string()) {
     auto d = ParseDuration(it->get<std::string>());
-    if (d.ok() && *d >= 0) return *d;
+    if (d.ok() && *d >= 0) return checked(*d);
     throw ApiError{400, "invalid_field",
                    fmt::format("'{}': '{}' is not a duration (e.g. 90s, 30m, 3h, or seconds)", name,
                                it->get<std::string>()),
@@ -133,7 +164,7 @@ Requirements RequireField(const json& body) {
 class EnvPool::Impl {
  public:
   Impl(net::EventLoop& loop, store::Store& store, Options options)
-      : store_(store), options_(std::move(options)), runner_(loop) {}
+      : store_(store), options_(std::move(options)), runner_(loop, options_.hidden_env) {}
 
   // ---- loading and syncing ----------------------------------------------------------------------------
 
@@ -158,6 +189,15 @@ class EnvPool::Impl {
         e.cleanup_deadline_ns = 0;
         QueueCleanup(e);
       }
+    }
+    // Revokes a previous process started and did not see finish (their credentials are gone with it: the
+    // revoke command gets the environment and allocation, as documented).
+    auto pending = store_.PendingRevokes();
+    if (!pending.ok()) return pending.error();
+    for (const auto& a : *pending) {
+      LogInfo("allocation {}: running the revoke interrupted by a restart", a.id);
+      Audit({kSystem, "revoke", a.pool, a.id, "", "resumed", "interrupted by a restart"});
+      Revoke(a, a.outcome);
     }
     return {};
   }
@@ -186,6 +226,7 @@ class EnvPool::Impl {
     if (!envs.ok()) return envs.error();
     specs_.clear();
     for (const auto& e : *envs) {
+      if (e.state == "retired") continue;  // history only
       auto spec = EnvironmentFromJson(e.id, e.pool, e.spec_json);
       if (!spec.ok()) return spec.error();
       specs_[e.id] = *spec;
@@ -197,7 +238,7 @@ class EnvPool::Impl {
     const int64_t now = WallNanos();
     ordered_json report = {{"source", reg.source},     {"added", json::array()},
                            {"updated", json::array()}, {"draining", json::array()},
-                           {"deleted", json::array()}, {"pools", json::array()}};
+                           {"retired", json::array()}, {"pools", json::array()}};
     if (auto b = store_.Begin(); !b.ok()) return b.error();
     auto fail = [&](const Error& e) -> Result<ordered_json> {
       store_.Rollback();
@@ -206,6 +247,23 @@ class EnvPool::Impl {
     };
     auto stored_pools = store_.Pools();
     if (!stored_pools.ok()) return fail(stored_pools.error());
+    // A registry without pools would drain every environment: an editor's empty file, a tool mid-write. Only
+    // when the file says so.
+    if (reg.pools.empty() && !reg.allow_empty) {
+      std::string in_service;
+      for (const auto& p : *stored_pools) {
+        if (!p.removed) in_service += (in_service.empty() ? "" : ", ") + p.name;
+      }
+      if (!in_service.empty()) {
+        store_.Rollback();
+        return MakeError(
+            ErrorCode::kInvalidArgument,
+            fmt::format("{}: the registry names no pools: applying it would remove every pool ({}) "
+                        "and drain their environments; nothing changed (write `allow_empty: true` "
+                        "in the file if that is meant)",
+                        reg.source, in_service));
+      }
+    }
     std::set<std::string> names;
     for (const auto& p : reg.pools) {
       names.insert(p.name);
@@ -240,6 +298,11 @@ class EnvPool::Impl {
       const bool changed = row.spec_json != spec_json || row.pool != spec.pool || row.removed;
       if (!changed) continue;
       if (row.removed) row.draining = false;  // listed again: back in service
+      if (row.state == "retired") {
+        row.state = "available";
+        row.state_since_ns = now;
+        row.note.clear();
+      }
       row.removed = false;
       row.spec_json = spec_json;
       row.pool = spec.pool;
@@ -249,11 +312,11 @@ class EnvPool::Impl {
     }
     for (auto& [id, row] : by_id) {
       // Environments created by grow mode stay in their pool while the pool exists.
-      if (listed.count(id) || (row.grown && names.count(row.pool))) continue;
+      if (listed.count(id) || (row.grown && names.count(row.pool)) || row.state == "retired") continue;
       if (row.state == "available") {
-        auto r = store_.DeleteEnvironment(id, "available");
+        auto r = store_.UpdateEnvironment(Retired(row, now), "available", row.allocation_id);
         if (!r.ok()) return fail(r.error());
-        report["deleted"].push_back(id);
+        report["retired"].push_back(id);
         continue;
       }
       if (row.removed) continue;
@@ -263,17 +326,20 @@ class EnvPool::Impl {
       if (!r.ok()) return fail(r.error());
       report["draining"].push_back(id);
     }
-    store::AuditRow audit{0, now, principal, "sync", "", "", "", "ok", report.dump()};
+    store::AuditRow audit{0, now, principal, "sync", "", "", "", "ok", http::JsonText(report)};
     if (auto r = store_.AppendAudit(audit); !r.ok()) return fail(r.error());
     if (auto c = store_.Commit(); !c.ok()) return fail(c.error());
     if (auto r = LoadFromStore(); !r.ok()) return r.error();
     for (auto& [name, pool] : pools_) {  // waiters of a pool that left the registry get their answer
       if (!pool.removed) continue;
-      for (auto& w : pool.waiters) {
+      for (size_t i = 0; i < pool.waiters.size(); ++i) {
+        Waiter& w = pool.waiters[i];
+        if (w.done) continue;
+        w.done = true;
         w.out.Send(http::ErrorResponse(
             ApiError{404, "no_pool", fmt::format("pool '{}' was removed", name), "pool"}));
       }
-      pool.waiters.clear();
+      Compact(pool);
     }
     for (auto& [name, _] : pools_) Pump(name);
     return report;
@@ -298,12 +364,14 @@ class EnvPool::Impl {
     int64_t enqueued_mono = 0;
     int64_t deadline_mono = 0;
     bool grow_pending = false;  // a create runs on its behalf: it waits for it even past its own wait
+    bool done = false;          // answered (or gone): removed by the next Compact
   };
 
   struct Pool {
     PoolSpec spec;
     bool removed = false;
-    std::deque<Waiter> waiters;
+    std::deque<Waiter> waiters;  // walked by index; entries are only marked done while a walk may run
+    uint32_t walking = 0;        // walks in progress (Compact waits for the last)
     std::deque<std::string> cleanup_queue;  // environment ids, in order
     uint32_t cleanups_running = 0;
     uint32_t growing = 0;
@@ -312,6 +380,34 @@ class EnvPool::Impl {
     std::map<std::string, uint64_t> outcomes;  // deallocations by outcome
     std::map<std::string, uint64_t> requests;  // allocated | rejected | timed_out | failed
   };
+
+  // Removes answered waiters, unless a walk over the queue is in progress (it compacts when it ends).
+  static void Compact(Pool& pool) {
+    if (pool.walking == 0) std::erase_if(pool.waiters, [](const Waiter& w) { return w.done; });
+  }
+  struct Walk {
+    explicit Walk(Pool& p) : pool(p) { ++pool.walking; }
+    ~Walk() {
+      --pool.walking;
+      Compact(pool);
+    }
+    Pool& pool;
+  };
+  static size_t Waiting(const Pool& pool) {
+    return static_cast<size_t>(
+        std::count_if(pool.waiters.begin(), pool.waiters.end(), [](const Waiter& w) { return !w.done; }));
+  }
+
+  // The environment as history: out of service for good, its row kept (audit, allocations and notes refer
+  // to it); listed again, it comes back.
+  static store::EnvironmentRow Retired(store::EnvironmentRow row, int64_t now) {
+    row.state = "retired";
+    row.removed = row.draining = true;
+    row.allocation_id.clear();
+    row.state_since_ns = now;
+    row.note = "removed from the registry";
+    return row;
+  }
 
   Pool& FindPool(const std::string& name, const char* field = "pool") {
     auto it = pools_.find(name);
@@ -338,11 +434,11 @@ class EnvPool::Impl {
                                                   std::vector<std::string>* candidates) {
     Pool& pool = pools_.at(rq.pool);
     const int64_t now = WallNanos();
-    if (auto b = store_.Begin(); !b.ok()) throw ApiError{500, "store", b.error().message, ""};
+    if (auto b = store_.Begin(); !b.ok()) throw http::StoreUnavailable(b.error().message);
     auto envs = store_.Environments(rq.pool, "", /*free_only=*/true);
     if (!envs.ok()) {
       store_.Rollback();
-      throw ApiError{500, "store", envs.error().message, ""};
+      throw http::StoreUnavailable(envs.error().message);
     }
     std::vector<store::EnvironmentRow*> picked;
     for (auto& e : *envs) {  // least recently released first
@@ -371,7 +467,7 @@ class EnvPool::Impl {
     a.env_ids_json = EnvIdsJson(ids);
     auto abort = [&](const std::string& what) {
       store_.Rollback();
-      throw ApiError{500, "store", what, ""};
+      throw http::StoreUnavailable(what);
     };
     for (auto* e : picked) {
       store::EnvironmentRow next = *e;
@@ -407,6 +503,21 @@ class EnvPool::Impl {
                                  rq.pool, matching, rq.count),
                      matching == 0 && !rq.require.empty() ? "require" : "count"};
     }
+    if (wait_ns > 0) {
+      size_t mine = 0;
+      for (const auto& [n, p] : pools_) {
+        for (const auto& w : p.waiters) mine += !w.done && w.request.principal == rq.principal;
+      }
+      if (mine >= options_.max_waiters_per_principal) {
+        throw ApiError{429,
+                       "limit_reached",
+                       fmt::format("the token '{}' has {} allocation requests waiting "
+                                   "(max_waiting_allocations_per_token: {})",
+                                   rq.principal, mine, options_.max_waiters_per_principal),
+                       "",
+                       {{"Retry-After", "5"}}};
+      }
+    }
     Waiter w;
     w.seq = ++waiter_seq_;
     w.request = std::move(rq);
@@ -418,22 +529,27 @@ class EnvPool::Impl {
     pool.waiters.push_back(std::move(w));
     Pump(name);
     // Still queued with no time to wait: 423 at once (unless a create runs for it).
-    auto& q = pools_.at(name).waiters;
-    auto it = std::find_if(q.begin(), q.end(), [&](const Waiter& x) { return x.seq == seq; });
-    if (it != q.end() && wait_ns == 0 && !it->grow_pending) {
-      Reject(pools_.at(name), *it, "rejected");
-      q.erase(it);
+    Pool& after = pools_.at(name);
+    for (auto& x : after.waiters) {
+      if (x.seq != seq || x.done) continue;
+      if (wait_ns == 0 && !x.grow_pending) {
+        Reject(after, x, "rejected");
+        Compact(after);
+      }
+      break;
     }
   }
 
+  // Answers a waiter with 423 and marks it done.
   void Reject(Pool& pool, Waiter& w, const char* result) {
+    w.done = true;
     ++pool.requests[result];
     const std::string retry = std::to_string(std::max<int64_t>(1, options_.retry_after_ns / kSecond));
     const std::string message =
         std::string(result) == "timed_out"
             ? fmt::format("no environment of pool '{}' became free within the wait", w.request.pool)
             : fmt::format("no capacity in pool '{}' now ({} waiting); retry later or pass 'wait'",
-                          w.request.pool, pool.waiters.size() - 1);
+                          w.request.pool, Waiting(pool));
     w.out.Send(http::ErrorResponse(ApiError{423, "no_capacity", message, "", {{"Retry-After", retry}}}));
   }
 
@@ -457,44 +573,47 @@ class EnvPool::Impl {
 
   void PumpOnce(Pool& pool, const std::string& name) {
     if (pool.waiters.empty()) return;
+    Walk walk(pool);  // by index, done flags only: an answer sent from here may set off anything
     std::set<std::string> reserved;
     bool grow_started = false;
     // What is free, read once when the first waiter could not be served: a later waiter that cannot be served
     // from it costs no transaction.
     std::optional<std::vector<std::string>> free;
-    for (auto it = pool.waiters.begin(); it != pool.waiters.end();) {
-      if (!it->out.alive()) {  // the client left: nothing to hand out
+    for (size_t i = 0; i < pool.waiters.size(); ++i) {
+      if (pool.waiters[i].done) continue;
+      if (!pool.waiters[i].out.alive()) {  // the client left: nothing to hand out
         ++pool.requests["abandoned"];
-        it = pool.waiters.erase(it);
+        pool.waiters[i].done = true;
         continue;
       }
       std::vector<std::string> candidates;
       if (free) {
         for (const auto& id : *free) {
-          if (!reserved.count(id) && Matches(Spec(id), it->request.require)) candidates.push_back(id);
+          if (!reserved.count(id) && Matches(Spec(id), pool.waiters[i].request.require))
+            candidates.push_back(id);
         }
       }
       // It waits on: what it could use is reserved for it, and one create per pump runs for the first such.
       auto keep_waiting = [&](const std::vector<std::string>& could_use) {
         reserved.insert(could_use.begin(), could_use.end());
-        if (!grow_started && !it->grow_pending && CanGrow(pool)) {
-          it->grow_pending = true;
+        Waiter& w = pool.waiters[i];
+        if (!grow_started && !w.grow_pending && CanGrow(pool)) {
+          w.grow_pending = true;
           grow_started = true;
-          Grow(pool, it->request);
+          Grow(pool, w.request);
         }
-        ++it;
       };
-      if (free && candidates.size() < it->request.count) {
+      if (free && candidates.size() < pool.waiters[i].request.count) {
         keep_waiting(candidates);
         continue;
       }
       candidates.clear();
       std::optional<store::AllocationRow> a;
       try {
-        a = TryAllocate(it->request, reserved, &candidates);
+        a = TryAllocate(pool.waiters[i].request, reserved, &candidates);
       } catch (const ApiError& e) {
-        it->out.Send(http::ErrorResponse(e));
-        it = pool.waiters.erase(it);
+        pool.waiters[i].done = true;
+        pool.waiters[i].out.Send(http::ErrorResponse(e));
         continue;
       }
       if (!a && !free) {  // what TryAllocate saw free (its transaction is over; nothing else writes between)
@@ -508,10 +627,11 @@ class EnvPool::Impl {
         for (const auto& id : EnvIds(*a)) std::erase(*free, id);
       }
       if (a) {
-        pool.wait.Add(static_cast<double>(MonoNanos() - it->enqueued_mono) / 1e9);
+        Waiter& w = pool.waiters[i];
+        w.done = true;
+        pool.wait.Add(static_cast<double>(MonoNanos() - w.enqueued_mono) / 1e9);
         ++pool.requests["allocated"];
-        Deliver(*a, it->out, 201);
-        it = pool.waiters.erase(it);
+        Deliver(*a, w.out, 201);
         continue;
       }
       keep_waiting(candidates);
@@ -531,7 +651,10 @@ class EnvPool::Impl {
       if (--pending->first != 0) return;
       if (!failed->empty()) {
         // No credentials, no lease: hand the environments back untouched (they were never used).
-        Release(a, "credentials_failed", kSystem, /*clean=*/false);
+        if (auto r = Release(a, "credentials_failed", kSystem, /*clean=*/false); !r.ok()) {
+          LogError("allocation {}: not handed back: {} (the reaper ends it at its expiry)", a.id,
+                   r.error().message);
+        }
         ++pools_[a.pool].requests["failed"];
         out.Send(http::ErrorResponse(ApiError{502, "credentials_failed", *failed, ""}));
         return;
@@ -555,9 +678,7 @@ class EnvPool::Impl {
           *failed = fmt::format("environment {}: cannot read the credentials file for {}", id, var);
           break;
         }
-        std::string secret = ss.str();
-        while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-        mine[var] = secret;
+        mine[var] = SecretValue(ss.str());
       }
       if (creds.command.empty() || !failed->empty()) {
         if (!mine.empty()) pending->second[id] = mine;
@@ -565,7 +686,7 @@ class EnvPool::Impl {
         continue;
       }
       runner_.Start(
-          creds.command, HookInput(id, a, ""), HookEnv(id, a.id),
+          creds.command, http::JsonText(HookJson(id, a, "")), HookEnv(id, a.id),
           [id, mine, pending, failed, finish](CommandResult r) mutable {
             if (!r.ok()) {
               // The output may hold secrets: only how it ended is reported.
@@ -619,12 +740,13 @@ class EnvPool::Impl {
     return j;
   }
 
-  std::string HookInput(const std::string& env_id, const store::AllocationRow& a,
+  // What a hook reads on stdin: the environment and its allocation.
+  ordered_json HookJson(const std::string& env_id, const store::AllocationRow& a,
                         const std::string& outcome) {
     ordered_json j = PublicJson(Spec(env_id));
     j["allocation"] = {{"id", a.id}, {"requester", a.requester}, {"owner", a.principal}};
     if (!outcome.empty()) j["allocation"]["outcome"] = outcome;
-    return j.dump();
+    return j;
   }
 
   std::map<std::string, std::string> HookEnv(const std::string& env_id, const std::string& allocation) {
@@ -638,27 +760,36 @@ class EnvPool::Impl {
 
   // ---- deallocation, cleanup --------------------------------------------------------------------------
 
-  // Ends an active allocation and returns it ended (guarded: a second call is a no-op returning nothing).
-  // `clean`: the environments
-  // go through the pool's cleanup (false: they were never handed out).
-  std::optional<store::AllocationRow> Release(store::AllocationRow a, const std::string& outcome,
-                                              const std::string& principal, bool clean) {
+  // Ends an active allocation in one transaction and returns it ended; nullopt when it had ended already
+  // (guarded: a second call is a no-op), an error when the store could not write it (nothing changed).
+  // `clean`: the environments go through the pool's cleanup and the credentials are revoked (false: they
+  // were never handed out).
+  Result<std::optional<store::AllocationRow>> Release(store::AllocationRow a, const std::string& outcome,
+                                                      const std::string& principal, bool clean) {
     const int64_t now = WallNanos();
-    if (!store_.Begin().ok()) return std::nullopt;
+    Pool& pool = pools_[a.pool];
     store::AllocationRow next = a;
     next.state = outcome == "expired" ? "expired" : "released";
     next.outcome = outcome;
     next.ended_ns = now;
-    auto ok = store_.UpdateAllocation(next, "active");
-    if (!ok.ok() || !*ok) {
-      store_.Rollback();
-      return std::nullopt;
-    }
-    Pool& pool = pools_[a.pool];
+    next.revoke_pending = clean && HasRevoke(a);
     std::vector<store::EnvironmentRow> to_clean;
+    std::vector<std::string> retired;
+    if (auto b = store_.Begin(); !b.ok()) return b.error();
+    auto fail = [&](const Error& e) -> Result<std::optional<store::AllocationRow>> {
+      store_.Rollback();
+      return e;
+    };
+    auto ok = store_.UpdateAllocation(next, "active");
+    if (!ok.ok()) return fail(ok.error());
+    if (!*ok) {
+      store_.Rollback();
+      return std::optional<store::AllocationRow>();
+    }
     for (const auto& id : EnvIds(a)) {
       auto e = store_.GetEnvironment(id);
-      if (!e.ok() || !e->has_value()) continue;
+      if (!e.ok()) return fail(e.error());
+      if (!e->has_value()) continue;
       store::EnvironmentRow row = **e;
       if (row.state != "allocated" || row.allocation_id != a.id) continue;  // not ours any more: no-op
       const EnvironmentSpec& spec = Spec(id);
@@ -669,49 +800,76 @@ class EnvPool::Impl {
         nr.state = "cleaning";
         nr.cleanup_attempts = 0;
         nr.cleanup_deadline_ns = 0;  // set when it starts (it may queue behind cleanup_concurrency)
+      } else if (row.removed) {
+        nr = Retired(row, now);
+        retired.push_back(id);
       } else {
         nr.state = "available";
         nr.allocation_id.clear();
         nr.last_released_ns = now;
       }
       auto r = store_.UpdateEnvironment(nr, "allocated", a.id);
-      if (!r.ok()) {
-        store_.Rollback();
-        return std::nullopt;
-      }
-      if (nr.state == "available" && nr.removed) (void)store_.DeleteEnvironment(id, "available");
+      if (!r.ok()) return fail(r.error());
       if (has_cleanup) to_clean.push_back(nr);
-      (void)store_.AppendAudit({0, now, principal, outcome == "expired" ? "expire" : "deallocate", a.pool,
-                                a.id, id, outcome, has_cleanup ? "cleanup queued" : ""});
+      auto audit = store_.AppendAudit({0, now, principal, outcome == "expired" ? "expire" : "deallocate",
+                                       a.pool, a.id, id, outcome, has_cleanup ? "cleanup queued" : ""});
+      if (!audit.ok()) return fail(audit.error());
     }
-    if (!store_.Commit().ok()) {
-      store_.Rollback();
-      return std::nullopt;
-    }
+    if (auto c = store_.Commit(); !c.ok()) return fail(c.error());
+    for (const auto& id : retired) specs_.erase(id);
     ++pool.outcomes[outcome];
-    if (clean) Revoke(a, outcome);
+    if (next.revoke_pending) Revoke(next, outcome);
     credentials_.erase(a.id);
     for (auto& e : to_clean) QueueCleanup(e);
     Pump(a.pool);
-    return next;
+    return std::optional<store::AllocationRow>(next);
   }
 
+  const Credentials& CredentialsOf(const std::string& env_id, const std::string& pool) {
+    const EnvironmentSpec& spec = Spec(env_id);
+    return spec.credentials ? *spec.credentials : pools_[pool].spec.credentials;
+  }
+
+  bool HasRevoke(const store::AllocationRow& a) {
+    const auto ids = EnvIds(a);
+    return std::any_of(ids.begin(), ids.end(),
+                       [&](const std::string& id) { return !CredentialsOf(id, a.pool).revoke.empty(); });
+  }
+
+  // Runs the revoke command of each environment with a revoke, with the credentials handed out (while this
+  // process still has them); when the last reports, the allocation's revoke is no longer pending.
   void Revoke(const store::AllocationRow& a, const std::string& outcome) {
     auto cached = credentials_.find(a.id);
+    auto left = std::make_shared<size_t>(0);
+    std::vector<std::pair<std::string, std::string>> runs;  // environment, input
     for (const auto& id : EnvIds(a)) {
-      const EnvironmentSpec& spec = Spec(id);
-      const Credentials& creds = spec.credentials ? *spec.credentials : pools_[a.pool].spec.credentials;
-      if (creds.revoke.empty()) continue;
-      std::string input = HookInput(id, a, outcome);
-      if (cached != credentials_.end() && cached->second.contains(id)) {
-        json j = json::parse(input);
-        j["credentials"] = cached->second[id];
-        input = j.dump();
-      }
-      runner_.Start(creds.revoke, input, HookEnv(id, a.id), [this, id, a](CommandResult r) {
-        Audit({kSystem, "revoke", a.pool, a.id, id, r.ok() ? "ok" : "failed", r.Describe()});
-        if (!r.ok()) LogWarn("environment {}: the revoke command failed ({})", id, r.Describe());
-      });
+      if (CredentialsOf(id, a.pool).revoke.empty()) continue;
+      ordered_json input = HookJson(id, a, outcome);
+      if (cached != credentials_.end() && cached->second.contains(id))
+        input["credentials"] = cached->second[id];
+      runs.emplace_back(id, http::JsonText(input));
+    }
+    *left = runs.size();
+    if (runs.empty()) return ClearRevoke(a);
+    for (auto& [id, input] : runs) {
+      runner_.Start(CredentialsOf(id, a.pool).revoke, std::move(input), HookEnv(id, a.id),
+                    [this, id = id, a, left](CommandResult r) {
+                      Audit({kSystem, "revoke", a.pool, a.id, id, r.ok() ? "ok" : "failed", r.Describe()});
+                      if (!r.ok())
+                        LogWarn("environment {}: the revoke command failed ({})", id, r.Describe());
+                      if (--*left == 0) ClearRevoke(a);
+                    });
+    }
+  }
+
+  void ClearRevoke(store::AllocationRow a) {
+    auto now = store_.GetAllocation(a.id);
+    if (!now.ok() || !now->has_value() || !(*now)->revoke_pending) return;
+    store::AllocationRow next = **now;
+    next.revoke_pending = false;
+    if (auto r = store_.UpdateAllocation(next, next.state); !r.ok()) {
+      LogError("allocation {}: revoke done, not stored: {} (it runs again after a restart)", a.id,
+               r.error().message);
     }
   }
 
@@ -748,7 +906,7 @@ class EnvPool::Impl {
       store::AllocationRow a;
       if (auto ar = store_.GetAllocation(row.allocation_id); ar.ok() && ar->has_value()) a = **ar;
       a.id = row.allocation_id;
-      runner_.Start(cmd, HookInput(id, a, a.outcome), HookEnv(id, row.allocation_id),
+      runner_.Start(cmd, http::JsonText(HookJson(id, a, a.outcome)), HookEnv(id, row.allocation_id),
                     [this, next, name](CommandResult result) {
                       --pools_[name].cleanups_running;
                       FinishCleanup(next, result, false);
@@ -780,8 +938,9 @@ class EnvPool::Impl {
     Audit({kSystem, "cleanup", row.pool, row.allocation_id, row.id, r.ok() ? "ok" : "dirty",
            skipped ? "no cleanup command" : r.Describe()});
     if (next.state == "available" && next.removed) {
-      (void)store_.DeleteEnvironment(row.id, "available");
-      specs_.erase(row.id);
+      if (auto retired = store_.UpdateEnvironment(Retired(next, now), "available", "");
+          retired.ok() && *retired)
+        specs_.erase(row.id);
     }
     if (!r.ok()) LogWarn("environment {} is dirty: {}", row.id, next.note);
     Pump(row.pool);
@@ -819,7 +978,7 @@ class EnvPool::Impl {
         {"pool", name}, {"id", proposed}, {"requester", rq.requester}, {"require", rq.require}};
     std::map<std::string, std::string> env = {{"MERIDIAN_POOL", name}, {"MERIDIAN_ENV_ID", proposed}};
     LogInfo("pool {}: creating an environment (grow mode, {} of at most {})", name, n, pool.spec.grow_max);
-    runner_.Start(pool.spec.grow_create, input.dump(), env, [this, name, proposed](CommandResult r) {
+    runner_.Start(pool.spec.grow_create, http::JsonText(input), env, [this, name, proposed](CommandResult r) {
       auto it = pools_.find(name);
       if (it == pools_.end()) return;
       Pool& grown = it->second;
@@ -867,26 +1026,25 @@ class EnvPool::Impl {
         LogWarn("pool {}: {}", name, error);
       }
       // Waiters that were waiting for this create alone get their answer now.
-      for (auto w = grown.waiters.begin(); w != grown.waiters.end(); ++w) {
-        if (w->grow_pending) {
-          w->grow_pending = false;
+      for (auto& w : grown.waiters) {
+        if (!w.done && w.grow_pending) {
+          w.grow_pending = false;
           break;
         }
       }
       Pump(name);
       const int64_t now = MonoNanos();
-      for (auto w = grown.waiters.begin(); w != grown.waiters.end();) {
-        if (!w->grow_pending && w->deadline_mono <= now) {
-          if (!error.empty()) {
-            ++grown.requests["failed"];
-            w->out.Send(http::ErrorResponse(
-                ApiError{503, "grow_failed", fmt::format("pool '{}': {}", name, error), ""}));
-          } else {
-            Reject(grown, *w, "rejected");
-          }
-          w = grown.waiters.erase(w);
+      Walk walk(grown);
+      for (size_t i = 0; i < grown.waiters.size(); ++i) {
+        Waiter& w = grown.waiters[i];
+        if (w.done || w.grow_pending || w.deadline_mono > now) continue;
+        if (!error.empty()) {
+          w.done = true;
+          ++grown.requests["failed"];
+          w.out.Send(http::ErrorResponse(
+              ApiError{503, "grow_failed", fmt::format("pool '{}': {}", name, error), ""}));
         } else {
-          ++w;
+          Reject(grown, w, "rejected");
         }
       }
     });
@@ -898,17 +1056,19 @@ class EnvPool::Impl {
     const int64_t now_mono = MonoNanos();
     for (auto& [name, pool] : pools_) {
       bool dropped = false;
-      for (auto w = pool.waiters.begin(); w != pool.waiters.end();) {
-        if (!w->out.alive()) {
-          ++pool.requests["abandoned"];
-          w = pool.waiters.erase(w);
-          dropped = true;
-        } else if (!w->grow_pending && w->deadline_mono <= now_mono) {
-          Reject(pool, *w, "timed_out");
-          w = pool.waiters.erase(w);
-          dropped = true;
-        } else {
-          ++w;
+      {
+        Walk walk(pool);
+        for (size_t i = 0; i < pool.waiters.size(); ++i) {
+          Waiter& w = pool.waiters[i];
+          if (w.done) continue;
+          if (!w.out.alive()) {
+            ++pool.requests["abandoned"];
+            w.done = true;
+            dropped = true;
+          } else if (!w.grow_pending && w.deadline_mono <= now_mono) {
+            Reject(pool, w, "timed_out");
+            dropped = true;
+          }
         }
       }
       if (dropped) Pump(name);  // what a dropped waiter reserved may serve a later one
@@ -920,7 +1080,10 @@ class EnvPool::Impl {
     if (!expired.ok()) return;
     for (const auto& a : *expired) {
       LogInfo("allocation {} of {} expired: deallocating on its holder's behalf", a.id, a.requester);
-      Release(a, "expired", kSystem, true);
+      if (auto r = Release(a, "expired", kSystem, true); !r.ok()) {
+        LogError("allocation {} expired but is not ended: {} (tried again shortly)", a.id, r.error().message);
+        break;  // the store cannot write now: the next reap tries again
+      }
     }
     // A cleanup past its deadline that no hook reports on any more (it cannot happen while this process runs
     // it: the runner enforces the deadline) ends dirty.
@@ -950,14 +1113,14 @@ class EnvPool::Impl {
       Method(req, "GET");
       if (!caller.admin) throw ApiError{403, "forbidden", "the audit log needs the scope env:admin", ""};
       store::AuditFilter f;
-      f.after_id = QueryInt(req, "after", 0);
-      f.limit = static_cast<size_t>(std::clamp<int64_t>(QueryInt(req, "limit", 1000), 1, 10000));
+      f.after_id = http::QueryInt(req, "after", 0, 0, INT64_MAX);
+      f.limit = static_cast<size_t>(http::QueryInt(req, "limit", 1000, 1, 10000));
       f.pool = req.Query("pool");
       f.allocation_id = req.Query("allocation");
       f.environment_id = req.Query("environment");
       f.action = req.Query("action");
       auto rows = store_.Audit(f);
-      if (!rows.ok()) throw ApiError{500, "store", rows.error().message, ""};
+      if (!rows.ok()) throw http::StoreUnavailable(rows.error().message);
       ordered_json list = ordered_json::array();
       for (const auto& r : *rows) {
         list.push_back({{"id", r.id},
@@ -982,27 +1145,17 @@ class EnvPool::Impl {
     }
   }
 
-  static int64_t QueryInt(const http::ServerRequest& req, const char* key, int64_t fallback) {
-    const std::string v = req.Query(key);
-    if (v.empty()) return fallback;
-    char* end = nullptr;
-    const long long n = std::strtoll(v.c_str(), &end, 10);
-    if (end != v.c_str() + v.size()) {
-      throw ApiError{400, "invalid_query", fmt::format("'{}' must be a whole number", key), key};
-    }
-    return n;
-  }
-
   store::AllocationRow OwnedAllocation(const std::string& id, const Caller& caller) {
     auto a = store_.GetAllocation(id);
-    if (!a.ok()) throw ApiError{500, "store", a.error().message, ""};
+    if (!a.ok()) throw http::StoreUnavailable(a.error().message);
     if (!a->has_value()) throw ApiError{404, "not_found", fmt::format("no allocation '{}'", id), ""};
     if (!caller.admin && (*a)->principal != caller.principal) {
+      // Whose it is stays unsaid: another token's name and requester are not this caller's business.
       throw ApiError{
           403, "not_owner",
-          fmt::format("allocation '{}' belongs to '{}' (requester {}); only its owner or env:admin may "
-                      "act on it",
-                      id, (*a)->principal, (*a)->requester),
+          fmt::format(
+              "allocation '{}' is not yours; only the token that allocated it or env:admin may act on it",
+              id),
           ""};
     }
     return **a;
@@ -1011,15 +1164,16 @@ class EnvPool::Impl {
   void Allocations(http::ServerRequest& req, const std::vector<std::string>& p, const Caller& caller,
                    http::Responder& out) {
     if (p.size() == 2 && req.method == "GET") {
-      const std::string requester = req.Query("requester");
-      const bool active = req.Query("state") == "active";
-      auto rows = store_.Allocations(
-          requester, active, static_cast<size_t>(std::clamp<int64_t>(QueryInt(req, "limit", 100), 1, 10000)));
-      if (!rows.ok()) throw ApiError{500, "store", rows.error().message, ""};
+      store::AllocationFilter f;
+      f.principal =
+          caller.admin ? req.Query("owner") : caller.principal;  // the owner filter precedes the limit
+      f.requester = req.Query("requester");
+      f.active_only = StateQuery(req, {"active"}) == "active";
+      f.limit = static_cast<size_t>(http::QueryInt(req, "limit", 100, 1, 10000));
+      auto rows = store_.Allocations(f);
+      if (!rows.ok()) throw http::StoreUnavailable(rows.error().message);
       ordered_json list = ordered_json::array();
-      for (const auto& a : *rows) {
-        if (caller.admin || a.principal == caller.principal) list.push_back(AllocationJson(a));
-      }
+      for (const auto& a : *rows) list.push_back(AllocationJson(a));
       return out.Send(http::JsonResponse(200, {{"allocations", list}}));
     }
     if (p.size() == 2) {
@@ -1039,7 +1193,7 @@ class EnvPool::Impl {
       }
       rq.count = static_cast<uint32_t>(count);
       rq.require = RequireField(body);
-      rq.duration_ns = DurationField(body, "duration", 0);
+      rq.duration_ns = DurationField(body, "duration", 0, /*positive=*/true);
       Pool& pool = FindPool(rq.pool);
       if (rq.duration_ns > pool.spec.max_duration_ns) {
         throw ApiError{
@@ -1060,7 +1214,7 @@ class EnvPool::Impl {
       }
       if (!rq.idempotency_key.empty()) {
         auto prior = store_.FindAllocationByKey(caller.principal, rq.idempotency_key);
-        if (!prior.ok()) throw ApiError{500, "store", prior.error().message, ""};
+        if (!prior.ok()) throw http::StoreUnavailable(prior.error().message);
         if (prior->has_value()) {
           if ((*prior)->pool != rq.pool) {
             throw ApiError{409, "key_reused",
@@ -1073,7 +1227,8 @@ class EnvPool::Impl {
           return Deliver(**prior, out, 200);
         }
         for (const auto& w : pool.waiters) {
-          if (w.request.principal == caller.principal && w.request.idempotency_key == rq.idempotency_key) {
+          if (!w.done && w.request.principal == caller.principal &&
+              w.request.idempotency_key == rq.idempotency_key) {
             throw ApiError{
                 409, "in_progress",
                 fmt::format("a request with idempotency_key '{}' is already waiting", rq.idempotency_key),
@@ -1097,13 +1252,16 @@ class EnvPool::Impl {
       }
       store::AllocationRow a = OwnedAllocation(id, caller);
       if (a.state == "active") {
-        if (auto ended = Release(a, outcome, caller.principal, true)) {
-          return out.Send(http::JsonResponse(200, AllocationJson(*ended)));
-        }
+        auto ended = Release(a, outcome, caller.principal, true);
+        if (!ended.ok()) throw http::StoreUnavailable(ended.error().message);  // still held: retry
+        if (ended->has_value()) return out.Send(http::JsonResponse(200, AllocationJson(**ended)));
       }
       // Idempotent: it had ended (or just did, by the reaper): 200 with how it ended.
       auto now = store_.GetAllocation(id);
-      if (!now.ok() || !now->has_value()) throw ApiError{500, "store", "the allocation vanished", ""};
+      if (!now.ok()) throw http::StoreUnavailable(now.error().message);
+      if (!now->has_value() || (*now)->state == "active") {
+        throw http::StoreUnavailable(fmt::format("allocation '{}' could not be ended", id));
+      }
       return out.Send(http::JsonResponse(200, AllocationJson(**now)));
     }
     if (p.size() == 4 && p[3] == "renew") {
@@ -1115,7 +1273,7 @@ class EnvPool::Impl {
         throw ApiError{409, "not_active", fmt::format("allocation '{}' has ended ({})", id, a.outcome), ""};
       }
       const PoolSpec& spec = pools_[a.pool].spec;
-      const int64_t asked = DurationField(body, "duration", 0);
+      const int64_t asked = DurationField(body, "duration", 0, /*positive=*/true);
       const int64_t now = WallNanos();
       int64_t until = now + (asked > 0 ? asked : spec.default_duration_ns);
       if (until > a.max_expires_ns) {
@@ -1131,7 +1289,7 @@ class EnvPool::Impl {
       store::AllocationRow next = a;
       next.expires_ns = std::max(a.expires_ns, until);
       auto r = store_.UpdateAllocation(next, "active");
-      if (!r.ok()) throw ApiError{500, "store", r.error().message, ""};
+      if (!r.ok()) throw http::StoreUnavailable(r.error().message);
       if (!*r) throw ApiError{409, "not_active", fmt::format("allocation '{}' has just ended", id), ""};
       Audit({caller.principal, "renew", a.pool, a.id, "", "ok", "until " + Iso(next.expires_ns)});
       return out.Send(http::JsonResponse(200, AllocationJson(next)));
@@ -1159,12 +1317,13 @@ class EnvPool::Impl {
                     http::Responder& out) {
     if (p.size() == 2) {
       Method(req, "GET");
-      auto envs = store_.Environments(req.Query("pool"));
-      if (!envs.ok()) throw ApiError{500, "store", envs.error().message, ""};
+      // Retired environments (removed from the registry, kept as history) only when asked for.
+      const std::string state = StateQuery(req, {"available", "allocated", "cleaning", "dirty", "retired"});
+      auto envs = store_.Environments(req.Query("pool"), state);
+      if (!envs.ok()) throw http::StoreUnavailable(envs.error().message);
       ordered_json list = ordered_json::array();
-      const std::string state = req.Query("state");
       for (const auto& e : *envs) {
-        if (state.empty() || e.state == state) list.push_back(EnvironmentRowJson(e, false));
+        if (e.state != "retired" || state == "retired") list.push_back(EnvironmentRowJson(e, false));
       }
       return out.Send(http::JsonResponse(200, {{"environments", list}}));
     }
@@ -1176,11 +1335,14 @@ class EnvPool::Impl {
       auto reg = ParseRegistry(req.body, file);
       if (!reg.ok()) throw ApiError{400, "invalid_registry", reg.error().message, ""};
       auto report = Sync(*reg, caller.principal);
-      if (!report.ok()) throw ApiError{500, "store", report.error().message, ""};
+      if (!report.ok() && report.error().code == ErrorCode::kInvalidArgument) {
+        throw ApiError{409, "registry_refused", report.error().message, ""};
+      }
+      if (!report.ok()) throw http::StoreUnavailable(report.error().message);
       return out.Send(http::JsonResponse(200, *report));
     }
     auto got = store_.GetEnvironment(p[2]);
-    if (!got.ok()) throw ApiError{500, "store", got.error().message, ""};
+    if (!got.ok()) throw http::StoreUnavailable(got.error().message);
     if (!got->has_value()) throw ApiError{404, "not_found", fmt::format("no environment '{}'", p[2]), ""};
     store::EnvironmentRow e = **got;
     if (p.size() == 3) {
@@ -1195,6 +1357,11 @@ class EnvPool::Impl {
     Admin(caller, action + " an environment");
     store::EnvironmentRow next = e;
     next.state_since_ns = WallNanos();
+    if (e.state == "retired") {
+      throw ApiError{
+          409, "removed",
+          fmt::format("environment '{}' was removed from the registry (list it there again)", e.id), ""};
+    }
     if (action == "drain") {
       next.draining = true;
     } else {
@@ -1218,7 +1385,7 @@ class EnvPool::Impl {
       next.last_released_ns = next.state_since_ns;
     }
     auto r = store_.UpdateEnvironment(next, e.state, e.allocation_id);
-    if (!r.ok()) throw ApiError{500, "store", r.error().message, ""};
+    if (!r.ok()) throw http::StoreUnavailable(r.error().message);
     if (!*r)
       throw ApiError{409, "conflict", fmt::format("environment '{}' changed meanwhile; retry", e.id), ""};
     Audit({caller.principal, action, e.pool, e.allocation_id, e.id, "ok", e.state + " → " + next.state});
@@ -1233,14 +1400,14 @@ class EnvPool::Impl {
 
   ordered_json PoolsJson() {
     auto envs = store_.Environments("");
-    if (!envs.ok()) throw ApiError{500, "store", envs.error().message, ""};
+    if (!envs.ok()) throw http::StoreUnavailable(envs.error().message);
     ordered_json list = ordered_json::array();
     for (const auto& [name, pool] : pools_) {
       if (pool.removed) continue;
       std::map<std::string, int> counts = {{"available", 0}, {"allocated", 0}, {"cleaning", 0}, {"dirty", 0}};
       int draining = 0, total = 0;
       for (const auto& e : *envs) {
-        if (e.pool != name) continue;
+        if (e.pool != name || e.state == "retired") continue;
         ++total;
         ++counts[e.state];
         draining += e.draining;
@@ -1251,7 +1418,7 @@ class EnvPool::Impl {
       list.push_back({{"name", name},
                       {"environments", total},
                       {"counts", c},
-                      {"waiting", pool.waiters.size()},
+                      {"waiting", Waiting(pool)},
                       {"max_duration", FormatDuration(pool.spec.max_duration_ns)},
                       {"default_duration", FormatDuration(pool.spec.default_duration_ns)},
                       {"cleanup", !pool.spec.cleanup.empty()},
@@ -1271,7 +1438,7 @@ class EnvPool::Impl {
           {"available", 0}, {"allocated", 0}, {"cleaning", 0}, {"dirty", 0}, {"draining", 0}};
       if (envs.ok()) {
         for (const auto& e : *envs) {
-          if (e.pool != name) continue;
+          if (e.pool != name || e.state == "retired") continue;
           ++counts[e.state];
           if (e.draining) ++counts["draining"];
         }
@@ -1284,7 +1451,7 @@ class EnvPool::Impl {
         "# HELP meridian_env_queue_length Allocation requests waiting in the pool's FIFO queue.\n"
         "# TYPE meridian_env_queue_length gauge\n";
     for (const auto& [name, pool] : pools_) {
-      out += fmt::format("meridian_env_queue_length{{pool=\"{}\"}} {}\n", name, pool.waiters.size());
+      out += fmt::format("meridian_env_queue_length{{pool=\"{}\"}} {}\n", name, Waiting(pool));
     }
     out +=
         "# HELP meridian_env_cleanups_running Cleanup commands running now.\n"

@@ -7,11 +7,17 @@
 //
 // State lives in the store: every environment's state, its holder, every deadline is a column, and every
 // transition is guarded by the expected state and allocation id, so a duplicate or stale action is a no-op
-// and a restarted control plane carries on (cleanups it was running are retried once, then marked dirty).
+// and a restarted control plane carries on (cleanups it was running are retried once, then marked dirty;
+// revokes it had not seen finish run again). A store that cannot write makes the request fail with 503 and
+// Retry-After; nothing is answered as done that was not stored.
+//
+// Queues are walked by index and entries are only marked done during a walk (removed after it), so that an
+// answer sent from inside a walk, or anything it sets off, cannot invalidate the walk.
 // Single-threaded: everything runs on the control plane's loop thread; hook commands run on their own threads
 // and report back to it.
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,6 +38,8 @@ struct Options {
   std::string registry_path;  // synced at Start() and Reload(); "" = only `meridian env sync`
   int64_t retry_after_ns = 2'000'000'000;
   int64_t max_wait_ns = 3600LL * 1'000'000'000;
+  uint32_t max_waiters_per_principal = 200;  // waiting allocations per token, all pools (429 beyond)
+  std::set<std::string> hidden_env;          // the server's variables hooks do not inherit (its tokens)
 };
 
 class EnvPool {

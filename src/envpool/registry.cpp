@@ -164,8 +164,9 @@ Result<Registry> ParseRegistry(const std::string& text, const std::string& file)
     const YAML::Node root = YAML::Load(text);
     Registry reg;
     reg.source = file;
-    if (!root.IsDefined() || root.IsNull()) return reg;  // an empty registry drains everything
+    if (!root.IsDefined() || root.IsNull()) return reg;  // empty: Sync refuses it while pools exist
     Fields f(reader, root, "");
+    reg.allow_empty = f.Bool("allow_empty", false);
     std::map<std::string, PoolSpec> pools;
     if (YAML::Node ps = f.Get("pools")) {
       if (!ps.IsMap()) reader.Fail(ps, "pools", "must map pool names to their settings");

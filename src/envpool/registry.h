@@ -13,6 +13,7 @@
 //       ./scripts/create-stack.sh, timeout: 20m }
 //   environments:
 //     - { id: aws-1, pool: aws, region: us-east-1, account: "1234", capabilities: { gpu: "yes" } }
+//   allow_empty: true                   # only to remove every pool on purpose
 
 #include <cstdint>
 #include <map>
@@ -61,6 +62,9 @@ struct EnvironmentSpec {
 
 struct Registry {
   std::string source;
+  // A registry without pools removes every pool and drains every environment: refused unless the file says
+  // `allow_empty: true` (an empty file is more often an editor or a tool mid-write than a decision).
+  bool allow_empty = false;
   std::vector<PoolSpec> pools;
   std::vector<EnvironmentSpec> environments;
 };

@@ -51,7 +51,8 @@ std::string CommandResult::Describe() const {
 }
 
 CommandResult RunCommand(const Command& command, const std::string& input,
-                         const std::map<std::string, std::string>& env, std::atomic<bool>* cancel) {
+                         const std::map<std::string, std::string>& env, std::atomic<bool>* cancel,
+                         const std::set<std::string>& hidden) {
   CommandResult result;
   const int64_t started = MonoNanos();
   if (command.argv.empty()) {
@@ -71,7 +72,7 @@ CommandResult RunCommand(const Command& command, const std::string& input,
   for (char** e = environ; *e; ++e) {
     const std::string entry = *e;
     const std::string key = entry.substr(0, entry.find('='));
-    if (!env.count(key)) env_strings.push_back(entry);
+    if (!env.count(key) && !hidden.count(key) && key != "MERIDIAN_TOKEN") env_strings.push_back(entry);
   }
   for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
   std::vector<char*> envp;
@@ -223,7 +224,7 @@ void Runner::Start(Command command, std::string input, std::map<std::string, std
   Job& job = jobs_.emplace_back();
   job.thread = std::thread([this, &job, command = std::move(command), input = std::move(input),
                             env = std::move(env), done = std::move(done), alive = alive_]() mutable {
-    CommandResult r = RunCommand(command, input, env, &cancel_);
+    CommandResult r = RunCommand(command, input, env, &cancel_, hidden_);
     // Posted before `finished` is set: the destructor joins this thread, so the loop outlives the post.
     loop_.Post([this, alive, done = std::move(done), r = std::move(r)]() mutable {
       if (!*alive) return;

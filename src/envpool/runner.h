@@ -13,6 +13,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -34,13 +35,16 @@ struct CommandResult {
   std::string Describe() const;  // "exit 0", "exit 3", "killed by signal 9", "timed out after 30s", …
 };
 
-// Blocking. `env` is added to the server's environment.
+// Blocking. `env` is added to the server's environment, without the variables named in `hidden` (the ones
+// holding the server's own tokens: a hook's log is shown to env:allocate holders).
 CommandResult RunCommand(const Command& command, const std::string& input,
-                         const std::map<std::string, std::string>& env, std::atomic<bool>* cancel = nullptr);
+                         const std::map<std::string, std::string>& env, std::atomic<bool>* cancel = nullptr,
+                         const std::set<std::string>& hidden = {});
 
 class Runner {
  public:
-  explicit Runner(net::EventLoop& loop) : loop_(loop) {}
+  explicit Runner(net::EventLoop& loop, std::set<std::string> hidden = {})
+      : loop_(loop), hidden_(std::move(hidden)) {}
   ~Runner();  // cancels what runs (SIGTERM to each group) and joins the threads
   Runner(const Runner&) = delete;
   Runner& operator=(const Runner&) = delete;
@@ -58,6 +62,7 @@ class Runner {
   void Reap();
 
   net::EventLoop& loop_;
+  std::set<std::string> hidden_;  // variables of the server's environment hooks do not get
   std::mutex mu_;
   std::list<Job> jobs_;
   std::atomic<bool> cancel_{false};

@@ -15,11 +15,10 @@
 
 #include "core/clock.h"
 #include "core/duration.h"
+#include "core/environment.h"
 #include "core/head_tail_log.h"
 #include "core/log.h"
 #include "steps/steps.h"
-
-extern char** environ;
 
 namespace meridian::steps {
 
@@ -27,9 +26,10 @@ namespace meridian::steps {
 struct Supervisor::Instance {
   InstanceSpec spec;
   InstanceResult result;
-  pid_t pid = -1;
-  int log_fd = -1;     // the read end of the process's stdout + stderr
-  int notify_fd = -1;  // the waiter writes "exec <epoch ns>" here just before it execs the command
+  pid_t pid = -1;          // the waiter, which stays as the command's keeper (its process group's leader)
+  pid_t command_pid = -1;  // the command, once the waiter started it
+  int log_fd = -1;         // the read end of the process's stdout + stderr
+  int notify_fd = -1;      // the waiter writes "exec <epoch ns> <pid>" here as it starts the command
   std::string notify_text;
   HeadTailLog log;          // stdout + stderr: the first log_head bytes and the last log_tail bytes
   int64_t stop_at = 0;      // SIGTERM
@@ -157,18 +157,16 @@ void Supervisor::Spawn(Instance& in) {
     in.result.error = fmt::format("pipe: {}", std::strerror(errno));
     return;
   }
-  // The environment: the agent's, the plan's for the step, then meridian's own.
-  std::map<std::string, std::string> env;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    const char* eq = std::strchr(*e, '=');
-    if (eq != nullptr) env[std::string(*e, static_cast<size_t>(eq - *e))] = eq + 1;
-  }
+  // The environment: the machine's basics from the agent's (never its token or other credentials: a step
+  // is the plan author's code, and its log is readable with runs:read), the plan's, then meridian's own.
+  std::map<std::string, std::string> env = InheritedEnvironment();
   for (const auto& [k, v] : config_.env) env[k] = v;
   for (const auto& [k, v] : in.spec.env) env[k] = v;
   env["MERIDIAN_RUN_ID"] = config_.run_id;
   env["MERIDIAN_STEP"] = in.spec.step;
   env["MERIDIAN_INSTANCE"] = std::to_string(in.spec.instance);
   env["MERIDIAN_WAITER_FD"] = "3";
+  env["MERIDIAN_WAITER_GRACE"] = fmt::format("{}ns", in.spec.stop_grace_ns);
   std::vector<std::string> env_lines;
   for (const auto& [k, v] : env) env_lines.push_back(k + "=" + v);
   std::vector<char*> envp, argv;
@@ -288,9 +286,9 @@ void Supervisor::Loop() {
     const int64_t after = MonoNanos();
     for (auto& in : instances_) {
       if (in->done || in->pid <= 0) continue;
-      // After the exec: the waiter's notice pipe closes (close-on-exec) when the command replaced it.
+      // After the exec: the waiter's notice pipe closes (close-on-exec, and the keeper closes its end).
       if (in->result.started_ns != 0 && in->notify_fd < 0 && after >= in->next_rss_sample) {
-        in->sampled_rss = std::max(in->sampled_rss, PeakRss(in->pid));
+        in->sampled_rss = std::max(in->sampled_rss, PeakRss(in->command_pid > 0 ? in->command_pid : in->pid));
         in->next_rss_sample = after + 200 * kNanosPerMilli;
       }
       Reap(*in, after);
@@ -312,7 +310,9 @@ void Supervisor::ReadPipe(Instance& in, bool log) {
       in.notify_text.append(buf, size);
       if (in.result.started_ns == 0 && in.notify_text.rfind("exec ", 0) == 0 &&
           in.notify_text.find('\n') != std::string::npos) {
-        in.result.started_ns = std::strtoll(in.notify_text.c_str() + 5, nullptr, 10);
+        char* end = nullptr;
+        in.result.started_ns = std::strtoll(in.notify_text.c_str() + 5, &end, 10);
+        in.command_pid = static_cast<pid_t>(std::strtol(end, nullptr, 10));
       }
       continue;
     }
@@ -326,6 +326,7 @@ void Supervisor::Reap(Instance& in, int64_t now_mono) {
   const pid_t r = wait4(in.pid, &status, WNOHANG, &ru);
   if (r != in.pid) return;
   in.pid = -1;
+  in.command_pid = -1;
   // What the process wrote last is still in the pipes: read it before they go.
   ReadPipe(in, true);
   ReadPipe(in, false);

@@ -2,12 +2,18 @@
 // loss may lose the last transactions), checkpoints every 3,000 WAL pages, busy timeout, cached prepared
 // statements, versioned migrations in one table.
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <unordered_map>
 
+#include "core/files.h"
 #include "store/store.h"
 
 namespace meridian::store {
@@ -69,6 +75,16 @@ CREATE TABLE audit (
   id INTEGER PRIMARY KEY AUTOINCREMENT, at_ns INTEGER NOT NULL, principal TEXT NOT NULL, action TEXT NOT NULL,
   pool TEXT NOT NULL, allocation_id TEXT NOT NULL, environment_id TEXT NOT NULL, outcome TEXT NOT NULL,
   detail TEXT NOT NULL);
+)",
+    R"(
+ALTER TABLE agents ADD COLUMN secret_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE allocations ADD COLUMN revoke_pending INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX allocations_revoke_pending ON allocations(revoke_pending) WHERE revoke_pending = 1;
+CREATE INDEX allocations_by_owner ON allocations(principal, created_ns);
+CREATE INDEX allocations_ended ON allocations(ended_ns) WHERE state != 'active';
+CREATE INDEX runs_ended ON runs(ended_ns) WHERE ended_ns > 0;
+CREATE INDEX audit_by_time ON audit(at_ns);
+DELETE FROM tokens;
 )",
 };
 
@@ -302,26 +318,31 @@ class SqliteStore final : public Store {
   }
 
   Result<void> PutAgent(const AgentRow& a) override {
-    Stmt s(cache_, "INSERT OR REPLACE INTO agents VALUES (?,?,?,?,?,?,?,?)");
+    Stmt s(
+        cache_,
+        "INSERT OR REPLACE INTO agents (id, name, region, version, capacity, registered_ns, clock_offset_ns, "
+        "rtt_ns, secret_hash) VALUES (?,?,?,?,?,?,?,?,?)");
     s.Bind(1, a.id).Bind(2, a.name).Bind(3, a.region).Bind(4, a.version).Bind(5, int64_t{a.capacity});
-    s.Bind(6, a.registered_ns).Bind(7, a.clock_offset_ns).Bind(8, a.rtt_ns);
+    s.Bind(6, a.registered_ns).Bind(7, a.clock_offset_ns).Bind(8, a.rtt_ns).Bind(9, a.secret_hash);
     if (s.Step() != SQLITE_DONE) return s.Fail("put agent");
     return {};
   }
 
+  static constexpr const char* kAgentColumns =
+      "id, name, region, version, capacity, registered_ns, clock_offset_ns, rtt_ns, secret_hash";
   static AgentRow ReadAgent(Stmt& s) {
     return AgentRow{s.Text(0), s.Text(1), s.Text(2), s.Text(3), static_cast<uint32_t>(s.Int(4)),
-                    s.Int(5),  s.Int(6),  s.Int(7)};
+                    s.Int(5),  s.Int(6),  s.Int(7),  s.Text(8)};
   }
 
   Result<std::optional<AgentRow>> GetAgent(const std::string& id) override {
-    Stmt s(cache_, "SELECT * FROM agents WHERE id=?");
+    Stmt s(cache_, fmt::format("SELECT {} FROM agents WHERE id=?", kAgentColumns).c_str());
     s.Bind(1, id);
     return s.One(ReadAgent, "get agent");
   }
 
   Result<std::vector<AgentRow>> ListAgents() override {
-    Stmt s(cache_, "SELECT * FROM agents ORDER BY registered_ns");
+    Stmt s(cache_, fmt::format("SELECT {} FROM agents ORDER BY registered_ns", kAgentColumns).c_str());
     return s.All(ReadAgent, "list agents");
   }
 
@@ -535,21 +556,20 @@ class SqliteStore final : public Store {
 
   static constexpr const char* kAllocColumns =
       "id, pool, principal, requester, env_ids_json, state, outcome, idempotency_key, created_ns, "
-      "expires_ns, "
-      "max_expires_ns, ended_ns";
+      "expires_ns, max_expires_ns, ended_ns, revoke_pending";
   static void BindAlloc(Stmt& s, const AllocationRow& a) {
     s.Bind(1, a.id).Bind(2, a.pool).Bind(3, a.principal).Bind(4, a.requester).Bind(5, a.env_ids_json);
     s.Bind(6, a.state).Bind(7, a.outcome).Bind(8, a.idempotency_key).Bind(9, a.created_ns);
-    s.Bind(10, a.expires_ns).Bind(11, a.max_expires_ns).Bind(12, a.ended_ns);
+    s.Bind(10, a.expires_ns).Bind(11, a.max_expires_ns).Bind(12, a.ended_ns).Bind(13, a.revoke_pending);
   }
   static AllocationRow ReadAlloc(Stmt& s) {
-    return AllocationRow{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5),
-                         s.Text(6), s.Text(7), s.Int(8),  s.Int(9),  s.Int(10), s.Int(11)};
+    return AllocationRow{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5),     s.Text(6),
+                         s.Text(7), s.Int(8),  s.Int(9),  s.Int(10), s.Int(11), s.Int(12) != 0};
   }
   Result<void> InsertAllocation(const AllocationRow& a) override {
-    Stmt s(
-        cache_,
-        fmt::format("INSERT INTO allocations ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", kAllocColumns).c_str());
+    Stmt s(cache_,
+           fmt::format("INSERT INTO allocations ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", kAllocColumns)
+               .c_str());
     BindAlloc(s, a);
     if (s.Step() != SQLITE_DONE) return s.Fail("insert allocation");
     return {};
@@ -557,10 +577,10 @@ class SqliteStore final : public Store {
   Result<bool> UpdateAllocation(const AllocationRow& a, const std::string& expected_state) override {
     Stmt s(cache_,
            "UPDATE allocations SET id=?1, pool=?2, principal=?3, requester=?4, env_ids_json=?5, state=?6, "
-           "outcome=?7, idempotency_key=?8, created_ns=?9, expires_ns=?10, max_expires_ns=?11, ended_ns=?12 "
-           "WHERE id=?1 AND state=?13");
+           "outcome=?7, idempotency_key=?8, created_ns=?9, expires_ns=?10, max_expires_ns=?11, ended_ns=?12, "
+           "revoke_pending=?13 WHERE id=?1 AND state=?14");
     BindAlloc(s, a);
-    s.Bind(13, expected_state);
+    s.Bind(14, expected_state);
     if (s.Step() != SQLITE_DONE) return s.Fail("update allocation");
     return sqlite3_changes(db_) > 0;
   }
@@ -577,17 +597,22 @@ class SqliteStore final : public Store {
     s.Bind(1, principal).Bind(2, key);
     return s.One(ReadAlloc, "find allocation");
   }
-  Result<std::vector<AllocationRow>> Allocations(const std::string& requester, bool active_only,
-                                                 size_t limit) override {
+  Result<std::vector<AllocationRow>> Allocations(const AllocationFilter& f) override {
     std::string where = "1";
-    if (!requester.empty()) where += " AND requester = ?1";
-    if (active_only) where += " AND state = 'active'";
+    if (!f.principal.empty()) where += " AND principal = ?1";
+    if (!f.requester.empty()) where += " AND requester = ?2";
+    if (f.active_only) where += " AND state = 'active'";
     Stmt s(cache_, fmt::format("SELECT {} FROM allocations WHERE {} ORDER BY created_ns DESC, id LIMIT ?3",
                                kAllocColumns, where)
                        .c_str());
-    if (!requester.empty()) s.Bind(1, requester);
-    s.Bind(3, static_cast<int64_t>(limit));
+    if (!f.principal.empty()) s.Bind(1, f.principal);
+    if (!f.requester.empty()) s.Bind(2, f.requester);
+    s.Bind(3, static_cast<int64_t>(f.limit));
     return s.All(ReadAlloc, "list allocations");
+  }
+  Result<std::vector<AllocationRow>> PendingRevokes() override {
+    Stmt s(cache_, fmt::format("SELECT {} FROM allocations WHERE revoke_pending = 1", kAllocColumns).c_str());
+    return s.All(ReadAlloc, "pending revokes");
   }
   Result<std::vector<AllocationRow>> ExpiredAllocations(int64_t now_ns) override {
     Stmt s(cache_,
@@ -626,6 +651,56 @@ class SqliteStore final : public Store {
         "list audit");
   }
 
+  Result<PruneResult> Prune(const PruneRequest& rq) override {
+    PruneResult out;
+    const auto batch = static_cast<int64_t>(rq.batch);
+    if (auto b = Exec("BEGIN IMMEDIATE"); !b.ok()) return b.error();
+    auto fail = [&](const char* what) {
+      Error e = MakeError(ErrorCode::kIo, fmt::format("store: prune {}: {}", what, sqlite3_errmsg(db_)));
+      (void)Exec("ROLLBACK");
+      return e;
+    };
+    if (rq.runs_before_ns > 0) {
+      Stmt s(cache_,
+             "SELECT id FROM runs WHERE ended_ns > 0 AND ended_ns < ? AND state IN "
+             "('passed','failed','aborted','errored') ORDER BY ended_ns LIMIT ?");
+      s.Bind(1, rq.runs_before_ns).Bind(2, batch);
+      auto ids = s.All([](Stmt& r) { return r.Text(0); }, "runs");
+      if (!ids.ok()) return fail("runs");
+      for (const auto& id : *ids) {
+        for (const char* sql :
+             {"DELETE FROM run_events WHERE run_id=?", "DELETE FROM run_agents WHERE run_id=?",
+              "DELETE FROM samples WHERE run_id=?", "DELETE FROM series WHERE run_id=?",
+              "DELETE FROM step_instances WHERE run_id=?", "DELETE FROM runs WHERE id=?"}) {
+          Stmt d(cache_, sql);
+          d.Bind(1, id);
+          if (d.Step() != SQLITE_DONE) return fail("runs");
+        }
+      }
+      out.runs = std::move(ids).value();
+    }
+    if (rq.allocations_before_ns > 0) {
+      Stmt s(cache_,
+             "DELETE FROM allocations WHERE id IN (SELECT id FROM allocations WHERE state != 'active' AND "
+             "revoke_pending = 0 AND ended_ns > 0 AND ended_ns < ? ORDER BY ended_ns LIMIT ?)");
+      s.Bind(1, rq.allocations_before_ns).Bind(2, batch);
+      if (s.Step() != SQLITE_DONE) return fail("allocations");
+      out.allocations = static_cast<size_t>(sqlite3_changes(db_));
+    }
+    if (rq.audit_before_ns > 0) {
+      Stmt s(cache_,
+             "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at_ns < ? ORDER BY at_ns LIMIT ?)");
+      s.Bind(1, rq.audit_before_ns).Bind(2, batch);
+      if (s.Step() != SQLITE_DONE) return fail("audit");
+      out.audit = static_cast<size_t>(sqlite3_changes(db_));
+    }
+    if (auto c = Exec("COMMIT"); !c.ok()) {
+      (void)Exec("ROLLBACK");
+      return c.error();
+    }
+    return out;
+  }
+
  private:
   void BindRun(Stmt& s, const RunRow& r) {
     s.Bind(1, r.id).Bind(2, r.name).Bind(3, r.state).Bind(4, r.plan_yaml).Bind(5, r.owner).Bind(6, r.reason);
@@ -647,9 +722,22 @@ class SqliteStore final : public Store {
 }  // namespace
 
 Result<std::unique_ptr<Store>> OpenSqlite(const std::string& path) {
-  std::error_code ec;
-  const auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  if (auto d = MakePrivateDirectories(std::filesystem::path(path).parent_path().string()); !d.ok()) {
+    return d.error();
+  }
+  // SQLite gives the WAL and shared-memory files the database file's mode: create it private.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return MakeError(ErrorCode::kIo, fmt::format("cannot open the store {}: {}", path, std::strerror(errno)));
+  }
+  ::close(fd);
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const std::string file = path + suffix;
+    struct stat st {};
+    if (::stat(file.c_str(), &st) == 0 && (st.st_mode & 077) != 0 && st.st_uid == ::geteuid()) {
+      ::chmod(file.c_str(), 0600);
+    }
+  }
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {

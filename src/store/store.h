@@ -48,6 +48,7 @@ struct AgentRow {
   int64_t registered_ns = 0;
   int64_t clock_offset_ns = 0;  // agent clock minus control-plane clock
   int64_t rtt_ns = 0;
+  std::string secret_hash;  // keyed hash of the secret issued at its first registration (the agent's proof)
 };
 
 struct AssignmentRow {
@@ -83,7 +84,7 @@ struct StepInstanceRow {
 
 struct TokenRow {
   std::string name;
-  std::string hash_hex;  // SHA-256 of the token
+  std::string hash_hex;  // HMAC-SHA-256 (the server's key) of the token's SHA-256
   std::string scopes;    // space-separated
 };
 
@@ -99,7 +100,7 @@ struct EnvironmentRow {
   std::string id;
   std::string pool;
   std::string spec_json;  // region, account, capabilities, credentials and cleanup overrides
-  // available | allocated | cleaning | dirty
+  // available | allocated | cleaning | dirty | retired (removed from the registry; the row is its history)
   std::string state = "available";
   std::string allocation_id;  // the allocation holding it (allocated) or being cleaned after (cleaning)
   bool draining = false;      // no new allocations (drain, or removed from the registry)
@@ -127,6 +128,28 @@ struct AllocationRow {
   int64_t expires_ns = 0;
   int64_t max_expires_ns = 0;  // created + the pool's max_duration: renewals stop here
   int64_t ended_ns = 0;
+  bool revoke_pending = false;  // ended, and its credentials' revoke has not reported yet
+};
+
+struct AllocationFilter {
+  std::string principal;  // "" = any owner
+  std::string requester;  // "" = any
+  bool active_only = false;
+  size_t limit = 100;
+};
+
+// What retention removes: rows older than each cutoff (wall ns; 0 = keep forever), at most `batch` of each
+// kind per call so that one call never stalls the owner's thread for long.
+struct PruneRequest {
+  int64_t runs_before_ns = 0;         // ended runs, with their events, reports, series and steps
+  int64_t allocations_before_ns = 0;  // ended allocations
+  int64_t audit_before_ns = 0;        // audit rows
+  size_t batch = 500;
+};
+struct PruneResult {
+  std::vector<std::string> runs;  // the runs removed (their folders go too)
+  size_t allocations = 0;
+  size_t audit = 0;
 };
 
 struct AuditRow {
@@ -208,18 +231,23 @@ class Store {
   virtual Result<std::optional<AllocationRow>> GetAllocation(const std::string& id) = 0;
   virtual Result<std::optional<AllocationRow>> FindAllocationByKey(const std::string& principal,
                                                                    const std::string& idempotency_key) = 0;
-  // Newest first; `requester` "" = any; `active_only` = state active.
-  virtual Result<std::vector<AllocationRow>> Allocations(const std::string& requester, bool active_only,
-                                                         size_t limit) = 0;
+  // Newest first, filtered before the limit applies.
+  virtual Result<std::vector<AllocationRow>> Allocations(const AllocationFilter& filter) = 0;
+  // Ended allocations whose revoke has not reported (run again after a restart).
+  virtual Result<std::vector<AllocationRow>> PendingRevokes() = 0;
   // Active allocations whose expires_ns is at or before `now_ns`.
   virtual Result<std::vector<AllocationRow>> ExpiredAllocations(int64_t now_ns) = 0;
   virtual Result<int64_t> AppendAudit(const AuditRow& row) = 0;
   virtual Result<std::vector<AuditRow>> Audit(const AuditFilter& filter) = 0;
 
+  // Retention (server.yaml `retention:`).
+  virtual Result<PruneResult> Prune(const PruneRequest& request) = 0;
+
   virtual int SchemaVersion() = 0;
 };
 
-// Opens (creating if needed) a SQLite database and applies pending migrations.
+// Opens (creating if needed) a SQLite database and applies pending migrations. The database and its WAL are
+// private to the server's user (0600; a directory it creates is 0700): they hold token hashes, plans, logs.
 Result<std::unique_ptr<Store>> OpenSqlite(const std::string& path);
 
 // Opens "sqlite:PATH" (or a bare path). "postgres://" names a backend this build does not have yet.

@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 
@@ -18,7 +19,7 @@ TEST(SqliteStore, MigratesAndKeepsRunsAcrossReopen) {
   {
     auto s = OpenSqlite(path);
     ASSERT_TRUE(s.ok()) << s.error().message;
-    EXPECT_EQ((*s)->SchemaVersion(), 3);
+    EXPECT_EQ((*s)->SchemaVersion(), 4);
     RunRow r;
     r.id = "r1";
     r.name = "plan";
@@ -81,10 +82,11 @@ TEST(SqliteStore, TokensAndAgents) {
   ASSERT_TRUE(t.ok() && t->has_value());
   EXPECT_EQ((*t)->scopes, "runs:read runs:write");
   EXPECT_FALSE((*s)->FindToken("abd")->has_value());
-  ASSERT_TRUE((*s)->PutAgent(AgentRow{"a1", "host", "eu", "0.1.0", 2, 5, -3, 100}).ok());
+  ASSERT_TRUE((*s)->PutAgent(AgentRow{"a1", "host", "eu", "0.1.0", 2, 5, -3, 100, "keyed"}).ok());
   auto a = (*s)->GetAgent("a1");
   ASSERT_TRUE(a.ok() && a->has_value());
   EXPECT_EQ((*a)->clock_offset_ns, -3);
+  EXPECT_EQ((*a)->secret_hash, "keyed");
 }
 
 TEST(Store, PostgresIsNamedNotSilentlyIgnored) {
@@ -120,7 +122,7 @@ TEST(SqliteStore, EnvironmentTransitionsAreGuarded) {
   auto moved = st.UpdateEnvironment(e2, "available", "");
   ASSERT_TRUE(moved.ok());
   EXPECT_TRUE(*moved);
-  AllocationRow a{"a1", "p", "ci", "job", "[\"e2\"]", "active", "", "key-1", 1, 50, 100, 0};
+  AllocationRow a{"a1", "p", "ci", "job", "[\"e2\"]", "active", "", "key-1", 1, 50, 100, 0, false};
   ASSERT_TRUE(st.InsertAllocation(a).ok());
   ASSERT_TRUE(st.AppendAudit({0, 1, "ci", "allocate", "p", "a1", "e2", "ok", ""}).ok());
   ASSERT_TRUE(st.Commit().ok());
@@ -157,7 +159,117 @@ TEST(SqliteStore, EnvironmentTransitionsAreGuarded) {
   EXPECT_EQ(st.Audit(AuditFilter{})->size(), 1u);
 }
 
+// The database and its WAL are the server's user's alone: token hashes, plans and logs are in them.
+TEST(SqliteStore, FilesArePrivate) {
+  const std::string dir = ::testing::TempDir() + "/private-store";
+  std::filesystem::remove_all(dir);
+  const std::string path = dir + "/state/m.db";
+  auto s = OpenSqlite(path);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  ASSERT_TRUE((*s)->PutPool({"p", "{}", false}).ok());  // the WAL exists now
+  for (const std::string& file : {path, path + "-wal", path + "-shm"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat(file.c_str(), &st), 0) << file;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << file;
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat((dir + "/state").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  std::filesystem::remove_all(dir);
+}
+
+// A non-admin's list is filtered by owner before the limit: others' newer allocations cannot hide its own.
+TEST(SqliteStore, AllocationsAreFilteredBeforeTheLimit) {
+  auto s = OpenSqlite(FreshPath("alloc-filter"));
+  ASSERT_TRUE(s.ok());
+  Store& st = **s;
+  for (int i = 0; i < 10; ++i) {
+    const std::string owner = i < 2 ? "mine" : "theirs";
+    AllocationRow a{"a" + std::to_string(i),
+                    "p",
+                    owner,
+                    "job",
+                    "[]",
+                    i % 2 ? "active" : "released",
+                    "",
+                    "",
+                    i,
+                    100,
+                    100,
+                    0,
+                    false};
+    ASSERT_TRUE(st.InsertAllocation(a).ok());
+  }
+  AllocationFilter f;
+  f.principal = "mine";
+  f.limit = 5;
+  auto mine = st.Allocations(f);
+  ASSERT_TRUE(mine.ok());
+  ASSERT_EQ(mine->size(), 2u);
+  EXPECT_EQ((*mine)[0].id, "a1");  // newest first
+  f.active_only = true;
+  EXPECT_EQ(st.Allocations(f)->size(), 1u);
+  f = AllocationFilter{};
+  f.limit = 3;
+  EXPECT_EQ(st.Allocations(f)->size(), 3u);
+}
+
+// Retention removes ended runs with everything that hangs off them, old ended allocations (not those whose
+// revoke is pending) and old audit rows, in batches; what is active or recent stays.
+TEST(SqliteStore, PruneRemovesOnlyWhatIsOldAndEnded) {
+  auto s = OpenSqlite(FreshPath("prune"));
+  ASSERT_TRUE(s.ok());
+  Store& st = **s;
+  for (const char* id : {"old1", "old2", "new", "live"}) {
+    RunRow r;
+    r.id = id;
+    r.state = std::string(id) == "live" ? "running" : "passed";
+    r.ended_ns = std::string(id).starts_with("old") ? 100 : (std::string(id) == "new" ? 10'000 : 0);
+    ASSERT_TRUE(st.CreateRun(r).ok());
+    ASSERT_TRUE(st.InsertSample(id, SampleRow{"a", 0, 0, "x"}).ok());
+    ASSERT_TRUE(st.PutStepInstance(id, StepInstanceRow{"s", 0, "a", "{}", "log"}).ok());
+  }
+  AllocationRow ended{"e-old", "p", "ci", "j", "[]", "released", "success", "", 1, 2, 3, 50, false};
+  AllocationRow revoking = ended;
+  revoking.id = "e-revoke";
+  revoking.revoke_pending = true;
+  AllocationRow active = ended;
+  active.id = "active";
+  active.state = "active";
+  active.ended_ns = 0;
+  for (const auto& a : {ended, revoking, active}) ASSERT_TRUE(st.InsertAllocation(a).ok());
+  ASSERT_TRUE(st.AppendAudit({0, 10, "ci", "allocate", "p", "", "", "ok", ""}).ok());
+  ASSERT_TRUE(st.AppendAudit({0, 5'000, "ci", "allocate", "p", "", "", "ok", ""}).ok());
+  EXPECT_EQ(st.PendingRevokes()->size(), 1u);
+
+  PruneRequest rq;
+  rq.runs_before_ns = rq.allocations_before_ns = rq.audit_before_ns = 1'000;
+  rq.batch = 1;  // one of each kind per call
+  auto first = st.Prune(rq);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ(first->runs.size(), 1u);
+  EXPECT_EQ(first->allocations, 1u);
+  EXPECT_EQ(first->audit, 1u);
+  auto second = st.Prune(rq);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->runs.size(), 1u);
+  EXPECT_EQ(second->allocations, 0u);  // the one whose revoke is pending stays
+  EXPECT_EQ(second->audit, 0u);
+  for (const char* gone : {"old1", "old2"}) {
+    EXPECT_FALSE(st.GetRun(gone)->has_value());
+    EXPECT_TRUE(st.Samples(gone)->empty());
+    EXPECT_TRUE(st.StepInstances(gone, false)->empty());
+    EXPECT_TRUE(st.Events(gone)->empty());
+  }
+  for (const char* kept : {"new", "live"}) EXPECT_TRUE(st.GetRun(kept)->has_value()) << kept;
+  EXPECT_TRUE(st.GetAllocation("active")->has_value());
+  EXPECT_TRUE(st.GetAllocation("e-revoke")->has_value());
+  EXPECT_FALSE(st.GetAllocation("e-old")->has_value());
+  EXPECT_EQ(st.Audit(AuditFilter{})->size(), 1u);
+}
+
 }  // namespace
+
 TEST(SqliteStore, StepInstancesAreReplacedNotDuplicated) {
   const std::string path = FreshPath("steps");
   auto s = OpenSqlite(path);

@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -402,25 +404,87 @@ class Waiter {
   }
 
   int Exec(int64_t start_at_ns) const {
-    // A supervisor (meridian's agent) learns the actual start: "exec <epoch ns>" on the fd it named, which
-    // closes when CMD replaces the waiter.
-    if (const char* fd_text = getenv("MERIDIAN_WAITER_FD")) {
-      const int fd = std::atoi(fd_text);
-      unsetenv("MERIDIAN_WAITER_FD");
-      if (fd > 2) {
-        const std::string line = fmt::format("exec {}\n", WallNanos());
-        (void)!write(fd, line.data(), line.size());
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-      }
-    }
     setenv("MERIDIAN_START_AT", FormatEpoch(start_at_ns).c_str(), 1);
     setenv("MERIDIAN_SERVICE_ID", o_.service_id.c_str(), 1);
     std::vector<char*> argv;
     for (const auto& a : o_.command) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     std::fflush(nullptr);
+    // A supervisor (meridian's agent) learns the actual start: "exec <epoch ns> <pid>" on the fd it named.
+    if (const char* fd_text = getenv("MERIDIAN_WAITER_FD")) {
+      const int fd = std::atoi(fd_text);
+      unsetenv("MERIDIAN_WAITER_FD");
+      int64_t grace = 5 * kNanosPerSecond;
+      if (const char* g = getenv("MERIDIAN_WAITER_GRACE")) {
+        if (auto d = ParseDuration(g); d.ok()) grace = *d;
+        unsetenv("MERIDIAN_WAITER_GRACE");
+      }
+      return Keep(argv, fd, grace);
+    }
     execvp(argv[0], argv.data());
     return NotRunnable(o_.command.front(), errno);
+  }
+
+  // Under a supervisor the waiter stays as the command's keeper instead of becoming it: the command's shell
+  // may die of the agent's death signal while its children live on, re-parented to init. The keeper sees its
+  // agent go (the death signal, and a new parent), stops the whole process group (SIGTERM, SIGKILL after the
+  // step's stop_grace) and so takes every process of the step with it. Otherwise it forwards signals that
+  // were sent to it alone, and ends as the command ended (its exit status, or the same signal).
+  int Keep(std::vector<char*>& argv, int notify_fd, int64_t grace_ns) const {
+    const pid_t supervisor = getppid();
+    sigset_t handled, before;
+    sigemptyset(&handled);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD}) sigaddset(&handled, sig);
+    sigprocmask(SIG_BLOCK, &handled, &before);
+    if (notify_fd > 2) fcntl(notify_fd, F_SETFD, FD_CLOEXEC);
+    const pid_t child = fork();
+    if (child < 0) return NotRunnable(o_.command.front(), errno);
+    if (child == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGTERM);  // should the keeper die alone
+      sigprocmask(SIG_SETMASK, &before, nullptr);
+      execvp(argv[0], argv.data());
+      _exit(errno == ENOENT ? kExitNotFound : kExitNotExecutable);
+    }
+    if (notify_fd > 2) {
+      const std::string line = fmt::format("exec {} {}\n", WallNanos(), child);
+      (void)!write(notify_fd, line.data(), line.size());
+      close(notify_fd);
+    }
+    int64_t kill_at = 0;  // set once the agent is gone: SIGKILL to the group then
+    while (true) {
+      siginfo_t info{};
+      timespec wait{0, 100'000'000};
+      const int sig = sigtimedwait(&handled, &info, &wait);
+      int status = 0;
+      const pid_t done = waitpid(child, &status, WNOHANG);
+      if (done == child) {
+        kill(0, SIGTERM);  // what the command left behind in its group goes with it (we block SIGTERM)
+        if (kill_at != 0) kill(0, SIGKILL);
+        if (WIFSIGNALED(status)) {
+          const int ended_by = WTERMSIG(status);
+          const rlimit no_core{0, 0};
+          setrlimit(RLIMIT_CORE, &no_core);  // the command's crash, not ours
+          signal(ended_by, SIG_DFL);
+          sigset_t only;
+          sigemptyset(&only);
+          sigaddset(&only, ended_by);
+          sigprocmask(SIG_UNBLOCK, &only, nullptr);
+          raise(ended_by);
+          return 128 + ended_by;
+        }
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+      }
+      if (kill_at != 0 && MonoNanos() >= kill_at) kill(0, SIGKILL);
+      if (sig <= 0 || sig == SIGCHLD) continue;
+      if (getppid() != supervisor) {
+        if (kill_at == 0) {  // the agent is gone: nobody else will stop this step
+          kill(0, SIGTERM);
+          kill_at = MonoNanos() + grace_ns;
+        }
+      } else if (info.si_pid != supervisor) {
+        kill(child, sig);  // sent to the keeper alone (the supervisor signals the whole group)
+      }
+    }
   }
 
   const Options& o_;

@@ -5,7 +5,8 @@
 // the control plane's `GET /v1/runs/{id}/start` URL (404 until the instant is known; long-polled). The waiter
 // retries with capped exponential backoff and jitter until START answers, works out the time left on its own
 // clock (converting the control plane's clock by a measured offset), reports the skew, sleeps, and replaces
-// itself with CMD, so signals sent to the waiter's process reach CMD. It never waits past --timeout.
+// itself with CMD, so signals sent to the waiter's process reach CMD (under meridian's agent it stays as
+// CMD's keeper instead, so that the whole step goes when the agent does). It never waits past --timeout.
 //
 // Usable standalone in any container: `meridian waiter /shared/RUN.txt ws-swarm 10s -- ./ws-swarm --conns
 // 5000`.

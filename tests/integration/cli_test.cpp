@@ -58,6 +58,33 @@ TEST(Cli, DocsListEveryFlag) {
   }
 }
 
+// Arguments that travel as JSON (names, regions, requesters, vars) must be UTF-8: refused by flag, exit 2,
+// never an abort.
+TEST(Cli, ArgumentsThatAreNotUtf8AreRefusedByFlag) {
+  const std::string bad = "x\xff\xfey";
+  struct Case {
+    std::vector<std::string> args;
+    std::string flag;
+  };
+  const Case cases[] = {
+      {{"agent", "--control", "http://127.0.0.1:9", "--region", "r", "--name", bad}, "--name"},
+      {{"agent", "--control", "http://127.0.0.1:9", "--region=" + bad}, "--region"},
+      {{"run", "plan.yaml", "--vars", "k=" + bad}, "--vars"},
+      {{"submit", "plan.yaml", "--vars", "k=" + bad}, "--vars"},
+      {{"env", "allocate", "--pool", "p", "--requester", bad}, "--requester"},
+      {{"env", "allocate", "--pool", "p", "--require", "k=" + bad}, "--require"},
+  };
+  for (const auto& c : cases) {
+    const Finished f = RunMeridian(c.args);
+    EXPECT_EQ(f.exit_code, 2) << c.args[0] << " " << c.flag << ": " << f.err;
+    EXPECT_NE(f.err.find(c.flag + ": not valid UTF-8"), std::string::npos) << f.err;
+  }
+  // A command's own arguments after -- are its business.
+  const Finished waiter =
+      RunMeridian({"waiter", "/nonexistent/RUN.txt", "s", "0s", "--timeout", "1s", "--", "true", bad});
+  EXPECT_EQ(waiter.err.find("not valid UTF-8"), std::string::npos) << waiter.err;
+}
+
 TEST(Cli, VersionAndUnknownCommand) {
   Finished v = RunMeridian({"--version"});
   EXPECT_EQ(v.exit_code, 0);

@@ -258,7 +258,8 @@ TEST(Env, CleanupFailureMakesDirtyUntilReinstated) {
 }
 
 // drain keeps an environment out of new allocations; removing one from the registry (SIGHUP, and `meridian
-// env sync`) drains it and deletes it once its lease ended.
+// env sync`) drains it and retires it once its lease ended: out of service and out of the lists, its row kept
+// as history (issue 12: removal never deletes an environment's history).
 TEST(Env, DrainAndRemovalFromTheRegistry) {
   EnvServer s("pools:\n  p: {}\nenvironments:\n  - { id: e1, pool: p }\n  - { id: e2, pool: p }\n");
   ASSERT_EQ(s.Call(kAdmin, "POST", "/v1/environments/e1/drain").status, 200);
@@ -277,7 +278,12 @@ TEST(Env, DrainAndRemovalFromTheRegistry) {
   EXPECT_TRUE(e2.value("removed", false)) << e2.dump();
   EXPECT_EQ(e2["state"], "allocated");
   ASSERT_EQ(s.Call(kCi, "DELETE", "/v1/allocations/" + a["id"].get<std::string>()).status, 200);
-  EXPECT_EQ(s.Call(kAdmin, "GET", "/v1/environments/e2").status, 404);
+  const json retired = s.Environment("e2");
+  EXPECT_EQ(retired["state"], "retired") << retired.dump();
+  const json listed = s.Get("/v1/environments")["environments"];
+  for (const auto& e : listed) EXPECT_NE(e["id"], "e2");
+  EXPECT_EQ(s.Get("/v1/environments?state=retired")["environments"].size(), 1u);
+  EXPECT_EQ(s.Get("/v1/pools")["pools"][0]["environments"], 1);
   // sync from the CLI: a bad file is refused naming file:line and field, and changes nothing.
   s.WriteRegistry("pools:\n  p: {}\nenvironments:\n  - { id: e3, pool: q }\n");
   Finished bad = s.Cli({"sync", s.dir() + "/envs.yaml"}, "admin.token");

@@ -23,7 +23,19 @@ namespace meridian::testing {
 
 std::string MeridianBinary() { return MERIDIAN_BINARY; }
 
-Process::Process(const std::vector<std::string>& args) {
+Process::Process(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  std::vector<std::string> env_lines;
+  for (char** e = environ; *e; ++e) {
+    const std::string line = *e;
+    const std::string name = line.substr(0, line.find('='));
+    bool replaced = false;
+    for (const auto& extra : env) replaced = replaced || extra.starts_with(name + "=");
+    if (!replaced) env_lines.push_back(line);
+  }
+  env_lines.insert(env_lines.end(), env.begin(), env.end());
+  std::vector<char*> envp;
+  for (auto& l : env_lines) envp.push_back(l.data());
+  envp.push_back(nullptr);
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
   posix_spawn_file_actions_t actions;
@@ -33,7 +45,7 @@ Process::Process(const std::vector<std::string>& args) {
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
+  if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data()) != 0) {
     throw std::runtime_error("posix_spawn " + args[0]);
   }
   posix_spawn_file_actions_destroy(&actions);
@@ -81,6 +93,11 @@ std::string Process::ReadLine(std::chrono::milliseconds deadline) {
     Pump(50);
   }
   return "";
+}
+
+const std::string& Process::Stderr() {
+  Pump(0);
+  return err_;
 }
 
 void Process::Signal(int sig) {

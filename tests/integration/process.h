@@ -40,7 +40,8 @@ struct Finished {
 
 class Process {
  public:
-  explicit Process(const std::vector<std::string>& args);
+  // `env`: NAME=VALUE entries added to (or replacing in) the test's own environment.
+  explicit Process(const std::vector<std::string>& args, const std::vector<std::string>& env = {});
   ~Process();  // kills the child if it still runs
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -49,6 +50,8 @@ class Process {
   // Reads stdout until a line is complete or the deadline passes; returns "" on time-out.
   std::string ReadLine(std::chrono::milliseconds deadline);
   void Signal(int sig);
+  // What the child wrote to stderr so far.
+  const std::string& Stderr();
   // Waits for exit (killing the child at the deadline) and collects the remaining output.
   Finished Wait(std::chrono::milliseconds deadline);
 

@@ -313,5 +313,44 @@ TEST(Steps, AKilledAgentTakesItsStepsWithIt) {
   EXPECT_EQ(f.exit_code, 1) << f.out << f.err;
 }
 
+// Not only the step's own process: what it started goes too. A shell that waits for a background child used
+// to die of the death signal while the child, re-parented to init, ran on; the waiter now stays as the step's
+// keeper and stops its whole process group when the agent is gone.
+TEST(Steps, AKilledAgentTakesItsStepsChildrenWithIt) {
+  Cluster cluster;
+  cluster.StartServer();
+  Process& agent = cluster.StartAgent("local", "a1");
+  cluster.AwaitAgents(1);
+  TempDir dir;
+  const std::string plan = cluster.WritePlan(
+      "orphans.yaml",
+      "name: orphans\nstart_buffer: 300ms\nheartbeat_timeout: 2s\nregions: { local: {} }\nsteps:\n"
+      "  - { name: parent, shell: 'sleep 60 & echo $! > " +
+          dir.path + "/pid; wait', run_max_time: 60s }\n");
+  Process submit(cluster.Submit(plan));
+  pid_t pid = 0;
+  for (int i = 0; i < 500 && pid == 0; ++i) {
+    std::this_thread::sleep_for(20ms);
+    std::ifstream in(dir.path + "/pid");
+    in >> pid;
+  }
+  ASSERT_GT(pid, 0) << "the step did not start";
+  const auto dead = [pid] {  // gone, or a zombie waiting for a reaper
+    std::string stat;
+    std::getline(std::ifstream("/proc/" + std::to_string(pid) + "/stat"), stat);
+    return stat.empty() || stat.find(") Z ") != std::string::npos;
+  };
+  ASSERT_FALSE(dead());
+  agent.Signal(SIGKILL);
+  bool gone = false;
+  for (int i = 0; i < 500 && !gone; ++i) {
+    std::this_thread::sleep_for(10ms);
+    gone = dead();
+  }
+  EXPECT_TRUE(gone) << "the step's child (pid " << pid << ") outlived its agent";
+  if (!gone) kill(pid, SIGKILL);
+  submit.Wait(30'000ms);
+}
+
 }  // namespace
 }  // namespace meridian::testing

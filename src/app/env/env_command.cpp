@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,6 +22,7 @@
 #include "app/common/cli.h"
 #include "app/common/follow.h"
 #include "app/common/signals.h"
+#include "core/base64.h"
 #include "core/duration.h"
 #include "envpool/registry.h"
 #include "http/fetch.h"
@@ -36,7 +38,8 @@ constexpr const char* kName = "meridian env";
 struct Reply {
   int status = 0;
   json body;
-  std::string message;  // the error's message when status >= 300
+  std::string message;         // the error's message when status >= 300
+  int64_t retry_after_s = -1;  // Retry-After, when the server sent one
 };
 
 Result<Reply> Call(http::BlockingClient& client, const std::string& method, const std::string& path,
@@ -46,6 +49,7 @@ Result<Reply> Call(http::BlockingClient& client, const std::string& method, cons
   if (!r.ok()) return r.error();
   Reply reply;
   reply.status = r->status;
+  reply.retry_after_s = r->retry_after_s;
   reply.body = json::parse(r->body, nullptr, false);
   if (r->status >= 300) {
     reply.message = r->body;
@@ -54,6 +58,22 @@ Result<Reply> Call(http::BlockingClient& client, const std::string& method, cons
     }
   }
   return reply;
+}
+
+// Call, again while the answer is "not now" (429, 503: the server names when in Retry-After) or the
+// connection failed, for up to `patience`: what ends a lease must not be lost to a busy moment.
+Result<Reply> CallPatiently(http::BlockingClient& client, const std::string& method, const std::string& path,
+                            const std::string& body, std::chrono::seconds patience) {
+  const auto until = std::chrono::steady_clock::now() + patience;
+  while (true) {
+    auto r = Call(client, method, path, body);
+    const bool again = !r.ok() || r->status == 429 || r->status == 503;
+    if (!again || std::chrono::steady_clock::now() >= until) return r;
+    const int64_t wait_s = r.ok() && r->retry_after_s >= 0 ? std::clamp<int64_t>(r->retry_after_s, 1, 30) : 1;
+    fmt::print(stderr, "{}: {} {}: {}; retrying in {} s\n", kName, method, path,
+               r.ok() ? fmt::format("{} {}", r->status, r->message) : r.error().message, wait_s);
+    std::this_thread::sleep_for(std::chrono::seconds(wait_s));
+  }
 }
 
 std::string EnvName(const std::string& key) {
@@ -93,8 +113,20 @@ std::map<std::string, std::string> ExportedVariables(const json& a) {
     const std::string id = e.value("id", "");
     if (creds.contains(id)) {
       for (const auto& [k, v] : creds[id].items()) {
-        vars[fmt::format("MERIDIAN_ENV_{}_{}", i, EnvName(k))] = Text(v);
-        if (i == 0) vars[EnvName(k)] = Text(v);
+        // A secret that is not UTF-8 arrives as {"base64": "..."}: exported as its bytes, or, when they hold
+        // a NUL (which no variable can), encoded under NAME_BASE64.
+        std::string name = EnvName(k), value = Text(v);
+        if (v.is_object() && v.size() == 1 && v.contains("base64") && v["base64"].is_string()) {
+          auto bytes = Base64Decode(v["base64"].get<std::string>());
+          if (bytes && bytes->find('\0') == std::string::npos) {
+            value = *bytes;
+          } else {
+            name += "_BASE64";
+            value = v["base64"].get<std::string>();
+          }
+        }
+        vars[fmt::format("MERIDIAN_ENV_{}_{}", i, name)] = value;
+        if (i == 0) vars[name] = value;
       }
     }
   }
@@ -286,7 +318,9 @@ int EnvMain(int argc, char** argv) {
     } else {
       path = "/v1/environments/" + id + (reinstate->parsed() ? "/reinstate" : "/drain");
     }
-    auto r = Call(*client, method, path, body);
+    auto r = deallocate->parsed() || renew->parsed()
+                 ? CallPatiently(*client, method, path, body, std::chrono::seconds(60))
+                 : Call(*client, method, path, body);
     if (!r.ok() || r->status >= 300) return fail_reply(fmt::format("{} {}", method, path), r);
     if (as_json) {
       fmt::print("{}\n", r->body.dump(2));
@@ -369,10 +403,10 @@ int EnvMain(int argc, char** argv) {
       fmt::print("{}\n", r->body.dump(2));
     } else {
       const json& b = r->body;
-      fmt::print("synced {}: {} pool(s); added {}, updated {}, draining {}, deleted {}\n", file,
+      fmt::print("synced {}: {} pool(s); added {}, updated {}, draining {}, retired {}\n", file,
                  b["pools"].size(), b["added"].size(), b["updated"].size(), b["draining"].size(),
-                 b["deleted"].size());
-      for (const char* what : {"added", "updated", "draining", "deleted"}) {
+                 b["retired"].size());
+      for (const char* what : {"added", "updated", "draining", "retired"}) {
         for (const auto& e : b[what]) fmt::print("  {:<9} {}\n", what, e.get<std::string>());
       }
     }
@@ -391,9 +425,8 @@ int EnvMain(int argc, char** argv) {
   if (int c = do_allocate(&a); c != kExitOk) return c;
   const std::string allocation = a.value("id", "");
   auto release = [&](const std::string& result) {
-    auto r = Call(*client, "DELETE", "/v1/allocations/" + allocation, json{{"outcome", result}}.dump());
-    if (!r.ok())
-      r = Call(*client, "DELETE", "/v1/allocations/" + allocation, json{{"outcome", result}}.dump());
+    auto r = CallPatiently(*client, "DELETE", "/v1/allocations/" + allocation,
+                           json{{"outcome", result}}.dump(), std::chrono::seconds(120));
     if (!r.ok() || r->status >= 300) {
       fail_reply("deallocate " + allocation, r);
       return false;

@@ -17,8 +17,10 @@
 #include "app/common/cli.h"
 #include "app/common/follow.h"
 #include "control/control.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "net/event_loop.h"
+#include "net/socket.h"
 #include "plan/plan.h"
 
 namespace meridian::app {
@@ -88,11 +90,10 @@ int RunMain(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   // The embedded control plane: loopback only, fresh tokens for this process.
-  std::error_code ec;
-  std::filesystem::create_directories(state_dir, ec);
-  if (ec)
-    return Fail(kName, fmt::format("--state-dir: cannot create '{}': {}", state_dir, ec.message()),
-                kExitRunError);
+  if (auto d = MakePrivateDirectories(state_dir); !d.ok()) {
+    return Fail(kName, fmt::format("--state-dir: {}", d.error().message), kExitRunError);
+  }
+  net::RaiseFileLimit();
   const std::string client_token = control::NewToken(), agent_token = control::NewToken();
   control::ServerConfig config;
   config.listen = "127.0.0.1:0";
@@ -109,8 +110,9 @@ int RunMain(int argc, char** argv) {
   {
     // `meridian runs` against this state dir can use the token while the run lasts.
     const auto token_path = std::filesystem::path(state_dir) / "token";
-    std::ofstream(token_path) << client_token << "\n";
-    chmod(token_path.c_str(), 0600);
+    if (auto w = WritePrivateFile(token_path.string(), client_token + "\n"); !w.ok()) {
+      return Fail(kName, w.error().message, kExitRunError);
+    }
   }
   std::thread control_thread([&] { loop.Run(); });
   const std::string url = fmt::format("http://127.0.0.1:{}", cp.port());
@@ -138,6 +140,7 @@ int RunMain(int argc, char** argv) {
   for (auto& t : agent_threads) t.join();
   loop.Post([&] { loop.Stop(); });
   control_thread.join();
+  std::error_code ec;
   std::filesystem::remove(std::filesystem::path(state_dir) / "token", ec);
   return exit_code;
 }

@@ -11,6 +11,7 @@
 #include "control/control.h"
 #include "core/log.h"
 #include "net/event_loop.h"
+#include "net/socket.h"
 
 namespace meridian::app {
 
@@ -45,6 +46,10 @@ int ServeMain(int argc, char** argv) {
   if (!config.ok()) return Fail(kName, config.error().message, kExitUsage);
   if (!listen.empty()) config->listen = listen;
   if (!store_spec.empty()) config->store = store_spec;
+  // Descriptors: as many as the hard limit allows (connections, hooks, the store). A store that cannot grow
+  // its files (RLIMIT_FSIZE) is an error on the request, not a signal that kills the server.
+  net::RaiseFileLimit();
+  std::signal(SIGXFSZ, SIG_IGN);
   auto store = store::OpenStore(config->store);
   if (!store.ok()) return Fail(kName, store.error().message, kExitRunError);
   net::EventLoop loop;
