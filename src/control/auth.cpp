@@ -92,7 +92,7 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
   ss << in.rdbuf();
   plan::Reader reader(path);
   try {
-    const YAML::Node root = YAML::Load(ss.str());
+    const YAML::Node root = plan::LoadYaml(reader, ss.str());
     plan::Fields f(reader, root, "");
     ServerConfig c;
     c.listen = f.String("listen", c.listen);
@@ -130,6 +130,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
     c.max_waiting_allocations_per_token = static_cast<uint32_t>(
         f.Uint("max_waiting_allocations_per_token", c.max_waiting_allocations_per_token, 1, 1'000'000));
     c.max_ready_timeout_ns = f.Duration("max_ready_timeout", c.max_ready_timeout_ns, false);
+    c.max_agents = static_cast<uint32_t>(f.Uint("max_agents", c.max_agents, 1, 1'000'000));
+    c.forget_agents_after_ns = f.Duration("forget_agents_after", c.forget_agents_after_ns, false);
     if (YAML::Node r = f.Get("retention")) {
       plan::Fields rf(reader, r, "retention");
       // 0 keeps forever.

@@ -161,7 +161,7 @@ Result<Registry> ParseRegistry(const std::string& text, const std::string& file)
                      file + ": lists and mappings nest more than 64 levels deep");
   }
   try {
-    const YAML::Node root = YAML::Load(text);
+    const YAML::Node root = plan::LoadYaml(reader, text);
     Registry reg;
     reg.source = file;
     if (!root.IsDefined() || root.IsNull()) return reg;  // empty: Sync refuses it while pools exist

@@ -71,6 +71,33 @@ TEST(Registry, ErrorsNameFileLineAndField) {
   ExpectError("pools: [\n", "envs.yaml:2:");
 }
 
+// Text that is not strictly UTF-8 (a lone surrogate escape, or raw bytes of an overlong form, which the old,
+// lenient check let through) is refused by field: the registry fuzzer found the server dying on such bytes
+// when the pool's settings went to JSON. An empty registry parses (the sync refuses it).
+TEST(Registry, EscapedBytesAreRefusedAndEmptinessIsExplicit) {
+  auto r = ParseRegistry("pools:\n  p: {}\nenvironments:\n  - { id: e1, pool: p, region: \"a\\ud800b\" }\n",
+                         "envs.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("envs.yaml:4:"), std::string::npos) << r.error().message;
+  auto overlong = ParseRegistry(
+      "pools:\n  p: {}\nenvironments:\n  - { id: e1, pool: p, region: a\xe0\x8b\x80"
+      "b }\n",
+      "envs.yaml");
+  ASSERT_FALSE(overlong.ok());
+  EXPECT_NE(overlong.error().message.find("not valid UTF-8"), std::string::npos) << overlong.error().message;
+  auto unicode = ParseRegistry(
+      "pools:\n  p: {}\nenvironments:\n  - { id: e1, pool: p, region: \"\\u00ff\" }\n", "envs.yaml");
+  ASSERT_TRUE(unicode.ok()) << unicode.error().message;
+  EXPECT_EQ(unicode->environments[0].region, "\xc3\xbf");
+  auto empty = ParseRegistry("", "envs.yaml");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->pools.empty());
+  EXPECT_FALSE(empty->allow_empty);
+  auto meant = ParseRegistry("allow_empty: true\n", "envs.yaml");
+  ASSERT_TRUE(meant.ok());
+  EXPECT_TRUE(meant->allow_empty);
+}
+
 TEST(Registry, RequirementsMatchCapabilitiesRegionAndAccount) {
   EnvironmentSpec e;
   e.id = "e";

@@ -110,7 +110,7 @@ Result<json> ParseStrictJson(std::string_view text, size_t max_depth, JsonProble
   json j;
   try {
     j = json::parse(text.begin(), text.end(), check);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number too large (1e999)
     std::string what = e.what();
     if (const size_t at = what.find("] "); at != std::string::npos) what = what.substr(at + 2);
     return fail("not valid JSON: " + what);

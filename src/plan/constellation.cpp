@@ -28,7 +28,7 @@ Result<Plan> ImportConstellation(const std::string& config_path, const std::stri
   }
   Reader reader(config_path);
   try {
-    const YAML::Node root = YAML::Load(ss.str());
+    const YAML::Node root = LoadYaml(reader, ss.str());
     Fields f(reader, root, "");
     const uint64_t duration_ms = f.Uint("DURATION", 0, 1, 7ULL * 24 * 3600 * 1000);
     if (!f.Has("DURATION")) f.Fail("DURATION", "is required (the test length in milliseconds)");

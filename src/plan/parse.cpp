@@ -467,7 +467,7 @@ Result<Plan> ParsePlan(const std::string& text, const std::string& file, const l
                      file + ": lists and mappings nest more than 64 levels deep");
   }
   try {
-    YAML::Node root = YAML::Load(text);
+    YAML::Node root = LoadYaml(reader, text);
     if (!root.IsDefined() || root.IsNull())
       return MakeError(ErrorCode::kInvalidArgument, file + ": the plan is empty");
     const bool ardere = LooksLikeArdere(root);

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include "plan/reader.h"
+
 namespace meridian::plan {
 namespace {
 
@@ -258,6 +260,27 @@ TEST(Plan, ArdereErrorsNameTheField) {
       "t.json");
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.error().message.find("instance_typo: unknown key"), std::string::npos) << p.error().message;
+}
+
+}  // namespace
+}  // namespace meridian::plan
+
+namespace meridian::plan {
+namespace {
+
+// Every document meridian reads (plans, server.yaml, the registry) goes through LoadYaml: a key or value that
+// is not UTF-8 is refused naming file:line and the field, whichever way it got in.
+TEST(Reader, ValuesThatAreNotUtf8AreRefusedByField) {
+  Reader reader("server.yaml");
+  try {
+    (void)LoadYaml(reader, "tokens:\n  - { name: \"ci\xe0\x8b\x80\" }\n");
+    ADD_FAILURE() << "accepted";
+  } catch (const PlanError& e) {
+    EXPECT_NE(e.message.find("server.yaml:2:"), std::string::npos) << e.message;
+    EXPECT_NE(e.message.find("tokens[0].name"), std::string::npos) << e.message;
+    EXPECT_NE(e.message.find("not valid UTF-8"), std::string::npos) << e.message;
+  }
+  EXPECT_NO_THROW((void)LoadYaml(reader, "tokens:\n  - { name: \"ci \\u00ff ✓\" }\n"));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "core/duration.h"
+#include "core/utf8.h"
 
 namespace meridian::plan {
 
@@ -119,6 +120,34 @@ void Fields::Done() {
       reader_.Fail(kv.first, Path(key), fmt::format("unknown key (allowed here: {})", allowed));
     }
   }
+}
+
+namespace {
+void CheckUtf8(const Reader& r, const YAML::Node& n, const std::string& path) {
+  const auto check = [&](const YAML::Node& at, const std::string& s, const std::string& field) {
+    if (size_t bad = FirstInvalidUtf8(s); bad != std::string::npos) {
+      r.Fail(at, field.empty() ? "(document)" : field,
+             fmt::format("not valid UTF-8 (byte {} of the value; an escape such as \\ud800 is not a character)",
+                         bad + 1));
+    }
+  };
+  if (n.IsScalar()) return check(n, n.Scalar(), path);
+  if (n.IsSequence()) {
+    for (size_t i = 0; i < n.size(); ++i) CheckUtf8(r, n[i], fmt::format("{}[{}]", path, i));
+  } else if (n.IsMap()) {
+    for (const auto& kv : n) {
+      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+      check(kv.first, key, path);
+      CheckUtf8(r, kv.second, path.empty() ? key : path + "." + key);
+    }
+  }
+}
+}  // namespace
+
+YAML::Node LoadYaml(const Reader& r, const std::string& text) {
+  YAML::Node root = YAML::Load(text);
+  CheckUtf8(r, root, "");
+  return root;
 }
 
 bool NestingTooDeep(const std::string& text, int limit) {

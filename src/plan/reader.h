@@ -59,4 +59,9 @@ int64_t DurationValue(const Reader& r, const YAML::Node& n, const std::string& f
 // yaml-cpp recurses once per nesting level: bound the depth of flow collections before it sees the text.
 bool NestingTooDeep(const std::string& text, int limit);
 
+// YAML::Load, then every key and value must be UTF-8: a double-quoted escape such as "\ud800" (a lone
+// surrogate) makes bytes that are not, and what meridian reads becomes JSON and log lines, which are text.
+// Fails naming file:line and the field.
+YAML::Node LoadYaml(const Reader& r, const std::string& text);
+
 }  // namespace meridian::plan
