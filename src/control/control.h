@@ -47,6 +47,9 @@ struct ServerConfig {
   size_t max_buffered_bytes = 256 * 1024 * 1024;  // request bodies held at once, all connections
   int64_t request_timeout_ns = 30'000'000'000;    // a request's first byte to its last
   uint32_t max_active_runs_per_token = 20;
+  uint32_t max_agents = 10'000;  // registered at once (429 beyond)
+  int64_t forget_agents_after_ns =
+      24 * 3600 * 1'000'000'000LL;  // an idle agent not seen this long is removed
   uint32_t max_waiting_allocations_per_token = 200;
   int64_t max_ready_timeout_ns = 3600 * 1'000'000'000LL;
   Retention retention;

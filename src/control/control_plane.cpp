@@ -78,7 +78,10 @@ class ControlPlane::Impl {
     if (auto r = store_->ReplaceTokens(rows); !r.ok()) return r;
     auto agents = store_->ListAgents();
     if (!agents.ok()) return agents.error();
-    for (const auto& a : *agents) agents_[a.id].row = a;
+    for (const auto& a : *agents) {  // seen at the start: forgotten forget_agents_after from now if not again
+      agents_[a.id].row = a;
+      agents_[a.id].last_seen_mono = MonoNanos();
+    }
     auto active = store_->ListRuns(10'000, true);
     if (!active.ok()) return active.error();
     for (const auto& row : *active) {
@@ -118,7 +121,13 @@ class ControlPlane::Impl {
     loop_.Cancel(&tick_);
     loop_.Cancel(&prune_);
   }
-  Result<void> Reload() { return envpool_ ? envpool_->Reload() : Result<void>{}; }
+  Result<void> Reload() {
+    try {
+      return envpool_ ? envpool_->Reload() : Result<void>{};
+    } catch (const std::exception& e) {  // the loop's boundary: nothing here may end the server
+      return MakeError(ErrorCode::kInternal, fmt::format("registry not applied: {}", e.what()));
+    }
+  }
   uint16_t port() const { return server_ ? server_->port() : 0; }
 
  private:
@@ -196,7 +205,17 @@ class ControlPlane::Impl {
 
   // ---- the orchestrator ------------------------------------------------------------------------------
 
+  // The loop's boundary for everything time drives: an exception is logged, the next tick comes.
   void Tick() {
+    try {
+      TickOnce();
+    } catch (const std::exception& e) {
+      LogError("tick: {}", e.what());
+    }
+    loop_.Schedule(&tick_, MonoNanos() + kTickNs);
+  }
+
+  void TickOnce() {
     envpool_->Tick();
     const int64_t now_mono = MonoNanos();
     const int64_t now = WallNanos();
@@ -216,6 +235,10 @@ class ControlPlane::Impl {
       }
       runs_.erase(id);
     }
+    if (now_mono >= next_forget_mono_) {
+      ForgetIdleAgents(/*all_idle=*/false);
+      next_forget_mono_ = now_mono + 60 * kNanosPerSecond;
+    }
     // Expire long polls.
     for (auto& [id, live] : agents_) {
       if (live.poll.alive() && now_mono >= live.poll_deadline) {
@@ -230,7 +253,6 @@ class ControlPlane::Impl {
       ws.erase(std::remove_if(ws.begin(), ws.end(), [](const Run::Waiter& w) { return !w.out.alive(); }),
                ws.end());
     }
-    loop_.Schedule(&tick_, now_mono + kTickNs);
   }
 
   void Step(Run& run, int64_t now, int64_t now_mono) {
@@ -1145,6 +1167,26 @@ class ControlPlane::Impl {
 
   // ---- agents ----------------------------------------------------------------------------------------
 
+  // Agents without a run and not seen for forget_agents_after (every agent restart registers a new id), or,
+  // at max_agents, every agent without a run that missed its heartbeats: removed from memory and the store.
+  void ForgetIdleAgents(bool all_idle) {
+    const int64_t now = MonoNanos();
+    const int64_t after = all_idle ? 10 * kNanosPerSecond : config_.forget_agents_after_ns;
+    for (auto it = agents_.begin(); it != agents_.end();) {
+      const AgentLive& a = it->second;
+      if (a.run_id.empty() && !a.poll.alive() && now - a.last_seen_mono > after) {
+        if (auto r = store_->DeleteAgent(it->first); !r.ok()) {
+          LogWarn("agent {}: not forgotten: {}", it->first, r.error().message);
+          ++it;
+          continue;
+        }
+        it = agents_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
   // A registered agent, proven by the secret it was issued at its first registration (a token with the agent
   // scope is not enough to act as another agent).
   AgentLive& KnownAgent(const std::string& id, const http::ServerRequest& req) {
@@ -1218,6 +1260,15 @@ class ControlPlane::Impl {
         }
         row.secret_hash = known->second.row.secret_hash;
       } else {
+        if (agents_.size() >= config_.max_agents) ForgetIdleAgents(/*all_idle=*/true);
+        if (agents_.size() >= config_.max_agents) {
+          throw ApiError{429,
+                         "limit_reached",
+                         fmt::format("{} agents are registered (max_agents: {}) and none is idle to forget",
+                                     agents_.size(), config_.max_agents),
+                         "",
+                         {{"Retry-After", "30"}}};
+        }
         row.id = NewId("a-");
         secret = NewToken();
         row.secret_hash = KeyedHash(key_, secret);
@@ -1424,6 +1475,7 @@ class ControlPlane::Impl {
   std::map<std::string, std::unique_ptr<Run>> runs_;  // active runs
   std::map<std::string, AgentLive> agents_;
   std::map<std::string, Bucket> buckets_;
+  int64_t next_forget_mono_ = 0;
 };
 
 ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<store::Store> store, ServerConfig config)

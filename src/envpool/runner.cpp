@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/duration.h"
 #include "core/head_tail_log.h"
+#include "core/log.h"
 
 extern char** environ;
 
@@ -229,7 +230,11 @@ void Runner::Start(Command command, std::string input, std::map<std::string, std
     loop_.Post([this, alive, done = std::move(done), r = std::move(r)]() mutable {
       if (!*alive) return;
       --running_;
-      done(std::move(r));
+      try {
+        done(std::move(r));
+      } catch (const std::exception& e) {  // the loop's boundary
+        LogError("a hook's result: {}", e.what());
+      }
     });
     job.finished.store(true, std::memory_order_release);
   });

@@ -1,5 +1,7 @@
 #include "net/work_thread.h"
 
+#include "core/log.h"
+
 namespace meridian::net {
 
 WorkThread::WorkThread(EventLoop& loop) : loop_(loop), thread_([this] { Main(); }) {}
@@ -40,7 +42,12 @@ void WorkThread::Main() {
     }
     job.first();
     loop_.Post([alive = alive_, done = std::move(job.second)] {
-      if (*alive) done();
+      if (!*alive) return;
+      try {
+        done();
+      } catch (const std::exception& e) {  // the loop's boundary
+        LogError("work thread: {}", e.what());
+      }
     });
   }
 }

@@ -346,6 +346,13 @@ class SqliteStore final : public Store {
     return s.All(ReadAgent, "list agents");
   }
 
+  Result<void> DeleteAgent(const std::string& id) override {
+    Stmt s(cache_, "DELETE FROM agents WHERE id=?");
+    s.Bind(1, id);
+    if (s.Step() != SQLITE_DONE) return s.Fail("delete agent");
+    return {};
+  }
+
   Result<void> PutAssignment(const AssignmentRow& a) override {
     Stmt s(cache_, "INSERT OR REPLACE INTO run_agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
     s.Bind(1, a.run_id).Bind(2, a.agent_id).Bind(3, a.region).Bind(4, int64_t{a.slot}).Bind(5, a.state);

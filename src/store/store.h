@@ -188,6 +188,7 @@ class Store {
   virtual Result<void> PutAgent(const AgentRow& agent) = 0;
   virtual Result<std::optional<AgentRow>> GetAgent(const std::string& id) = 0;
   virtual Result<std::vector<AgentRow>> ListAgents() = 0;
+  virtual Result<void> DeleteAgent(const std::string& id) = 0;
 
   virtual Result<void> PutAssignment(const AssignmentRow& a) = 0;
   virtual Result<std::vector<AssignmentRow>> Assignments(const std::string& run_id) = 0;
