@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
+#include <tuple>
 
 #include "control/control.h"
 #include "control/run.h"
@@ -72,8 +74,7 @@ class ControlPlane::Impl {
     for (const auto& t : config_.tokens) {
       std::string scopes;
       for (const auto& s : t.scopes) scopes += (scopes.empty() ? "" : " ") + s;
-      keyed_tokens_.push_back(KeyedHash(key_, t.hash_hex));
-      rows.push_back(store::TokenRow{t.name, keyed_tokens_.back(), scopes});
+      rows.push_back(store::TokenRow{t.name, KeyedHash(key_, t.hash_hex), scopes});
     }
     if (auto r = store_->ReplaceTokens(rows); !r.ok()) return r;
     auto agents = store_->ListAgents();
@@ -164,7 +165,9 @@ class ControlPlane::Impl {
       if (a.state != "done" && a.state != "lost") live.run_id = row.id;
     }
     LogInfo("resumed run {} in state {} with {} stored reports", row.id, row.state, samples->size());
+    Run& placed = *run;
     runs_[row.id] = std::move(run);
+    Place(placed);
     return {};
   }
 
@@ -219,13 +222,19 @@ class ControlPlane::Impl {
     envpool_->Tick();
     const int64_t now_mono = MonoNanos();
     const int64_t now = WallNanos();
+    // Runs waiting for their first agent cost nothing here until their ready_timeout (agents are assigned
+    // when they ask for work); then Step ends them.
+    while (!queued_.empty() && queued_.begin()->first <= now) {
+      const std::string id = queued_.begin()->second;
+      queued_.erase(queued_.begin());
+      runs_.at(id)->queued_deadline = 0;
+      stepping_.insert(id);
+    }
     std::vector<std::string> finished;
-    for (auto& [id, run] : runs_) {
-      // A run that waits for its first agent costs nothing here until its ready_timeout: agents are assigned
-      // when they ask for work.
-      if (run->row.state == "preparing" && run->assignments.empty() && now < run->row.deadline_ns) continue;
-      Step(*run, now, now_mono);
-      if (run->Terminal()) finished.push_back(id);
+    for (const std::string& id : std::vector<std::string>(stepping_.begin(), stepping_.end())) {
+      Run& run = *runs_.at(id);
+      Step(run, now, now_mono);
+      if (run.Terminal()) finished.push_back(id);
     }
     for (const auto& id : finished) {
       for (auto& w : runs_[id]->start_waiters)
@@ -233,6 +242,8 @@ class ControlPlane::Impl {
       for (auto& [aid, live] : agents_) {
         if (live.run_id == id) live.run_id.clear();
       }
+      stepping_.erase(id);
+      start_waiting_.erase(id);
       runs_.erase(id);
     }
     if (now_mono >= next_forget_mono_) {
@@ -245,13 +256,31 @@ class ControlPlane::Impl {
         live.poll.Send(http::ServerResponse{204, "application/json", "", {}});
       }
     }
-    for (auto& [id, run] : runs_) {
-      auto& ws = run->start_waiters;
+    for (auto it = start_waiting_.begin(); it != start_waiting_.end();) {
+      Run& run = *runs_.at(*it);
+      auto& ws = run.start_waiters;
       for (auto& w : ws) {
-        if (now_mono >= w.deadline_mono) w.out.Send(http::JsonResponse(404, StartJson(*run)));
+        if (now_mono >= w.deadline_mono) w.out.Send(http::JsonResponse(404, StartJson(run)));
       }
       ws.erase(std::remove_if(ws.begin(), ws.end(), [](const Run::Waiter& w) { return !w.out.alive(); }),
                ws.end());
+      it = ws.empty() ? start_waiting_.erase(it) : std::next(it);
+    }
+  }
+
+  // Files a run where the tick finds it: queued while it waits for its first agent (preparing, none
+  // assigned), stepped every tick otherwise.
+  void Place(Run& run) {
+    const std::string& id = run.row.id;
+    const bool waiting = run.row.state == "preparing" && run.assignments.empty();
+    if (waiting && run.queued_deadline == 0) {
+      stepping_.erase(id);
+      run.queued_deadline = std::max<int64_t>(1, run.row.deadline_ns);
+      queued_.insert({run.queued_deadline, id});
+    } else if (!waiting) {
+      if (run.queued_deadline != 0) queued_.erase({run.queued_deadline, id});
+      run.queued_deadline = 0;
+      stepping_.insert(id);
     }
   }
 
@@ -371,6 +400,11 @@ class ControlPlane::Impl {
   }
 
   void Assign(Run& run) {
+    AssignSlots(run);
+    Place(run);
+  }
+
+  void AssignSlots(Run& run) {
     while (run.assignments.size() < run.slots.size()) {
       const plan::AgentSlot& slot = run.slots[run.assignments.size()];
       AgentLive* pick = nullptr;
@@ -468,6 +502,7 @@ class ControlPlane::Impl {
     Summarise(run, state);
     Transition(run, state, reason);
     for (auto& a : run.assignments) agents_[a.agent_id].run_id.clear();
+    Place(run);  // stepped once more: the tick removes ended runs
   }
 
   std::string DataDir() const {
@@ -619,8 +654,8 @@ class ControlPlane::Impl {
     std::vector<std::string> scopes;
   };
 
-  // The token the request carries, if it is one of the configured ones (every token compared, in constant
-  // time, as keyed hashes).
+  // The token the request carries, if it is one of the configured ones: its SHA-256 compared with every
+  // configured one in constant time (the store keeps keyed hashes; memory has what server.yaml gave).
   const TokenSpec* Authenticate(const http::ServerRequest& req) {
     const std::string auth = req.Header("authorization");
     if (auth.size() < 8 || !std::equal(auth.begin(), auth.begin() + 7, "Bearer ", [](char a, char b) {
@@ -628,12 +663,11 @@ class ControlPlane::Impl {
         })) {
       return nullptr;
     }
-    const std::string keyed = KeyedHash(key_, HashToken(auth.substr(7)));
+    const std::string hash = HashToken(auth.substr(7));
     const TokenSpec* found = nullptr;
-    for (size_t i = 0; i < config_.tokens.size(); ++i) {
-      const std::string& k = keyed_tokens_[i];
-      if (k.size() == keyed.size() && CRYPTO_memcmp(k.data(), keyed.data(), keyed.size()) == 0) {
-        found = &config_.tokens[i];
+    for (const auto& t : config_.tokens) {
+      if (t.hash_hex.size() == hash.size() && CRYPTO_memcmp(t.hash_hex.data(), hash.data(), hash.size()) == 0) {
+        found = &t;
       }
     }
     return found;
@@ -886,6 +920,7 @@ class ControlPlane::Impl {
         return;
       }
       it->second->start_waiters.push_back({out, MonoNanos() + std::min(*d, config_.long_poll_ns)});
+      start_waiting_.insert(id);
       return;
     }
     if (p.size() == 4 && what == "steps") {
@@ -1160,8 +1195,10 @@ class ControlPlane::Impl {
     if (auto r = store_->CreateRun(run->row); !r.ok()) throw http::StoreUnavailable(r.error().message);
     const std::string id = run->row.id;
     runs_[id] = std::move(run);
+    stepping_.insert(id);
     Step(*runs_[id], WallNanos(), MonoNanos());  // created -> preparing, and assign what can be assigned
     Assign(*runs_[id]);
+    Place(*runs_[id]);
     out.Send(http::JsonResponse(201, RunRowJson(runs_[id]->row)));
   }
 
@@ -1469,10 +1506,12 @@ class ControlPlane::Impl {
   std::unique_ptr<net::WorkThread> work_;      // large bodies and plans are parsed here
   std::unique_ptr<http::HttpServer> server_;
   std::string key_;                        // the server's key (server.key)
-  std::vector<std::string> keyed_tokens_;  // config_.tokens' keyed hashes, in order
   net::FunctionTimer tick_;
   net::FunctionTimer prune_;
   std::map<std::string, std::unique_ptr<Run>> runs_;  // active runs
+  std::set<std::string> stepping_;                    // the runs the tick steps
+  std::set<std::pair<int64_t, std::string>> queued_;  // (ready deadline, id): waiting for their first agent
+  std::set<std::string> start_waiting_;               // runs with held start polls
   std::map<std::string, AgentLive> agents_;
   std::map<std::string, Bucket> buckets_;
   int64_t next_forget_mono_ = 0;

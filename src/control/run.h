@@ -45,7 +45,8 @@ struct Run {
     int64_t deadline_mono = 0;
   };
   std::vector<Waiter> start_waiters;
-  bool stop = false;  // tell agents to stop (abort, abort_on_fail, a lost agent)
+  bool stop = false;            // tell agents to stop (abort, abort_on_fail, a lost agent)
+  int64_t queued_deadline = 0;  // waiting for its first agent: its key in the control plane's queue (0: not)
   int64_t evaluated_second = -1;
   std::set<uint64_t> known_series;
 

@@ -470,9 +470,11 @@ class Waiter {
           sigaddset(&only, ended_by);
           sigprocmask(SIG_UNBLOCK, &only, nullptr);
           raise(ended_by);
-          return 128 + ended_by;
+          _exit(128 + ended_by);
         }
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+        // At once, as CMD ended: nothing of ours to flush, and no exit-time work (a sanitizer build's leak
+        // check) between CMD's end and the supervisor seeing it.
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
       }
       if (kill_at != 0 && MonoNanos() >= kill_at) kill(0, SIGKILL);
       if (sig <= 0 || sig == SIGCHLD) continue;

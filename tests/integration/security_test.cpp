@@ -277,6 +277,29 @@ TEST(Security, PipelinedAllocationsBehindAWaiterDoNotCrashTheServer) {
   EXPECT_EQ(pools[0]["counts"]["allocated"], 5) << pools.dump();
 }
 
+// The deterministic form: 40 connections each pipeline [wait 1s][wait 30s][wait 0s]. The tick times the 40
+// first ones out in one walk over the queue; on the old code each answer ran the connection's next request on
+// the same stack, pushing onto the queue being walked (heap-use-after-free in the deque under ASan, every
+// time).
+TEST(Security, ManyAnswersFromOneWalkWithPipelinesBehindThem) {
+  Server s(kPlain);
+  for (int i = 0; i < 5; ++i) Allocate(s, {{"pool", "plain"}, {"duration", "10m"}}, 201);
+  std::vector<std::unique_ptr<Raw>> conns;
+  for (int i = 0; i < 40; ++i) {
+    conns.push_back(std::make_unique<Raw>(s.port()));
+    ASSERT_TRUE(
+        conns.back()->Send(Request("POST", "/v1/allocations", kT2, R"({"pool":"plain","wait":"1s"})") +
+                           Request("POST", "/v1/allocations", kT2, R"({"pool":"plain","wait":"30s"})") +
+                           Request("POST", "/v1/allocations", kT2, R"({"pool":"plain","wait":"0s"})")));
+  }
+  for (auto& c : conns) {
+    c->Read(1, 10'000ms);
+    EXPECT_EQ(c->Statuses(), std::vector<int>{423});
+  }
+  ASSERT_TRUE(s.Healthy()) << s.process().Stderr();
+  EXPECT_EQ(s.Get("/v1/pools")["pools"][0]["waiting"], 40);  // every second request waits, in order
+}
+
 // Requests pipelined behind each kind of held response (an allocation that waits, a credentials command
 // running, a grow create running, an agent's work poll, a start long poll) are answered, in order, once the
 // held one is; nothing in between runs them early or twice.

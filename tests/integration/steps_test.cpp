@@ -278,38 +278,58 @@ TEST(Steps, StagedExamplePasses) {
             (*Instance(summary, "warm-cache", 0))["ended_ns"].get<int64_t>());
 }
 
-// A step does not outlive its agent: kill -9 of the agent sends the step SIGTERM (the waiter set the
-// parent-death signal before it exec'd the command).
-TEST(Steps, AKilledAgentTakesItsStepsWithIt) {
+// One agent running one step that writes a pid (of itself, or of a child it started) to DIR/pid.
+struct StepOnAnAgent {
   Cluster cluster;
-  cluster.StartServer();
-  Process& agent = cluster.StartAgent("local", "a1");
-  cluster.AwaitAgents(1);
   TempDir dir;
-  const std::string plan = cluster.WritePlan(
-      "orphan.yaml",
-      "name: orphan\nstart_buffer: 300ms\nheartbeat_timeout: 2s\nregions: { local: {} }\nsteps:\n"
-      "  - { name: long, command: [/bin/sh, -c, 'echo $$ > " +
-          dir.path + "/pid; exec sleep 60'], run_max_time: 60s }\n");
-  Process submit(cluster.Submit(plan));
+  Process* agent = nullptr;
+  std::unique_ptr<Process> submit;
   pid_t pid = 0;
-  for (int i = 0; i < 500 && pid == 0; ++i) {
-    std::this_thread::sleep_for(20ms);
-    std::ifstream in(dir.path + "/pid");
-    in >> pid;
+
+  // `step` is the plan's step line, with PIDFILE standing for the pid file's path.
+  explicit StepOnAnAgent(std::string step) {
+    cluster.StartServer();
+    agent = &cluster.StartAgent("local", "a1");
+    cluster.AwaitAgents(1);
+    step.replace(step.find("PIDFILE"), 7, dir.path + "/pid");
+    const std::string plan = cluster.WritePlan(
+        "orphan.yaml",
+        "name: orphan\nstart_buffer: 300ms\nheartbeat_timeout: 2s\nregions: { local: {} }\nsteps:\n" + step);
+    submit = std::make_unique<Process>(cluster.Submit(plan));
+    for (int i = 0; i < 500 && pid == 0; ++i) {
+      std::this_thread::sleep_for(20ms);
+      std::ifstream in(dir.path + "/pid");
+      in >> pid;
+    }
   }
-  ASSERT_GT(pid, 0) << "the step did not start";
-  ASSERT_EQ(kill(pid, 0), 0);
-  agent.Signal(SIGKILL);
-  bool gone = false;
-  for (int i = 0; i < 300 && !gone; ++i) {
-    std::this_thread::sleep_for(10ms);
-    gone = kill(pid, 0) != 0;
+  bool Dead() const {  // gone, or a zombie waiting for a reaper
+    std::string stat;
+    std::getline(std::ifstream("/proc/" + std::to_string(pid) + "/stat"), stat);
+    return stat.empty() || stat.find(") Z ") != std::string::npos;
   }
-  EXPECT_TRUE(gone) << "the step (pid " << pid << ") outlived its agent";
-  if (!gone) kill(pid, SIGKILL);
+  // kill -9 of the agent; whether the pid was gone within three seconds.
+  bool KillAgentAndAwait() {
+    agent->Signal(SIGKILL);
+    bool gone = false;
+    for (int i = 0; i < 300 && !gone; ++i) {
+      std::this_thread::sleep_for(10ms);
+      gone = Dead();
+    }
+    if (!gone) kill(pid, SIGKILL);
+    return gone;
+  }
+};
+
+// A step does not outlive its agent: kill -9 of the agent ends the step (the waiter, which has the
+// parent-death signal, stops the step's process group).
+TEST(Steps, AKilledAgentTakesItsStepsWithIt) {
+  StepOnAnAgent s(
+      "  - { name: long, command: [/bin/sh, -c, 'echo $$ > PIDFILE; exec sleep 60'], run_max_time: 60s }\n");
+  ASSERT_GT(s.pid, 0) << "the step did not start";
+  ASSERT_FALSE(s.Dead());
+  EXPECT_TRUE(s.KillAgentAndAwait()) << "the step (pid " << s.pid << ") outlived its agent";
   // The control plane notices the lost agent and ends the run (errored, exit 1).
-  const Finished f = submit.Wait(30'000ms);
+  const Finished f = s.submit->Wait(30'000ms);
   EXPECT_EQ(f.exit_code, 1) << f.out << f.err;
 }
 
@@ -317,39 +337,11 @@ TEST(Steps, AKilledAgentTakesItsStepsWithIt) {
 // to die of the death signal while the child, re-parented to init, ran on; the waiter now stays as the step's
 // keeper and stops its whole process group when the agent is gone.
 TEST(Steps, AKilledAgentTakesItsStepsChildrenWithIt) {
-  Cluster cluster;
-  cluster.StartServer();
-  Process& agent = cluster.StartAgent("local", "a1");
-  cluster.AwaitAgents(1);
-  TempDir dir;
-  const std::string plan = cluster.WritePlan(
-      "orphans.yaml",
-      "name: orphans\nstart_buffer: 300ms\nheartbeat_timeout: 2s\nregions: { local: {} }\nsteps:\n"
-      "  - { name: parent, shell: 'sleep 60 & echo $! > " +
-          dir.path + "/pid; wait', run_max_time: 60s }\n");
-  Process submit(cluster.Submit(plan));
-  pid_t pid = 0;
-  for (int i = 0; i < 500 && pid == 0; ++i) {
-    std::this_thread::sleep_for(20ms);
-    std::ifstream in(dir.path + "/pid");
-    in >> pid;
-  }
-  ASSERT_GT(pid, 0) << "the step did not start";
-  const auto dead = [pid] {  // gone, or a zombie waiting for a reaper
-    std::string stat;
-    std::getline(std::ifstream("/proc/" + std::to_string(pid) + "/stat"), stat);
-    return stat.empty() || stat.find(") Z ") != std::string::npos;
-  };
-  ASSERT_FALSE(dead());
-  agent.Signal(SIGKILL);
-  bool gone = false;
-  for (int i = 0; i < 500 && !gone; ++i) {
-    std::this_thread::sleep_for(10ms);
-    gone = dead();
-  }
-  EXPECT_TRUE(gone) << "the step's child (pid " << pid << ") outlived its agent";
-  if (!gone) kill(pid, SIGKILL);
-  submit.Wait(30'000ms);
+  StepOnAnAgent s("  - { name: parent, shell: 'sleep 60 & echo $! > PIDFILE; wait', run_max_time: 60s }\n");
+  ASSERT_GT(s.pid, 0) << "the step did not start";
+  ASSERT_FALSE(s.Dead());
+  EXPECT_TRUE(s.KillAgentAndAwait()) << "the step's child (pid " << s.pid << ") outlived its agent";
+  s.submit->Wait(30'000ms);
 }
 
 }  // namespace
