@@ -79,10 +79,10 @@ class ControlPlane::Impl {
     if (auto r = store_->ReplaceTokens(rows); !r.ok()) return r;
     auto agents = store_->ListAgents();
     if (!agents.ok()) return agents.error();
-    for (const auto& a : *agents) {  // seen at the start: forgotten forget_agents_after from now if not again
-      agents_[a.id].row = a;
-      agents_[a.id].last_seen_mono = MonoNanos();
-    }
+    // Agents of an earlier process are not seen yet (never assigned until they poll again); they are
+    // forgotten forget_agents_after from this start if they do not come back.
+    started_mono_ = MonoNanos();
+    for (const auto& a : *agents) agents_[a.id].row = a;
     auto active = store_->ListRuns(10'000, true);
     if (!active.ok()) return active.error();
     for (const auto& row : *active) {
@@ -666,7 +666,8 @@ class ControlPlane::Impl {
     const std::string hash = HashToken(auth.substr(7));
     const TokenSpec* found = nullptr;
     for (const auto& t : config_.tokens) {
-      if (t.hash_hex.size() == hash.size() && CRYPTO_memcmp(t.hash_hex.data(), hash.data(), hash.size()) == 0) {
+      if (t.hash_hex.size() == hash.size() &&
+          CRYPTO_memcmp(t.hash_hex.data(), hash.data(), hash.size()) == 0) {
         found = &t;
       }
     }
@@ -1211,7 +1212,8 @@ class ControlPlane::Impl {
     const int64_t after = all_idle ? 10 * kNanosPerSecond : config_.forget_agents_after_ns;
     for (auto it = agents_.begin(); it != agents_.end();) {
       const AgentLive& a = it->second;
-      if (a.run_id.empty() && !a.poll.alive() && now - a.last_seen_mono > after) {
+      const int64_t seen = a.last_seen_mono != 0 ? a.last_seen_mono : started_mono_;
+      if (a.run_id.empty() && !a.poll.alive() && now - seen > after) {
         if (auto r = store_->DeleteAgent(it->first); !r.ok()) {
           LogWarn("agent {}: not forgotten: {}", it->first, r.error().message);
           ++it;
@@ -1505,7 +1507,7 @@ class ControlPlane::Impl {
   std::unique_ptr<envpool::EnvPool> envpool_;  // before server_: destroyed after it
   std::unique_ptr<net::WorkThread> work_;      // large bodies and plans are parsed here
   std::unique_ptr<http::HttpServer> server_;
-  std::string key_;                        // the server's key (server.key)
+  std::string key_;  // the server's key (server.key)
   net::FunctionTimer tick_;
   net::FunctionTimer prune_;
   std::map<std::string, std::unique_ptr<Run>> runs_;  // active runs
@@ -1515,6 +1517,7 @@ class ControlPlane::Impl {
   std::map<std::string, AgentLive> agents_;
   std::map<std::string, Bucket> buckets_;
   int64_t next_forget_mono_ = 0;
+  int64_t started_mono_ = 0;
 };
 
 ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<store::Store> store, ServerConfig config)

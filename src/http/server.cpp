@@ -410,10 +410,13 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
 };
 
 void Responder::Send(ServerResponse response) {
-  if (fn_ && *fn_) {
-    auto fn = std::move(*fn_);
-    *fn_ = nullptr;
-    fn(std::move(response));
+  if (fn_) {
+    if (*fn_) {
+      auto fn = std::move(*fn_);
+      *fn_ = nullptr;
+      fn(std::move(response));
+    }
+    return;
   }
   if (auto c = c_.lock()) c->Respond(std::move(response));
   c_.reset();

@@ -315,6 +315,22 @@ TEST(EmbeddedRun, FailingThresholdExits99) {
   std::filesystem::remove_all(dir);
 }
 
+// The same state directory twice (as `make demo` does): the second run's control plane knows the first run's
+// agents from the store, and must wait for its own instead of assigning the ones that are gone.
+TEST(EmbeddedRun, ASecondRunOnTheSameStateDirUsesItsOwnAgents) {
+  Target target;
+  TempDir dir;
+  dir.Write("plan.yaml",
+            "name: again\nvars: { base: \"" + target.url() +
+                "\" }\nstart_buffer: 200ms\nregions: { a: {}, b: {} }\nscenarios:\n  s: { executor: "
+                "constant-vus, vus: 1, duration: 1s, requests: [{ url: \"{{base}}/\" }] }\n");
+  for (int i = 0; i < 2; ++i) {
+    const Finished f =
+        RunFull({MeridianBinary(), "run", dir.path + "/plan.yaml", "--state-dir", dir.path + "/state"});
+    EXPECT_EQ(f.exit_code, 0) << "run " << i + 1 << ": " << f.err << f.out;
+  }
+}
+
 TEST(EmbeddedRun, AbortOnFailStopsEarly) {
   Target target({"--error-rate", "0.5"});
   char tmpl[] = "/tmp/meridian-run-XXXXXX";
