@@ -126,9 +126,10 @@ namespace {
 void CheckUtf8(const Reader& r, const YAML::Node& n, const std::string& path) {
   const auto check = [&](const YAML::Node& at, const std::string& s, const std::string& field) {
     if (size_t bad = FirstInvalidUtf8(s); bad != std::string::npos) {
-      r.Fail(at, field.empty() ? "(document)" : field,
-             fmt::format("not valid UTF-8 (byte {} of the value; an escape such as \\ud800 is not a character)",
-                         bad + 1));
+      r.Fail(
+          at, field.empty() ? "(document)" : field,
+          fmt::format("not valid UTF-8 (byte {} of the value; an escape such as \\ud800 is not a character)",
+                      bad + 1));
     }
   };
   if (n.IsScalar()) return check(n, n.Scalar(), path);
