@@ -11,6 +11,10 @@ namespace meridian::steps {
 namespace {
 
 constexpr int64_t kMs = 1'000'000;
+// The waiter is `meridian` itself: a sanitizer build needs up to ~0.5 s to start under a parallel ctest on
+// two cores. Tests whose outcome depends on the command having started (on its instant, before SIGTERM at
+// run_max_time, before StopAll) give it this lead, as a plan's start_buffer does.
+constexpr int64_t kLead = 1500 * kMs;
 
 InstanceSpec Sh(const std::string& step, const std::string& script, int64_t delay_ms, int64_t max_ms) {
   InstanceSpec s;
@@ -37,7 +41,7 @@ TEST(Supervisor, StartsThroughTheWaiterOnTheInstantAndRecordsTheExit) {
   auto second = Sh("second", "echo err >&2; exit 4", 400, 5000);
   second.instance = 1;
   Supervisor sup(Config(), {first, second});
-  const int64_t start = WallNanos() + 300 * kMs;
+  const int64_t start = WallNanos() + kLead;
   ASSERT_TRUE(sup.Start(start).ok());
   const auto results = sup.Wait();
   ASSERT_EQ(results.size(), 2u);
@@ -56,7 +60,7 @@ TEST(Supervisor, StartsThroughTheWaiterOnTheInstantAndRecordsTheExit) {
 
 TEST(Supervisor, IgnoringSigtermGetsSigkillAfterStopGrace) {
   Supervisor sup(Config(), {Sh("stubborn", "trap '' TERM; echo up; while :; do sleep 0.05; done", 0, 300)});
-  const int64_t start = WallNanos() + 100 * kMs;
+  const int64_t start = WallNanos() + kLead;
   ASSERT_TRUE(sup.Start(start).ok());
   const auto r = sup.Wait()[0];
   EXPECT_EQ(r.state, "killed");
@@ -68,21 +72,23 @@ TEST(Supervisor, IgnoringSigtermGetsSigkillAfterStopGrace) {
 
 TEST(Supervisor, SigtermAtRunMaxTimeStopsAWellBehavedStep) {
   Supervisor sup(Config(), {Sh("long", "exec sleep 30", 0, 300)});
-  ASSERT_TRUE(sup.Start(WallNanos()).ok());
+  ASSERT_TRUE(sup.Start(WallNanos() + kLead).ok());
   const auto r = sup.Wait()[0];
   EXPECT_EQ(r.state, "stopped");
   EXPECT_EQ(r.signal, SIGTERM);
 }
 
 TEST(Supervisor, RestartOnFailureRestartsAndNeverDoesNot) {
-  auto flaky = Sh("flaky", "echo attempt; exit 3", 0, 1200);
+  auto flaky = Sh("flaky", "echo attempt; exit 3", 0, 1700);
   flaky.restart_on_failure = true;
-  auto once = Sh("once", "exit 3", 0, 1200);
+  auto once = Sh("once", "exit 3", 0, 1700);
   once.instance = 0;
   Supervisor sup(Config(), {flaky, once});
-  ASSERT_TRUE(sup.Start(WallNanos()).ok());
+  ASSERT_TRUE(sup.Start(WallNanos() + kLead).ok());
   const auto results = sup.Wait();
-  // Exits at 0, restarts after 250 ms and again 500 ms later; the next (1 s later) would pass run_max_time.
+  // Exits at 0, restarts 250 ms after that exit and again 500 ms after the next; the third would come 1 s
+  // after the third exit, past run_max_time (1.75 s plus three waiter starts). Exactly two restarts as long
+  // as a restart's waiter starts within ~0.45 s.
   EXPECT_EQ(results[0].restarts, 2u);
   EXPECT_EQ(results[0].state, "exited");
   EXPECT_EQ(results[0].exit_code, 3);
@@ -95,7 +101,7 @@ TEST(Supervisor, StopAllStopsRunningAndWaitingInstances) {
   Supervisor sup(Config(),
                  {Sh("now", "exec sleep 30", 0, 60'000), Sh("later", "exec sleep 30", 20'000, 60'000)});
   ASSERT_TRUE(sup.Start(WallNanos()).ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::nanoseconds(kLead));  // "now" has started by then
   sup.StopAll();
   const auto results = sup.Wait();
   EXPECT_EQ(results[0].state, "stopped");

@@ -64,8 +64,8 @@ TEST(Waiter, StartFileWrittenLaterStartsCmdOnTheInstant) {
   TempDir dir;
   const std::string start = dir.path + "/RUN.txt";
   Process waiter(WaiterArgs({start, "ws-swarm#1", "250ms", "--timeout", "20s"}, Recorder(dir.path)));
-  std::this_thread::sleep_for(400ms);  // the waiter is polling a START that does not exist yet
-  const int64_t start_at = WallNs() + 500'000'000;
+  std::this_thread::sleep_for(400ms);                 // the waiter is polling a START that does not exist yet
+  const int64_t start_at = WallNs() + 1'500'000'000;  // a sanitizer build may still be starting
   WriteAtomically(start, Epoch(start_at));
   const Finished f = waiter.Wait(20'000ms);
   ASSERT_EQ(f.exit_code, 0) << f.err;
@@ -83,7 +83,7 @@ TEST(Waiter, StartFileWrittenLaterStartsCmdOnTheInstant) {
 
 TEST(Waiter, ServicesJsonGivesTheStepsOwnDelay) {
   TempDir dir;
-  const int64_t start_at = WallNs() + 300'000'000;
+  const int64_t start_at = WallNs() + 1'500'000'000;  // time for the waiter to start (sanitizer builds)
   dir.Write("services.json", "{\"run\":\"r-1\",\"start_at\":" + Epoch(start_at).substr(0, 20) +
                                  ",\"steps\":[{\"name\":\"probe\",\"instances\":1,\"run_delay\":0.4}]}");
   const Finished f =
@@ -98,7 +98,7 @@ TEST(Waiter, StartUrlFromARunningControlPlane) {
   Cluster cluster;
   cluster.StartServer();
   const std::string plan =
-      "name: waited\nstart_buffer: 800ms\nregions: { local: {} }\nscenarios:\n  s:\n"
+      "name: waited\nstart_buffer: 1500ms\nregions: { local: {} }\nscenarios:\n  s:\n"
       "    executor: constant-vus\n    vus: 1\n    duration: 1s\n    requests:\n"
       "      - { url: \"" +
       target.url() + "/\" }\n";
