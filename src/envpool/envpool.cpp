@@ -225,11 +225,13 @@ class EnvPool::Impl {
     auto envs = store_.Environments("");
     if (!envs.ok()) return envs.error();
     specs_.clear();
+    leaving_.clear();
     for (const auto& e : *envs) {
       if (e.state == "retired") continue;  // history only
       auto spec = EnvironmentFromJson(e.id, e.pool, e.spec_json);
       if (!spec.ok()) return spec.error();
       specs_[e.id] = *spec;
+      if (e.removed) leaving_.insert(e.id);  // held when it left the registry: retired when released
     }
     return {};
   }
@@ -341,6 +343,20 @@ class EnvPool::Impl {
       }
       Compact(pool);
     }
+    // Waiters that the registry left without enough environments get their answer now, not at their wait's
+    // end.
+    for (auto& [name, pool] : pools_) {
+      if (pool.removed || pool.spec.grow_max > 0) continue;
+      Walk walk(pool);
+      for (size_t i = 0; i < pool.waiters.size(); ++i) {
+        Waiter& w = pool.waiters[i];
+        if (w.done) continue;
+        if (const size_t matching = Matching(w.request); matching < w.request.count) {
+          w.done = true;
+          w.out.Send(http::ErrorResponse(Unsatisfiable(w.request, matching)));
+        }
+      }
+    }
     for (auto& [name, _] : pools_) Pump(name);
     return report;
   }
@@ -393,6 +409,24 @@ class EnvPool::Impl {
     }
     Pool& pool;
   };
+
+  // How many environments could ever serve `rq`: those of its pool that match, whatever their state, but not
+  // those removed from the registry (they are retired as soon as they are released).
+  size_t Matching(const Request& rq) const {
+    size_t matching = 0;
+    for (const auto& [id, spec] : specs_) {
+      if (spec.pool == rq.pool && !leaving_.count(id) && Matches(spec, rq.require)) ++matching;
+    }
+    return matching;
+  }
+
+  static ApiError Unsatisfiable(const Request& rq, size_t matching) {
+    return ApiError{409, "unsatisfiable",
+                    fmt::format("pool '{}' has {} environment(s) matching the request, {} asked for", rq.pool,
+                                matching, rq.count),
+                    matching == 0 && !rq.require.empty() ? "require" : "count"};
+  }
+
   static size_t Waiting(const Pool& pool) {
     return static_cast<size_t>(
         std::count_if(pool.waiters.begin(), pool.waiters.end(), [](const Waiter& w) { return !w.done; }));
@@ -491,17 +525,9 @@ class EnvPool::Impl {
 
   void Allocate(Request rq, int64_t wait_ns, http::Responder out) {
     Pool& pool = FindPool(rq.pool);
-    // Can it ever be satisfied? Count every environment of the pool that matches, whatever its state.
-    size_t matching = 0;
-    for (const auto& [id, spec] : specs_) {
-      if (spec.pool == rq.pool && Matches(spec, rq.require)) ++matching;
-    }
-    const bool can_grow = pool.spec.grow_max > 0;
-    if (matching < rq.count && !can_grow) {
-      throw ApiError{409, "unsatisfiable",
-                     fmt::format("pool '{}' has {} environment(s) matching the request, {} asked for",
-                                 rq.pool, matching, rq.count),
-                     matching == 0 && !rq.require.empty() ? "require" : "count"};
+    // Can it ever be satisfied?
+    if (const size_t matching = Matching(rq); matching < rq.count && pool.spec.grow_max == 0) {
+      throw Unsatisfiable(rq, matching);
     }
     if (wait_ns > 0) {
       size_t mine = 0;
@@ -816,7 +842,7 @@ class EnvPool::Impl {
       if (!audit.ok()) return fail(audit.error());
     }
     if (auto c = store_.Commit(); !c.ok()) return fail(c.error());
-    for (const auto& id : retired) specs_.erase(id);
+    for (const auto& id : retired) specs_.erase(id), leaving_.erase(id);
     ++pool.outcomes[outcome];
     if (next.revoke_pending) Revoke(next, outcome);
     credentials_.erase(a.id);
@@ -939,8 +965,10 @@ class EnvPool::Impl {
            skipped ? "no cleanup command" : r.Describe()});
     if (next.state == "available" && next.removed) {
       if (auto retired = store_.UpdateEnvironment(Retired(next, now), "available", "");
-          retired.ok() && *retired)
+          retired.ok() && *retired) {
         specs_.erase(row.id);
+        leaving_.erase(row.id);
+      }
     }
     if (!r.ok()) LogWarn("environment {} is dirty: {}", row.id, next.note);
     Pump(row.pool);
@@ -1514,6 +1542,7 @@ class EnvPool::Impl {
   Runner runner_;
   std::map<std::string, Pool> pools_;
   std::map<std::string, EnvironmentSpec> specs_;
+  std::set<std::string> leaving_;  // removed from the registry while held: never handed out again
   std::map<std::string, ordered_json> credentials_;  // allocation → credentials, while it is active
   uint64_t waiter_seq_ = 0;
   int64_t next_reap_mono_ = 0;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -299,6 +300,45 @@ TEST(Env, DrainAndRemovalFromTheRegistry) {
   ASSERT_EQ(s.Call(kAdmin, "POST", "/v1/environments/e1/reinstate").status, 200);
   const json two = Allocate(s, {{"pool", "p"}, {"count", 2}});
   EXPECT_EQ(two["environments"].size(), 2u);
+}
+
+// An environment removed from the registry while held is never handed out again, so a request that only it
+// could serve is refused at once (409 naming `require`) instead of waiting, and a request already waiting for
+// it gets that answer when the registry changes; once it is released (no cleanup) it is retired, and the same
+// request is still refused rather than waited on.
+TEST(Env, AnEnvironmentRemovedWhileHeldIsNeverWaitedFor) {
+  EnvServer s(
+      "pools:\n  p: {}\nenvironments:\n  - { id: e1, pool: p, capabilities: { size: large } }\n"
+      "  - { id: e2, pool: p }\n");
+  const json a = Allocate(s, {{"pool", "p"}, {"require", {{"size", "large"}}}});
+  ASSERT_EQ(a["environments"][0]["id"], "e1") << a.dump();
+  // A waiter for e1 (held), then e1 leaves the registry.
+  auto waiting = std::async(std::launch::async, [&] {
+    return s.Call(kCi, "POST", "/v1/allocations",
+                  {{"pool", "p"}, {"require", {{"size", "large"}}}, {"wait", "20s"}});
+  });
+  for (int i = 0; i < 100 && s.Get("/v1/pools")["pools"][0].value("waiting", 0) == 0; ++i)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(s.Get("/v1/pools")["pools"][0].value("waiting", 0), 1) << s.Get("/v1/pools").dump();
+  s.WriteRegistry("pools:\n  p: {}\nenvironments:\n  - { id: e2, pool: p }\n");
+  Finished sync = s.Cli({"sync", s.dir() + "/envs.yaml"}, "admin.token");
+  ASSERT_EQ(sync.exit_code, 0) << sync.err;
+  ASSERT_EQ(waiting.wait_for(5s), std::future_status::ready) << "the waiter was left waiting for e1";
+  const auto answered = waiting.get();
+  EXPECT_EQ(answered.status, 409) << answered.body;
+  EXPECT_NE(answered.body.find("\"field\":\"require\""), std::string::npos) << answered.body;
+  // While e1 is still held, and after its release retired it: refused at once, even with a wait.
+  const json held = Allocate(s, {{"pool", "p"}, {"require", {{"size", "large"}}}, {"wait", "20s"}}, 409);
+  EXPECT_EQ(held["error"]["code"], "unsatisfiable") << held.dump();
+  ASSERT_EQ(s.Call(kCi, "DELETE", "/v1/allocations/" + a["id"].get<std::string>()).status, 200);
+  EXPECT_EQ(s.Environment("e1")["state"], "retired");
+  Allocate(s, {{"pool", "p"}, {"require", {{"size", "large"}}}, {"wait", "20s"}}, 409);
+  // Listed again, it serves again.
+  s.WriteRegistry(
+      "pools:\n  p: {}\nenvironments:\n  - { id: e1, pool: p, capabilities: { size: large } }\n"
+      "  - { id: e2, pool: p }\n");
+  ASSERT_EQ(s.Cli({"sync", s.dir() + "/envs.yaml"}, "admin.token").exit_code, 0);
+  EXPECT_EQ(Allocate(s, {{"pool", "p"}, {"require", {{"size", "large"}}}})["environments"][0]["id"], "e1");
 }
 
 TEST(Env, GrowCreatesUpToMax) {
