@@ -271,6 +271,16 @@ TEST(Load, BadInputIsOneLineAndExitTwo) {
       {{"load", "http://127.0.0.1:1/{{nope}}"}, "unknown variable"},
       {{"load", "https://127.0.0.1:1/", "--ca-file", "/no/such/ca.pem"}, "/no/such/ca.pem"},
       {{"load"}, "url"},
+      // Peers' flags: -k means keep-alive to ab users and "insecure" to curl users, so it is refused naming
+      // both; hey's single-dash words are unknown flags, not -d or -h with letters after them.
+      {{"load", "http://127.0.0.1:1/", "-k"}, "-k: not accepted"},
+      {{"load", "-k", "http://127.0.0.1:1/"}, "--insecure here"},
+      {{"load", "http://127.0.0.1:1/", "-disable-keepalive"}, "-disable-keepalive: unknown flag"},
+      {{"load", "-cpus", "2", "http://127.0.0.1:1/"}, "-cpus: unknown flag"},
+      {{"load", "http://127.0.0.1:1/", "-host", "example.com"}, "-host: unknown flag"},
+      {{"load", "http://127.0.0.1:1/", "-m", "-disable-compression"}, "-m"},
+      {{"load", "http://127.0.0.1:1/", "extra"}, "extra"},
+      {{"load", "-c", "5", "http://127.0.0.1:1/", "-n", "10", "more"}, "more"},
   };
   for (const auto& c : cases) {
     Finished f = RunMeridian(c.args, 20'000ms);
@@ -318,7 +328,7 @@ TEST_F(Tls, SelfSignedIsRefusedUnlessInsecure) {
   EXPECT_NE(refused.err.find("certificate verify failed"), std::string::npos) << refused.err;
   EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
   LoadRun insecure =
-      Load({"https://127.0.0.1:" + std::to_string(target.port()) + "/", "-k", "-n", "5", "-c", "1"});
+      Load({"https://127.0.0.1:" + std::to_string(target.port()) + "/", "--insecure", "-n", "5", "-c", "1"});
   ASSERT_RAN(insecure);
   EXPECT_EQ(Status(insecure.summary, 200), 5u);
   EXPECT_EQ(nlohmann::json::parse(target.Stats())["sni"].count(""), 1u);  // no SNI for an IP address
@@ -327,7 +337,8 @@ TEST_F(Tls, SelfSignedIsRefusedUnlessInsecure) {
 TEST_F(Tls, HttpsAgainstAPlainServerIsATlsError) {
   Target plain;
   Finished f = RunMeridian(
-      {"load", "https://127.0.0.1:" + std::to_string(plain.port()) + "/", "-k", "-d", "1s"}, 20'000ms);
+      {"load", "https://127.0.0.1:" + std::to_string(plain.port()) + "/", "--insecure", "-d", "1s"},
+      20'000ms);
   EXPECT_EQ(f.exit_code, 1);
   EXPECT_NE(f.err.find("TLS handshake"), std::string::npos) << f.err;
 }

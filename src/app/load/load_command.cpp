@@ -5,9 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "app/command.h"
@@ -273,6 +276,61 @@ int RunLoad(const Flags& f, const CLI::App& app) {
   return kExitOk;
 }
 
+// Flags that mean something else to the peers' users, found before CLI11 would misread them (exact or
+// refused, never silently different): `-k` is keep-alive to ab users and "no TLS verification" to curl users,
+// so it is refused naming both; a single-dash word (hey's `-disable-keepalive`, `-cpus`, `-host`) is an
+// unknown flag, not `-d` with the value "isable-keepalive" or `-h` followed by more letters. Values of
+// options that take one are skipped. Returns the one-line problem, or nothing.
+std::optional<std::string> PeerFlagProblem(const CLI::App& app, int argc, char** argv) {
+  static constexpr std::string_view kNumeric = "cdrtnz";  // counts, durations and rates start with a digit
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg.size() < 2 || arg[0] != '-' || arg[1] == '-' ||
+        std::isalpha(static_cast<unsigned char>(arg[1])) == 0)
+      continue;
+    if (arg == "-k") {
+      return "-k: not accepted, because it means two things: ab's -k (keep-alive) is always on in meridian, "
+             "and "
+             "curl's -k (no TLS certificate verification) is --insecure here";
+    }
+    const CLI::Option* opt = app.get_option_no_throw(std::string{'-', arg[1]});
+    if (opt == nullptr) continue;  // CLI11 names it as an unknown flag
+    const bool takes_value = opt->get_items_expected_max() > 0;
+    const std::string_view rest = arg.substr(2);
+    bool word = false;
+    if (takes_value && rest.empty()) {
+      // Its value follows, unless what follows is a peer's flag (`-m -disable-compression`): no HTTP method,
+      // header, duration or count starts with a dash and a letter.
+      if (i + 1 < argc && argv[i + 1][0] == '-' &&
+          std::isalpha(static_cast<unsigned char>(argv[i + 1][1])) != 0) {
+        return fmt::format("{}: missing its value ('{}' is a flag, not a value)", arg, argv[i + 1]);
+      }
+      ++i;
+      continue;
+    }
+    if (!takes_value) {  // -q, -h: the rest must be more such flags (-qh), not a word
+      word = std::any_of(rest.begin(), rest.end(), [&](char c) {
+        const CLI::Option* o = app.get_option_no_throw(std::string{'-', c});
+        return o == nullptr || o->get_items_expected_max() > 0;
+      });
+    } else if (kNumeric.find(arg[1]) != std::string_view::npos) {
+      word = std::isdigit(static_cast<unsigned char>(rest[0])) == 0 && rest[0] != '.';
+    } else {  // -m, -H, -t: a lower-case word with a dash is a flag name, not a value
+      word = rest.find('-') != std::string_view::npos &&
+             std::all_of(rest.begin(), rest.end(), [](char c) { return (c >= 'a' && c <= 'z') || c == '-'; });
+    }
+    if (word) {
+      return fmt::format(
+          "{}: unknown flag (meridian's long flags take two dashes, as --{}; see --help for the flags wrk, "
+          "hey "
+          "and ab users know)",
+          arg, arg.substr(1));
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 int LoadMain(int argc, char** argv) {
@@ -288,7 +346,8 @@ int LoadMain(int argc, char** argv) {
                  "VUs, each with its own keep-alive connection (open model: pre-allocated VUs)")
       ->default_val(10)
       ->check(CLI::Range(1u, 1'000'000u).description(""));
-  app.add_option("-d,--duration", f.duration, "How long to send load (ms, s, m, h)")->default_val("10s");
+  app.add_option("-d,-z,--duration", f.duration, "How long to send load (ms, s, m, h); -z as in hey")
+      ->default_val("10s");
   app.add_option("-r,--rate", f.rate, "Open model: iterations per second (1000, 1000/s, 60/m, 5/100ms)");
   app.add_option("-t,--threads", f.threads, "Worker threads (default: CPUs, at most one per VU)")
       ->check(CLI::Range(1u, 1024u).description(""));
@@ -298,7 +357,11 @@ int LoadMain(int argc, char** argv) {
   app.add_option("--timeout", f.timeout, "Request time-out: connect to last byte")->default_val("10s");
   app.add_option("--connect-timeout", f.connect_timeout, "Connect (and preflight) time-out")
       ->default_val("5s");
-  app.add_flag("-k,--insecure", f.insecure, "Do not verify TLS certificates or host names");
+  app.add_flag("--insecure", f.insecure,
+               "Do not verify TLS certificates or host names (not -k: that is keep-alive to ab users)");
+  bool latency = false;
+  app.add_flag("--latency", latency,
+               "Accepted for wrk users: the summary always shows the latency percentiles");
   app.add_option("--ca-file", f.ca_file, "PEM bundle of CA certificates to trust instead of the system's");
   app.add_option("--max-vus", f.max_vus,
                  "Open model: most VUs to allocate (default: max(-c, one second of --rate))")
@@ -353,6 +416,10 @@ int LoadMain(int argc, char** argv) {
       "  meridian load http://127.0.0.1:8080/ --stages 10s:100,20s:100,10s:0  ramping VUs\n"
       "  meridian load https://host/api -m POST -H 'Content-Type: application/json' --body @order.json\n"
       "\nExit status: 0 done, 1 the target could not be reached (DNS, connect, TLS), 2 invalid arguments.");
+  if (auto problem = PeerFlagProblem(app, argc, argv)) {
+    fmt::print(stderr, "{}: {} (see {} --help)\n", kName, *problem, kName);
+    return kExitUsage;
+  }
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
   return RunLoad(f, app);
