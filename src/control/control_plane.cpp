@@ -471,16 +471,45 @@ class ControlPlane::Impl {
     const bool incomplete = !problem.empty() && !aborted && !threshold_abort;
     bool thresholds_ok = true;
     for (const auto& o : EvaluateThresholds(run, false)) thresholds_ok &= o.ok;
+    // A step whose every instance failed (a command not found, a script that exits 1) fails the run unless
+    // the plan allows it; its last log lines go into the summary.
+    const std::vector<std::string> failed_steps = FailedSteps(run);
+    KeepFailedLogTails(run);
     std::string final_state = "passed";
     if (aborted) {
       final_state = "aborted";
     } else if (incomplete) {
       final_state = "errored";
-    } else if (!thresholds_ok || threshold_abort) {
+    } else if (!thresholds_ok || threshold_abort || !failed_steps.empty()) {
       final_state = "failed";
-      if (run.row.reason.empty()) run.row.reason = "thresholds failed";
+      if (run.row.reason.empty()) {
+        std::string steps;
+        for (const auto& f : failed_steps) steps += (steps.empty() ? "" : ", ") + f;
+        run.row.reason = !thresholds_ok ? "thresholds failed" : "";
+        if (!steps.empty()) {
+          run.row.reason += fmt::format("{}{} {} failed (allow_failure: true lets a step fail)",
+                                        run.row.reason.empty() ? "" : "; ",
+                                        failed_steps.size() > 1 ? "steps" : "step", steps);
+        }
+      }
     }
     Finish(run, final_state, run.row.reason);
+  }
+
+  // The last lines of each failed instance's log (at most 20 instances, 10 lines each), for the summary.
+  void KeepFailedLogTails(Run& run) {
+    run.failed_log_tails.clear();
+    bool any = false;
+    for (const auto& row : run.step_instances)
+      any |= InstanceFailed(json::parse(row.result_json, nullptr, false));
+    if (!any) return;
+    auto rows = store_->StepInstances(run.row.id, true);
+    if (!rows.ok()) return;
+    for (const auto& row : *rows) {
+      if (run.failed_log_tails.size() >= 20) break;
+      if (!InstanceFailed(json::parse(row.result_json, nullptr, false))) continue;
+      run.failed_log_tails[fmt::format("{}#{}", row.step, row.instance)] = LastLines(row.log, 10);
+    }
   }
 
   // The summary and the artefacts, rendered with the final state; kept in the run's row.
@@ -619,6 +648,7 @@ class ControlPlane::Impl {
                        {"run_max_time", static_cast<double>(s.run_max_time_ns) / 1e9},
                        {"stop_grace", static_cast<double>(s.stop_grace_ns) / 1e9},
                        {"restart", s.restart_on_failure ? "on-failure" : "never"},
+                       {"allow_failure", s.allow_failure},
                        {"instance_results", instances}});
     }
     return {{"run", run.row.id},
@@ -689,7 +719,12 @@ class ControlPlane::Impl {
           401, "unauthorized",
           req.Header("authorization").empty() ? "a bearer token is required" : "the token is not valid", ""});
     }
-    const auto p = http::SplitPath(req.path);
+    std::vector<std::string> p;
+    try {
+      p = http::SplitPath(req.path);
+    } catch (const ApiError& e) {
+      return http::ErrorResponse(e);
+    }
     const bool release = req.method == "DELETE" && p.size() == 3 && p[0] == "v1" && p[1] == "allocations";
     if (!release) {
       Bucket& b = buckets_[t->name];

@@ -17,6 +17,65 @@ bool TerminalState(const std::string& s) {
   return s == "passed" || s == "failed" || s == "aborted" || s == "errored";
 }
 
+bool InstanceFailed(const nlohmann::json& r) {
+  if (!r.is_object()) return false;
+  const std::string state = r.value("state", std::string());
+  if (state == "not_started") return true;
+  return state == "exited" && (r.value("exit_code", 0) != 0 || r.value("signal", 0) != 0);
+}
+
+std::vector<std::string> FailedSteps(const Run& run) {
+  std::vector<std::string> failed;
+  for (const auto& st : run.plan.steps) {
+    if (st.allow_failure) continue;
+    uint32_t reported = 0, failures = 0;
+    std::string how;
+    for (const auto& row : run.step_instances) {
+      if (row.step != st.name) continue;
+      ++reported;
+      const nlohmann::json r = nlohmann::json::parse(row.result_json, nullptr, false);
+      if (!InstanceFailed(r)) continue;
+      ++failures;
+      if (how.empty()) {
+        const int sig = r.value("signal", 0);
+        const int code = r.value("exit_code", -1);
+        if (r.value("state", std::string()) == "not_started") {
+          // The waiter's exit: 127 and 126 are the shell's (not found, not executable).
+          how = "did not start: " + (code == 127   ? std::string("command not found")
+                                     : code == 126 ? std::string("not executable")
+                                                   : r.value("error", std::string("no reason given")));
+        } else {
+          how = sig ? fmt::format("signal {}", sig) : fmt::format("exit {}", code);
+        }
+      }
+    }
+    if (reported > 0 && failures == reported) {
+      failed.push_back(fmt::format("'{}' ({}{})", st.name, how,
+                                   reported > 1 ? fmt::format(", all {} instances", reported) : ""));
+    }
+  }
+  return failed;
+}
+
+std::string LastLines(std::string_view text, int n) {
+  while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  size_t from = text.size();
+  int lines = 0;
+  while (from > 0) {
+    const size_t nl = text.rfind('\n', from - 1);
+    if (nl == std::string_view::npos) {
+      from = 0;
+      break;
+    }
+    if (++lines == n) {
+      from = nl + 1;
+      break;
+    }
+    from = nl;
+  }
+  return std::string(text.substr(from));
+}
+
 bool AgentProgress::Add(int64_t seq, const stats::IntervalSnapshot& s) {
   if (!seqs.insert(seq).second) return false;
   while (seqs.count(acked + 1)) ++acked;
@@ -468,11 +527,31 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
           if (k != "step" && k != "instance" && k != "agent") item[k] = v;
         }
         item["start_offset_ms"] = started ? Ms(started - intended) : 0.0;
+        if (auto tail = run.failed_log_tails.find(fmt::format("{}#{}", st.name, row.instance));
+            tail != run.failed_log_tails.end()) {
+          item["failed"] = true;
+          item["log_tail"] = tail->second;
+        }
         step_list.push_back(item);
       }
       if (reported < st.instances) {
         text += fmt::format("    {:<20} {} of {} instances not reported (their agent did not finish)\n",
                             st.name, st.instances - reported, st.instances);
+      }
+    }
+  }
+  if (!run.failed_log_tails.empty()) {
+    text +=
+        "\n  failed step instances (the last lines of their logs; meridian runs logs RUN STEP for all):\n";
+    for (const auto& [instance, tail] : run.failed_log_tails) {
+      text += fmt::format("    ==> {} <==\n", instance);
+      if (tail.empty()) text += "      (no output)\n";
+      size_t from = 0;
+      while (from < tail.size()) {
+        const size_t nl = tail.find('\n', from);
+        const size_t end = nl == std::string::npos ? tail.size() : nl;
+        text += fmt::format("      {}\n", std::string_view(tail).substr(from, end - from));
+        from = end + 1;
       }
     }
   }

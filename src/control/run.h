@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -55,13 +56,25 @@ struct Run {
   // Maps the report's name indexes onto the run's table (in place), then aggregates it.
   void Ingest(const std::string& agent_id, const std::string& region, int64_t seq,
               stats::IntervalSnapshot& s);
-  std::vector<store::StepInstanceRow> step_instances;  // as agents reported them in done (no logs)
+  std::vector<store::StepInstanceRow> step_instances;   // as agents reported them in done (no logs)
+  std::map<std::string, std::string> failed_log_tails;  // "step#N" -> its log's last lines, for the summary
   size_t static_names = 0;  // entries of `names` derived from the plan; the rest came from agents (scripts)
   std::unordered_map<std::string, uint16_t> name_index;
   int64_t EndAtNs() const { return row.start_at_ns + plan.ScheduledDuration(); }
 };
 
 bool TerminalState(const std::string& state);
+
+// Whether a step instance's result (its result_json) is a failure: it could not be started, or it ended by
+// itself with a non-zero exit code or a signal. Stopped at run_max_time (SIGTERM, then SIGKILL) is not.
+bool InstanceFailed(const nlohmann::json& result);
+
+// The steps whose every reported instance failed and that do not say `allow_failure: true`, each as
+// "'name' (exit 127: could not be started)": such a step fails the run.
+std::vector<std::string> FailedSteps(const Run& run);
+
+// The last `n` lines of `text` (a trailing newline does not start another line).
+std::string LastLines(std::string_view text, int n);
 
 // Threshold inputs for one filter, from the agents' totals.
 stats::MetricData MetricFor(const Run& run, const stats::ThresholdSet& set);

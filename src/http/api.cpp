@@ -37,17 +37,72 @@ ServerResponse ErrorResponse(const ApiError& e) {
 std::string JsonText(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 std::string JsonText(const ordered_json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+namespace {
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string DecodeSegment(std::string_view segment) {
+  std::string out;
+  out.reserve(segment.size());
+  for (size_t i = 0; i < segment.size(); ++i) {
+    if (segment[i] != '%') {
+      out += segment[i];
+      continue;
+    }
+    const int hi = i + 1 < segment.size() ? HexValue(segment[i + 1]) : -1;
+    const int lo = i + 2 < segment.size() ? HexValue(segment[i + 2]) : -1;
+    if (hi < 0 || lo < 0) {
+      throw ApiError{
+          400, "bad_request",
+          fmt::format("the path segment '{}' has a malformed percent escape at byte {} (use %XX with "
+                      "two hex digits)",
+                      segment.substr(0, 200), i + 1),
+          "path"};
+    }
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+}  // namespace
+
 std::vector<std::string> SplitPath(const std::string& path) {
   std::vector<std::string> parts;
   size_t i = 0;
   while (i < path.size()) {
     while (i < path.size() && path[i] == '/') ++i;
     const size_t j = path.find('/', i);
-    if (i < path.size()) parts.push_back(path.substr(i, j == std::string::npos ? std::string::npos : j - i));
+    if (i < path.size()) {
+      parts.push_back(DecodeSegment(
+          std::string_view(path).substr(i, j == std::string::npos ? std::string::npos : j - i)));
+    }
     if (j == std::string::npos) break;
     i = j;
   }
   return parts;
+}
+
+std::string EncodePathSegment(std::string_view segment) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(segment.size());
+  for (const char c : segment) {
+    const auto u = static_cast<unsigned char>(c);
+    const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                            c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    }
+  }
+  return out;
 }
 
 namespace {

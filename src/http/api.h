@@ -39,8 +39,13 @@ ServerResponse ErrorResponse(const ApiError& e);
 std::string JsonText(const nlohmann::json& j);
 std::string JsonText(const nlohmann::ordered_json& j);
 
-// "/v1/runs/r-1/" -> {"v1", "runs", "r-1"}.
+// "/v1/runs/r-1/steps/a%20b/" -> {"v1", "runs", "r-1", "steps", "a b"}: split at '/' first, then each segment
+// percent-decoded (so "%2F" stays inside its segment). A malformed escape ("%zz", "%4") is a 400.
 std::vector<std::string> SplitPath(const std::string& path);
+
+// One path segment for a URL: everything but RFC 3986's unreserved characters percent-encoded ("a b:c" ->
+// "a%20b%3Ac"). What SplitPath decodes.
+std::string EncodePathSegment(std::string_view segment);
 
 constexpr size_t kMaxJsonDepth = 64;
 

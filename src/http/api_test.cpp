@@ -72,6 +72,36 @@ TEST(Api, QueryNumbersAreCheckedByName) {
   }
 }
 
+TEST(Api, PathSegmentsAreSplitThenDecoded) {
+  EXPECT_EQ(SplitPath("/v1/runs/r-1/"), (std::vector<std::string>{"v1", "runs", "r-1"}));
+  EXPECT_EQ(SplitPath("//v1///runs"), (std::vector<std::string>{"v1", "runs"}));
+  const std::string names[] = {"warm up: cache (50%)", "a/b?c#d", "ü", std::string("nul\0byte", 8), ""};
+  for (const std::string& name : names) {
+    const std::string encoded = EncodePathSegment(name);
+    EXPECT_EQ(encoded.find_first_of(" /?#:"), std::string::npos) << encoded;
+    EXPECT_EQ(encoded.find('\0'), std::string::npos) << encoded;
+    const auto p = SplitPath("/v1/runs/r-1/steps/" + encoded + "/log");
+    if (name.empty()) {
+      EXPECT_EQ(p.size(), 5u);  // an empty segment is no segment, as before
+      continue;
+    }
+    ASSERT_EQ(p.size(), 6u) << encoded;
+    EXPECT_EQ(p[4], name);
+  }
+  EXPECT_EQ(EncodePathSegment("r-1_a.b~c"), "r-1_a.b~c");
+  EXPECT_EQ(EncodePathSegment("a b:c"), "a%20b%3Ac");
+  EXPECT_EQ(SplitPath("/x/%7e%7E")[1], "~~");
+  for (const char* bad : {"/v1/runs/%zz", "/v1/runs/%4", "/v1/runs/ab%"}) {
+    try {
+      SplitPath(bad);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400) << bad;
+      EXPECT_NE(e.message.find("malformed percent escape"), std::string::npos) << e.message;
+    }
+  }
+}
+
 TEST(Api, JsonTextNeverThrows) {
   nlohmann::json j = {{"log", std::string("bytes \xff\xfe here")}};
   EXPECT_EQ(JsonText(j), "{\"log\":\"bytes \xEF\xBF\xBD\xEF\xBF\xBD here\"}");

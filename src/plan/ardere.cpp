@@ -59,6 +59,8 @@ Plan ParseArdere(const Reader& r, const YAML::Node& root, const loadgen::VarMap&
     const char* cmd_key = sf.Has("cmd") ? "cmd" : "command";
     s.shell = sf.String(cmd_key, "");
     if (s.shell.empty()) sf.Fail("cmd", "is required (the command line, run with /bin/sh -c)");
+    // Not ardere's: meridian's own key, for a step that may fail without failing the run.
+    s.allow_failure = sf.Bool("allow_failure", false);
     if (YAML::Node env = sf.Get("env")) {
       Fields ef(r, env, sf.Path("env"));
       for (const auto& kv : env) s.env[kv.first.Scalar()] = ef.String(kv.first.Scalar(), "");

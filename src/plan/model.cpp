@@ -325,6 +325,7 @@ std::string ToYaml(const Plan& p, bool with_files) {
     line(4, "run_max_time: " + ExactDuration(s.run_max_time_ns));
     line(4, "stop_grace: " + ExactDuration(s.stop_grace_ns));
     line(4, std::string("restart: ") + (s.restart_on_failure ? "on-failure" : "never"));
+    if (s.allow_failure) line(4, "allow_failure: true");
     if (!s.env.empty()) {
       line(4, "env:");
       for (const auto& [k, v] : s.env) line(6, Quote(k) + ": " + Quote(v));

@@ -294,6 +294,7 @@ Step ParseStep(const Reader& r, const YAML::Node& n, const std::string& path) {
     f.Fail("restart", fmt::format("'{}' is not one of: never, on-failure", restart));
   }
   s.restart_on_failure = restart == "on-failure";
+  s.allow_failure = f.Bool("allow_failure", false);
   s.run_delay_ns = f.Duration("run_delay", 0);
   s.run_max_time_ns = f.Duration("run_max_time", 0, false);
   if (s.run_max_time_ns == 0) f.Fail("run_max_time", "is required (the step is stopped after it)");

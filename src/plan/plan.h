@@ -51,6 +51,7 @@ struct Step {
   int64_t run_max_time_ns = 0;
   int64_t stop_grace_ns = 10'000'000'000;  // SIGTERM at run_max_time, SIGKILL this much later
   bool restart_on_failure = false;         // restart: on-failure | never
+  bool allow_failure = false;              // a step whose every instance failed does not fail the run
   std::map<std::string, std::string> env;
   std::string container_name;
   // The argv the agent runs.

@@ -30,22 +30,23 @@ const json* Instance(const json& summary, const std::string& step, uint32_t inst
 }
 
 // Two steps, the second starting after the first ended, on a control plane with a real agent: each program
-// prints the instant it started (date +%s%N), which must be within 50 ms of the intended one.
+// prints the instant it started (bash's $EPOCHREALTIME, in ns: no date process to wait for), which must be
+// within 50 ms of the intended one.
 TEST(Steps, StaggeredStepsStartOnTheirInstants) {
   Cluster cluster;
   cluster.StartServer();
   cluster.StartAgent("local", "a1");
   cluster.AwaitAgents(1);
   const std::string plan = cluster.WritePlan("staged.yaml", R"(name: staged
-start_buffer: 600ms
+start_buffer: 1500ms
 regions: { local: {} }
 steps:
   - name: first
-    shell: 'date +%s%N; sleep 0.3'
+    command: [bash, -c, 'echo ${EPOCHREALTIME/./}000; sleep 0.3']
     run_max_time: 2s
   - name: second
     instances: 2
-    command: [/bin/sh, -c, 'date +%s%N; echo "instance $MERIDIAN_INSTANCE of $MERIDIAN_STEP in $MERIDIAN_RUN_ID"']
+    command: [bash, -c, 'echo ${EPOCHREALTIME/./}000; echo "instance $MERIDIAN_INSTANCE of $MERIDIAN_STEP in $MERIDIAN_RUN_ID"']
     run_delay: 800ms
     run_max_time: 2s
 )");
@@ -102,10 +103,46 @@ steps:
   EXPECT_NE(unknown.err.find("the run has no step 'nope'"), std::string::npos) << unknown.err;
 }
 
+// ardere's step names have spaces and colons: `runs logs` sends the name as one percent-encoded path
+// segment and the server decodes it, so any name the plan allows can be read back (a '/' included).
+TEST(Steps, LogsOfStepsWhoseNamesNeedEncoding) {
+  Cluster cluster;
+  cluster.StartServer();
+  cluster.StartAgent("local", "a1");
+  cluster.AwaitAgents(1);
+  const std::string plan = cluster.WritePlan("names.yaml", R"yaml(name: names
+start_buffer: 1500ms
+regions: { local: {} }
+steps:
+  - { name: "warm up: cache (50%)", shell: 'echo warmed', run_max_time: 2s }
+  - { name: "a/b?c#d", shell: 'echo slashed', run_max_time: 2s }
+)yaml");
+  TempDir out;
+  auto args = cluster.Submit(plan);
+  args.insert(args.end(), {"--out", out.path});
+  const Finished f = RunFull(args);
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  const std::string run_id = ReadJson(out.path + "/summary.json")["run"]["id"].get<std::string>();
+  for (const auto& [step, printed] : std::vector<std::pair<std::string, std::string>>{
+           {"warm up: cache (50%)", "warmed"}, {"a/b?c#d", "slashed"}}) {
+    const Finished logs = RunMeridian({"runs", "--control", cluster.url(), "--token-file",
+                                       cluster.dir() + "/runs.token", "logs", run_id, step});
+    ASSERT_EQ(logs.exit_code, 0) << step << ": " << logs.err;
+    EXPECT_NE(logs.out.find("==> " + step + "#0 ("), std::string::npos) << logs.out;
+    EXPECT_NE(logs.out.find(printed), std::string::npos) << logs.out;
+  }
+  const Finished unknown = RunMeridian({"runs", "--control", cluster.url(), "--token-file",
+                                        cluster.dir() + "/runs.token", "logs", run_id, "warm up"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("the run has no step 'warm up'"), std::string::npos) << unknown.err;
+}
+
 TEST(Steps, StopGraceAndRestartPolicies) {
   TempDir dir;
+  // start_buffer: time for the (sanitizer-built) waiters to start before the instant; their start decides
+  // how many restarts fit in flaky's run_max_time (two, while a restart's waiter starts within ~0.45 s).
   dir.Write("plan.yaml", R"(name: policies
-start_buffer: 300ms
+start_buffer: 1500ms
 regions: { local: {} }
 steps:
   - name: stubborn
@@ -118,11 +155,13 @@ steps:
   - name: flaky
     shell: 'echo try; exit 3'
     restart: on-failure
-    run_max_time: 1200ms
+    run_max_time: 1700ms
+    allow_failure: true
   - name: once
     shell: 'exit 3'
     restart: never
     run_max_time: 1200ms
+    allow_failure: true
 )");
   const Finished f = RunFull({MeridianBinary(), "run", dir.path + "/plan.yaml", "--state-dir",
                               dir.path + "/state", "--out", dir.path + "/out"});
@@ -132,8 +171,9 @@ steps:
   ASSERT_NE(stubborn, nullptr) << summary.dump();
   EXPECT_EQ((*stubborn)["state"], "killed");
   EXPECT_EQ((*stubborn)["signal"], 9);
-  const int64_t ran = (*stubborn)["ended_ns"].get<int64_t>() - (*stubborn)["started_ns"].get<int64_t>();
-  EXPECT_GE(ran, 790'000'000);  // SIGTERM at 500 ms, ignored; SIGKILL 300 ms later
+  // SIGTERM at the instant + run_max_time (500 ms), ignored; SIGKILL 300 ms later.
+  const int64_t ended = (*stubborn)["ended_ns"].get<int64_t>() - summary["run"]["start_at_ns"].get<int64_t>();
+  EXPECT_GE(ended, 795'000'000) << stubborn->dump();
   const json* polite = Instance(summary, "polite", 0);
   EXPECT_EQ((*polite)["state"], "stopped");
   EXPECT_EQ((*polite)["signal"], 15);
@@ -145,6 +185,53 @@ steps:
   EXPECT_EQ((*once)["error"], "exited with status 3");
   EXPECT_NE(f.out.find("stubborn#0"), std::string::npos) << f.out;
   EXPECT_NE(f.out.find("restarts 2"), std::string::npos) << f.out;
+}
+
+// A step whose every instance failed (a command not found, a script that exits non-zero) fails the run unless
+// it says `allow_failure: true`; the summary names it and shows the failed instances' last log lines, and
+// --out keeps every instance's log. Stopped at run_max_time is not a failure; one failed instance of two is
+// not every instance.
+TEST(Steps, AStepWhoseEveryInstanceFailedFailsTheRun) {
+  TempDir dir;
+  dir.Write("plan.yaml", R"(name: failing
+start_buffer: 1500ms
+regions: { local: {} }
+steps:
+  - { name: missing, command: [meridian-no-such-command], run_max_time: 2s }
+  - name: bad
+    instances: 2
+    shell: 'echo "step $MERIDIAN_INSTANCE starting"; echo "last words of $MERIDIAN_INSTANCE" >&2; exit 1'
+    run_max_time: 2s
+  - { name: tolerated, shell: 'exit 2', run_max_time: 2s, allow_failure: true }
+  - { name: half, instances: 2, shell: 'exit $MERIDIAN_INSTANCE', run_max_time: 2s }
+  - { name: server, command: [sleep, "30"], run_max_time: 300ms }
+)");
+  const Finished f = RunFull({MeridianBinary(), "run", dir.path + "/plan.yaml", "--state-dir",
+                              dir.path + "/state", "--out", dir.path + "/out"});
+  EXPECT_EQ(f.exit_code, 99) << f.err << f.out;  // failed, as for thresholds
+  EXPECT_NE(f.out.find("steps 'missing' (did not start: command not found)"), std::string::npos) << f.out;
+  EXPECT_NE(f.out.find("'bad' (exit 1, all 2 instances)"), std::string::npos) << f.out;
+  EXPECT_NE(f.out.find("allow_failure: true"), std::string::npos) << f.out;
+  for (const char* passed : {"'tolerated'", "'half'", "'server'"}) {
+    EXPECT_EQ(f.out.find(passed), std::string::npos) << passed << " failed the run:\n" << f.out;
+  }
+  EXPECT_NE(f.out.find("failed step instances"), std::string::npos) << f.out;
+  EXPECT_NE(f.out.find("==> bad#1 <=="), std::string::npos) << f.out;
+  EXPECT_NE(f.out.find("      last words of 1"), std::string::npos) << f.out;
+  const json summary = ReadJson(dir.path + "/out/summary.json");
+  EXPECT_EQ(summary["run"]["state"], "failed");
+  const json* bad = Instance(summary, "bad", 0);
+  ASSERT_NE(bad, nullptr) << summary.dump();
+  EXPECT_EQ((*bad)["failed"], true);
+  EXPECT_NE((*bad)["log_tail"].get<std::string>().find("last words of 0"), std::string::npos) << bad->dump();
+  // The logs outlive `meridian run`: every instance's, failed or not.
+  for (const char* file : {"missing#0.log", "bad#0.log", "bad#1.log", "half#1.log", "server#0.log"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir.path + "/out/steps/" + std::string(file))) << file;
+  }
+  std::ifstream log(dir.path + "/out/steps/bad#1.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("step 1 starting"), std::string::npos) << text;
+  EXPECT_NE(text.find("last words of 1"), std::string::npos) << text;
 }
 
 TEST(Steps, InvalidStepsAreNamed) {
@@ -217,7 +304,8 @@ TEST(Steps, StatsdFromStepsReachesSummaryAndThresholds) {
         printf 'ws.open:7|g\nws.open:+3|g\nbogus line\n' > $addr
     run_max_time: 5s
 )";
-  dir.Write("pass.yaml", "name: statsd\nstart_buffer: 300ms\nregions: { local: {} }\n" + step + R"(thresholds:
+  dir.Write("pass.yaml",
+            "name: statsd\nstart_buffer: 1500ms\nregions: { local: {} }\n" + step + R"(thresholds:
   ws.connections: ['count==40']
   "ws.latency{step:swarm,instance:1}": ['p(95)<200', 'max<=100ms', 'count==20']
   "ws.open": ['value==20', 'max==10']
@@ -242,7 +330,8 @@ TEST(Steps, StatsdFromStepsReachesSummaryAndThresholds) {
     }
   }
 
-  dir.Write("fail.yaml", "name: statsd\nstart_buffer: 300ms\nregions: { local: {} }\n" + step + R"(thresholds:
+  dir.Write("fail.yaml",
+            "name: statsd\nstart_buffer: 1500ms\nregions: { local: {} }\n" + step + R"(thresholds:
   "ws.latency{step:swarm}": ['p(95)<20']
 )");
   f = RunFull({MeridianBinary(), "run", dir.path + "/fail.yaml", "--state-dir", dir.path + "/state2"});
@@ -294,7 +383,7 @@ struct StepOnAnAgent {
     step.replace(step.find("PIDFILE"), 7, dir.path + "/pid");
     const std::string plan = cluster.WritePlan(
         "orphan.yaml",
-        "name: orphan\nstart_buffer: 300ms\nheartbeat_timeout: 2s\nregions: { local: {} }\nsteps:\n" + step);
+        "name: orphan\nstart_buffer: 1500ms\nheartbeat_timeout: 2s\nregions: { local: {} }\nsteps:\n" + step);
     submit = std::make_unique<Process>(cluster.Submit(plan));
     for (int i = 0; i < 500 && pid == 0; ++i) {
       std::this_thread::sleep_for(20ms);

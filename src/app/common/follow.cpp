@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "core/clock.h"
 #include "core/duration.h"
 #include "core/utf8.h"
+#include "http/api.h"
 #include "http/fetch.h"
 #include "script/script.h"
 
@@ -319,6 +321,31 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
       out << f->body;
       if (!out)
         return Fail(o.command, fmt::format("--out: cannot write {}/{}", o.out_dir, name), kExitRunError);
+    }
+    // Each step instance's log as steps/NAME#N.log ('/' in a name becomes '_'): the logs outlive the run.
+    const json steps = summary.ok() ? json::parse(summary->body, nullptr, false) : json();
+    if (steps.is_object() && steps.contains("steps") && steps["steps"].is_array() &&
+        !steps["steps"].empty()) {
+      const auto dir = std::filesystem::path(o.out_dir) / "steps";
+      std::filesystem::create_directories(dir, ec);
+      for (const auto& s : steps["steps"]) {
+        const std::string step = s.value("step", std::string());
+        const uint32_t instance = s.value("instance", 0u);
+        auto f = client->Request("GET", fmt::format("/v1/runs/{}/steps/{}/log?instance={}", id,
+                                                    http::EncodePathSegment(step), instance));
+        if (!f.ok() || f->status != 200) {
+          fmt::print(stderr, "  {}: the log of {}#{} is not available\n", o.command, step, instance);
+          continue;
+        }
+        std::string file = fmt::format("{}#{}.log", step, instance);
+        std::replace_if(
+            file.begin(), file.end(), [](char c) { return c == '/' || c == '\0'; }, '_');
+        std::ofstream out(dir / file, std::ios::binary);
+        out << f->body;
+        if (!out)
+          return Fail(o.command, fmt::format("--out: cannot write {}/steps/{}", o.out_dir, file),
+                      kExitRunError);
+      }
     }
   }
   return exit_code;  // the control plane's: 0 passed, 99 failed, 1 aborted or errored

@@ -9,6 +9,7 @@
 #include "app/common/cli.h"
 #include "app/common/follow.h"
 #include "core/duration.h"
+#include "http/api.h"
 #include "http/fetch.h"
 
 namespace meridian::app {
@@ -105,7 +106,9 @@ int RunsMain(int argc, char** argv) {
     return kExitOk;
   }
   if (logs->parsed()) {
-    std::string path = fmt::format("/v1/runs/{}/steps/{}/log", id, step);
+    // Step names are the plan's (ardere's have spaces and colons): one path segment each, percent-encoded.
+    std::string path =
+        fmt::format("/v1/runs/{}/steps/{}/log", http::EncodePathSegment(id), http::EncodePathSegment(step));
     if (instance >= 0) path += fmt::format("?instance={}", instance);
     auto body = call("GET", path);
     if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
