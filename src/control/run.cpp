@@ -514,11 +514,13 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
         const std::string how = sig ? fmt::format("signal {}", sig) : fmt::format("exit {}", code);
         const uint32_t restarts = r.value("restarts", 0u);
         text += fmt::format(
-            "    {:<20} {:<12} {:<11} {:<9} start {:>9}  ran {:>8}  cpu {:.2f}s  rss {}{}{}\n",
+            "    {:<20} {:<12} {:<11} {:<9} start {:>9}  ran {:>8}  cpu {}  rss {}{}{}\n",
             fmt::format("{}#{}", st.name, row.instance), row.agent_id.substr(0, 12), state, how,
             started ? FormatDuration(started - intended) : "-",
-            started && ended ? FormatDuration(ended - started) : "-", r.value("cpu_seconds", 0.0),
-            FormatBytes(static_cast<double>(r.value("max_rss_bytes", int64_t{0}))),
+            started && ended ? FormatDuration(ended - started) : "-",
+            // Never started: what was measured is the waiter's, not the command's.
+            started ? fmt::format("{:.2f}s", r.value("cpu_seconds", 0.0)) : "-",
+            started ? FormatBytes(static_cast<double>(r.value("max_rss_bytes", int64_t{0}))) : "-",
             restarts ? fmt::format("  restarts {}", restarts) : "",
             r.value("error", std::string()).empty() ? "" : "  (" + r.value("error", std::string()) + ")");
         nlohmann::ordered_json item = {
@@ -527,9 +529,9 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
           if (k != "step" && k != "instance" && k != "agent") item[k] = v;
         }
         item["start_offset_ms"] = started ? Ms(started - intended) : 0.0;
+        if (InstanceFailed(r)) item["failed"] = true;
         if (auto tail = run.failed_log_tails.find(fmt::format("{}#{}", st.name, row.instance));
             tail != run.failed_log_tails.end()) {
-          item["failed"] = true;
           item["log_tail"] = tail->second;
         }
         step_list.push_back(item);

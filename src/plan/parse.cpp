@@ -15,6 +15,7 @@
 #include "plan/ardere.h"
 #include "plan/plan.h"
 #include "plan/reader.h"
+#include "plan/toml.h"
 
 namespace meridian::plan {
 namespace {
@@ -452,8 +453,11 @@ Plan ParseRoot(const Reader& r, const YAML::Node& root, const loadgen::VarMap& o
 
 }  // namespace
 
-Result<Plan> ParsePlan(const std::string& text, const std::string& file, const loadgen::VarMap& overrides) {
-  Reader reader(file);
+namespace {
+
+Result<Plan> ParseText(const std::string& text, const std::string& file, const loadgen::VarMap& overrides,
+                       bool toml) {
+  Reader reader(file, !toml);
   constexpr size_t kMaxPlanBytes = 4 * 1024 * 1024;
   if (text.size() > kMaxPlanBytes) {
     return MakeError(ErrorCode::kInvalidArgument, file + ": the plan is larger than 4 MiB");
@@ -463,12 +467,21 @@ Result<Plan> ParsePlan(const std::string& text, const std::string& file, const l
     return MakeError(ErrorCode::kInvalidArgument,
                      fmt::format("{}:{}: not valid UTF-8 (byte {}); plans are UTF-8 text", file, line, bad));
   }
-  if (NestingTooDeep(text, 64)) {
+  // A TOML plan is read as the YAML it is rewritten to (its keys stay on their lines, so errors point into
+  // it).
+  std::string from_toml;
+  if (toml) {
+    auto yaml = TomlToYaml(text, file);
+    if (!yaml.ok()) return yaml.error();
+    from_toml = std::move(yaml).value();
+  }
+  const std::string& source = toml ? from_toml : text;
+  if (NestingTooDeep(source, 64)) {
     return MakeError(ErrorCode::kInvalidArgument,
                      file + ": lists and mappings nest more than 64 levels deep");
   }
   try {
-    YAML::Node root = LoadYaml(reader, text);
+    YAML::Node root = LoadYaml(reader, source);
     if (!root.IsDefined() || root.IsNull())
       return MakeError(ErrorCode::kInvalidArgument, file + ": the plan is empty");
     const bool ardere = LooksLikeArdere(root);
@@ -493,12 +506,23 @@ Result<Plan> ParsePlan(const std::string& text, const std::string& file, const l
   }
 }
 
+}  // namespace
+
+Result<Plan> ParsePlan(const std::string& text, const std::string& file, const loadgen::VarMap& overrides) {
+  return ParseText(text, file, overrides, false);
+}
+
+Result<Plan> ParseTomlPlan(const std::string& text, const std::string& file,
+                           const loadgen::VarMap& overrides) {
+  return ParseText(text, file, overrides, true);
+}
+
 Result<Plan> LoadPlanFile(const std::string& path, const loadgen::VarMap& overrides) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}: cannot read the plan file", path));
   std::stringstream ss;
   ss << in.rdbuf();
-  return ParsePlan(ss.str(), path, overrides);
+  return IsTomlFile(path) ? ParseTomlPlan(ss.str(), path, overrides) : ParsePlan(ss.str(), path, overrides);
 }
 
 }  // namespace meridian::plan

@@ -95,6 +95,10 @@ struct Plan {
 // `overrides` (from --vars) replace or add plan vars before anything is templated.
 Result<Plan> ParsePlan(const std::string& text, const std::string& file,
                        const loadgen::VarMap& overrides = {});
+// The same plan written in TOML (ardere reads its plans as TOML too); messages name FILE:LINE.
+Result<Plan> ParseTomlPlan(const std::string& text, const std::string& file,
+                           const loadgen::VarMap& overrides = {});
+// A plan file: TOML when its name ends in .toml, else YAML or JSON.
 Result<Plan> LoadPlanFile(const std::string& path, const loadgen::VarMap& overrides = {});
 
 // Constellation's config.json (DURATION in ms, HOME_REGION, REMOTE_REGIONS {region: VUs}) and script.js:

@@ -239,6 +239,91 @@ TEST(Plan, ImportsArderePlansWithWarnings) {
   EXPECT_TRUE(CheckRunnable(*p).ok());
 }
 
+// ardere reads its plans as TOML too: the same plan, and warnings and errors at the TOML file's lines.
+TEST(Plan, ArderePlansInToml) {
+  const std::string toml = R"(ecs_name = "ardere-test"
+name = "Loadtest"
+
+[[steps]]
+name = "TestCluster"
+instance_count = 3
+instance_type = "t2.medium"
+run_max_time = 140
+run_delay = 20
+env = { SOME_VAR = "great-value" }
+port_mapping = [
+  8000,
+  4000,
+]
+container_name = "bbangert/ap-loadtester:latest"
+cmd = "./aplt_testplan 'x,1000,1,0'"
+
+[[steps]]
+name = "Second"
+instance_count = 1
+run_max_time = 5
+cmd = "true"
+env.DOTTED = "yes"
+)";
+  auto p = ParseTomlPlan(toml, "ardere.toml");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->source, "ardere.toml (ardere)");
+  EXPECT_EQ(p->name, "Loadtest");
+  ASSERT_EQ(p->steps.size(), 2u);
+  const Step& s = p->steps[0];
+  EXPECT_EQ(s.instances, 3u);
+  EXPECT_EQ(s.run_delay_ns, 20'000'000'000);
+  EXPECT_EQ(s.run_max_time_ns, 140'000'000'000);
+  EXPECT_EQ(s.shell, "./aplt_testplan 'x,1000,1,0'");
+  EXPECT_EQ(s.env.at("SOME_VAR"), "great-value");
+  EXPECT_EQ(p->steps[1].env.at("DOTTED"), "yes");
+  std::string all;
+  for (const auto& w : p->warnings) all += w + "\n";
+  EXPECT_NE(all.find("ardere.toml:1:"), std::string::npos) << all;   // ecs_name, on its own line
+  EXPECT_NE(all.find("ardere.toml:7:"), std::string::npos) << all;   // instance_type
+  EXPECT_NE(all.find("ardere.toml:11:"), std::string::npos) << all;  // port_mapping, over four lines
+  EXPECT_NE(all.find("ardere.toml:15:"), std::string::npos) << all;  // container_name, after them
+  // The same plan as JSON normalises to the same text.
+  auto json = ParsePlan(R"({"ecs_name": "ardere-test", "name": "Loadtest", "steps": [
+    {"name": "TestCluster", "instance_count": 3, "instance_type": "t2.medium", "run_max_time": 140,
+     "run_delay": 20, "env": {"SOME_VAR": "great-value"}, "port_mapping": [8000, 4000],
+     "container_name": "bbangert/ap-loadtester:latest", "cmd": "./aplt_testplan 'x,1000,1,0'"},
+    {"name": "Second", "instance_count": 1, "run_max_time": 5, "cmd": "true", "env": {"DOTTED": "yes"}}]})",
+                        "ardere.json");
+  ASSERT_TRUE(json.ok()) << json.error().message;
+  EXPECT_EQ(ToYaml(*json), ToYaml(*p));
+
+  // Errors name the TOML line and the field; what is not TOML, or not a plan's value, is named too.
+  auto bad = ParseTomlPlan(
+      "ecs_name = \"x\"\nname = \"n\"\n\n[[steps]]\nname = \"a\"\ninstance_count = 1\n"
+      "run_max_time = 10\ncmd = \"true\"\ninstance_typo = \"t2\"\n",
+      "typo.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("typo.toml:9:"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("instance_typo"), std::string::npos) << bad.error().message;
+  bad = ParseTomlPlan("name = \"n\"\n[[steps]\n", "broken.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("broken.toml:2:"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("not valid TOML"), std::string::npos) << bad.error().message;
+  bad = ParseTomlPlan("name = \"n\"\nwhen = 2026-12-01T10:00:00Z\n", "date.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("date.toml:2:8: TOML dates and times are not used by plans"),
+            std::string::npos)
+      << bad.error().message;
+  // A native plan in TOML reads as well.
+  auto native = ParseTomlPlan(R"(name = "native"
+[regions.local]
+[scenarios.s]
+executor = "constant-vus"
+vus = 1
+duration = "1s"
+requests = [{ url = "http://127.0.0.1:1/" }]
+)",
+                              "native.toml");
+  ASSERT_TRUE(native.ok()) << native.error().message;
+  EXPECT_EQ(native->scenarios.size(), 1u);
+}
+
 TEST(Plan, ArdereErrorsNameTheField) {
   auto p = ParsePlan(R"({"ecs_name": "x", "name": "n", "steps": [
     {"name": "a", "instance_count": 1, "run_max_time": 10, "cmd": "true"},

@@ -12,6 +12,7 @@ namespace meridian::plan {
 
 std::string Reader::Where(const YAML::Node& at) const {
   if (!at.IsDefined() || at.Mark().is_null()) return file_;
+  if (!columns_) return fmt::format("{}:{}", file_, at.Mark().line + 1);
   return fmt::format("{}:{}:{}", file_, at.Mark().line + 1, at.Mark().column + 1);
 }
 

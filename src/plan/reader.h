@@ -20,13 +20,15 @@ struct PlanError {
 
 class Reader {
  public:
-  Reader(const std::string& file) : file_(file) {}
+  // columns: false where the YAML was written from another format (TOML) that keeps only its lines.
+  Reader(const std::string& file, bool columns = true) : file_(file), columns_(columns) {}
   [[noreturn]] void Fail(const YAML::Node& at, const std::string& field, const std::string& message) const;
   std::string Where(const YAML::Node& at) const;
   const std::string& file() const { return file_; }
 
  private:
   std::string file_;
+  bool columns_;
 };
 
 // One YAML mapping being read. Call Done() after reading: unknown keys are errors naming the allowed ones.

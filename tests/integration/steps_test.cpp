@@ -224,6 +224,12 @@ steps:
   ASSERT_NE(bad, nullptr) << summary.dump();
   EXPECT_EQ((*bad)["failed"], true);
   EXPECT_NE((*bad)["log_tail"].get<std::string>().find("last words of 0"), std::string::npos) << bad->dump();
+  const json* missing = Instance(summary, "missing", 0);
+  ASSERT_NE(missing, nullptr) << summary.dump();
+  EXPECT_EQ((*missing)["failed"], true);
+  EXPECT_FALSE(Instance(summary, "half", 0)->contains("failed")) << summary.dump();
+  // It never ran: no CPU or memory of its own to show (what was measured was the waiter's).
+  EXPECT_NE(f.out.find("cpu -  rss -  (the command did not start"), std::string::npos) << f.out;
   // The logs outlive `meridian run`: every instance's, failed or not.
   for (const char* file : {"missing#0.log", "bad#0.log", "bad#1.log", "half#1.log", "server#0.log"}) {
     EXPECT_TRUE(std::filesystem::exists(dir.path + "/out/steps/" + std::string(file))) << file;
@@ -263,13 +269,16 @@ TEST(Steps, InvalidStepsAreNamed) {
 }
 
 // examples/ardere-plan.json runs as it is: its steps run in order, its meaningless fields are warned about.
-TEST(Steps, ArdereExampleRunsWithWarnings) {
+// So does the same plan in TOML (ardere reads both); warnings name the file's own lines.
+class ArdereExample : public ::testing::TestWithParam<std::pair<std::string, std::string>> {};
+
+TEST_P(ArdereExample, RunsWithWarnings) {
+  const auto& [file, ecs_name_at] = GetParam();
   TempDir dir;
-  const Finished f =
-      RunFull({MeridianBinary(), "run", std::string(MERIDIAN_SOURCE_DIR) + "/examples/ardere-plan.json",
-               "--state-dir", dir.path + "/state", "--out", dir.path + "/out"});
+  const Finished f = RunFull({MeridianBinary(), "run", std::string(MERIDIAN_SOURCE_DIR) + "/examples/" + file,
+                              "--state-dir", dir.path + "/state", "--out", dir.path + "/out"});
   ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
-  EXPECT_NE(f.err.find("ardere-plan.json:2:15: ecs_name: ignored"), std::string::npos) << f.err;
+  EXPECT_NE(f.err.find(ecs_name_at + ": ecs_name: ignored"), std::string::npos) << f.err;
   EXPECT_NE(f.err.find("steps[1].port_mapping: ignored"), std::string::npos) << f.err;
   const json summary = ReadJson(dir.path + "/out/summary.json");
   ASSERT_EQ(summary["steps"].size(), 3u) << summary.dump();
@@ -283,6 +292,11 @@ TEST(Steps, ArdereExampleRunsWithWarnings) {
   EXPECT_GT((*swarm)["started_ns"].get<int64_t>(), (*warmup)["ended_ns"].get<int64_t>());
   EXPECT_EQ((*swarm)["log_bytes"], 5 * std::string("connection batch N\n").size());
 }
+
+INSTANTIATE_TEST_SUITE_P(Steps, ArdereExample,
+                         ::testing::Values(std::make_pair("ardere-plan.json", "ardere-plan.json:2:15"),
+                                           std::make_pair("ardere-plan.toml", "ardere-plan.toml:3")),
+                         [](const auto& p) { return p.param.first.ends_with(".toml") ? "Toml" : "Json"; });
 
 // StatsD a step sends (to its own $MERIDIAN_STATSD) reaches the summary and the thresholds; a failing one
 // exits 99.
