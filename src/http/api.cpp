@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include "core/hex.h"
+
 namespace meridian::http {
 
 using nlohmann::json;
@@ -38,12 +40,6 @@ std::string JsonText(const json& j) { return j.dump(-1, ' ', false, json::error_
 std::string JsonText(const ordered_json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 namespace {
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 std::string DecodeSegment(std::string_view segment) {
   std::string out;
@@ -53,8 +49,8 @@ std::string DecodeSegment(std::string_view segment) {
       out += segment[i];
       continue;
     }
-    const int hi = i + 1 < segment.size() ? HexValue(segment[i + 1]) : -1;
-    const int lo = i + 2 < segment.size() ? HexValue(segment[i + 2]) : -1;
+    const int hi = i + 1 < segment.size() ? HexDigit(segment[i + 1]) : -1;
+    const int lo = i + 2 < segment.size() ? HexDigit(segment[i + 2]) : -1;
     if (hi < 0 || lo < 0) {
       throw ApiError{
           400, "bad_request",

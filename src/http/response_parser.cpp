@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 
+#include "core/hex.h"
 #include "http/syntax.h"
 
 namespace meridian::http {
@@ -39,13 +40,6 @@ size_t ScanFieldText(const char* data, size_t from, size_t len) {
     }
     if (j >= len) return len;
   }
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 }  // namespace
@@ -409,7 +403,7 @@ size_t ResponseParser::Feed(const char* data, size_t len) {
         AppendBody(data + i, len - i);
         return len;
       case State::kChunkSize: {
-        const int h = HexValue(c);
+        const int h = HexDigit(c);
         if (h >= 0) {
           if (++chunk_digits_ > 15) return Fail("chunk size too large", i);
           remaining_ = remaining_ * 16 + static_cast<uint64_t>(h);
