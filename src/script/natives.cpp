@@ -399,6 +399,7 @@ bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
 
   auto r = std::make_unique<PendingRequest>(rt, *vs);
   r->promise = promise;
+  r->call_site = rt.CallSite();
   if (args[7].isObject()) r->config = &args[7].toObject();
   r->response_type = static_cast<uint8_t>(type_at - std::begin(kTypes));
   r->capture = *type_at != "none";

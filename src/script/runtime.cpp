@@ -10,7 +10,9 @@
 #include <js/Initialization.h>
 #include <js/Modules.h>
 #include <js/Realm.h>
+#include <js/SavedFrameAPI.h>
 #include <js/SourceText.h>
+#include <js/Stack.h>
 #include <jsfriendapi.h>
 
 #include <algorithm>
@@ -31,6 +33,7 @@ namespace {
 std::once_flag g_engine_once;
 bool g_engine_ok = false;
 thread_local std::weak_ptr<Context> t_context;
+constexpr const char* kPreludeName = "meridian:prelude";  // the prelude's file name in stacks
 
 JSClass kGlobalClass = {"global", JSCLASS_GLOBAL_FLAGS, &JS::DefaultGlobalClassOps, nullptr, nullptr,
                         nullptr};
@@ -60,6 +63,7 @@ class Runtime::ScriptTimer final : public net::Timer {
   JS::PersistentRooted<JSObject*> fn;
   JS::PersistentRooted<JSObject*> args;
   JS::PersistentRooted<JSObject*> promise;  // sleep(): resolved instead of calling fn
+  std::string call_site;                    // Runtime::CallSite() when set
 
  private:
   Runtime& rt_;
@@ -225,7 +229,7 @@ Result<void> Runtime::Setup() {
   if (!native || !DefineNatives(cx_, native)) return MakeError(ErrorCode::kInternal, "natives failed");
 
   JS::CompileOptions opts(cx_);
-  opts.setFileAndLine("meridian:prelude", 1);
+  opts.setFileAndLine(kPreludeName, 1);
   JS::SourceText<mozilla::Utf8Unit> src;
   if (!src.init(cx_, kPreludeSource, std::strlen(kPreludeSource), JS::SourceOwnership::Borrowed)) {
     return MakeError(ErrorCode::kInternal, "prelude: out of memory");
@@ -570,13 +574,88 @@ void Runtime::FinishPending() {
   for (const Finished& f : done) {
     if (f.vu == nullptr || f.vu->generation != f.generation) continue;
     VuScript& vs = *f.vu;
+    bool failed = f.failed;
+    // An iteration that returned while its requests or timers were still pending did not await them: it
+    // would start the next one at once and flood the target, its requests never measured.
+    if (!failed && (!vs.requests.empty() || !vs.timers.empty())) {
+      ReportError(&vs, MissingAwait(vs));
+      trace_call_sites_ = true;
+      failed = true;
+    }
     ++vs.generation;  // anything still pending from this iteration is stale now
     iteration_deadlines_.Disarm(&vs);
+    CountUnanswered(vs);
     DropTimersOf(vs);
     DropRequestsOf(vs);
     vs.group.clear();
-    vs.vu.FinishIteration(f.failed);
+    vs.vu.FinishIteration(failed);
   }
+}
+
+std::string Runtime::MissingAwait(const VuScript& vs) {
+  size_t sleeps = 0, timers = 0;
+  std::string site;
+  for (const auto& r : vs.requests) {
+    if (site.empty()) site = r->call_site;
+  }
+  for (uint32_t id : vs.timers) {
+    auto it = timers_.find(id);
+    if (it == timers_.end()) continue;
+    ++(it->second->promise ? sleeps : timers);
+    if (site.empty()) site = it->second->call_site;
+  }
+  std::vector<std::string> what;
+  const auto count = [&](size_t n, const char* one, const char* many) {
+    if (n == 1) what.emplace_back(one);
+    if (n > 1) what.push_back(fmt::format("{} {}", n, many));
+  };
+  count(vs.requests.size(), "a request", "requests");
+  count(sleeps, "a sleep()", "sleep()s");
+  count(timers, "a timer", "timers");
+  std::string list;
+  for (size_t i = 0; i < what.size(); ++i) {
+    list += (i == 0 ? "" : i + 1 == what.size() ? " and " : ", ") + what[i];
+  }
+  return fmt::format(
+      "{}missing await: the iteration ended with {} still pending (await every http call and sleep(), "
+      "or return the promise; requests sent and not awaited count as failed){}",
+      site.empty() ? "" : site + ": ", list, site.empty() ? "; the next such iteration names the line" : "");
+}
+
+void Runtime::CountUnanswered(VuScript& vs) {
+  const int64_t now = MonoNanos();
+  for (const auto& r : vs.requests) {
+    if (r->connection == nullptr) continue;  // queued behind the VU's busy connections: never sent
+    stats::RequestSample sample;
+    sample.total_ns = now - r->started_ns;
+    sample.error = stats::ErrorKind::kScript;
+    vs.vu.RecordRequest(r->series, sample, "the iteration ended before the response (missing await?)");
+  }
+}
+
+std::string Runtime::CallSite() {
+  if (!trace_call_sites_) return {};
+  JS::RootedObject frame(cx_);
+  if (!JS::CaptureCurrentStack(cx_, &frame, JS::StackCapture(JS::MaxFrames(16)))) {
+    JS_ClearPendingException(cx_);
+    return {};
+  }
+  JS::RootedString source(cx_);
+  JS::RootedObject parent(cx_);
+  constexpr auto kExclude = JS::SavedFrameSelfHosted::Exclude;
+  while (frame) {
+    if (JS::GetSavedFrameSource(cx_, nullptr, frame, &source, kExclude) != JS::SavedFrameResult::Ok) break;
+    const std::string file = source ? ToUtf8(cx_, source) : std::string();
+    if (file != kPreludeName) {
+      uint32_t line = 0, column = 0;
+      JS::GetSavedFrameLine(cx_, nullptr, frame, &line, kExclude);
+      JS::GetSavedFrameColumn(cx_, nullptr, frame, &column, kExclude);
+      return fmt::format("{}:{}:{}", file, line, column);
+    }
+    if (JS::GetSavedFrameParent(cx_, nullptr, frame, &parent, kExclude) != JS::SavedFrameResult::Ok) break;
+    frame = parent;
+  }
+  return {};
 }
 
 // ---- iterations
@@ -668,6 +747,7 @@ uint32_t Runtime::AddTimer(VuScript& vs, int64_t delay_ns, int64_t interval_ns, 
   t->fn = fn;
   t->args = args;
   t->promise = promise;
+  t->call_site = CallSite();
   config_.env->loop->Schedule(t.get(), MonoNanos() + std::max<int64_t>(0, delay_ns));
   vs.timers.push_back(id);
   timers_.emplace(id, std::move(t));

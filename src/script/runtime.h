@@ -174,6 +174,10 @@ class Runtime final {
   std::string TakeException();
   // Records an iteration error (examples in the summary; the first ones are also logged).
   void ReportError(VuScript* vs, const std::string& message);
+  // Where the script called the native now running ("file.js:12:5": the innermost frame outside the
+  // prelude), once call sites are traced: from the first iteration that ended with a request or timer still
+  // pending on, so that the next such iteration's error names the line. "" otherwise (stack captures cost).
+  std::string CallSite();
 
   // Timers and sleep.
   uint32_t AddTimer(VuScript& vs, int64_t delay_ns, int64_t interval_ns, JS::HandleObject fn,
@@ -218,6 +222,10 @@ class Runtime final {
   void RunQueuedJobs();
   void ReportRejections();
   void FinishPending();
+  // The "missing await" error of an iteration that ended with requests or timers still pending.
+  std::string MissingAwait(const VuScript& vs);
+  // Requests of an ending iteration that were sent and will never be answered: counted as failed.
+  void CountUnanswered(VuScript& vs);
   void DropTimersOf(VuScript& vs);
   void DropRequestsOf(VuScript& vs);
 
@@ -270,6 +278,7 @@ class Runtime final {
   net::DeadlineList iteration_deadlines_;
   uint32_t errors_logged_ = 0;
   int64_t last_gc_ns_ = 0;
+  bool trace_call_sites_ = false;  // see CallSite
 };
 
 // One request of a script: serialised, sent on one of the VU's connections, resolved or rejected later.
@@ -297,8 +306,9 @@ class PendingRequest final : public http::ClientHandler, public net::Timer {
   bool capture = true;
   int64_t timeout_ns = 0;
   int64_t started_ns = 0;
-  http::ClientConnection* connection = nullptr;
-  std::string early_error;  // set: fails with kDns without sending
+  http::ClientConnection* connection = nullptr;  // set once sent
+  std::string early_error;                       // set: fails with kDns without sending
+  std::string call_site;                         // Runtime::CallSite() when made
 
  private:
   Runtime& rt_;

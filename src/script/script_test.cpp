@@ -324,6 +324,50 @@ TEST(Script, ExceptionsFailTheIterationAndTheRunGoesOn) {
   EXPECT_TRUE(rig.HasExample("Error: every third (script.js:3:")) << "examples";
 }
 
+// http.get() and sleep() without await (a k6 habit): the iteration returns at once with them pending and the
+// next one starts, flooding the target. Each such iteration is an error naming the line (from the second
+// one on: call sites are traced only once the problem was seen), and every request sent is counted.
+TEST(Script, MissingAwaitIsAnIterationErrorNamingTheLine) {
+  Rig rig;
+  auto ok = rig.Run(R"js(
+    import { http, sleep } from 'meridian';
+    export default async function () {
+      http.get(__ENV.BASE + '/?delay=1s', { name: 'unawaited' });
+      sleep(1);
+    }
+  )js",
+                    1, 5);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(rig.Scenario().iterations, 5u);
+  EXPECT_EQ(rig.Scenario().failed_iterations, 5u);
+  std::string examples;
+  for (const auto& [k, m] : rig.result.totals.error_examples) examples += m + "\n";
+  EXPECT_TRUE(rig.HasExample("missing await: the iteration ended with a request and a sleep() still pending"))
+      << examples;
+  EXPECT_TRUE(rig.HasExample("script.js:4:")) << examples;  // the http.get line
+  EXPECT_EQ(rig.Requests("unawaited"), 5u);                 // sent, so counted (as failed)
+}
+
+// Awaited work, and a timer cleared before the end, is not "missing await".
+TEST(Script, AwaitedWorkIsNotMissingAwait) {
+  Rig rig;
+  auto ok = rig.Run(R"js(
+    import { http, sleep } from 'meridian';
+    export default async function () {
+      const pending = http.get(__ENV.BASE + '/', { name: 'later' });
+      await sleep(0.01);
+      await pending;
+      const id = setInterval(() => {}, 5);
+      clearInterval(id);
+    }
+  )js",
+                    1, 3);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(rig.Scenario().failed_iterations, 0u);
+  EXPECT_EQ(rig.Requests("later"), 3u);
+  EXPECT_TRUE(rig.result.totals.error_examples.empty());
+}
+
 TEST(Script, NeverResolvingPromiseTimesOut) {
   Rig rig;
   auto ok = rig.Run(R"js(
