@@ -213,6 +213,15 @@ class Agent::RunExecution {
     if (result->began_mono_ns > 0) {
       started_ns_ = WallNanos() - (MonoNanos() - result->began_mono_ns) + agent_.clock_.offset_ns;
     }
+    // When its last iteration or step ended, likewise: rates divide by the time the work lasted, not by the
+    // schedule (iterations in their graceful stop run past it).
+    if (result->start_mono_ns > 0 && result->duration_ns > 0) {
+      load_ended_ns_ = WallNanos() - (MonoNanos() - (result->start_mono_ns + result->duration_ns)) +
+                       agent_.clock_.offset_ns;
+    }
+    for (const auto& r : step_results) {
+      if (r.ended_ns > 0) load_ended_ns_ = std::max(load_ended_ns_, r.ended_ns + agent_.clock_.offset_ns);
+    }
     finished_.store(true);
     Wake();
     reporter.join();
@@ -398,10 +407,10 @@ class Agent::RunExecution {
                            {"error", r.error},
                            {"log", trimmed(r.log)}});
     }
-    const std::string body =
-        json{{"last_seq", last_seq}, {"requests", requests},      {"connections", connections},
-             {"retries", retries},   {"started_ns", started_ns_}, {"steps", instances}}
-            .dump(-1, ' ', false, json::error_handler_t::replace);
+    const std::string body = json{
+        {"last_seq", last_seq}, {"requests", requests},      {"connections", connections},
+        {"retries", retries},   {"started_ns", started_ns_}, {"load_ended_ns", load_ended_ns_},
+        {"steps", instances}}.dump(-1, ' ', false, json::error_handler_t::replace);
     for (int attempt = 0; !agent_.abort_.load() && !cancelled_; ++attempt) {
       auto r =
           control_->Request("POST", fmt::format("/v1/runs/{}/agents/{}/done", run_id_, agent_.id_), body);
@@ -435,6 +444,7 @@ class Agent::RunExecution {
   bool ready_sent_ = false;  // engine thread only
   bool cancelled_ = false;
   int64_t started_ns_ = 0;
+  int64_t load_ended_ns_ = 0;
 };
 
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {

@@ -17,21 +17,12 @@
 #include "control/control.h"
 #include "core/duration.h"
 #include "core/files.h"
+#include "core/id.h"
 #include "plan/reader.h"
 
 namespace meridian::control {
 namespace {
 constexpr const char* kScopes[] = {"runs:read", "runs:write", "agent", "env:allocate", "env:admin"};
-
-std::string Hex(const unsigned char* p, size_t n) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(d[p[i] >> 4]);
-    out.push_back(d[p[i] & 15]);
-  }
-  return out;
-}
 }  // namespace
 
 bool ValidScope(const std::string& scope) {
@@ -78,11 +69,7 @@ Result<std::string> LoadOrCreateServerKey(const std::string& dir) {
   return key;
 }
 
-std::string NewToken() {
-  unsigned char b[32];
-  if (RAND_bytes(b, sizeof b) != 1) std::abort();  // no randomness: never hand out a guessable token
-  return Hex(b, sizeof b);
-}
+std::string NewToken() { return RandomHex(32); }
 
 Result<ServerConfig> LoadServerConfig(const std::string& path) {
   std::ifstream in(path);

@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "core/duration.h"
 #include "core/files.h"
+#include "core/id.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "envpool/envpool.h"
@@ -42,8 +43,6 @@ constexpr size_t kSmallBody = 64 * 1024;         // what every route but plans, 
 constexpr size_t kParseInlineBytes = 64 * 1024;  // larger JSON bodies are parsed on the work thread
 constexpr int64_t kPruneEveryNs = 60'000'000'000;
 constexpr const char* kAgentSecretHeader = "meridian-agent-secret";
-
-std::string NewId(const char* prefix) { return fmt::format("{}{}", prefix, NewToken().substr(0, 12)); }
 
 int ExitCodeFor(const std::string& state) {
   if (state == "passed") return 0;
@@ -1218,7 +1217,7 @@ class ControlPlane::Impl {
     }
     CheckRunCap(owner);  // again: runs may have started while the plan was parsed
     auto run = std::make_unique<Run>();
-    run->row.id = NewId("r-");
+    run->row.id = NewId(IdKind::kRun);
     run->row.name = plan.name;
     run->row.state = "created";
     run->row.plan_yaml = std::move(yaml);
@@ -1343,7 +1342,7 @@ class ControlPlane::Impl {
                          "",
                          {{"Retry-After", "30"}}};
         }
-        row.id = NewId("a-");
+        row.id = NewId(IdKind::kAgent);
         secret = NewToken();
         row.secret_hash = KeyedHash(key_, secret);
       }
@@ -1477,6 +1476,7 @@ class ControlPlane::Impl {
       a->retries = Field<uint64_t>(body, "retries", 0);
       const int64_t started_ns = Field<int64_t>(body, "started_ns", 0);
       if (started_ns > 0 && a->started_ns == 0) a->started_ns = started_ns;
+      a->load_ended_ns = std::max<int64_t>(0, Field<int64_t>(body, "load_ended_ns", 0));
       if (body.contains("steps")) StoreSteps(run, *a, body["steps"]);
       if (a->state != "lost") a->state = "done";
       SaveAssignment(*a);

@@ -220,18 +220,37 @@ bool RegionMatches(const stats::ThresholdSet& set, const std::string& region) {
   return true;
 }
 
-int64_t RunSeconds(const Run& run) {
+// What every rate divides by: the time the run's work lasted, from the start instant to the end of the last
+// iteration or step of any agent, as agents said in done (iterations in their graceful stop run past the
+// schedule). A lost agent, or one still running, counts to the end of its last second of data; before any
+// done, the seconds of data so far, within the schedule.
+int64_t RunDurationNs(const Run& run) {
   int64_t last = -1;
   for (const auto& [id, p] : run.progress) last = std::max(last, p.last_second);
-  return std::max<int64_t>(
+  const int64_t so_far = std::max<int64_t>(
       1, std::min<int64_t>(last + 1, (run.plan.ScheduledDuration() + kNanosPerSecond - 1) / kNanosPerSecond));
+  const int64_t start = run.row.start_at_ns;
+  int64_t ended = 0;
+  for (const auto& a : run.assignments) {
+    if (a.load_ended_ns > 0) {
+      ended = std::max(ended, a.load_ended_ns);
+      continue;
+    }
+    auto it = run.progress.find(a.agent_id);
+    const int64_t seconds = it == run.progress.end() ? 0 : it->second.last_second + 1;
+    ended = std::max(ended, start + seconds * kNanosPerSecond);
+  }
+  const bool reported = std::any_of(run.assignments.begin(), run.assignments.end(),
+                                    [](const store::AssignmentRow& a) { return a.load_ended_ns > 0; });
+  if (!reported || start <= 0 || ended <= start) return so_far * kNanosPerSecond;
+  return ended - start;
 }
 
 }  // namespace
 
 stats::MetricData MetricFor(const Run& run, const stats::ThresholdSet& set) {
   stats::MetricData d;
-  d.seconds = static_cast<double>(RunSeconds(run));
+  d.seconds = static_cast<double>(RunDurationNs(run)) / 1e9;
   if (set.kind == stats::MetricKind::kStep) {
     // A step's StatsD metric, over the instances that match the step, instance and region filters.
     for (const auto& [id, p] : run.progress) {
@@ -357,7 +376,7 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
     meta.retries += a.retries;
   }
   meta.started_wall_ns = run.row.start_at_ns;
-  meta.duration_ns = RunSeconds(run) * kNanosPerSecond;
+  meta.duration_ns = RunDurationNs(run);
   meta.stopped_early = run.stop;
 
   // Thresholds.
@@ -457,7 +476,7 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
       return std::tie(a.first->name, a.first->group) < std::tie(b.first->name, b.first->group);
     });
-    const double run_seconds = static_cast<double>(std::max<int64_t>(1, RunSeconds(run)));
+    const double run_seconds = static_cast<double>(RunDurationNs(run)) / 1e9;
     if (!rows.empty()) text += "\n  step metrics (StatsD from steps):\n";
     for (const auto& [e, m] : rows) {
       const std::string series = fmt::format("{}{{{}}}", e->name, e->group);

@@ -1,4 +1,5 @@
 #pragma once
+// PRIVATE to control (scripts/lint keeps other modules out).
 // Internal to control/: one run's live state (rebuilt from the store on restart), its aggregation of agent
 // reports, and its summary.
 

@@ -14,6 +14,11 @@ int64_t Read(clockid_t id) {
 
 int64_t MonoNanos() { return Read(CLOCK_MONOTONIC); }
 int64_t WallNanos() { return Read(CLOCK_REALTIME); }
+
+SystemClock& SystemClock::Instance() {
+  static SystemClock clock;
+  return clock;
+}
 int64_t ThreadCpuNanos() { return Read(CLOCK_THREAD_CPUTIME_ID); }
 int64_t ProcessCpuNanos() { return Read(CLOCK_PROCESS_CPUTIME_ID); }
 

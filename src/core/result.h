@@ -1,6 +1,7 @@
 #pragma once
 // Result<T>: the value of an operation that can fail, or the Error saying why. Used at module edges instead
 // of exceptions (see STYLE.md); exceptions are reserved for the top of a subcommand or an HTTP handler.
+// A module with errors of its own (the lease core's LeaseError) names its error type: Result<T, LeaseError>.
 
 #include <string>
 #include <utility>
@@ -30,11 +31,11 @@ struct Error {
   std::string message;
 };
 
-template <class T>
+template <class T, class E = Error>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
-  Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(E error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -51,7 +52,7 @@ class [[nodiscard]] Result {
     MERIDIAN_RELEASE_ASSERT(ok());
     return std::get<0>(std::move(v_));
   }
-  const Error& error() const {
+  const E& error() const {
     MERIDIAN_RELEASE_ASSERT(!ok());
     return std::get<1>(v_);
   }
@@ -61,23 +62,23 @@ class [[nodiscard]] Result {
   const T& operator*() const& { return value(); }
 
  private:
-  std::variant<T, Error> v_;
+  std::variant<T, E> v_;
 };
 
-template <>
-class [[nodiscard]] Result<void> {
+template <class E>
+class [[nodiscard]] Result<void, E> {
  public:
   Result() = default;
-  Result(Error error) : error_(std::move(error)), ok_(false) {}  // NOLINT(google-explicit-constructor)
+  Result(E error) : error_(std::move(error)), ok_(false) {}  // NOLINT(google-explicit-constructor)
   bool ok() const { return ok_; }
   explicit operator bool() const { return ok_; }
-  const Error& error() const {
+  const E& error() const {
     MERIDIAN_RELEASE_ASSERT(!ok_);
     return error_;
   }
 
  private:
-  Error error_;
+  E error_;
   bool ok_ = true;
 };
 

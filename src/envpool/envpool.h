@@ -5,16 +5,11 @@
 // concurrency (failure → dirty until reinstated), the reaper for expired leases, grow mode, draining, an
 // append-only audit table and Prometheus metrics.
 //
-// State lives in the store: every environment's state, its holder, every deadline is a column, and every
-// transition is guarded by the expected state and allocation id, so a duplicate or stale action is a no-op
-// and a restarted control plane carries on (cleanups it was running are retried once, then marked dirty;
-// revokes it had not seen finish run again). A store that cannot write makes the request fail with 503 and
-// Retry-After; nothing is answered as done that was not stored.
-//
-// Queues are walked by index and entries are only marked done during a walk (removed after it), so that an
-// answer sent from inside a walk, or anything it sets off, cannot invalidate the walk.
-// Single-threaded: everything runs on the control plane's loop thread; hook commands run on their own threads
-// and report back to it.
+// EnvPool is the HTTP face the control plane holds (api.cpp): routes, request checks, JSON and the statuses
+// of the lease core's errors. The core (leases.h, private to this module) does the rest with no HTTP inside,
+// on an injected clock and hook runner; EnvPool gives it the system clock and real hook processes (runner.h).
+// Single-threaded: everything runs on the control plane's loop thread; hook commands run on their own
+// threads and report back to it.
 
 #include <memory>
 #include <set>

@@ -42,6 +42,15 @@ std::string Resolve(const std::string& name) {
   return {};
 }
 
+// Whether `pid` has ended, leaving it unreaped (WNOWAIT). `flags`: WNOHANG or 0 (block).
+bool Ended(pid_t pid, int flags) {
+  siginfo_t info{};
+  while (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT | flags) < 0) {
+    if (errno != EINTR) return true;  // ECHILD: nothing to wait for
+  }
+  return info.si_pid == pid;
+}
+
 }  // namespace
 
 std::string CommandResult::Describe() const {
@@ -132,10 +141,9 @@ CommandResult RunCommand(const Command& command, const std::string& input,
   int status = 0;
   char buf[16384];
   while (true) {
-    if (!exited) {
-      const pid_t w = waitpid(pid, &status, WNOHANG);
-      if (w == pid) exited = true;
-    }
+    // Seen, not reaped: while the leader is a zombie its id cannot be given to another process, so the
+    // group signal at the end cannot reach a stranger's group.
+    if (!exited) exited = Ended(pid, WNOHANG);
     // Once the process ended, read what is left and stop (a background child may hold the pipes open).
     pollfd fds[3];
     int n = 0;
@@ -183,8 +191,10 @@ CommandResult RunCommand(const Command& command, const std::string& input,
   for (int fd : {in_fd, out_fd, err_fd}) {
     if (fd >= 0) close(fd);
   }
-  if (!exited) waitpid(pid, &status, 0);
-  kill(-pid, SIGKILL);  // whatever it left behind in its group
+  if (!exited) Ended(pid, 0);
+  kill(-pid, SIGKILL);  // whatever it left behind in its group, then the leader is reaped
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
   if (result.exit_code == 127 && result.error.empty() && log.bytes() == 0) {

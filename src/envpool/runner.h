@@ -1,4 +1,5 @@
 #pragma once
+// PRIVATE to envpool (scripts/lint keeps other modules out).
 // Hook commands for the environment pools (cleanup, credentials, revoke, grow): each runs on its own thread
 // as a child process in its own process group, with its input on stdin, stdout and stderr captured (bounded),
 // a deadline (SIGTERM to the group, SIGKILL 5 s later), and PR_SET_PDEATHSIG so that no hook outlives the
@@ -17,23 +18,11 @@
 #include <string>
 #include <thread>
 
+#include "envpool/hooks.h"
 #include "envpool/registry.h"
 #include "net/event_loop.h"
 
 namespace meridian::envpool {
-
-struct CommandResult {
-  int exit_code = -1;  // when it exited
-  int signal = 0;      // when a signal ended it
-  bool timed_out = false;
-  std::string out;  // stdout (bounded)
-  std::string log;  // stdout and stderr interleaved (head and tail kept)
-  uint64_t log_bytes = 0;
-  std::string error;  // it could not start
-  int64_t duration_ns = 0;
-  bool ok() const { return error.empty() && !timed_out && signal == 0 && exit_code == 0; }
-  std::string Describe() const;  // "exit 0", "exit 3", "killed by signal 9", "timed out after 30s", …
-};
 
 // Blocking. `env` is added to the server's environment, without the variables named in `hidden` (the ones
 // holding the server's own tokens: a hook's log is shown to env:allocate holders).
@@ -41,17 +30,17 @@ CommandResult RunCommand(const Command& command, const std::string& input,
                          const std::map<std::string, std::string>& env, std::atomic<bool>* cancel = nullptr,
                          const std::set<std::string>& hidden = {});
 
-class Runner {
+class Runner final : public HookRunner {
  public:
   explicit Runner(net::EventLoop& loop, std::set<std::string> hidden = {})
       : loop_(loop), hidden_(std::move(hidden)) {}
-  ~Runner();  // cancels what runs (SIGTERM to each group) and joins the threads
+  ~Runner() override;  // cancels what runs (SIGTERM to each group) and joins the threads
   Runner(const Runner&) = delete;
   Runner& operator=(const Runner&) = delete;
 
   // Runs `command` on a new thread; `done` runs on the loop thread (not after the Runner is destroyed).
   void Start(Command command, std::string input, std::map<std::string, std::string> env,
-             std::function<void(CommandResult)> done);
+             std::function<void(CommandResult)> done) override;
   size_t running() const { return running_; }
 
  private:

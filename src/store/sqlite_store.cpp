@@ -18,6 +18,28 @@
 
 namespace meridian::store {
 namespace {
+constexpr const char* kEnvStates[] = {"available", "allocated", "cleaning", "dirty", "retired"};
+constexpr const char* kAllocationStates[] = {"active", "released", "expired"};
+}  // namespace
+
+const char* EnvStateName(EnvState state) { return kEnvStates[static_cast<size_t>(state)]; }
+std::optional<EnvState> ParseEnvState(std::string_view text) {
+  for (size_t i = 0; i < std::size(kEnvStates); ++i) {
+    if (text == kEnvStates[i]) return static_cast<EnvState>(i);
+  }
+  return std::nullopt;
+}
+const char* AllocationStateName(AllocationState state) {
+  return kAllocationStates[static_cast<size_t>(state)];
+}
+std::optional<AllocationState> ParseAllocationState(std::string_view text) {
+  for (size_t i = 0; i < std::size(kAllocationStates); ++i) {
+    if (text == kAllocationStates[i]) return static_cast<AllocationState>(i);
+  }
+  return std::nullopt;
+}
+
+namespace {
 
 // Each entry migrates from version i to i+1. Never edit a released entry: add a new one.
 constexpr const char* kMigrations[] = {
@@ -85,6 +107,9 @@ CREATE INDEX allocations_ended ON allocations(ended_ns) WHERE state != 'active';
 CREATE INDEX runs_ended ON runs(ended_ns) WHERE ended_ns > 0;
 CREATE INDEX audit_by_time ON audit(at_ns);
 DELETE FROM tokens;
+)",
+    R"(
+ALTER TABLE run_agents ADD COLUMN load_ended_ns INTEGER NOT NULL DEFAULT 0;
 )",
 };
 
@@ -354,11 +379,11 @@ class SqliteStore final : public Store {
   }
 
   Result<void> PutAssignment(const AssignmentRow& a) override {
-    Stmt s(cache_, "INSERT OR REPLACE INTO run_agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+    Stmt s(cache_, "INSERT OR REPLACE INTO run_agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
     s.Bind(1, a.run_id).Bind(2, a.agent_id).Bind(3, a.region).Bind(4, int64_t{a.slot}).Bind(5, a.state);
     s.Bind(6, a.ready_ns).Bind(7, a.started_ns).Bind(8, a.last_seq).Bind(9, a.acked_seq);
     s.Bind(10, static_cast<int64_t>(a.requests)).Bind(11, static_cast<int64_t>(a.connections));
-    s.Bind(12, static_cast<int64_t>(a.retries));
+    s.Bind(12, static_cast<int64_t>(a.retries)).Bind(13, a.load_ended_ns);
     if (s.Step() != SQLITE_DONE) return s.Fail("put assignment");
     return {};
   }
@@ -371,7 +396,8 @@ class SqliteStore final : public Store {
     while ((rc = s.Step()) == SQLITE_ROW) {
       out.push_back(AssignmentRow{s.Text(0), s.Text(1), s.Text(2), static_cast<uint32_t>(s.Int(3)), s.Text(4),
                                   s.Int(5), s.Int(6), s.Int(7), s.Int(8), static_cast<uint64_t>(s.Int(9)),
-                                  static_cast<uint64_t>(s.Int(10)), static_cast<uint64_t>(s.Int(11))});
+                                  static_cast<uint64_t>(s.Int(10)), static_cast<uint64_t>(s.Int(11)),
+                                  s.Int(12)});
     }
     if (rc != SQLITE_DONE) return s.Fail("list assignments");
     return out;
@@ -479,7 +505,8 @@ class SqliteStore final : public Store {
       "id, pool, spec_json, state, allocation_id, draining, removed, grown, created_ns, state_since_ns, "
       "last_released_ns, cleanup_deadline_ns, cleanup_attempts, note, log";
   static void BindEnv(Stmt& s, const EnvironmentRow& e) {
-    s.Bind(1, e.id).Bind(2, e.pool).Bind(3, e.spec_json).Bind(4, e.state).Bind(5, e.allocation_id);
+    s.Bind(1, e.id).Bind(2, e.pool).Bind(3, e.spec_json).Bind(4, std::string(EnvStateName(e.state)));
+    s.Bind(5, e.allocation_id);
     s.Bind(6, e.draining)
         .Bind(7, e.removed)
         .Bind(8, e.grown)
@@ -496,7 +523,8 @@ class SqliteStore final : public Store {
     e.id = s.Text(0);
     e.pool = s.Text(1);
     e.spec_json = s.Text(2);
-    e.state = s.Text(3);
+    // A state this version does not know (a newer one wrote it) is never handed out.
+    e.state = ParseEnvState(s.Text(3)).value_or(EnvState::kDirty);
     e.allocation_id = s.Text(4);
     e.draining = s.Int(5) != 0;
     e.removed = s.Int(6) != 0;
@@ -518,7 +546,7 @@ class SqliteStore final : public Store {
     if (s.Step() != SQLITE_DONE) return s.Fail("insert environment");
     return {};
   }
-  Result<bool> UpdateEnvironment(const EnvironmentRow& e, const std::string& expected_state,
+  Result<bool> UpdateEnvironment(const EnvironmentRow& e, EnvState expected_state,
                                  const std::string& expected_allocation) override {
     Stmt s(cache_,
            "UPDATE environments SET id=?1, pool=?2, spec_json=?3, state=?4, allocation_id=?5, draining=?6, "
@@ -526,13 +554,13 @@ class SqliteStore final : public Store {
            "cleanup_deadline_ns=?12, cleanup_attempts=?13, note=?14, log=?15 WHERE id=?1 AND state=?16 AND "
            "allocation_id=?17");
     BindEnv(s, e);
-    s.Bind(16, expected_state).Bind(17, expected_allocation);
+    s.Bind(16, std::string(EnvStateName(expected_state))).Bind(17, expected_allocation);
     if (s.Step() != SQLITE_DONE) return s.Fail("update environment");
     return sqlite3_changes(db_) > 0;
   }
-  Result<bool> DeleteEnvironment(const std::string& id, const std::string& expected_state) override {
+  Result<bool> DeleteEnvironment(const std::string& id, EnvState expected_state) override {
     Stmt s(cache_, "DELETE FROM environments WHERE id=? AND state=?");
-    s.Bind(1, id).Bind(2, expected_state);
+    s.Bind(1, id).Bind(2, std::string(EnvStateName(expected_state)));
     if (s.Step() != SQLITE_DONE) return s.Fail("delete environment");
     return sqlite3_changes(db_) > 0;
   }
@@ -541,7 +569,7 @@ class SqliteStore final : public Store {
     s.Bind(1, id);
     return s.One(ReadEnv, "get environment");
   }
-  Result<std::vector<EnvironmentRow>> Environments(const std::string& pool, const std::string& state,
+  Result<std::vector<EnvironmentRow>> Environments(const std::string& pool, std::optional<EnvState> state,
                                                    bool free_only) override {
     static const std::string kList = [] {
       std::string cols = kEnvColumns;
@@ -549,15 +577,15 @@ class SqliteStore final : public Store {
       return cols;
     }();
     const char* where = free_only ? "pool = ?1 AND state = 'available' AND draining = 0 AND removed = 0"
-                        : pool.empty() && state.empty() ? "1"
-                        : state.empty()                 ? "pool = ?1"
-                        : pool.empty()                  ? "state = ?2"
-                                                        : "pool = ?1 AND state = ?2";
+                        : pool.empty() && !state ? "1"
+                        : !state                 ? "pool = ?1"
+                        : pool.empty()           ? "state = ?2"
+                                                 : "pool = ?1 AND state = ?2";
     Stmt s(cache_, fmt::format("SELECT {} FROM environments WHERE {} ORDER BY {}", kList, where,
                                free_only ? "last_released_ns, id" : "pool, last_released_ns, id")
                        .c_str());
     if (!pool.empty() || free_only) s.Bind(1, pool);
-    if (!state.empty() && !free_only) s.Bind(2, state);
+    if (state && !free_only) s.Bind(2, std::string(EnvStateName(*state)));
     return s.All(ReadEnv, "list environments");
   }
 
@@ -566,11 +594,16 @@ class SqliteStore final : public Store {
       "expires_ns, max_expires_ns, ended_ns, revoke_pending";
   static void BindAlloc(Stmt& s, const AllocationRow& a) {
     s.Bind(1, a.id).Bind(2, a.pool).Bind(3, a.principal).Bind(4, a.requester).Bind(5, a.env_ids_json);
-    s.Bind(6, a.state).Bind(7, a.outcome).Bind(8, a.idempotency_key).Bind(9, a.created_ns);
+    s.Bind(6, std::string(AllocationStateName(a.state)))
+        .Bind(7, a.outcome)
+        .Bind(8, a.idempotency_key)
+        .Bind(9, a.created_ns);
     s.Bind(10, a.expires_ns).Bind(11, a.max_expires_ns).Bind(12, a.ended_ns).Bind(13, a.revoke_pending);
   }
   static AllocationRow ReadAlloc(Stmt& s) {
-    return AllocationRow{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5),     s.Text(6),
+    // A state this version does not know counts as ended: never extended, never released twice.
+    const AllocationState state = ParseAllocationState(s.Text(5)).value_or(AllocationState::kReleased);
+    return AllocationRow{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), state,         s.Text(6),
                          s.Text(7), s.Int(8),  s.Int(9),  s.Int(10), s.Int(11), s.Int(12) != 0};
   }
   Result<void> InsertAllocation(const AllocationRow& a) override {
@@ -581,13 +614,13 @@ class SqliteStore final : public Store {
     if (s.Step() != SQLITE_DONE) return s.Fail("insert allocation");
     return {};
   }
-  Result<bool> UpdateAllocation(const AllocationRow& a, const std::string& expected_state) override {
+  Result<bool> UpdateAllocation(const AllocationRow& a, AllocationState expected_state) override {
     Stmt s(cache_,
            "UPDATE allocations SET id=?1, pool=?2, principal=?3, requester=?4, env_ids_json=?5, state=?6, "
            "outcome=?7, idempotency_key=?8, created_ns=?9, expires_ns=?10, max_expires_ns=?11, ended_ns=?12, "
            "revoke_pending=?13 WHERE id=?1 AND state=?14");
     BindAlloc(s, a);
-    s.Bind(14, expected_state);
+    s.Bind(14, std::string(AllocationStateName(expected_state)));
     if (s.Step() != SQLITE_DONE) return s.Fail("update allocation");
     return sqlite3_changes(db_) > 0;
   }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -64,6 +65,8 @@ struct AssignmentRow {
   uint64_t requests = 0;     // the agent's own total, from done
   uint64_t connections = 0;  // connections the agent opened, from done
   uint64_t retries = 0;      // idempotent requests re-sent on a stale keep-alive connection, from done
+  int64_t load_ended_ns =
+      0;  // when the agent's last iteration ended, on the control plane's clock (0: unknown)
 };
 
 struct SampleRow {
@@ -96,12 +99,21 @@ struct PoolRow {
   bool removed = false;       // no longer in the registry
 };
 
+// An environment's life (docs/environments.md); retired: removed from the registry, the row is its history.
+// Enums inside, text ("available", …) in the store's rows and in JSON: converted at those edges only.
+enum class EnvState : uint8_t { kAvailable, kAllocated, kCleaning, kDirty, kRetired };
+const char* EnvStateName(EnvState state);
+std::optional<EnvState> ParseEnvState(std::string_view text);
+
+enum class AllocationState : uint8_t { kActive, kReleased, kExpired };
+const char* AllocationStateName(AllocationState state);
+std::optional<AllocationState> ParseAllocationState(std::string_view text);
+
 struct EnvironmentRow {
   std::string id;
   std::string pool;
   std::string spec_json;  // region, account, capabilities, credentials and cleanup overrides
-  // available | allocated | cleaning | dirty | retired (removed from the registry; the row is its history)
-  std::string state = "available";
+  EnvState state = EnvState::kAvailable;
   std::string allocation_id;  // the allocation holding it (allocated) or being cleaned after (cleaning)
   bool draining = false;      // no new allocations (drain, or removed from the registry)
   bool removed = false;       // removed from the registry: deleted once available
@@ -121,8 +133,8 @@ struct AllocationRow {
   std::string principal;     // the token that allocated it: the owner
   std::string requester;     // who, as the caller names itself (CI job, user)
   std::string env_ids_json;  // ["e1","e2"]
-  std::string state;         // active | released | expired
-  std::string outcome;       // success | failure | expired | … when ended
+  AllocationState state = AllocationState::kActive;
+  std::string outcome;  // success | failure | expired | … when ended
   std::string idempotency_key;
   int64_t created_ns = 0;
   int64_t expires_ns = 0;
@@ -218,17 +230,17 @@ class Store {
   virtual Result<void> InsertEnvironment(const EnvironmentRow& env) = 0;
   // Guarded: writes `env` only while the stored row has `expected_state` and `expected_allocation`; false
   // (nothing changed) otherwise.
-  virtual Result<bool> UpdateEnvironment(const EnvironmentRow& env, const std::string& expected_state,
+  virtual Result<bool> UpdateEnvironment(const EnvironmentRow& env, EnvState expected_state,
                                          const std::string& expected_allocation) = 0;
-  virtual Result<bool> DeleteEnvironment(const std::string& id, const std::string& expected_state) = 0;
+  virtual Result<bool> DeleteEnvironment(const std::string& id, EnvState expected_state) = 0;
   virtual Result<std::optional<EnvironmentRow>> GetEnvironment(const std::string& id) = 0;
-  // The environments of `pool` ("" = all) in `state` ("" = any), least recently released first, without their
-  // cleanup logs (GetEnvironment has them). `free_only`: available, not draining, not removed.
+  // The environments of `pool` ("" = all) in `state` (nullopt = any), least recently released first, without
+  // their cleanup logs (GetEnvironment has them). `free_only`: available, not draining, not removed.
   virtual Result<std::vector<EnvironmentRow>> Environments(const std::string& pool,
-                                                           const std::string& state = "",
+                                                           std::optional<EnvState> state = std::nullopt,
                                                            bool free_only = false) = 0;
   virtual Result<void> InsertAllocation(const AllocationRow& a) = 0;
-  virtual Result<bool> UpdateAllocation(const AllocationRow& a, const std::string& expected_state) = 0;
+  virtual Result<bool> UpdateAllocation(const AllocationRow& a, AllocationState expected_state) = 0;
   virtual Result<std::optional<AllocationRow>> GetAllocation(const std::string& id) = 0;
   virtual Result<std::optional<AllocationRow>> FindAllocationByKey(const std::string& principal,
                                                                    const std::string& idempotency_key) = 0;
@@ -245,6 +257,41 @@ class Store {
   virtual Result<PruneResult> Prune(const PruneRequest& request) = 0;
 
   virtual int SchemaVersion() = 0;
+};
+
+// One transaction, rolled back unless committed: every early return leaves nothing behind.
+//   store::Transaction txn(store);
+//   if (!txn.ok()) return txn.error();
+//   … writes; any `return` before Commit rolls them back …
+//   if (auto c = txn.Commit(); !c.ok()) return c.error();
+class Transaction {
+ public:
+  explicit Transaction(Store& store) : store_(store), begun_(store.Begin()) {}
+  ~Transaction() {
+    if (begun_.ok() && !finished_) store_.Rollback();
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  bool ok() const { return begun_.ok(); }
+  const Error& error() const { return begun_.error(); }
+  // A commit that fails is rolled back.
+  Result<void> Commit() {
+    finished_ = true;
+    auto r = store_.Commit();
+    if (!r.ok()) store_.Rollback();
+    return r;
+  }
+  // Now rather than at the end of the scope (to read the store as it was before, say).
+  void Rollback() {
+    if (begun_.ok() && !finished_) store_.Rollback();
+    finished_ = true;
+  }
+
+ private:
+  Store& store_;
+  Result<void> begun_;
+  bool finished_ = false;
 };
 
 // Opens (creating if needed) a SQLite database and applies pending migrations. The database and its WAL are

@@ -19,7 +19,7 @@ TEST(SqliteStore, MigratesAndKeepsRunsAcrossReopen) {
   {
     auto s = OpenSqlite(path);
     ASSERT_TRUE(s.ok()) << s.error().message;
-    EXPECT_EQ((*s)->SchemaVersion(), 4);
+    EXPECT_EQ((*s)->SchemaVersion(), 5);
     RunRow r;
     r.id = "r1";
     r.name = "plan";
@@ -37,9 +37,16 @@ TEST(SqliteStore, MigratesAndKeepsRunsAcrossReopen) {
     auto stale = (*s)->TransitionRun(r, "created", "a duplicate timer");  // guarded: no-op
     ASSERT_TRUE(stale.ok());
     EXPECT_FALSE(*stale);
+    AssignmentRow a{"r1", "ag-1", "eu", 0, "done", 10, 20, 5, 5, 100, 2, 1, 3'500'000'020};
+    ASSERT_TRUE((*s)->PutAssignment(a).ok());
   }
   auto s = OpenSqlite(path);
   ASSERT_TRUE(s.ok());
+  auto assignments = (*s)->Assignments("r1");
+  ASSERT_TRUE(assignments.ok());
+  ASSERT_EQ(assignments->size(), 1u);
+  EXPECT_EQ((*assignments)[0].load_ended_ns, 3'500'000'020);  // schema version 5
+  EXPECT_EQ((*assignments)[0].retries, 1u);
   auto run = (*s)->GetRun("r1");
   ASSERT_TRUE(run.ok() && run->has_value());
   EXPECT_EQ((*run)->state, "preparing");
@@ -111,37 +118,39 @@ TEST(SqliteStore, EnvironmentTransitionsAreGuarded) {
     e.last_released_ns = id[1] == '1' ? 20 : 10;  // e2 was released longer ago: first
     ASSERT_TRUE(st.InsertEnvironment(e).ok());
   }
-  auto free = st.Environments("p", "", true);
+  auto free = st.Environments("p", std::nullopt, true);
   ASSERT_TRUE(free.ok());
   ASSERT_EQ(free->size(), 2u);
   EXPECT_EQ((*free)[0].id, "e2");  // least recently released first
   EnvironmentRow e2 = (*free)[0];
-  e2.state = "allocated";
+  e2.state = EnvState::kAllocated;
   e2.allocation_id = "a1";
   ASSERT_TRUE(st.Begin().ok());
-  auto moved = st.UpdateEnvironment(e2, "available", "");
+  auto moved = st.UpdateEnvironment(e2, EnvState::kAvailable, "");
   ASSERT_TRUE(moved.ok());
   EXPECT_TRUE(*moved);
-  AllocationRow a{"a1", "p", "ci", "job", "[\"e2\"]", "active", "", "key-1", 1, 50, 100, 0, false};
+  AllocationRow a{"a1", "p", "ci", "job", "[\"e2\"]", AllocationState::kActive, "", "key-1",
+                  1,    50,  100,  0,     false};
   ASSERT_TRUE(st.InsertAllocation(a).ok());
   ASSERT_TRUE(st.AppendAudit({0, 1, "ci", "allocate", "p", "a1", "e2", "ok", ""}).ok());
   ASSERT_TRUE(st.Commit().ok());
-  auto twice = st.UpdateEnvironment(e2, "available", "");  // a duplicate allocation of e2: no-op
+  auto twice = st.UpdateEnvironment(e2, EnvState::kAvailable, "");  // a duplicate allocation of e2: no-op
   ASSERT_TRUE(twice.ok());
   EXPECT_FALSE(*twice);
-  EXPECT_EQ(st.Environments("p", "", true)->size(), 1u);
-  EXPECT_EQ(st.Environments("", "allocated")->size(), 1u);
+  EXPECT_EQ(st.Environments("p", std::nullopt, true)->size(), 1u);
+  EXPECT_EQ(st.Environments("", EnvState::kAllocated)->size(), 1u);
   auto by_key = st.FindAllocationByKey("ci", "key-1");
   ASSERT_TRUE(by_key.ok() && by_key->has_value());
   EXPECT_EQ((*by_key)->id, "a1");
   EXPECT_FALSE(st.FindAllocationByKey("other", "key-1")->has_value());
   EXPECT_TRUE(st.ExpiredAllocations(49)->empty());
   EXPECT_EQ(st.ExpiredAllocations(50)->size(), 1u);
-  a.state = "expired";
-  auto ended = st.UpdateAllocation(a, "active");
+  a.state = AllocationState::kExpired;
+  auto ended = st.UpdateAllocation(a, AllocationState::kActive);
   ASSERT_TRUE(ended.ok());
   EXPECT_TRUE(*ended);
-  auto again = st.UpdateAllocation(a, "active");  // the reaper and the holder racing: one wins
+  auto again =
+      st.UpdateAllocation(a, AllocationState::kActive);  // the reaper and the holder racing: one wins
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(*again);
   EXPECT_TRUE(st.ExpiredAllocations(1000)->empty());
@@ -190,7 +199,7 @@ TEST(SqliteStore, AllocationsAreFilteredBeforeTheLimit) {
                     owner,
                     "job",
                     "[]",
-                    i % 2 ? "active" : "released",
+                    i % 2 ? AllocationState::kActive : AllocationState::kReleased,
                     "",
                     "",
                     i,
@@ -229,13 +238,14 @@ TEST(SqliteStore, PruneRemovesOnlyWhatIsOldAndEnded) {
     ASSERT_TRUE(st.InsertSample(id, SampleRow{"a", 0, 0, "x"}).ok());
     ASSERT_TRUE(st.PutStepInstance(id, StepInstanceRow{"s", 0, "a", "{}", "log"}).ok());
   }
-  AllocationRow ended{"e-old", "p", "ci", "j", "[]", "released", "success", "", 1, 2, 3, 50, false};
+  AllocationRow ended{"e-old", "p", "ci", "j", "[]", AllocationState::kReleased, "success", "",
+                      1,       2,   3,    50,  false};
   AllocationRow revoking = ended;
   revoking.id = "e-revoke";
   revoking.revoke_pending = true;
   AllocationRow active = ended;
   active.id = "active";
-  active.state = "active";
+  active.state = AllocationState::kActive;
   active.ended_ns = 0;
   for (const auto& a : {ended, revoking, active}) ASSERT_TRUE(st.InsertAllocation(a).ok());
   ASSERT_TRUE(st.AppendAudit({0, 10, "ci", "allocate", "p", "", "", "ok", ""}).ok());

@@ -354,6 +354,32 @@ TEST(EmbeddedRun, AbortOnFailStopsEarly) {
   std::filesystem::remove_all(dir);
 }
 
+// Iterations in their graceful stop run past the schedule: rates divide by the time the load lasted (the
+// Constellation plans' http_reqs N/s divided by the scheduled 30 s while the last iterations ended ~3 s
+// later).
+TEST(EmbeddedRun, RatesDivideByTheTimeTheLoadLasted) {
+  Target target({"--latency", "2500ms"});
+  TempDir dir;
+  dir.Write("plan.yaml",
+            "name: long-tail\nvars: { base: \"" + target.url() +
+                "\" }\nstart_buffer: 200ms\nregions: { a: {}, b: {} }\nscenarios:\n  s: { executor: "
+                "constant-vus, vus: 2, duration: 1s, graceful_stop: 10s, requests: [{ url: "
+                "\"{{base}}/\" }] }\nthresholds:\n  http_reqs: [\"rate<1.5\"]\n");
+  const Finished f = RunFull(
+      {MeridianBinary(), "run", dir.path + "/plan.yaml", "--state-dir", dir.path + "/state", "--json", "-q"});
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  const json s = json::parse(f.out);
+  const double lasted = s["duration_s"].get<double>();
+  EXPECT_GE(lasted, 2.4);  // one 2.5 s iteration per region's VU, begun within the 1 s schedule
+  EXPECT_LT(lasted, 10.0);
+  const auto count = s["requests"]["count"].get<uint64_t>();
+  EXPECT_EQ(count, 2u);
+  EXPECT_NEAR(s["requests"]["rate"].get<double>(), static_cast<double>(count) / lasted, 1e-6);
+  for (const char* region : {"a", "b"}) {
+    EXPECT_NEAR(s["regions"][region]["rate"].get<double>(), 1.0 / lasted, 1e-6) << region;
+  }
+}
+
 TEST(EmbeddedRun, QuickstartExamplePasses) {
   Target target;
   char tmpl[] = "/tmp/meridian-run-XXXXXX";

@@ -24,6 +24,7 @@
 #include "app/common/signals.h"
 #include "core/base64.h"
 #include "core/duration.h"
+#include "core/id.h"
 #include "envpool/registry.h"
 #include "http/fetch.h"
 
@@ -361,8 +362,10 @@ int EnvMain(int argc, char** argv) {
     return kExitOk;
   }
   if (show->parsed()) {
-    auto r = Call(*client, "GET", (id.starts_with("a-") ? "/v1/allocations/" : "/v1/environments/") + id);
-    if (r.ok() && r->status == 404 && id.starts_with("a-"))
+    auto r =
+        Call(*client, "GET",
+             (id.starts_with(IdPrefix(IdKind::kAllocation)) ? "/v1/allocations/" : "/v1/environments/") + id);
+    if (r.ok() && r->status == 404 && id.starts_with(IdPrefix(IdKind::kAllocation)))
       r = Call(*client, "GET", "/v1/environments/" + id);
     if (!r.ok() || r->status >= 300) return fail_reply("show " + id, r);
     if (as_json || !r->body.contains("state") || r->body.contains("environments")) {

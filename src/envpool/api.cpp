@@ -1,0 +1,452 @@
+// The lease service's HTTP adapter: the /v1 routes for allocations, pools, environments and the audit. It
+// reads and checks requests, calls the lease core (leases.h), and maps its answers to JSON and its
+// LeaseErrors to statuses — the only place in envpool that knows HTTP.
+
+#include "http/api.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "core/duration.h"
+#include "envpool/envpool.h"
+#include "envpool/leases.h"
+#include "envpool/runner.h"
+
+namespace meridian::envpool {
+
+using http::ApiError;
+using http::Field;
+using nlohmann::json;
+using nlohmann::ordered_json;
+using store::AllocationState;
+using store::EnvState;
+
+namespace {
+
+constexpr int64_t kSecond = 1'000'000'000;
+constexpr uint32_t kMaxCount = 1000;
+
+std::string Iso(int64_t ns) { return ns > 0 ? FormatIsoTime(ns) : std::string(); }
+
+// The status and code of each lease error: here and nowhere else.
+ApiError ToApiError(const LeaseError& e, const Options& options) {
+  struct Mapping {
+    int status;
+    const char* code;
+  };
+  const auto m = [&]() -> Mapping {
+    switch (e.code) {
+      case LeaseErrorCode::kNoPool:
+        return {404, "no_pool"};
+      case LeaseErrorCode::kNotFound:
+        return {404, "not_found"};
+      case LeaseErrorCode::kNotOwner:
+        return {403, "not_owner"};
+      case LeaseErrorCode::kInvalid:
+        return {400, "invalid_field"};
+      case LeaseErrorCode::kUnsatisfiable:
+        return {409, "unsatisfiable"};
+      case LeaseErrorCode::kNoCapacity:
+      case LeaseErrorCode::kTimedOut:
+        return {423, "no_capacity"};
+      case LeaseErrorCode::kLimitReached:
+        return {429, "limit_reached"};
+      case LeaseErrorCode::kKeyReused:
+        return {409, "key_reused"};
+      case LeaseErrorCode::kInProgress:
+        return {409, "in_progress"};
+      case LeaseErrorCode::kNotActive:
+        return {409, "not_active"};
+      case LeaseErrorCode::kMaxDuration:
+        return {409, "max_duration"};
+      case LeaseErrorCode::kBusy:
+        return {409, "busy"};
+      case LeaseErrorCode::kRemoved:
+        return {409, "removed"};
+      case LeaseErrorCode::kConflict:
+        return {409, "conflict"};
+      case LeaseErrorCode::kRegistryRefused:
+        return {409, "registry_refused"};
+      case LeaseErrorCode::kCredentialsFailed:
+        return {502, "credentials_failed"};
+      case LeaseErrorCode::kGrowFailed:
+        return {503, "grow_failed"};
+      case LeaseErrorCode::kStoreUnavailable:
+        return {503, "store_unavailable"};
+    }
+    return {500, "internal"};
+  }();
+  if (e.code == LeaseErrorCode::kStoreUnavailable) return http::StoreUnavailable(e.message);
+  ApiError out{m.status, m.code, e.message, e.field};
+  if (m.status == 423) {
+    out.headers.emplace_back("Retry-After",
+                             std::to_string(std::max<int64_t>(1, options.retry_after_ns / kSecond)));
+  }
+  if (m.status == 429) out.headers.emplace_back("Retry-After", "5");
+  return out;
+}
+
+// The query's `state` for lists: one of `allowed`, or "" when absent.
+std::string StateQuery(const http::ServerRequest& req, std::initializer_list<const char*> allowed) {
+  if (!req.HasQuery("state")) return "";
+  const std::string v = req.Query("state");
+  std::string list;
+  for (const char* a : allowed) {
+    if (v == a) return v;
+    list += (list.empty() ? "" : ", ") + std::string(a);
+  }
+  throw ApiError{400, "invalid_query", fmt::format("'state' must be one of: {}", list), "state"};
+}
+
+// "30m", "1h30m" or a number of seconds. `positive`: 0 is refused (a lease of no time is a mistake, not a
+// request for the default: leave the field out for that).
+int64_t DurationField(const json& body, const char* name, int64_t fallback, bool positive = false) {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) return fallback;
+  const auto checked = [&](int64_t ns) {
+    if (positive && ns <= 0) {
+      throw ApiError{400, "invalid_field",
+                     fmt::format("'{}' must be longer than 0 (leave it out for the pool's default)", name),
+                     name};
+    }
+    return ns;
+  };
+  if (it->is_number()) {
+    const double s = it->get<double>();
+    if (!(s >= 0) || s > 1e9)
+      throw ApiError{400, "invalid_field", fmt::format("'{}' is out of range", name), name};
+    return checked(static_cast<int64_t>(s * 1e9));
+  }
+  if (it->is_string()) {
+    auto d = ParseDuration(it->get<std::string>());
+    if (d.ok() && *d >= 0) return checked(*d);
+    throw ApiError{400, "invalid_field",
+                   fmt::format("'{}': '{}' is not a duration (e.g. 90s, 30m, 3h, or seconds)", name,
+                               it->get<std::string>()),
+                   name};
+  }
+  throw ApiError{400, "invalid_field", fmt::format("'{}' must be a duration (\"30m\") or seconds", name),
+                 name};
+}
+
+void CheckKeys(const json& body, std::initializer_list<const char*> allowed) {
+  for (const auto& item : body.items()) {
+    const std::string& key = item.key();
+    if (std::none_of(allowed.begin(), allowed.end(), [&key](const char* a) { return key == a; })) {
+      std::string list;
+      for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      throw ApiError{400, "unknown_field", fmt::format("'{}' is not a field here (allowed: {})", key, list),
+                     key};
+    }
+  }
+}
+
+Requirements RequireField(const json& body) {
+  Requirements r;
+  auto it = body.find("require");
+  if (it == body.end() || it->is_null()) return r;
+  if (!it->is_object()) {
+    throw ApiError{400, "invalid_field", "'require' must map capabilities to a value or a list of values",
+                   "require"};
+  }
+  auto text = [](const json& v, const std::string& key) -> std::string {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+    if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+    if (v.is_number()) return fmt::format("{}", v.get<double>());
+    throw ApiError{400, "invalid_field", fmt::format("'require.{}' must be a value or a list of values", key),
+                   "require." + key};
+  };
+  for (const auto& [key, v] : it->items()) {
+    if (v.is_array()) {
+      if (v.empty()) {
+        throw ApiError{400, "invalid_field", fmt::format("'require.{}' is an empty list", key),
+                       "require." + key};
+      }
+      for (const auto& x : v) r[key].push_back(text(x, key));
+    } else {
+      r[key].push_back(text(v, key));
+    }
+  }
+  return r;
+}
+
+void Method(const http::ServerRequest& req, const char* allowed) {
+  if (req.method != allowed) {
+    throw ApiError{405, "method_not_allowed", fmt::format("use {} for {}", allowed, req.path), ""};
+  }
+}
+
+void Admin(const Caller& caller, const std::string& what) {
+  if (!caller.admin)
+    throw ApiError{403, "forbidden", fmt::format("to {} needs the scope env:admin", what), ""};
+}
+
+}  // namespace
+
+class EnvPool::Impl {
+ public:
+  Impl(net::EventLoop& loop, store::Store& store, Options options)
+      : runner_(loop, options.hidden_env),
+        leases_(store, SystemClock::Instance(), runner_, std::move(options)) {}
+
+  Leases& leases() { return leases_; }
+
+  template <class T>
+  T Take(LeaseResult<T> r) {
+    if (!r.ok()) throw ToApiError(r.error(), leases_.options());
+    return std::move(r).value();
+  }
+
+  void Handle(http::ServerRequest& req, const std::vector<std::string>& p, const Caller& caller,
+              http::Responder& out) {
+    const std::string& what = p[1];
+    if (what == "allocations") return Allocations(req, p, caller, out);
+    if (what == "pools") {
+      Method(req, "GET");
+      if (p.size() != 2) throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+      return out.Send(http::JsonResponse(200, PoolsJson()));
+    }
+    if (what == "environments") return Environments(req, p, caller, out);
+    if (what == "audit") {
+      Method(req, "GET");
+      if (!caller.admin) throw ApiError{403, "forbidden", "the audit log needs the scope env:admin", ""};
+      store::AuditFilter f;
+      f.after_id = http::QueryInt(req, "after", 0, 0, INT64_MAX);
+      f.limit = static_cast<size_t>(http::QueryInt(req, "limit", 1000, 1, 10000));
+      f.pool = req.Query("pool");
+      f.allocation_id = req.Query("allocation");
+      f.environment_id = req.Query("environment");
+      f.action = req.Query("action");
+      ordered_json list = ordered_json::array();
+      for (const auto& r : Take(leases_.Audit(f))) {
+        list.push_back({{"id", r.id},
+                        {"at", Iso(r.at_ns)},
+                        {"at_ns", r.at_ns},
+                        {"principal", r.principal},
+                        {"action", r.action},
+                        {"pool", r.pool},
+                        {"allocation", r.allocation_id},
+                        {"environment", r.environment_id},
+                        {"outcome", r.outcome},
+                        {"detail", r.detail}});
+      }
+      return out.Send(http::JsonResponse(200, {{"audit", list}}));
+    }
+    throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+  }
+
+  void Allocations(http::ServerRequest& req, const std::vector<std::string>& p, const Caller& caller,
+                   http::Responder& out) {
+    if (p.size() == 2 && req.method == "GET") {
+      store::AllocationFilter f;
+      f.principal =
+          caller.admin ? req.Query("owner") : caller.principal;  // the owner filter precedes the limit
+      f.requester = req.Query("requester");
+      f.active_only = StateQuery(req, {"active"}) == "active";
+      f.limit = static_cast<size_t>(http::QueryInt(req, "limit", 100, 1, 10000));
+      ordered_json list = ordered_json::array();
+      for (const auto& a : Take(leases_.List(f))) list.push_back(AllocationJson(a));
+      return out.Send(http::JsonResponse(200, {{"allocations", list}}));
+    }
+    if (p.size() == 2) {
+      Method(req, "POST");
+      const json body = http::ParseBody(req);
+      CheckKeys(body, {"pool", "requester", "count", "require", "duration", "wait", "idempotency_key"});
+      AllocationRequest rq;
+      rq.pool = Field<std::string>(body, "pool", "", true);
+      rq.principal = caller.principal;
+      rq.requester = Field<std::string>(body, "requester", caller.principal);
+      if (rq.requester.empty() || rq.requester.size() > 200) {
+        throw ApiError{400, "invalid_field", "'requester' must be 1 to 200 characters", "requester"};
+      }
+      const int64_t count = Field<int64_t>(body, "count", 1);
+      if (count < 1 || count > kMaxCount) {
+        throw ApiError{400, "invalid_field", fmt::format("'count' must be 1 to {}", kMaxCount), "count"};
+      }
+      rq.count = static_cast<uint32_t>(count);
+      rq.require = RequireField(body);
+      rq.duration_ns = DurationField(body, "duration", 0, /*positive=*/true);
+      const int64_t wait = DurationField(body, "wait", 0);
+      rq.idempotency_key = Field<std::string>(body, "idempotency_key", "");
+      if (rq.idempotency_key.size() > 200) {
+        throw ApiError{400, "invalid_field", "'idempotency_key' is at most 200 characters",
+                       "idempotency_key"};
+      }
+      http::Responder responder = out;
+      Reply reply{[responder]() { return responder.alive(); },
+                  [this, responder](LeaseResult<Grant> r) mutable {
+                    if (!r.ok())
+                      return responder.Send(http::ErrorResponse(ToApiError(r.error(), leases_.options())));
+                    ordered_json j = AllocationJson(r->allocation);
+                    j["credentials"] = r->credentials;
+                    responder.Send(http::JsonResponse(r->replay ? 200 : 201, j));
+                  }};
+      return leases_.Allocate(std::move(rq), wait, std::move(reply));
+    }
+    const std::string& id = p[2];
+    if (p.size() == 3 && req.method == "GET") {
+      return out.Send(http::JsonResponse(200, AllocationJson(Take(leases_.Get(id, caller)))));
+    }
+    if (p.size() == 3) {
+      Method(req, "DELETE");
+      const json body = http::ParseBody(req);
+      CheckKeys(body, {"outcome"});
+      const std::string outcome = Field<std::string>(body, "outcome", "success");
+      if (outcome != "success" && outcome != "failure" && outcome != "cancelled") {
+        throw ApiError{400, "invalid_field", "'outcome' must be success, failure or cancelled", "outcome"};
+      }
+      return out.Send(http::JsonResponse(200, AllocationJson(Take(leases_.Release(id, outcome, caller)))));
+    }
+    if (p.size() == 4 && p[3] == "renew") {
+      Method(req, "POST");
+      const json body = http::ParseBody(req);
+      CheckKeys(body, {"duration"});
+      const int64_t asked = DurationField(body, "duration", 0, /*positive=*/true);
+      return out.Send(http::JsonResponse(200, AllocationJson(Take(leases_.Renew(id, asked, caller)))));
+    }
+    throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+  }
+
+  void Environments(http::ServerRequest& req, const std::vector<std::string>& p, const Caller& caller,
+                    http::Responder& out) {
+    if (p.size() == 2) {
+      Method(req, "GET");
+      // Retired environments (removed from the registry, kept as history) only when asked for.
+      const std::string state = StateQuery(req, {"available", "allocated", "cleaning", "dirty", "retired"});
+      const auto filter = state.empty() ? std::nullopt : store::ParseEnvState(state);
+      ordered_json list = ordered_json::array();
+      for (const auto& e : Take(leases_.Environments(req.Query("pool"), filter))) {
+        if (e.state != EnvState::kRetired || filter == EnvState::kRetired)
+          list.push_back(EnvironmentJson(e, false));
+      }
+      return out.Send(http::JsonResponse(200, {{"environments", list}}));
+    }
+    if (p.size() == 3 && p[2] == "sync") {
+      Method(req, "POST");
+      Admin(caller, "sync the registry");
+      std::string file = req.Query("file");
+      if (file.empty()) file = "registry.yaml";
+      auto reg = ParseRegistry(req.body, file);
+      if (!reg.ok()) throw ApiError{400, "invalid_registry", reg.error().message, ""};
+      return out.Send(http::JsonResponse(200, Take(leases_.Sync(*reg, caller.principal))));
+    }
+    const std::string& id = p[2];
+    const store::EnvironmentRow e = Take(leases_.Environment(id));  // an unknown one is a 404 first
+    if (p.size() == 3) {
+      Method(req, "GET");
+      return out.Send(http::JsonResponse(200, EnvironmentJson(e, true)));
+    }
+    if (p.size() != 4) throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+    Method(req, "POST");
+    const std::string& action = p[3];
+    if (action != "reinstate" && action != "drain")
+      throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+    Admin(caller, action + " an environment");
+    auto changed =
+        action == "drain" ? leases_.Drain(id, caller.principal) : leases_.Reinstate(id, caller.principal);
+    return out.Send(http::JsonResponse(200, EnvironmentJson(Take(std::move(changed)), false)));
+  }
+
+  ordered_json AllocationJson(const store::AllocationRow& a) {
+    ordered_json envs = ordered_json::array();
+    for (const auto& id : EnvIds(a)) {
+      const EnvironmentSpec& s = leases_.Spec(id);
+      envs.push_back(s.id.empty() ? ordered_json{{"id", id}, {"pool", a.pool}} : PublicJson(s));
+    }
+    const bool active = a.state == AllocationState::kActive;
+    ordered_json j = {{"id", a.id},
+                      {"pool", a.pool},
+                      {"requester", a.requester},
+                      {"owner", a.principal},
+                      {"state", store::AllocationStateName(a.state)},
+                      {"created_at", Iso(a.created_ns)},
+                      {"expires_at", Iso(a.expires_ns)},
+                      {"max_expires_at", Iso(a.max_expires_ns)},
+                      {"expires_in_s",
+                       active ? std::max<int64_t>(0, (a.expires_ns - leases_.clock().Wall()) / kSecond) : 0},
+                      {"environments", envs}};
+    if (!a.idempotency_key.empty()) j["idempotency_key"] = a.idempotency_key;
+    if (!active) {
+      j["outcome"] = a.outcome;
+      j["ended_at"] = Iso(a.ended_ns);
+    }
+    return j;
+  }
+
+  ordered_json EnvironmentJson(const store::EnvironmentRow& e, bool with_log) {
+    const EnvironmentSpec& s = leases_.Spec(e.id);
+    ordered_json j = s.id.empty() ? ordered_json{{"id", e.id}, {"pool", e.pool}} : PublicJson(s);
+    j["state"] = store::EnvStateName(e.state);
+    j["draining"] = e.draining;
+    if (e.removed) j["removed"] = true;
+    if (e.grown) j["grown"] = true;
+    if (!e.allocation_id.empty()) j["allocation"] = e.allocation_id;
+    j["since"] = Iso(e.state_since_ns);
+    if (e.last_released_ns) j["last_released"] = Iso(e.last_released_ns);
+    if (e.cleanup_deadline_ns) j["cleanup_deadline"] = Iso(e.cleanup_deadline_ns);
+    if (!e.note.empty()) j["note"] = e.note;
+    if (with_log) j["cleanup_log"] = e.log;
+    return j;
+  }
+
+  ordered_json PoolsJson() {
+    const auto envs = Take(leases_.Environments("", std::nullopt));
+    ordered_json list = ordered_json::array();
+    for (const auto& [name, pool] : leases_.pools()) {
+      if (pool.removed) continue;
+      std::map<std::string, int> counts = {{"available", 0}, {"allocated", 0}, {"cleaning", 0}, {"dirty", 0}};
+      int draining = 0, total = 0;
+      for (const auto& e : envs) {
+        if (e.pool != name || e.state == EnvState::kRetired) continue;
+        ++total;
+        ++counts[store::EnvStateName(e.state)];
+        draining += e.draining;
+      }
+      ordered_json c = ordered_json::object();
+      for (const auto& [state, n] : counts) c[state] = n;
+      c["draining"] = draining;
+      list.push_back({{"name", name},
+                      {"environments", total},
+                      {"counts", c},
+                      {"waiting", pool.Waiting()},
+                      {"max_duration", FormatDuration(pool.spec.max_duration_ns)},
+                      {"default_duration", FormatDuration(pool.spec.default_duration_ns)},
+                      {"cleanup", !pool.spec.cleanup.empty()},
+                      {"grow_max", pool.spec.grow_max}});
+    }
+    return {{"pools", list}};
+  }
+
+ private:
+  Runner runner_;  // before leases_: destroyed after it (its threads report to the core)
+  Leases leases_;
+};
+
+EnvPool::EnvPool(net::EventLoop& loop, store::Store& store, Options options)
+    : impl_(std::make_unique<Impl>(loop, store, std::move(options))) {}
+EnvPool::~EnvPool() = default;
+Result<void> EnvPool::Start() { return impl_->leases().Start(); }
+Result<void> EnvPool::Reload() { return impl_->leases().Reload(); }
+
+Result<ordered_json> EnvPool::Sync(const Registry& registry, const std::string& principal) {
+  auto r = impl_->leases().Sync(registry, principal);
+  if (!r.ok()) return MakeError(ErrorCode::kInvalidArgument, r.error().message);
+  return std::move(r).value();
+}
+
+void EnvPool::Handle(http::ServerRequest& req, const std::vector<std::string>& path, const Caller& caller,
+                     http::Responder& out) {
+  impl_->Handle(req, path, caller, out);
+}
+
+bool EnvPool::Owns(const std::vector<std::string>& p) {
+  return p.size() >= 2 && p[0] == "v1" &&
+         (p[1] == "allocations" || p[1] == "pools" || p[1] == "environments" || p[1] == "audit");
+}
+
+void EnvPool::Tick() { impl_->leases().Tick(); }
+std::string EnvPool::Metrics() { return LeaseMetrics(impl_->leases()); }
+
+}  // namespace meridian::envpool
