@@ -1476,7 +1476,9 @@ class ControlPlane::Impl {
       a->retries = Field<uint64_t>(body, "retries", 0);
       const int64_t started_ns = Field<int64_t>(body, "started_ns", 0);
       if (started_ns > 0 && a->started_ns == 0) a->started_ns = started_ns;
-      a->load_ended_ns = std::max<int64_t>(0, Field<int64_t>(body, "load_ended_ns", 0));
+      // On the control plane's clock, and in the past by now: a later value (a clock gone wrong) would shrink
+      // every rate, so it is held to now.
+      a->load_ended_ns = std::clamp<int64_t>(Field<int64_t>(body, "load_ended_ns", 0), 0, WallNanos());
       if (body.contains("steps")) StoreSteps(run, *a, body["steps"]);
       if (a->state != "lost") a->state = "done";
       SaveAssignment(*a);

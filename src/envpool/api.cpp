@@ -193,10 +193,14 @@ class EnvPool::Impl {
 
   Leases& leases() { return leases_; }
 
+  // The value, or the lease error thrown as the ApiError the router answers with.
   template <class T>
   T Take(LeaseResult<T> r) {
     if (!r.ok()) throw ToApiError(r.error(), leases_.options());
     return std::move(r).value();
+  }
+  void Take(const LeaseResult<void>& r) {
+    if (!r.ok()) throw ToApiError(r.error(), leases_.options());
   }
 
   void Handle(http::ServerRequest& req, const std::vector<std::string>& p, const Caller& caller,
@@ -268,7 +272,9 @@ class EnvPool::Impl {
       rq.count = static_cast<uint32_t>(count);
       rq.require = RequireField(body);
       rq.duration_ns = DurationField(body, "duration", 0, /*positive=*/true);
+      Take(leases_.CheckDuration(rq.pool, rq.duration_ns));  // 404 for the pool before any other field's 400
       const int64_t wait = DurationField(body, "wait", 0);
+      Take(leases_.CheckWait(wait));
       rq.idempotency_key = Field<std::string>(body, "idempotency_key", "");
       if (rq.idempotency_key.size() > 200) {
         throw ApiError{400, "invalid_field", "'idempotency_key' is at most 200 characters",
@@ -303,6 +309,7 @@ class EnvPool::Impl {
       Method(req, "POST");
       const json body = http::ParseBody(req);
       CheckKeys(body, {"duration"});
+      Take(leases_.Get(id, caller));  // unknown (404) or another's (403) before a bad duration (400)
       const int64_t asked = DurationField(body, "duration", 0, /*positive=*/true);
       return out.Send(http::JsonResponse(200, AllocationJson(Take(leases_.Renew(id, asked, caller)))));
     }
@@ -432,7 +439,7 @@ Result<void> EnvPool::Reload() { return impl_->leases().Reload(); }
 
 Result<ordered_json> EnvPool::Sync(const Registry& registry, const std::string& principal) {
   auto r = impl_->leases().Sync(registry, principal);
-  if (!r.ok()) return MakeError(ErrorCode::kInvalidArgument, r.error().message);
+  if (!r.ok()) return ToError(r.error());
   return std::move(r).value();
 }
 

@@ -93,9 +93,8 @@ void Leases::Grown(const std::string& name, const std::string& proposed, const C
     Waiter& w = grown.waiters[i];
     if (w.done || w.grow_pending || w.deadline_mono > now) continue;
     if (!error.empty()) {
-      w.done = true;
       ++grown.requests["failed"];
-      w.reply.send(LeaseError{LeaseErrorCode::kGrowFailed, fmt::format("pool '{}': {}", name, error), ""});
+      Answer(w, LeaseError{LeaseErrorCode::kGrowFailed, fmt::format("pool '{}': {}", name, error), ""});
     } else {
       Reject(grown, w, "rejected");
     }

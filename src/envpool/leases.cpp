@@ -46,6 +46,11 @@ LeaseError StoreError(const Error& e, const std::string& what) {
   return LeaseError{LeaseErrorCode::kStoreUnavailable, fmt::format("could not {}", what), ""};
 }
 
+Error ToError(const LeaseError& e) {
+  return MakeError(e.code == LeaseErrorCode::kStoreUnavailable ? ErrorCode::kIo : ErrorCode::kInvalidArgument,
+                   e.message);
+}
+
 void SecondsHistogram::Add(double seconds) {
   size_t i = 0;
   while (i < std::size(kBounds) && seconds > kBounds[i]) ++i;
@@ -104,22 +109,30 @@ LeaseError Leases::Unsatisfiable(const AllocationRequest& rq, size_t matching) {
 
 // ---- allocation ---------------------------------------------------------------------------------------
 
+LeaseResult<const Leases::Pool*> Leases::CheckDuration(const std::string& name, int64_t duration_ns) const {
+  auto found = FindPool(name);
+  if (!found.ok()) return found;
+  const PoolSpec& spec = (*found)->spec;
+  if (duration_ns > spec.max_duration_ns) {
+    return LeaseError{LeaseErrorCode::kInvalid,
+                      fmt::format("'duration' {} exceeds pool '{}''s max_duration {}",
+                                  FormatDuration(duration_ns), name, FormatDuration(spec.max_duration_ns)),
+                      "duration"};
+  }
+  return found;
+}
+
+LeaseResult<void> Leases::CheckWait(int64_t wait_ns) const {
+  if (wait_ns <= options_.max_wait_ns) return {};
+  return LeaseError{LeaseErrorCode::kInvalid,
+                    fmt::format("'wait' is at most {}", FormatDuration(options_.max_wait_ns)), "wait"};
+}
+
 void Leases::Allocate(AllocationRequest rq, int64_t wait_ns, Reply reply) {
-  auto found = FindPool(rq.pool);
-  if (!found.ok()) return reply.send(found.error());
+  if (auto checked = CheckDuration(rq.pool, rq.duration_ns); !checked.ok())
+    return reply.send(checked.error());
+  if (auto checked = CheckWait(wait_ns); !checked.ok()) return reply.send(checked.error());
   Pool& pool = pools_.at(rq.pool);
-  if (rq.duration_ns > pool.spec.max_duration_ns) {
-    return reply.send(LeaseError{
-        LeaseErrorCode::kInvalid,
-        fmt::format("'duration' {} exceeds pool '{}''s max_duration {}", FormatDuration(rq.duration_ns),
-                    rq.pool, FormatDuration(pool.spec.max_duration_ns)),
-        "duration"});
-  }
-  if (wait_ns > options_.max_wait_ns) {
-    return reply.send(LeaseError{LeaseErrorCode::kInvalid,
-                                 fmt::format("'wait' is at most {}", FormatDuration(options_.max_wait_ns)),
-                                 "wait"});
-  }
   if (!rq.idempotency_key.empty()) {
     auto prior = store_.FindAllocationByKey(rq.principal, rq.idempotency_key);
     if (!prior.ok()) return reply.send(StoreError(prior.error(), "look up the idempotency key"));
@@ -185,14 +198,19 @@ void Leases::Allocate(AllocationRequest rq, int64_t wait_ns, Reply reply) {
 
 // Answers a waiter with no capacity (or its wait's end) and marks it done.
 void Leases::Reject(Pool& pool, Waiter& w, const char* result) {
-  w.done = true;
   ++pool.requests[result];
   const bool timed_out = std::string_view(result) == "timed_out";
   const std::string message =
       timed_out ? fmt::format("no environment of pool '{}' became free within the wait", w.request.pool)
                 : fmt::format("no capacity in pool '{}' now ({} waiting); retry later or pass 'wait'",
                               w.request.pool, pool.Waiting());
-  w.reply.send(LeaseError{timed_out ? LeaseErrorCode::kTimedOut : LeaseErrorCode::kNoCapacity, message, ""});
+  Answer(w, LeaseError{timed_out ? LeaseErrorCode::kTimedOut : LeaseErrorCode::kNoCapacity, message, ""});
+}
+
+void Leases::Answer(Waiter& w, LeaseResult<Grant> answer) {
+  w.done = true;
+  const auto send = std::move(w.reply.send);
+  send(std::move(answer));
 }
 
 // Serves the pool's waiters in order. An environment an earlier waiter could use is reserved for it, so
@@ -255,8 +273,7 @@ void Leases::PumpOnce(Pool& pool, const std::string& name) {
     candidates.clear();
     auto a = TryAllocate(pool.waiters[i].request, reserved, &candidates);
     if (!a.ok()) {
-      pool.waiters[i].done = true;
-      pool.waiters[i].reply.send(a.error());
+      Answer(pool.waiters[i], a.error());
       continue;
     }
     if (!a->has_value() && !free) {  // what TryAllocate saw free (its transaction is over)

@@ -16,8 +16,9 @@
 // answer sent from inside a walk, or anything it sets off, cannot invalidate the walk. Single-threaded: one
 // thread calls the core, and the hook runner reports back on it.
 //
-// The definitions are split by concern: leases.cpp (allocate, pump, deliver, release, renew, reaper),
-// cleanup.cpp (cleanup queue, dirty, revoke, drain and reinstate), grow.cpp, sync.cpp (store and registry).
+// The definitions are split by concern: leases.cpp (allocate, pump, deliver), release.cpp (release, renew,
+// reaper, waits), cleanup.cpp (cleanup queue, dirty, revoke, drain and reinstate), grow.cpp, sync.cpp (store
+// and registry), metrics.cpp (Prometheus text). api.cpp is the HTTP adapter around it (envpool.h).
 
 #include <cstdint>
 #include <deque>
@@ -31,8 +32,8 @@
 
 #include "core/clock.h"
 #include "core/result.h"
-#include "envpool/envpool.h"
 #include "envpool/hooks.h"
+#include "envpool/options.h"
 #include "envpool/registry.h"
 #include "store/store.h"
 
@@ -146,6 +147,10 @@ class Leases {
   LeaseResult<nlohmann::ordered_json> Sync(const Registry& registry, const std::string& principal);
 
   // ---- leases.cpp
+  // The checks Allocate makes first, for an adapter that must answer them in its own order: the pool exists
+  // and `duration_ns` is within its max_duration; `wait_ns` is within Options::max_wait_ns.
+  LeaseResult<const Pool*> CheckDuration(const std::string& pool, int64_t duration_ns) const;
+  LeaseResult<void> CheckWait(int64_t wait_ns) const;
   // Allocates all of `count` environments or none: at once, after waiting up to `wait_ns` in the pool's FIFO
   // queue, or never (an answer on `reply` in every case, maybe before this returns).
   void Allocate(AllocationRequest request, int64_t wait_ns, Reply reply);
@@ -185,6 +190,9 @@ class Leases {
   size_t Matching(const AllocationRequest& rq) const;
   static LeaseError Unsatisfiable(const AllocationRequest& rq, size_t matching);
   void Reject(Pool& pool, Waiter& w, const char* result);
+  // Marks the waiter done and answers it; its reply is moved out first, so that whatever the answer sets off
+  // (a compaction of the queue) cannot destroy it while it runs.
+  static void Answer(Waiter& w, LeaseResult<Grant> answer);
   void Pump(const std::string& name);
   void PumpOnce(Pool& pool, const std::string& name);
   LeaseResult<std::optional<store::AllocationRow>> TryAllocate(const AllocationRequest& rq,
@@ -252,6 +260,9 @@ std::vector<std::string> EnvIds(const store::AllocationRow& a);
 // Prometheus text exposition (metrics.cpp): environments by state, queue length, cleanups running, wait and
 // cleanup histograms, deallocations by outcome, requests by result.
 std::string LeaseMetrics(Leases& leases);
+
+// A lease error where a plain Error is wanted: a refused registry is kInvalidArgument, the store kIo.
+Error ToError(const LeaseError& e);
 
 // A store error as a lease error: the message stays in the server's log, the caller gets what failed.
 LeaseError StoreError(const Error& e, const std::string& what);

@@ -17,7 +17,7 @@ Result<void> Leases::Start() {
   if (!options_.registry_path.empty()) {
     auto reg = LoadRegistryFile(options_.registry_path);
     if (!reg.ok()) return reg.error();
-    if (auto s = Sync(*reg, kSystem); !s.ok()) return MakeError(ErrorCode::kIo, s.error().message);
+    if (auto s = Sync(*reg, kSystem); !s.ok()) return ToError(s.error());
   }
   // Cleanups a previous process was running (or had queued) when it stopped.
   auto envs = store_.Environments("", EnvState::kCleaning);
@@ -49,7 +49,7 @@ Result<void> Leases::Reload() {
   auto reg = LoadRegistryFile(options_.registry_path);
   if (!reg.ok()) return reg.error();
   auto s = Sync(*reg, kSystem);
-  if (!s.ok()) return MakeError(ErrorCode::kInvalidArgument, s.error().message);
+  if (!s.ok()) return ToError(s.error());
   LogInfo("registry {} synced: {}", options_.registry_path, s->dump());
   return {};
 }
@@ -192,8 +192,7 @@ void Leases::AnswerWaitersAfterSync() {
     for (size_t i = 0; i < pool.waiters.size(); ++i) {
       Waiter& w = pool.waiters[i];
       if (w.done) continue;
-      w.done = true;
-      w.reply.send(LeaseError{LeaseErrorCode::kNoPool, fmt::format("pool '{}' was removed", name), "pool"});
+      Answer(w, LeaseError{LeaseErrorCode::kNoPool, fmt::format("pool '{}' was removed", name), "pool"});
     }
     Compact(pool);
   }
@@ -205,8 +204,7 @@ void Leases::AnswerWaitersAfterSync() {
       Waiter& w = pool.waiters[i];
       if (w.done) continue;
       if (const size_t matching = Matching(w.request); matching < w.request.count) {
-        w.done = true;
-        w.reply.send(Unsatisfiable(w.request, matching));
+        Answer(w, Unsatisfiable(w.request, matching));
       }
     }
   }

@@ -577,14 +577,16 @@ void Runtime::FinishPending() {
     bool failed = f.failed;
     // An iteration that returned while its requests or timers were still pending did not await them: it
     // would start the next one at once and flood the target, its requests never measured.
-    if (!failed && (!vs.requests.empty() || !vs.timers.empty())) {
+    const bool missing_await = !failed && (!vs.requests.empty() || !vs.timers.empty());
+    if (missing_await) {
       ReportError(&vs, MissingAwait(vs));
       trace_call_sites_ = true;
       failed = true;
     }
     ++vs.generation;  // anything still pending from this iteration is stale now
     iteration_deadlines_.Disarm(&vs);
-    CountUnanswered(vs);
+    CountUnanswered(vs, missing_await ? "the iteration ended before the response (missing await)"
+                                      : "the iteration failed before the response");
     DropTimersOf(vs);
     DropRequestsOf(vs);
     vs.group.clear();
@@ -622,14 +624,14 @@ std::string Runtime::MissingAwait(const VuScript& vs) {
       site.empty() ? "" : site + ": ", list, site.empty() ? "; the next such iteration names the line" : "");
 }
 
-void Runtime::CountUnanswered(VuScript& vs) {
+void Runtime::CountUnanswered(VuScript& vs, const char* why) {
   const int64_t now = MonoNanos();
   for (const auto& r : vs.requests) {
     if (r->connection == nullptr) continue;  // queued behind the VU's busy connections: never sent
     stats::RequestSample sample;
     sample.total_ns = now - r->started_ns;
     sample.error = stats::ErrorKind::kScript;
-    vs.vu.RecordRequest(r->series, sample, "the iteration ended before the response (missing await?)");
+    vs.vu.RecordRequest(r->series, sample, why);
   }
 }
 

@@ -224,8 +224,8 @@ class Runtime final {
   void FinishPending();
   // The "missing await" error of an iteration that ended with requests or timers still pending.
   std::string MissingAwait(const VuScript& vs);
-  // Requests of an ending iteration that were sent and will never be answered: counted as failed.
-  void CountUnanswered(VuScript& vs);
+  // Requests of an ending iteration that were sent and will never be answered: counted as failed, `why`.
+  void CountUnanswered(VuScript& vs, const char* why);
   void DropTimersOf(VuScript& vs);
   void DropRequestsOf(VuScript& vs);
 

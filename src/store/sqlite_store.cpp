@@ -20,6 +20,8 @@ namespace meridian::store {
 namespace {
 constexpr const char* kEnvStates[] = {"available", "allocated", "cleaning", "dirty", "retired"};
 constexpr const char* kAllocationStates[] = {"active", "released", "expired"};
+static_assert(std::size(kEnvStates) == static_cast<size_t>(EnvState::kRetired) + 1);
+static_assert(std::size(kAllocationStates) == static_cast<size_t>(AllocationState::kExpired) + 1);
 }  // namespace
 
 const char* EnvStateName(EnvState state) { return kEnvStates[static_cast<size_t>(state)]; }
