@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/json.h"
 #include "envpool/registry.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -16,14 +17,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   for (const auto& p : reg->pools) {
-    const std::string stored = PoolJson(p).dump();
+    const std::string stored = JsonText(PoolJson(p));
     auto back = PoolFromJson(p.name, stored);
-    if (!back.ok() || PoolJson(*back).dump() != stored) __builtin_trap();
+    if (!back.ok() || JsonText(PoolJson(*back)) != stored) __builtin_trap();
   }
   for (const auto& e : reg->environments) {
-    const std::string stored = EnvironmentJson(e).dump();
+    const std::string stored = JsonText(EnvironmentJson(e));
     auto back = EnvironmentFromJson(e.id, e.pool, stored);
-    if (!back.ok() || EnvironmentJson(*back).dump() != stored) __builtin_trap();
+    if (!back.ok() || JsonText(EnvironmentJson(*back)) != stored) __builtin_trap();
     Requirements any;
     if (!Matches(e, any)) __builtin_trap();  // no requirement: every environment matches
   }

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/json.h"
 #include "http/fetch.h"
 
 using nlohmann::json;
@@ -44,8 +45,8 @@ int main(int argc, char** argv) {
         ++errors;
         return;
       }
-      const std::string body =
-          json{{"pool", pool}, {"requester", "bench-" + std::to_string(c)}, {"wait", "60s"}}.dump();
+      const std::string body = meridian::JsonText(
+          json{{"pool", pool}, {"requester", "bench-" + std::to_string(c)}, {"wait", "60s"}});
       // Paced clients start spread over one interval.
       const auto interval = std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(rate > 0 ? clients / rate : 0));
@@ -109,19 +110,18 @@ int main(int argc, char** argv) {
       }
     }
   }
-  std::printf("%s\n", json{{"clients", clients},
-                           {"offered_rate", rate},
-                           {"seconds", elapsed},
-                           {"cycles", alloc.size()},
-                           {"cycles_per_s", static_cast<double>(alloc.size()) / elapsed},
-                           {"alloc_p50_ms", pct(alloc, 0.50)},
-                           {"alloc_p99_ms", pct(alloc, 0.99)},
-                           {"alloc_max_ms", alloc.empty() ? 0.0 : alloc.back()},
-                           {"dealloc_p99_ms", pct(dealloc, 0.99)},
-                           {"errors", errors.load()},
-                           {"audited_allocations", audited},
-                           {"double_allocations", doubles}}
-                          .dump()
+  std::printf("%s\n", meridian::JsonText(json{{"clients", clients},
+                                              {"offered_rate", rate},
+                                              {"seconds", elapsed},
+                                              {"cycles", alloc.size()},
+                                              {"cycles_per_s", static_cast<double>(alloc.size()) / elapsed},
+                                              {"alloc_p50_ms", pct(alloc, 0.50)},
+                                              {"alloc_p99_ms", pct(alloc, 0.99)},
+                                              {"alloc_max_ms", alloc.empty() ? 0.0 : alloc.back()},
+                                              {"dealloc_p99_ms", pct(dealloc, 0.99)},
+                                              {"errors", errors.load()},
+                                              {"audited_allocations", audited},
+                                              {"double_allocations", doubles}})
                           .c_str());
   return doubles == 0 && errors.load() == 0 ? 0 : 1;
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/json.h"
 #include "http/fetch.h"
 #include "stats/histogram.h"
 #include "stats/metrics.h"
@@ -65,8 +66,9 @@ int main(int argc, char** argv) {
   for (int i = 0; i < agents; ++i) {
     auto c = http::BlockingClient::Create(control, agent_token);
     if (!c.ok()) return fmt::print(stderr, "{}\n", c.error().message), 2;
-    auto r = c->Request("POST", "/v1/agents",
-                        json{{"name", fmt::format("sim-{}", i)}, {"region", "sim"}, {"capacity", 1}}.dump());
+    auto r =
+        c->Request("POST", "/v1/agents",
+                   JsonText(json{{"name", fmt::format("sim-{}", i)}, {"region", "sim"}, {"capacity", 1}}));
     if (!r.ok() || r->status != 201) return fmt::print(stderr, "register failed\n"), 1;
     ids.push_back(json::parse(r->body)["id"]);
     clients.push_back(std::move(c).value());
@@ -78,7 +80,7 @@ int main(int argc, char** argv) {
       "{}s, "
       "graceful_stop: 0s, requests: [{{ url: \"http://127.0.0.1:9/\" }}] }}\n",
       agents, agents, seconds);
-  auto created = runs->Request("POST", "/v1/runs", json{{"plan", plan}}.dump());
+  auto created = runs->Request("POST", "/v1/runs", JsonText(json{{"plan", plan}}));
   if (!created.ok() || created->status != 201)
     return fmt::print(stderr, "create failed: {}\n", created.ok() ? created->body : created.error().message),
            1;
@@ -140,23 +142,22 @@ int main(int argc, char** argv) {
   const int64_t cpu1 = ProcessCpuNs(pid), wall1 = MonoNanos();
   for (int i = 0; i < agents; ++i) {
     (void)clients[i].Request("POST", fmt::format("/v1/runs/{}/agents/{}/done", run, ids[i]),
-                             json{{"last_seq", seconds - 1}}.dump());
+                             JsonText(json{{"last_seq", seconds - 1}}));
   }
   std::vector<int64_t> all;
   for (auto& v : rtts) all.insert(all.end(), v.begin(), v.end());
   std::sort(all.begin(), all.end());
   auto pct = [&](double p) { return all.empty() ? 0 : all[static_cast<size_t>(p / 100 * (all.size() - 1))]; };
   const double cpu_share = static_cast<double>(cpu1 - cpu0) / static_cast<double>(wall1 - wall0);
-  fmt::print("{}\n", json{{"agents", agents},
-                          {"series", series},
-                          {"seconds", seconds},
-                          {"reports", sent.load()},
-                          {"failed", failed.load()},
-                          {"report_bytes", stats::EncodeSnapshot(proto).size()},
-                          {"control_cpu_share", cpu_share},
-                          {"rtt_p50_ms", pct(50) / 1e6},
-                          {"rtt_p99_ms", pct(99) / 1e6},
-                          {"run", run}}
-                         .dump());
+  fmt::print("{}\n", meridian::JsonText(json{{"agents", agents},
+                                             {"series", series},
+                                             {"seconds", seconds},
+                                             {"reports", sent.load()},
+                                             {"failed", failed.load()},
+                                             {"report_bytes", stats::EncodeSnapshot(proto).size()},
+                                             {"control_cpu_share", cpu_share},
+                                             {"rtt_p50_ms", pct(50) / 1e6},
+                                             {"rtt_p99_ms", pct(99) / 1e6},
+                                             {"run", run}}));
   return 0;
 }

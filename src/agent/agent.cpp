@@ -12,6 +12,7 @@
 
 #include "core/clock.h"
 #include "core/duration.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "http/fetch.h"
@@ -234,7 +235,7 @@ class Agent::RunExecution {
     auto client = agent_.Client();
     if (!client.ok()) return;
     (void)client->Request("POST", fmt::format("/v1/runs/{}/agents/{}/ready", run_id_, agent_.id_),
-                          json{{"error", why}}.dump(-1, ' ', false, json::error_handler_t::replace));
+                          JsonText(json{{"error", why}}));
   }
 
   // Reports ready, then waits for the common start instant; returns it on the monotonic clock, or -1.
@@ -407,10 +408,13 @@ class Agent::RunExecution {
                            {"error", r.error},
                            {"log", trimmed(r.log)}});
     }
-    const std::string body = json{
-        {"last_seq", last_seq}, {"requests", requests},      {"connections", connections},
-        {"retries", retries},   {"started_ns", started_ns_}, {"load_ended_ns", load_ended_ns_},
-        {"steps", instances}}.dump(-1, ' ', false, json::error_handler_t::replace);
+    const std::string body = JsonText(json{{"last_seq", last_seq},
+                                           {"requests", requests},
+                                           {"connections", connections},
+                                           {"retries", retries},
+                                           {"started_ns", started_ns_},
+                                           {"load_ended_ns", load_ended_ns_},
+                                           {"steps", instances}});
     for (int attempt = 0; !agent_.abort_.load() && !cancelled_; ++attempt) {
       auto r =
           control_->Request("POST", fmt::format("/v1/runs/{}/agents/{}/done", run_id_, agent_.id_), body);
@@ -518,7 +522,7 @@ bool Agent::Register() {
       {"capacity", options_.workers ? options_.workers : std::max(1u, std::thread::hardware_concurrency())},
       {"clock_offset_ns", clock_.offset_ns},
       {"rtt_ns", clock_.rtt_ns}};
-  auto r = client->Request("POST", "/v1/agents", body.dump(-1, ' ', false, json::error_handler_t::replace));
+  auto r = client->Request("POST", "/v1/agents", JsonText(body));
   if (!r.ok()) {
     Log("cannot register: " + r.error().message);
     return false;

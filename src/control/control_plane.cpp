@@ -17,6 +17,7 @@
 #include "core/duration.h"
 #include "core/files.h"
 #include "core/id.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "envpool/envpool.h"
@@ -520,7 +521,7 @@ class ControlPlane::Impl {
     run.row.state = state;
     summary.json["text"] = summary.text;
     summary.json["metrics_csv"] = summary.csv;
-    run.row.summary_json = summary.json.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
+    run.row.summary_json = JsonText(summary.json);
     WriteArtefacts(run, summary);
   }
 
@@ -552,12 +553,11 @@ class ControlPlane::Impl {
     const int64_t now = WallNanos();
     const std::pair<const char*, std::string> files[] = {
         {"plan.yaml", run.row.plan_yaml},
-        {"summary.json", clean.dump(2, ' ', false, ordered_json::error_handler_t::replace) + "\n"},
+        {"summary.json", JsonText(clean, 2) + "\n"},
         {"metrics.csv", summary.csv},
         {"RUN.txt", fmt::format("{}.{:09}\n", run.row.start_at_ns / kNanosPerSecond,
                                 run.row.start_at_ns % kNanosPerSecond)},
-        {"services.json",
-         ServicesJson(run).dump(2, ' ', false, ordered_json::error_handler_t::replace) + "\n"},
+        {"services.json", JsonText(ServicesJson(run), 2) + "\n"},
         {"FINISHED.txt", fmt::format("{}.{:09}\n", now / kNanosPerSecond, now % kNanosPerSecond)}};
     for (const auto& [name, content] : files) {
       if (auto w = WritePrivateFile((dir / name).string(), content); !w.ok()) {
@@ -1023,7 +1023,7 @@ class ControlPlane::Impl {
         if (it == runs_.end()) throw ApiError{404, "no_summary", "the run has no summary", ""};
         auto agents = store_->ListAgents();
         Summary s = BuildSummary(*it->second, agents.ok() ? *agents : std::vector<store::AgentRow>{});
-        summary = json::parse(s.json.dump());
+        summary = json::parse(JsonText(s.json));
         summary["text"] = s.text;
         summary["metrics_csv"] = s.csv;
         summary["partial"] = true;
@@ -1033,7 +1033,7 @@ class ControlPlane::Impl {
         json copy = summary;
         copy.erase("text");
         copy.erase("metrics_csv");
-        r.body = copy.dump(2);
+        r.body = JsonText(copy, 2);
       } else if (format == "text") {
         r.content_type = "text/plain; charset=utf-8";
         r.body = summary.value("text", "");
@@ -1513,8 +1513,7 @@ class ControlPlane::Impl {
       result["agent"] = a.agent_id;
       result["region"] = a.region;
       rows.push_back(store::StepInstanceRow{
-          step, s["instance"].get<uint32_t>(), a.agent_id,
-          result.dump(-1, ' ', false, json::error_handler_t::replace),
+          step, s["instance"].get<uint32_t>(), a.agent_id, JsonText(result),
           s.contains("log") && s["log"].is_string() ? s["log"].get<std::string>() : std::string()});
     }
     for (auto& row : rows) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "core/duration.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "envpool/leases.h"
 
@@ -36,7 +37,7 @@ void Leases::Revoke(const store::AllocationRow& a, const std::string& outcome) {
     nlohmann::ordered_json input = HookJson(id, a, outcome);
     if (cached != credentials_.end() && cached->second.contains(id))
       input["credentials"] = cached->second[id];
-    runs.emplace_back(id, input.dump(-1, ' ', false, json::error_handler_t::replace));
+    runs.emplace_back(id, JsonText(input));
   }
   *left = runs.size();
   if (runs.empty()) return ClearRevoke(a);
@@ -93,8 +94,8 @@ void Leases::StartCleanups(const std::string& name) {
     store::AllocationRow a;  // the allocation's outcome is in the audit; the hook gets it too
     if (auto ar = store_.GetAllocation(row.allocation_id); ar.ok() && ar->has_value()) a = **ar;
     a.id = row.allocation_id;
-    hooks_.Start(cmd, HookJson(id, a, a.outcome).dump(-1, ' ', false, json::error_handler_t::replace),
-                 HookEnv(id, row.allocation_id), [this, next, name](CommandResult result) {
+    hooks_.Start(cmd, JsonText(HookJson(id, a, a.outcome)), HookEnv(id, row.allocation_id),
+                 [this, next, name](CommandResult result) {
                    --pools_[name].cleanups_running;
                    FinishCleanup(next, result, false);
                    StartCleanups(name);

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "core/json.h"
 #include "core/log.h"
 #include "envpool/leases.h"
 
@@ -28,7 +29,7 @@ void Leases::Grow(Pool& pool, const AllocationRequest& rq) {
       {"pool", name}, {"id", proposed}, {"requester", rq.requester}, {"require", rq.require}};
   std::map<std::string, std::string> env = {{"MERIDIAN_POOL", name}, {"MERIDIAN_ENV_ID", proposed}};
   LogInfo("pool {}: creating an environment (grow mode, {} of at most {})", name, n, pool.spec.grow_max);
-  hooks_.Start(pool.spec.grow_create, input.dump(-1, ' ', false, json::error_handler_t::replace), env,
+  hooks_.Start(pool.spec.grow_create, JsonText(input), env,
                [this, name, proposed](CommandResult r) { Grown(name, proposed, r); });
 }
 
@@ -53,7 +54,7 @@ void Leases::Grown(const std::string& name, const std::string& proposed, const C
         spec.account = out.value("account", "");
         const json caps = out.value("capabilities", json::object());
         for (const auto& [k, v] : caps.items()) {
-          spec.capabilities[k] = v.is_string() ? v.get<std::string>() : v.dump();
+          spec.capabilities[k] = v.is_string() ? v.get<std::string>() : JsonText(v);
         }
       } catch (const json::exception& e) {
         error = fmt::format("the create command's JSON: {}", e.what());
@@ -67,7 +68,7 @@ void Leases::Grown(const std::string& name, const std::string& proposed, const C
     store::EnvironmentRow row;
     row.id = spec.id;
     row.pool = name;
-    row.spec_json = EnvironmentJson(spec).dump();
+    row.spec_json = JsonText(EnvironmentJson(spec));
     row.grown = true;
     row.created_ns = row.state_since_ns = clock_.Wall();
     if (auto ins = store_.InsertEnvironment(row); !ins.ok()) error = ins.error().message;

@@ -12,6 +12,7 @@
 #include "core/base64.h"
 #include "core/duration.h"
 #include "core/id.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/utf8.h"
 
@@ -24,7 +25,7 @@ using store::EnvState;
 
 namespace {
 
-std::string EnvIdsJson(const std::vector<std::string>& ids) { return json(ids).dump(); }
+std::string EnvIdsJson(const std::vector<std::string>& ids) { return JsonText(json(ids)); }
 
 // A secret as the holder gets it: text as it is (without a trailing line break), anything that is not UTF-8
 // byte-exact as {"base64": "..."} (docs/environments.md).
@@ -394,8 +395,8 @@ void Leases::Deliver(const store::AllocationRow& a, Reply reply, bool replay) {
       finish();
       continue;
     }
-    hooks_.Start(creds.command, HookJson(id, a, "").dump(-1, ' ', false, json::error_handler_t::replace),
-                 HookEnv(id, a.id), [id, mine, pending, failed, finish](CommandResult r) mutable {
+    hooks_.Start(creds.command, JsonText(HookJson(id, a, "")), HookEnv(id, a.id),
+                 [id, mine, pending, failed, finish](CommandResult r) mutable {
                    if (!r.ok()) {
                      // The output may hold secrets: only how it ended is reported.
                      *failed =

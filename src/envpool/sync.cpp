@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "core/json.h"
 #include "core/log.h"
 #include "envpool/leases.h"
 
@@ -112,7 +113,7 @@ LeaseResult<ordered_json> Leases::Sync(const Registry& reg, const std::string& p
     std::set<std::string> names;
     for (const auto& p : reg.pools) {
       names.insert(p.name);
-      if (auto r = store_.PutPool({p.name, PoolJson(p).dump(), false}); !r.ok()) return fail(r.error());
+      if (auto r = store_.PutPool({p.name, JsonText(PoolJson(p)), false}); !r.ok()) return fail(r.error());
       report["pools"].push_back(p.name);
     }
     for (const auto& p : *stored_pools) {
@@ -127,7 +128,7 @@ LeaseResult<ordered_json> Leases::Sync(const Registry& reg, const std::string& p
     std::set<std::string> listed;
     for (const auto& spec : reg.environments) {
       listed.insert(spec.id);
-      const std::string spec_json = EnvironmentJson(spec).dump();
+      const std::string spec_json = JsonText(EnvironmentJson(spec));
       auto it = by_id.find(spec.id);
       if (it == by_id.end()) {
         store::EnvironmentRow row;
@@ -172,9 +173,7 @@ LeaseResult<ordered_json> Leases::Sync(const Registry& reg, const std::string& p
       if (!r.ok()) return fail(r.error());
       report["draining"].push_back(id);
     }
-    const store::AuditRow audit{0,      now,  principal,
-                                "sync", "",   "",
-                                "",     "ok", report.dump(-1, ' ', false, json::error_handler_t::replace)};
+    const store::AuditRow audit{0, now, principal, "sync", "", "", "", "ok", JsonText(report)};
     if (auto r = store_.AppendAudit(audit); !r.ok()) return fail(r.error());
     if (auto c = txn.Commit(); !c.ok()) {
       (void)LoadFromStore();

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "core/hex.h"
+#include "core/json.h"
 
 namespace meridian::http {
 
@@ -35,9 +36,6 @@ ServerResponse ErrorResponse(const ApiError& e) {
   for (const auto& h : e.headers) r.headers.push_back(h);
   return r;
 }
-
-std::string JsonText(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-std::string JsonText(const ordered_json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 namespace {
 

@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/json.h"
 #include "core/result.h"
 #include "http/server.h"
 
@@ -34,10 +35,8 @@ ApiError StoreUnavailable(const std::string& message);
 ServerResponse JsonResponse(int status, const nlohmann::ordered_json& body);
 ServerResponse ErrorResponse(const ApiError& e);
 
-// The one JSON writer for text that may hold bytes that are not UTF-8 (logs of commands, query values):
-// never throws; each invalid byte becomes U+FFFD. Secrets are not written with it: they travel base64.
-std::string JsonText(const nlohmann::json& j);
-std::string JsonText(const nlohmann::ordered_json& j);
+// The one JSON writer (core/json.h), as http::JsonText too.
+using ::meridian::JsonText;
 
 // "/v1/runs/r-1/steps/a%20b/" -> {"v1", "runs", "r-1", "steps", "a b"}: split at '/' first, then each segment
 // percent-decoded (so "%2F" stays inside its segment). A malformed escape ("%zz", "%4") is a 400.

@@ -12,6 +12,7 @@
 
 #include "core/clock.h"
 #include "core/hex.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "http/request_parser.h"
 #include "http/syntax.h"
@@ -53,8 +54,7 @@ std::string_view FindQuery(std::string_view q, std::string_view key, bool* found
   return {};
 }
 std::string ErrorBody(const std::string& code, const std::string& message) {
-  return nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump(
-      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return JsonText(nlohmann::json{{"error", {{"code", code}, {"message", message}}}});
 }
 constexpr int64_t kLingerNs = 2'000'000'000;
 constexpr int64_t kSweepNs = 1'000'000'000;

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "core/duration.h"
+#include "core/json.h"
 #include "plan/plan.h"
 
 namespace meridian::plan {
@@ -24,7 +25,7 @@ std::string ExactDuration(int64_t ns) {
   return fmt::format("{}ns", ns);
 }
 
-std::string Quote(const std::string& s) { return nlohmann::json(s).dump(); }
+std::string Quote(const std::string& s) { return JsonText(nlohmann::json(s)); }
 
 std::string RateText(double rate, int64_t unit) {
   return unit == kNanosPerSecond ? fmt::format("{}/s", rate)

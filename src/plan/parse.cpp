@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/duration.h"
+#include "core/json.h"
 #include "core/utf8.h"
 #include "plan/ardere.h"
 #include "plan/plan.h"
@@ -122,7 +123,7 @@ loadgen::RequestSpec ParseRequest(const Reader& r, const YAML::Node& n, const st
   if (has_body && has_json) f.Fail("json", "give either body or json, not both");
   q.body = f.String("body", "");
   if (YAML::Node j = f.Get("json")) {
-    q.body = ToJson(r, j, f.Path("json")).dump();
+    q.body = JsonText(ToJson(r, j, f.Path("json")));
     q.json = true;
   }
   if (YAML::Node e = f.Get("expect")) {

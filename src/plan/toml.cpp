@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "core/json.h"
+
 namespace meridian::plan {
 namespace {
 
@@ -41,13 +43,13 @@ class Writer {
         for (const auto& element : *a) {
           const toml::table& e = *element.as_table();
           if (Flow(e, e.source().begin.line)) {
-            Line(e.source().begin.line, indent + 2, "- " + Json(e).dump());
+            Line(e.source().begin.line, indent + 2, "- " + JsonText(Json(e)));
           } else {
             Table(e, indent + 4, true);
           }
         }
       } else {
-        Line(at, in, lead + k + ": " + Json(*node).dump());
+        Line(at, in, lead + k + ": " + JsonText(Json(*node)));
       }
     }
   }
@@ -107,7 +109,7 @@ class Writer {
     out_ += text;
   }
 
-  static std::string Quote(const std::string& s) { return nlohmann::json(s).dump(); }
+  static std::string Quote(const std::string& s) { return JsonText(nlohmann::json(s)); }
 
   nlohmann::json Json(const toml::node& n) const {
     if (const auto* t = n.as_table()) {

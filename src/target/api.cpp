@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json.h"
 #include "http/server.h"
 #include "target/target_internal.h"
 
@@ -86,7 +87,7 @@ std::pair<int, json> Route(const ApiRequest& r) {
 
 std::string RenderApi(const ApiRequest& r) {
   auto [status, body] = Route(r);
-  const std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  const std::string text = JsonText(body);
   // A successful login also sets a session cookie (for clients with a cookie jar; /api/echo shows it back).
   std::string cookie;
   if (status == 200 && r.target.rfind("/api/login", 0) == 0 && body.contains("token")) {

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/clock.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "target/target_internal.h"
 
@@ -105,7 +106,7 @@ std::string StatsToJson(const TargetStats& s) {
       {"bytes_sent", s.bytes_sent},
       {"sni", s.sni},
   };
-  return j.dump();
+  return JsonText(j);
 }
 
 class TargetServer::Impl {

@@ -16,6 +16,7 @@
 #include "app/common/signals.h"
 #include "core/clock.h"
 #include "core/duration.h"
+#include "core/json.h"
 #include "core/utf8.h"
 #include "http/api.h"
 #include "http/fetch.h"
@@ -120,7 +121,7 @@ Result<plan::Plan> PlanFromScript(const std::string& path, const loadgen::VarMap
     doc["scenarios"]["default"] = *s;
   }
   if (options.contains("thresholds")) doc["thresholds"] = options["thresholds"];
-  auto plan = plan::ParsePlan(doc.dump(2), where, overrides);
+  auto plan = plan::ParsePlan(JsonText(doc, 2), where, overrides);
   if (!plan.ok()) return plan.error();
   plan->files = bundle->files;
   plan->source = path;
@@ -217,8 +218,7 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
   if (!client.ok()) return Fail(o.command, client.error().message, kExitUsage);
   json body = {{"plan", plan_text}, {"file", plan_file}, {"vars", json::object()}};
   for (const auto& [k, v] : vars) body["vars"][k] = v;
-  auto created =
-      client->Request("POST", "/v1/runs", body.dump(-1, ' ', false, json::error_handler_t::replace));
+  auto created = client->Request("POST", "/v1/runs", JsonText(body));
   if (!created.ok()) return Fail(o.command, created.error().message, kExitRunError);
   const json cj = json::parse(created->body, nullptr, false);
   if (created->status != 201) {

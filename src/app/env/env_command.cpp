@@ -25,6 +25,7 @@
 #include "core/base64.h"
 #include "core/duration.h"
 #include "core/id.h"
+#include "core/json.h"
 #include "envpool/registry.h"
 #include "http/fetch.h"
 
@@ -86,7 +87,7 @@ std::string EnvName(const std::string& key) {
   return out;
 }
 
-std::string Text(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+std::string Text(const json& v) { return v.is_string() ? v.get<std::string>() : JsonText(v); }
 
 // The variables `exec` exports: MERIDIAN_ALLOCATION_ID, MERIDIAN_ENV_COUNT, per environment i
 // MERIDIAN_ENV_<i>_{ID,POOL,REGION,ACCOUNT,CAP_<KEY>} and its credentials as MERIDIAN_ENV_<i>_<KEY>; the
@@ -297,7 +298,7 @@ int EnvMain(int argc, char** argv) {
     json a;
     if (int c = do_allocate(&a); c != kExitOk) return c;
     if (as_json) {
-      fmt::print("{}\n", a.dump(2));
+      fmt::print("{}\n", JsonText(a, 2));
     } else {
       PrintAllocation(a);
     }
@@ -308,13 +309,13 @@ int EnvMain(int argc, char** argv) {
     if (deallocate->parsed()) {
       method = "DELETE";
       path = "/v1/allocations/" + id;
-      body = json{{"outcome", outcome}}.dump();
+      body = JsonText(json{{"outcome", outcome}});
     } else if (renew->parsed()) {
       path = "/v1/allocations/" + id + "/renew";
       if (!duration.empty()) {
         auto d = DurationFlag("--duration", duration);
         if (!d.ok()) return Fail(kName, d.error().message, kExitUsage);
-        body = json{{"duration", FormatDuration(*d)}}.dump();
+        body = JsonText(json{{"duration", FormatDuration(*d)}});
       }
     } else {
       path = "/v1/environments/" + id + (reinstate->parsed() ? "/reinstate" : "/drain");
@@ -324,7 +325,7 @@ int EnvMain(int argc, char** argv) {
                  : Call(*client, method, path, body);
     if (!r.ok() || r->status >= 300) return fail_reply(fmt::format("{} {}", method, path), r);
     if (as_json) {
-      fmt::print("{}\n", r->body.dump(2));
+      fmt::print("{}\n", JsonText(r->body, 2));
     } else if (deallocate->parsed() || renew->parsed()) {
       PrintAllocation(r->body);
     } else {
@@ -340,8 +341,9 @@ int EnvMain(int argc, char** argv) {
     auto envs = Call(*client, "GET", q);
     if (!envs.ok() || envs->status >= 300) return fail_reply("GET /v1/environments", envs);
     if (as_json) {
-      fmt::print("{}\n",
-                 json{{"pools", pools->body["pools"]}, {"environments", envs->body["environments"]}}.dump(2));
+      fmt::print(
+          "{}\n",
+          JsonText(json{{"pools", pools->body["pools"]}, {"environments", envs->body["environments"]}}, 2));
       return kExitOk;
     }
     fmt::print("{:<20} {:>5} {:>9} {:>9} {:>8} {:>5} {:>8} {:>7}\n", "POOL", "ENVS", "AVAILABLE", "ALLOCATED",
@@ -373,7 +375,7 @@ int EnvMain(int argc, char** argv) {
         PrintAllocation(r->body);
         return kExitOk;
       }
-      fmt::print("{}\n", r->body.dump(2));
+      fmt::print("{}\n", JsonText(r->body, 2));
       return kExitOk;
     }
     const json& e = r->body;
@@ -403,7 +405,7 @@ int EnvMain(int argc, char** argv) {
                   "application/yaml");
     if (!r.ok() || r->status >= 300) return fail_reply("sync " + file, r);
     if (as_json) {
-      fmt::print("{}\n", r->body.dump(2));
+      fmt::print("{}\n", JsonText(r->body, 2));
     } else {
       const json& b = r->body;
       fmt::print("synced {}: {} pool(s); added {}, updated {}, draining {}, retired {}\n", file,
@@ -429,7 +431,7 @@ int EnvMain(int argc, char** argv) {
   const std::string allocation = a.value("id", "");
   auto release = [&](const std::string& result) {
     auto r = CallPatiently(*client, "DELETE", "/v1/allocations/" + allocation,
-                           json{{"outcome", result}}.dump(), std::chrono::seconds(120));
+                           JsonText(json{{"outcome", result}}), std::chrono::seconds(120));
     if (!r.ok() || r->status >= 300) {
       fail_reply("deallocate " + allocation, r);
       return false;
@@ -495,7 +497,7 @@ int EnvMain(int argc, char** argv) {
       lock.unlock();
       json body = json::object();
       if (!duration.empty()) body["duration"] = FormatDuration(*DurationFlag("--duration", duration));
-      auto r = Call(*renew_client, "POST", "/v1/allocations/" + allocation + "/renew", body.dump());
+      auto r = Call(*renew_client, "POST", "/v1/allocations/" + allocation + "/renew", JsonText(body));
       lock.lock();
       if (r.ok() && r->status == 200) {
         left_s = r->body.value("expires_in_s", left_s);

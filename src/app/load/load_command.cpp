@@ -18,6 +18,7 @@
 #include "app/common/follow.h"
 #include "app/common/signals.h"
 #include "core/core.h"
+#include "core/json.h"
 #include "http/http.h"
 #include "loadgen/loadgen.h"
 #include "net/net.h"
@@ -263,12 +264,12 @@ int RunLoad(const Flags& f, const CLI::App& app) {
   const nlohmann::ordered_json json = stats::SummaryJson(result->totals, result->timeline, names, meta);
   if (!f.summary_file.empty()) {
     std::ofstream out(f.summary_file);
-    out << json.dump(2) << "\n";
+    out << JsonText(json, 2) << "\n";
     if (!out)
       return Fail(kName, fmt::format("--summary-file: cannot write '{}'", f.summary_file), kExitRunError);
   }
   if (f.json) {
-    fmt::print("{}\n", json.dump(2));
+    fmt::print("{}\n", JsonText(json, 2));
   } else {
     fmt::print("{}", stats::SummaryText(result->totals, result->timeline, names, meta));
   }
