@@ -17,14 +17,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   for (const auto& p : reg->pools) {
-    const std::string stored = JsonText(PoolJson(p));
+    const std::string stored = meridian::JsonText(PoolJson(p));
     auto back = PoolFromJson(p.name, stored);
-    if (!back.ok() || JsonText(PoolJson(*back)) != stored) __builtin_trap();
+    if (!back.ok() || meridian::JsonText(PoolJson(*back)) != stored) __builtin_trap();
   }
   for (const auto& e : reg->environments) {
-    const std::string stored = JsonText(EnvironmentJson(e));
+    const std::string stored = meridian::JsonText(EnvironmentJson(e));
     auto back = EnvironmentFromJson(e.id, e.pool, stored);
-    if (!back.ok() || JsonText(EnvironmentJson(*back)) != stored) __builtin_trap();
+    if (!back.ok() || meridian::JsonText(EnvironmentJson(*back)) != stored) __builtin_trap();
     Requirements any;
     if (!Matches(e, any)) __builtin_trap();  // no requirement: every environment matches
   }
