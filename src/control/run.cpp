@@ -231,8 +231,10 @@ int64_t RunDurationNs(const Run& run) {
       1, std::min<int64_t>(last + 1, (run.plan.ScheduledDuration() + kNanosPerSecond - 1) / kNanosPerSecond));
   const int64_t start = run.row.start_at_ns;
   int64_t ended = 0;
+  bool reported = false;
   for (const auto& a : run.assignments) {
     if (a.load_ended_ns > 0) {
+      reported = true;
       ended = std::max(ended, a.load_ended_ns);
       continue;
     }
@@ -240,8 +242,6 @@ int64_t RunDurationNs(const Run& run) {
     const int64_t seconds = it == run.progress.end() ? 0 : it->second.last_second + 1;
     ended = std::max(ended, start + seconds * kNanosPerSecond);
   }
-  const bool reported = std::any_of(run.assignments.begin(), run.assignments.end(),
-                                    [](const store::AssignmentRow& a) { return a.load_ended_ns > 0; });
   if (!reported || start <= 0 || ended <= start) return so_far * kNanosPerSecond;
   return ended - start;
 }

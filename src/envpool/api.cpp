@@ -24,7 +24,6 @@ using store::EnvState;
 
 namespace {
 
-constexpr int64_t kSecond = 1'000'000'000;
 constexpr uint32_t kMaxCount = 1000;
 
 std::string Iso(int64_t ns) { return ns > 0 ? FormatIsoTime(ns) : std::string(); }
@@ -81,7 +80,7 @@ ApiError ToApiError(const LeaseError& e, const Options& options) {
   ApiError out{m.status, m.code, e.message, e.field};
   if (m.status == 423) {
     out.headers.emplace_back("Retry-After",
-                             std::to_string(std::max<int64_t>(1, options.retry_after_ns / kSecond)));
+                             std::to_string(std::max<int64_t>(1, options.retry_after_ns / kNanosPerSecond)));
   }
   if (m.status == 429) out.headers.emplace_back("Retry-After", "5");
   return out;
@@ -363,17 +362,18 @@ class EnvPool::Impl {
       envs.push_back(s.id.empty() ? ordered_json{{"id", id}, {"pool", a.pool}} : PublicJson(s));
     }
     const bool active = a.state == AllocationState::kActive;
-    ordered_json j = {{"id", a.id},
-                      {"pool", a.pool},
-                      {"requester", a.requester},
-                      {"owner", a.principal},
-                      {"state", store::AllocationStateName(a.state)},
-                      {"created_at", Iso(a.created_ns)},
-                      {"expires_at", Iso(a.expires_ns)},
-                      {"max_expires_at", Iso(a.max_expires_ns)},
-                      {"expires_in_s",
-                       active ? std::max<int64_t>(0, (a.expires_ns - leases_.clock().Wall()) / kSecond) : 0},
-                      {"environments", envs}};
+    ordered_json j = {
+        {"id", a.id},
+        {"pool", a.pool},
+        {"requester", a.requester},
+        {"owner", a.principal},
+        {"state", store::AllocationStateName(a.state)},
+        {"created_at", Iso(a.created_ns)},
+        {"expires_at", Iso(a.expires_ns)},
+        {"max_expires_at", Iso(a.max_expires_ns)},
+        {"expires_in_s",
+         active ? std::max<int64_t>(0, (a.expires_ns - leases_.clock().Wall()) / kNanosPerSecond) : 0},
+        {"environments", envs}};
     if (!a.idempotency_key.empty()) j["idempotency_key"] = a.idempotency_key;
     if (!active) {
       j["outcome"] = a.outcome;

@@ -13,7 +13,6 @@ using store::AllocationState;
 using store::EnvState;
 
 namespace {
-constexpr int64_t kSecond = 1'000'000'000;
 constexpr int64_t kReapEveryNs = 250'000'000;
 }  // namespace
 
@@ -190,7 +189,7 @@ void Leases::Reap() {
   auto envs = store_.Environments("", EnvState::kCleaning);
   if (!envs.ok()) return;
   for (const auto& e : *envs) {
-    if (e.cleanup_deadline_ns != 0 && e.cleanup_deadline_ns + 30 * kSecond < now &&
+    if (e.cleanup_deadline_ns != 0 && e.cleanup_deadline_ns + 30 * kNanosPerSecond < now &&
         pools_[e.pool].cleanups_running == 0) {
       MarkDirty(e, "the cleanup's deadline passed without a result");
     }

@@ -625,6 +625,7 @@ std::string Runtime::MissingAwait(const VuScript& vs) {
 }
 
 void Runtime::CountUnanswered(VuScript& vs, const char* why) {
+  if (vs.requests.empty()) return;  // the usual end of an iteration: nothing to count, no clock read
   const int64_t now = MonoNanos();
   for (const auto& r : vs.requests) {
     if (r->connection == nullptr) continue;  // queued behind the VU's busy connections: never sent
