@@ -14,11 +14,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "config/reader.h"
 #include "control/control.h"
 #include "core/duration.h"
 #include "core/files.h"
 #include "core/id.h"
-#include "plan/reader.h"
 
 namespace meridian::control {
 namespace {
@@ -77,10 +77,10 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
     return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}: cannot read the server config", path));
   std::stringstream ss;
   ss << in.rdbuf();
-  plan::Reader reader(path);
+  config::Reader reader(path);
   try {
-    const YAML::Node root = plan::LoadYaml(reader, ss.str());
-    plan::Fields f(reader, root, "");
+    const YAML::Node root = config::LoadYaml(reader, ss.str());
+    config::Fields f(reader, root, "");
     ServerConfig c;
     c.listen = f.String("listen", c.listen);
     c.store = f.String("store", c.store);
@@ -120,7 +120,7 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
     c.max_agents = static_cast<uint32_t>(f.Uint("max_agents", c.max_agents, 1, 1'000'000));
     c.forget_agents_after_ns = f.Duration("forget_agents_after", c.forget_agents_after_ns, false);
     if (YAML::Node r = f.Get("retention")) {
-      plan::Fields rf(reader, r, "retention");
+      config::Fields rf(reader, r, "retention");
       // 0 keeps forever.
       c.retention.runs_ns = rf.Duration("runs", c.retention.runs_ns);
       c.retention.allocations_ns = rf.Duration("allocations", c.retention.allocations_ns);
@@ -135,7 +135,7 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
     }
     for (size_t i = 0; i < tokens.size(); ++i) {
       const std::string at = fmt::format("tokens[{}]", i);
-      plan::Fields t(reader, tokens[i], at);
+      config::Fields t(reader, tokens[i], at);
       TokenSpec spec;
       spec.name = t.String("name", "");
       if (spec.name.empty()) t.Fail("name", "is required");
@@ -144,7 +144,7 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         t.Fail("scopes", "must list scopes (runs:read, runs:write, agent, env:allocate, env:admin)");
       }
       for (size_t j = 0; j < scopes.size(); ++j) {
-        const std::string s = plan::ScalarText(reader, scopes[j], fmt::format("{}.scopes[{}]", at, j));
+        const std::string s = config::ScalarText(reader, scopes[j], fmt::format("{}.scopes[{}]", at, j));
         if (!ValidScope(s)) {
           reader.Fail(scopes[j], fmt::format("{}.scopes[{}]", at, j),
                       fmt::format("'{}' is not a scope (allowed: runs:read, runs:write, agent, env:allocate, "
@@ -181,7 +181,7 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
     }
     f.Done();
     return c;
-  } catch (const plan::PlanError& e) {
+  } catch (const config::ReadError& e) {
     return MakeError(ErrorCode::kInvalidArgument, e.message);
   } catch (const YAML::Exception& e) {
     return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}:{}:{}: not valid YAML: {}", path,

@@ -1,8 +1,9 @@
 #pragma once
-// The control plane (DESIGN §3, §6, §10): the /v1 JSON API with scoped bearer tokens, the agent registry, the
-// persisted run orchestrator (created → preparing → ready → running → draining → cleaning → passed | failed |
-// aborted | errored), interval ingest, thresholds and summaries. Single-threaded: everything runs on the loop
-// thread that owns the store. A control plane restarted mid-run reloads its active runs from the store.
+// The control plane (DESIGN §3, §6, §10): the /v1 JSON API with scoped bearer tokens (one route table for
+// runs, agents and leases; docs/api.md lists it), the agent registry, the persisted run orchestrator (created
+// → preparing → ready → running → draining → cleaning → passed | failed | aborted | errored), interval
+// ingest, thresholds and summaries. Single-threaded: everything runs on the loop thread that owns the store.
+// A control plane restarted mid-run reloads its active runs from the store.
 
 #include <cstdint>
 #include <memory>
@@ -68,6 +69,14 @@ std::string KeyedHash(const std::string& key, const std::string& data);
 // The server's key: DIR/server.key (32 random bytes, 0600), created on first use.
 Result<std::string> LoadOrCreateServerKey(const std::string& dir);
 
+// One row of the route table, for docs and tests: "GET", "/v1/runs/{id}", "runs:read" ("any", "a or b").
+struct RouteInfo {
+  std::string method;
+  std::string pattern;
+  std::string scopes;
+  std::string summary;
+};
+
 class ControlPlane {
  public:
   ControlPlane(net::EventLoop& loop, std::unique_ptr<store::Store> store, ServerConfig config);
@@ -81,6 +90,8 @@ class ControlPlane {
   // then the request. For in-process callers and the API fuzz target (with a function Responder).
   std::optional<http::ServerResponse> CheckHead(const http::ServerRequest& head, size_t* max_body);
   void Handle(http::ServerRequest& request, http::Responder out);
+  // The route table (runs, agents, leases), once Start() built it.
+  std::vector<RouteInfo> Routes() const;
 
  private:
   class Impl;

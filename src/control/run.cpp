@@ -13,10 +13,6 @@
 
 namespace meridian::control {
 
-bool TerminalState(const std::string& s) {
-  return s == "passed" || s == "failed" || s == "aborted" || s == "errored";
-}
-
 bool InstanceFailed(const nlohmann::json& r) {
   if (!r.is_object()) return false;
   const std::string state = r.value("state", std::string());
@@ -96,7 +92,7 @@ store::AssignmentRow* Run::Assignment(const std::string& agent_id) {
   return nullptr;
 }
 
-bool Run::Terminal() const { return TerminalState(row.state); }
+bool Run::Terminal() const { return store::Terminal(row.state); }
 
 namespace {
 
@@ -443,13 +439,13 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
     const uint64_t reported =
         it == run.progress.end() ? 0 : stats::MakeTimelinePoint(it->second.totals).requests;
     text += fmt::format("    {:<24} {:<16} {:<8} skew {:>9}  clock offset {:>9}  requests {}\n",
-                        row ? row->name : a.agent_id, a.region, a.state,
+                        row ? row->name : a.agent_id, a.region, store::AssignmentStateName(a.state),
                         a.started_ns ? FormatDuration(std::abs(skew)) : "-",
                         row ? FormatDuration(std::abs(row->clock_offset_ns)) : "-", reported);
     agent_list.push_back({{"id", a.agent_id},
                           {"name", row ? row->name : ""},
                           {"region", a.region},
-                          {"state", a.state},
+                          {"state", store::AssignmentStateName(a.state)},
                           {"start_skew_ms", a.started_ns ? Ms(skew) : 0.0},
                           {"clock_offset_ms", row ? Ms(row->clock_offset_ns) : 0.0},
                           {"rtt_ms", row ? Ms(row->rtt_ns) : 0.0},
@@ -576,14 +572,14 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
       }
     }
   }
-  text += fmt::format("\n  run {} {}{}\n", run.row.id, run.row.state,
+  text += fmt::format("\n  run {} {}{}\n", run.row.id, store::RunStateName(run.row.state),
                       run.row.reason.empty() ? "" : ": " + run.row.reason);
   out.text = text;
 
   nlohmann::ordered_json j;
   j["run"] = {{"id", run.row.id},
               {"name", run.plan.name},
-              {"state", run.row.state},
+              {"state", store::RunStateName(run.row.state)},
               {"reason", run.row.reason},
               {"start_at", FormatIsoTime(run.row.start_at_ns)},
               {"start_at_ns", run.row.start_at_ns}};
@@ -618,7 +614,7 @@ nlohmann::ordered_json RunRowJson(const store::RunRow& row) {
   nlohmann::ordered_json j;
   j["id"] = row.id;
   j["name"] = row.name;
-  j["state"] = row.state;
+  j["state"] = store::RunStateName(row.state);
   j["reason"] = row.reason;
   j["owner"] = row.owner;
   j["created"] = FormatIsoTime(row.created_ns);
@@ -644,9 +640,9 @@ nlohmann::ordered_json RunJson(const Run& run, int64_t now) {
     for (const auto& a : run.assignments) {
       if (a.region != region.name) continue;
       ++assigned;
-      ready += a.state != "assigned";
-      done += a.state == "done";
-      lost += a.state == "lost";
+      ready += a.state != store::AssignmentState::kAssigned;
+      done += a.state == store::AssignmentState::kDone;
+      lost += a.state == store::AssignmentState::kLost;
     }
     // The latest second every agent of the region has reported, merged.
     stats::IntervalSnapshot last;

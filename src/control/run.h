@@ -64,8 +64,6 @@ struct Run {
   int64_t EndAtNs() const { return row.start_at_ns + plan.ScheduledDuration(); }
 };
 
-bool TerminalState(const std::string& state);
-
 // Whether a step instance's result (its result_json) is a failure: it could not be started, or it ended by
 // itself with a non-zero exit code or a signal. Stopped at run_max_time (SIGTERM, then SIGKILL) is not.
 bool InstanceFailed(const nlohmann::json& result);

@@ -76,7 +76,7 @@ ApiError ToApiError(const LeaseError& e, const Options& options) {
     }
     return {500, "internal"};
   }();
-  if (e.code == LeaseErrorCode::kStoreUnavailable) return http::StoreUnavailable(e.message);
+  if (e.code == LeaseErrorCode::kStoreUnavailable) return http::StoreUnavailableAnswer(e.message);
   ApiError out{m.status, m.code, e.message, e.field};
   if (m.status == 423) {
     out.headers.emplace_back("Retry-After",
@@ -171,16 +171,8 @@ Requirements RequireField(const json& body) {
   return r;
 }
 
-void Method(const http::ServerRequest& req, const char* allowed) {
-  if (req.method != allowed) {
-    throw ApiError{405, "method_not_allowed", fmt::format("use {} for {}", allowed, req.path), ""};
-  }
-}
-
-void Admin(const Caller& caller, const std::string& what) {
-  if (!caller.admin)
-    throw ApiError{403, "forbidden", fmt::format("to {} needs the scope env:admin", what), ""};
-}
+// The lease service's view of the dispatcher's caller.
+Caller LeaseCaller(const http::Call& c) { return Caller{c.caller.name, c.caller.Has("env:admin")}; }
 
 }  // namespace
 
@@ -202,157 +194,182 @@ class EnvPool::Impl {
     if (!r.ok()) throw ToApiError(r.error(), leases_.options());
   }
 
-  void Handle(http::ServerRequest& req, const std::vector<std::string>& p, const Caller& caller,
-              http::Responder& out) {
-    const std::string& what = p[1];
-    if (what == "allocations") return Allocations(req, p, caller, out);
-    if (what == "pools") {
-      Method(req, "GET");
-      if (p.size() != 2) throw ApiError{404, "not_found", "no such route: " + req.path, ""};
-      return out.Send(http::JsonResponse(200, PoolsJson()));
+  Result<void> AddRoutes(http::Router& router) {
+    using Handler = void (Impl::*)(http::Call&);
+    struct Row {
+      const char* method;
+      const char* pattern;
+      bool admin;  // env:admin only; else env:allocate or env:admin
+      Handler handler;
+      const char* summary;
+      http::Body body = http::Body::kSmall;
+      bool rate_limited = true;
+    };
+    const Row rows[] = {
+        {"POST", "/v1/allocations", false, &Impl::Allocate, "allocate environments"},
+        {"GET", "/v1/allocations", false, &Impl::ListAllocations, "allocations, newest first"},
+        {"GET", "/v1/allocations/{id}", false, &Impl::GetAllocation, "one allocation"},
+        {"DELETE", "/v1/allocations/{id}", false, &Impl::Release, "release an allocation", http::Body::kSmall,
+         /*rate_limited=*/false},
+        {"POST", "/v1/allocations/{id}/renew", false, &Impl::Renew, "renew an allocation"},
+        {"GET", "/v1/pools", false, &Impl::Pools, "pools and their counts"},
+        {"GET", "/v1/environments", false, &Impl::ListEnvironments, "environments and their states"},
+        {"GET", "/v1/environments/{id}", false, &Impl::ShowEnvironment, "one environment"},
+        {"POST", "/v1/environments/{id}/drain", true, &Impl::Drain, "drain an environment"},
+        {"POST", "/v1/environments/{id}/reinstate", true, &Impl::Reinstate, "reinstate an environment"},
+        {"POST", "/v1/environments/sync", true, &Impl::Sync, "apply a registry", http::Body::kLarge},
+        {"GET", "/v1/audit", true, &Impl::Audit, "the audit log"},
+    };
+    for (const auto& r : rows) {
+      http::Route route;
+      route.method = r.method;
+      route.pattern = r.pattern;
+      route.scopes = r.admin ? std::vector<std::string>{"env:admin"}
+                             : std::vector<std::string>{"env:allocate", "env:admin"};
+      route.handler = [this, h = r.handler](http::Call& c) { (this->*h)(c); };
+      route.summary = r.summary;
+      route.body = r.body;
+      route.rate_limited = r.rate_limited;
+      if (auto added = router.Add(std::move(route)); !added.ok()) return added;
     }
-    if (what == "environments") return Environments(req, p, caller, out);
-    if (what == "audit") {
-      Method(req, "GET");
-      if (!caller.admin) throw ApiError{403, "forbidden", "the audit log needs the scope env:admin", ""};
-      store::AuditFilter f;
-      f.after_id = http::QueryInt(req, "after", 0, 0, INT64_MAX);
-      f.limit = static_cast<size_t>(http::QueryInt(req, "limit", 1000, 1, 10000));
-      f.pool = req.Query("pool");
-      f.allocation_id = req.Query("allocation");
-      f.environment_id = req.Query("environment");
-      f.action = req.Query("action");
-      ordered_json list = ordered_json::array();
-      for (const auto& r : Take(leases_.Audit(f))) {
-        list.push_back({{"id", r.id},
-                        {"at", Iso(r.at_ns)},
-                        {"at_ns", r.at_ns},
-                        {"principal", r.principal},
-                        {"action", r.action},
-                        {"pool", r.pool},
-                        {"allocation", r.allocation_id},
-                        {"environment", r.environment_id},
-                        {"outcome", r.outcome},
-                        {"detail", r.detail}});
-      }
-      return out.Send(http::JsonResponse(200, {{"audit", list}}));
-    }
-    throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+    return {};
   }
 
-  void Allocations(http::ServerRequest& req, const std::vector<std::string>& p, const Caller& caller,
-                   http::Responder& out) {
-    if (p.size() == 2 && req.method == "GET") {
-      store::AllocationFilter f;
-      f.principal =
-          caller.admin ? req.Query("owner") : caller.principal;  // the owner filter precedes the limit
-      f.requester = req.Query("requester");
-      f.active_only = StateQuery(req, {"active"}) == "active";
-      f.limit = static_cast<size_t>(http::QueryInt(req, "limit", 100, 1, 10000));
-      ordered_json list = ordered_json::array();
-      for (const auto& a : Take(leases_.List(f))) list.push_back(AllocationJson(a));
-      return out.Send(http::JsonResponse(200, {{"allocations", list}}));
+  void Audit(http::Call& c) {
+    const http::ServerRequest& req = c.req;
+    store::AuditFilter f;
+    f.after_id = http::QueryInt(req, "after", 0, 0, INT64_MAX);
+    f.limit = static_cast<size_t>(http::QueryInt(req, "limit", 1000, 1, 10000));
+    f.pool = req.Query("pool");
+    f.allocation_id = req.Query("allocation");
+    f.environment_id = req.Query("environment");
+    f.action = req.Query("action");
+    ordered_json list = ordered_json::array();
+    for (const auto& r : Take(leases_.Audit(f))) {
+      list.push_back({{"id", r.id},
+                      {"at", Iso(r.at_ns)},
+                      {"at_ns", r.at_ns},
+                      {"principal", r.principal},
+                      {"action", r.action},
+                      {"pool", r.pool},
+                      {"allocation", r.allocation_id},
+                      {"environment", r.environment_id},
+                      {"outcome", r.outcome},
+                      {"detail", r.detail}});
     }
-    if (p.size() == 2) {
-      Method(req, "POST");
-      const json body = http::ParseBody(req);
-      CheckKeys(body, {"pool", "requester", "count", "require", "duration", "wait", "idempotency_key"});
-      AllocationRequest rq;
-      rq.pool = Field<std::string>(body, "pool", "", true);
-      rq.principal = caller.principal;
-      rq.requester = Field<std::string>(body, "requester", caller.principal);
-      if (rq.requester.empty() || rq.requester.size() > 200) {
-        throw ApiError{400, "invalid_field", "'requester' must be 1 to 200 characters", "requester"};
-      }
-      const int64_t count = Field<int64_t>(body, "count", 1);
-      if (count < 1 || count > kMaxCount) {
-        throw ApiError{400, "invalid_field", fmt::format("'count' must be 1 to {}", kMaxCount), "count"};
-      }
-      rq.count = static_cast<uint32_t>(count);
-      rq.require = RequireField(body);
-      rq.duration_ns = DurationField(body, "duration", 0, /*positive=*/true);
-      Take(leases_.CheckDuration(rq.pool, rq.duration_ns));  // 404 for the pool before any other field's 400
-      const int64_t wait = DurationField(body, "wait", 0);
-      Take(leases_.CheckWait(wait));
-      rq.idempotency_key = Field<std::string>(body, "idempotency_key", "");
-      if (rq.idempotency_key.size() > 200) {
-        throw ApiError{400, "invalid_field", "'idempotency_key' is at most 200 characters",
-                       "idempotency_key"};
-      }
-      http::Responder responder = out;
-      Reply reply{[responder]() { return responder.alive(); },
-                  [this, responder](LeaseResult<Grant> r) mutable {
-                    if (!r.ok())
-                      return responder.Send(http::ErrorResponse(ToApiError(r.error(), leases_.options())));
-                    ordered_json j = AllocationJson(r->allocation);
-                    j["credentials"] = r->credentials;
-                    responder.Send(http::JsonResponse(r->replay ? 200 : 201, j));
-                  }};
-      return leases_.Allocate(std::move(rq), wait, std::move(reply));
-    }
-    const std::string& id = p[2];
-    if (p.size() == 3 && req.method == "GET") {
-      return out.Send(http::JsonResponse(200, AllocationJson(Take(leases_.Get(id, caller)))));
-    }
-    if (p.size() == 3) {
-      Method(req, "DELETE");
-      const json body = http::ParseBody(req);
-      CheckKeys(body, {"outcome"});
-      const std::string outcome = Field<std::string>(body, "outcome", "success");
-      if (outcome != "success" && outcome != "failure" && outcome != "cancelled") {
-        throw ApiError{400, "invalid_field", "'outcome' must be success, failure or cancelled", "outcome"};
-      }
-      return out.Send(http::JsonResponse(200, AllocationJson(Take(leases_.Release(id, outcome, caller)))));
-    }
-    if (p.size() == 4 && p[3] == "renew") {
-      Method(req, "POST");
-      const json body = http::ParseBody(req);
-      CheckKeys(body, {"duration"});
-      Take(leases_.Get(id, caller));  // unknown (404) or another's (403) before a bad duration (400)
-      const int64_t asked = DurationField(body, "duration", 0, /*positive=*/true);
-      return out.Send(http::JsonResponse(200, AllocationJson(Take(leases_.Renew(id, asked, caller)))));
-    }
-    throw ApiError{404, "not_found", "no such route: " + req.path, ""};
+    c.out.Send(http::JsonResponse(200, {{"audit", list}}));
   }
 
-  void Environments(http::ServerRequest& req, const std::vector<std::string>& p, const Caller& caller,
-                    http::Responder& out) {
-    if (p.size() == 2) {
-      Method(req, "GET");
-      // Retired environments (removed from the registry, kept as history) only when asked for.
-      const std::string state = StateQuery(req, {"available", "allocated", "cleaning", "dirty", "retired"});
-      const auto filter = state.empty() ? std::nullopt : store::ParseEnvState(state);
-      ordered_json list = ordered_json::array();
-      for (const auto& e : Take(leases_.Environments(req.Query("pool"), filter))) {
-        if (e.state != EnvState::kRetired || filter == EnvState::kRetired)
-          list.push_back(EnvironmentJson(e, false));
-      }
-      return out.Send(http::JsonResponse(200, {{"environments", list}}));
+  void Pools(http::Call& c) { c.out.Send(http::JsonResponse(200, PoolsJson())); }
+
+  void ListAllocations(http::Call& c) {
+    const http::ServerRequest& req = c.req;
+    const Caller caller = LeaseCaller(c);
+    store::AllocationFilter f;
+    f.principal =
+        caller.admin ? req.Query("owner") : caller.principal;  // the owner filter precedes the limit
+    f.requester = req.Query("requester");
+    f.active_only = StateQuery(req, {"active"}) == "active";
+    f.limit = static_cast<size_t>(http::QueryInt(req, "limit", 100, 1, 10000));
+    ordered_json list = ordered_json::array();
+    for (const auto& a : Take(leases_.List(f))) list.push_back(AllocationJson(a));
+    c.out.Send(http::JsonResponse(200, {{"allocations", list}}));
+  }
+
+  void Allocate(http::Call& c) {
+    const Caller caller = LeaseCaller(c);
+    const json body = http::ParseBody(c.req);
+    CheckKeys(body, {"pool", "requester", "count", "require", "duration", "wait", "idempotency_key"});
+    AllocationRequest rq;
+    rq.pool = Field<std::string>(body, "pool", "", true);
+    rq.principal = caller.principal;
+    rq.requester = Field<std::string>(body, "requester", caller.principal);
+    if (rq.requester.empty() || rq.requester.size() > 200) {
+      throw ApiError{400, "invalid_field", "'requester' must be 1 to 200 characters", "requester"};
     }
-    if (p.size() == 3 && p[2] == "sync") {
-      Method(req, "POST");
-      Admin(caller, "sync the registry");
-      std::string file = req.Query("file");
-      if (file.empty()) file = "registry.yaml";
-      auto reg = ParseRegistry(req.body, file);
-      if (!reg.ok()) throw ApiError{400, "invalid_registry", reg.error().message, ""};
-      return out.Send(http::JsonResponse(200, Take(leases_.Sync(*reg, caller.principal))));
+    const int64_t count = Field<int64_t>(body, "count", 1);
+    if (count < 1 || count > kMaxCount) {
+      throw ApiError{400, "invalid_field", fmt::format("'count' must be 1 to {}", kMaxCount), "count"};
     }
-    const std::string& id = p[2];
-    const store::EnvironmentRow e = Take(leases_.Environment(id));  // an unknown one is a 404 first
-    if (p.size() == 3) {
-      Method(req, "GET");
-      return out.Send(http::JsonResponse(200, EnvironmentJson(e, true)));
+    rq.count = static_cast<uint32_t>(count);
+    rq.require = RequireField(body);
+    rq.duration_ns = DurationField(body, "duration", 0, /*positive=*/true);
+    Take(leases_.CheckDuration(rq.pool, rq.duration_ns));  // 404 for the pool before any other field's 400
+    const int64_t wait = DurationField(body, "wait", 0);
+    Take(leases_.CheckWait(wait));
+    rq.idempotency_key = Field<std::string>(body, "idempotency_key", "");
+    if (rq.idempotency_key.size() > 200) {
+      throw ApiError{400, "invalid_field", "'idempotency_key' is at most 200 characters", "idempotency_key"};
     }
-    if (p.size() != 4) throw ApiError{404, "not_found", "no such route: " + req.path, ""};
-    Method(req, "POST");
-    const std::string& action = p[3];
-    if (action != "reinstate" && action != "drain")
-      throw ApiError{404, "not_found", "no such route: " + req.path, ""};
-    Admin(caller, action + " an environment");
-    auto changed =
-        action == "drain" ? leases_.Drain(id, caller.principal) : leases_.Reinstate(id, caller.principal);
-    return out.Send(http::JsonResponse(200, EnvironmentJson(Take(std::move(changed)), false)));
+    http::Responder responder = c.out;
+    Reply reply{[responder]() { return responder.alive(); },
+                [this, responder](LeaseResult<Grant> r) mutable {
+                  if (!r.ok())
+                    return responder.Send(http::ErrorResponse(ToApiError(r.error(), leases_.options())));
+                  ordered_json j = AllocationJson(r->allocation);
+                  j["credentials"] = r->credentials;
+                  responder.Send(http::JsonResponse(r->replay ? 200 : 201, j));
+                }};
+    leases_.Allocate(std::move(rq), wait, std::move(reply));
+  }
+
+  void GetAllocation(http::Call& c) {
+    c.out.Send(http::JsonResponse(200, AllocationJson(Take(leases_.Get(c.Param("id"), LeaseCaller(c))))));
+  }
+
+  void Release(http::Call& c) {
+    const json body = http::ParseBody(c.req);
+    CheckKeys(body, {"outcome"});
+    const std::string outcome = Field<std::string>(body, "outcome", "success");
+    if (outcome != "success" && outcome != "failure" && outcome != "cancelled") {
+      throw ApiError{400, "invalid_field", "'outcome' must be success, failure or cancelled", "outcome"};
+    }
+    c.out.Send(http::JsonResponse(
+        200, AllocationJson(Take(leases_.Release(c.Param("id"), outcome, LeaseCaller(c))))));
+  }
+
+  void Renew(http::Call& c) {
+    const std::string& id = c.Param("id");
+    const Caller caller = LeaseCaller(c);
+    const json body = http::ParseBody(c.req);
+    CheckKeys(body, {"duration"});
+    Take(leases_.Get(id, caller));  // unknown (404) or another's (403) before a bad duration (400)
+    const int64_t asked = DurationField(body, "duration", 0, /*positive=*/true);
+    c.out.Send(http::JsonResponse(200, AllocationJson(Take(leases_.Renew(id, asked, caller)))));
+  }
+
+  void ListEnvironments(http::Call& c) {
+    // Retired environments (removed from the registry, kept as history) only when asked for.
+    const std::string state = StateQuery(c.req, {"available", "allocated", "cleaning", "dirty", "retired"});
+    const auto filter = state.empty() ? std::nullopt : store::ParseEnvState(state);
+    ordered_json list = ordered_json::array();
+    for (const auto& e : Take(leases_.Environments(c.req.Query("pool"), filter))) {
+      if (e.state != EnvState::kRetired || filter == EnvState::kRetired)
+        list.push_back(EnvironmentJson(e, false));
+    }
+    c.out.Send(http::JsonResponse(200, {{"environments", list}}));
+  }
+
+  void Sync(http::Call& c) {
+    std::string file = c.req.Query("file");
+    if (file.empty()) file = "registry.yaml";
+    auto reg = ParseRegistry(c.req.body, file);
+    if (!reg.ok()) throw ApiError{400, "invalid_registry", reg.error().message, ""};
+    c.out.Send(http::JsonResponse(200, Take(leases_.Sync(*reg, c.caller.name))));
+  }
+
+  void ShowEnvironment(http::Call& c) {
+    c.out.Send(http::JsonResponse(200, EnvironmentJson(Take(leases_.Environment(c.Param("id"))), true)));
+  }
+
+  void Drain(http::Call& c) {
+    const std::string& id = c.Param("id");
+    c.out.Send(http::JsonResponse(200, EnvironmentJson(Take(leases_.Drain(id, c.caller.name)), false)));
+  }
+
+  void Reinstate(http::Call& c) {
+    const std::string& id = c.Param("id");
+    c.out.Send(http::JsonResponse(200, EnvironmentJson(Take(leases_.Reinstate(id, c.caller.name)), false)));
   }
 
   ordered_json AllocationJson(const store::AllocationRow& a) {
@@ -443,17 +460,9 @@ Result<ordered_json> EnvPool::Sync(const Registry& registry, const std::string& 
   return std::move(r).value();
 }
 
-void EnvPool::Handle(http::ServerRequest& req, const std::vector<std::string>& path, const Caller& caller,
-                     http::Responder& out) {
-  impl_->Handle(req, path, caller, out);
-}
-
-bool EnvPool::Owns(const std::vector<std::string>& p) {
-  return p.size() >= 2 && p[0] == "v1" &&
-         (p[1] == "allocations" || p[1] == "pools" || p[1] == "environments" || p[1] == "audit");
-}
+Result<void> EnvPool::AddRoutes(http::Router& router) { return impl_->AddRoutes(router); }
 
 void EnvPool::Tick() { impl_->leases().Tick(); }
-std::string EnvPool::Metrics() { return LeaseMetrics(impl_->leases()); }
+void EnvPool::Metrics(PrometheusText& out) { LeaseMetrics(impl_->leases(), out); }
 
 }  // namespace meridian::envpool

@@ -16,10 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "core/prometheus.h"
 #include "core/result.h"
 #include "envpool/options.h"
 #include "envpool/registry.h"
-#include "http/server.h"
+#include "http/router.h"
 #include "net/event_loop.h"
 #include "store/store.h"
 
@@ -38,16 +39,14 @@ class EnvPool {
   // are deleted once free and clean. Returns what changed.
   Result<nlohmann::ordered_json> Sync(const Registry& registry, const std::string& principal);
 
-  // The routes under /v1: allocations, pools, environments, audit. The caller authenticated the token and
-  // holds env:allocate or env:admin. Throws http::ApiError.
-  void Handle(http::ServerRequest& req, const std::vector<std::string>& path, const Caller& caller,
-              http::Responder& out);
-  static bool Owns(const std::vector<std::string>& path);  // whether Handle serves this /v1 path
+  // Adds the lease routes (allocations, pools, environments, audit) to the control plane's table, with their
+  // scopes: env:allocate or env:admin, and env:admin alone for drain, reinstate, sync and the audit log.
+  Result<void> AddRoutes(http::Router& router);
 
   // Reaper, wait time-outs, cleanup deadlines; call periodically on the loop thread.
   void Tick();
   // Prometheus text exposition: environments by state, queue length, wait and cleanup histograms, outcomes.
-  std::string Metrics();
+  void Metrics(PrometheusText& out);
 
  private:
   class Impl;

@@ -43,7 +43,7 @@ std::vector<std::string> EnvIds(const store::AllocationRow& a) {
 }
 
 LeaseError StoreError(const Error& e, const std::string& what) {
-  LogError("store: {}: {}", what, e.message);
+  LogError("store: could not {}: {}", what, e.message);  // as http::StoreUnavailable logs it
   return LeaseError{LeaseErrorCode::kStoreUnavailable, fmt::format("could not {}", what), ""};
 }
 

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/prometheus.h"
 #include "core/result.h"
 #include "envpool/hooks.h"
 #include "envpool/options.h"
@@ -259,7 +260,7 @@ std::vector<std::string> EnvIds(const store::AllocationRow& a);
 
 // Prometheus text exposition (metrics.cpp): environments by state, queue length, cleanups running, wait and
 // cleanup histograms, deallocations by outcome, requests by result.
-std::string LeaseMetrics(Leases& leases);
+void LeaseMetrics(Leases& leases, PrometheusText& out);
 
 // A lease error where a plain Error is wanted: a refused registry is kInvalidArgument, the store kIo.
 Error ToError(const LeaseError& e);

@@ -2,31 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <map>
+
 #include "envpool/leases.h"
 
 namespace meridian::envpool {
-namespace {
 
-void WriteHistogram(std::string& out, const SecondsHistogram& h, const std::string& name,
-                    const std::string& labels) {
-  uint64_t cumulative = 0;
-  for (size_t i = 0; i < std::size(SecondsHistogram::kBounds); ++i) {
-    cumulative += h.counts[i];
-    out +=
-        fmt::format("{}_bucket{{{},le=\"{}\"}} {}\n", name, labels, SecondsHistogram::kBounds[i], cumulative);
-  }
-  out += fmt::format("{}_bucket{{{},le=\"+Inf\"}} {}\n", name, labels, h.total);
-  out += fmt::format("{}_sum{{{}}} {}\n{}_count{{{}}} {}\n", name, labels, h.sum, name, labels, h.total);
-}
-
-}  // namespace
-
-std::string LeaseMetrics(Leases& leases) {
-  std::string out;
+void LeaseMetrics(Leases& leases, PrometheusText& out) {
   auto envs = leases.Environments("", std::nullopt);
-  out +=
-      "# HELP meridian_env_environments Environments by pool and state.\n"
-      "# TYPE meridian_env_environments gauge\n";
+  out.Family("meridian_env_environments", "gauge", "Environments by pool and state.");
   for (const auto& [name, pool] : leases.pools()) {
     std::map<std::string, int> counts = {
         {"available", 0}, {"allocated", 0}, {"cleaning", 0}, {"dirty", 0}, {"draining", 0}};
@@ -37,52 +21,40 @@ std::string LeaseMetrics(Leases& leases) {
         if (e.draining) ++counts["draining"];
       }
     }
-    for (const auto& [state, n] : counts) {
-      out += fmt::format("meridian_env_environments{{pool=\"{}\",state=\"{}\"}} {}\n", name, state, n);
+    for (const auto& [state, n] : counts)
+      out.Sample("meridian_env_environments", {{"pool", name}, {"state", state}}, n);
+  }
+  out.Family("meridian_env_queue_length", "gauge", "Allocation requests waiting in the pool's FIFO queue.");
+  for (const auto& [name, pool] : leases.pools()) {
+    out.Sample("meridian_env_queue_length", {{"pool", name}}, static_cast<double>(pool.Waiting()));
+  }
+  out.Family("meridian_env_cleanups_running", "gauge", "Cleanup commands running now.");
+  for (const auto& [name, pool] : leases.pools()) {
+    out.Sample("meridian_env_cleanups_running", {{"pool", name}}, static_cast<double>(pool.cleanups_running));
+  }
+  const auto histograms = [&](const char* metric, const char* help, SecondsHistogram Leases::Pool::*h) {
+    out.Family(metric, "histogram", help);
+    for (const auto& [name, pool] : leases.pools()) {
+      const SecondsHistogram& s = pool.*h;
+      out.Histogram(metric, {{"pool", name}}, SecondsHistogram::kBounds, s.counts, s.sum);
     }
-  }
-  out +=
-      "# HELP meridian_env_queue_length Allocation requests waiting in the pool's FIFO queue.\n"
-      "# TYPE meridian_env_queue_length gauge\n";
-  for (const auto& [name, pool] : leases.pools()) {
-    out += fmt::format("meridian_env_queue_length{{pool=\"{}\"}} {}\n", name, pool.Waiting());
-  }
-  out +=
-      "# HELP meridian_env_cleanups_running Cleanup commands running now.\n"
-      "# TYPE meridian_env_cleanups_running gauge\n";
-  for (const auto& [name, pool] : leases.pools()) {
-    out += fmt::format("meridian_env_cleanups_running{{pool=\"{}\"}} {}\n", name, pool.cleanups_running);
-  }
-  out +=
-      "# HELP meridian_env_wait_seconds Time from an allocation request to its allocation.\n"
-      "# TYPE meridian_env_wait_seconds histogram\n";
-  for (const auto& [name, pool] : leases.pools()) {
-    WriteHistogram(out, pool.wait, "meridian_env_wait_seconds", fmt::format("pool=\"{}\"", name));
-  }
-  out +=
-      "# HELP meridian_env_cleanup_seconds Cleanup command durations.\n"
-      "# TYPE meridian_env_cleanup_seconds histogram\n";
-  for (const auto& [name, pool] : leases.pools()) {
-    WriteHistogram(out, pool.cleanup, "meridian_env_cleanup_seconds", fmt::format("pool=\"{}\"", name));
-  }
-  out +=
-      "# HELP meridian_env_deallocations_total Ended allocations by outcome.\n"
-      "# TYPE meridian_env_deallocations_total counter\n";
+  };
+  histograms("meridian_env_wait_seconds", "Time from an allocation request to its allocation.",
+             &Leases::Pool::wait);
+  histograms("meridian_env_cleanup_seconds", "Cleanup command durations.", &Leases::Pool::cleanup);
+  out.Family("meridian_env_deallocations_total", "counter", "Ended allocations by outcome.");
   for (const auto& [name, pool] : leases.pools()) {
     for (const auto& [outcome, n] : pool.outcomes) {
-      out += fmt::format("meridian_env_deallocations_total{{pool=\"{}\",outcome=\"{}\"}} {}\n", name, outcome,
-                         n);
+      out.Sample("meridian_env_deallocations_total", {{"pool", name}, {"outcome", outcome}},
+                 static_cast<double>(n));
     }
   }
-  out +=
-      "# HELP meridian_env_requests_total Allocation requests by result.\n"
-      "# TYPE meridian_env_requests_total counter\n";
+  out.Family("meridian_env_requests_total", "counter", "Allocation requests by result.");
   for (const auto& [name, pool] : leases.pools()) {
     for (const auto& [result, n] : pool.requests) {
-      out += fmt::format("meridian_env_requests_total{{pool=\"{}\",result=\"{}\"}} {}\n", name, result, n);
+      out.Sample("meridian_env_requests_total", {{"pool", name}, {"result", result}}, static_cast<double>(n));
     }
   }
-  return out;
 }
 
 }  // namespace meridian::envpool

@@ -9,15 +9,15 @@
 #include <set>
 #include <sstream>
 
+#include "config/reader.h"
 #include "core/utf8.h"
-#include "plan/reader.h"
 
 namespace meridian::envpool {
 
+using config::Fields;
+using config::Reader;
 using nlohmann::json;
 using nlohmann::ordered_json;
-using plan::Fields;
-using plan::Reader;
 
 namespace {
 
@@ -28,12 +28,12 @@ Command CommandValue(const Reader& r, const YAML::Node& n, const std::string& fi
   Command c;
   c.timeout_ns = timeout_ns;
   if (n.IsScalar()) {
-    const std::string line = plan::ScalarText(r, n, field);
+    const std::string line = config::ScalarText(r, n, field);
     if (line.empty()) r.Fail(n, field, "is empty (give a shell line or an argv list)");
     c.argv = {"/bin/sh", "-c", line};
   } else if (n.IsSequence()) {
     for (size_t i = 0; i < n.size(); ++i)
-      c.argv.push_back(plan::ScalarText(r, n[i], fmt::format("{}[{}]", field, i)));
+      c.argv.push_back(config::ScalarText(r, n[i], fmt::format("{}[{}]", field, i)));
     if (c.argv.empty() || c.argv[0].empty()) r.Fail(n, field, "is empty (give a shell line or an argv list)");
   } else {
     r.Fail(n, field, "must be a shell line or an argv list");
@@ -51,7 +51,7 @@ Credentials CredentialsValue(const Reader& r, const YAML::Node& n, const std::st
     if (!files.IsMap()) r.Fail(files, f.Path("files"), "must map variable names to files");
     for (const auto& kv : files) {
       const std::string name = kv.first.Scalar();
-      c.files[name] = plan::ScalarText(r, kv.second, f.Path("files") + "." + name);
+      c.files[name] = config::ScalarText(r, kv.second, f.Path("files") + "." + name);
     }
   }
   f.Done();
@@ -106,7 +106,7 @@ EnvironmentSpec ParseEnvironment(const Reader& r, const YAML::Node& n, const std
     if (!caps.IsMap()) r.Fail(caps, f.Path("capabilities"), "must map names to values");
     for (const auto& kv : caps) {
       const std::string key = kv.first.Scalar();
-      e.capabilities[key] = plan::ScalarText(r, kv.second, f.Path("capabilities") + "." + key);
+      e.capabilities[key] = config::ScalarText(r, kv.second, f.Path("capabilities") + "." + key);
     }
   }
   if (YAML::Node c = f.Get("credentials")) e.credentials = CredentialsValue(r, c, f.Path("credentials"));
@@ -156,12 +156,12 @@ Result<Registry> ParseRegistry(const std::string& text, const std::string& file)
     return MakeError(ErrorCode::kInvalidArgument,
                      fmt::format("{}:{}: not valid UTF-8 (byte {})", file, line, bad));
   }
-  if (plan::NestingTooDeep(text, 64)) {
+  if (config::NestingTooDeep(text, 64)) {
     return MakeError(ErrorCode::kInvalidArgument,
                      file + ": lists and mappings nest more than 64 levels deep");
   }
   try {
-    const YAML::Node root = plan::LoadYaml(reader, text);
+    const YAML::Node root = config::LoadYaml(reader, text);
     Registry reg;
     reg.source = file;
     if (!root.IsDefined() || root.IsNull()) return reg;  // empty: Sync refuses it while pools exist
@@ -193,7 +193,7 @@ Result<Registry> ParseRegistry(const std::string& text, const std::string& file)
     }
     f.Done();
     return reg;
-  } catch (const plan::PlanError& e) {
+  } catch (const config::ReadError& e) {
     return MakeError(ErrorCode::kInvalidArgument, e.message);
   } catch (const YAML::Exception& e) {
     return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}:{}:{}: not valid YAML: {}", file,

@@ -4,16 +4,22 @@
 
 #include "core/hex.h"
 #include "core/json.h"
+#include "core/log.h"
 
 namespace meridian::http {
 
 using nlohmann::json;
 using nlohmann::ordered_json;
 
-ApiError StoreUnavailable(const std::string& message) {
+ApiError StoreUnavailable(const Error& store_error, std::string_view what) {
+  LogError("store: could not {}: {}", what, store_error.message);
+  return StoreUnavailableAnswer(fmt::format("could not {}", what));
+}
+
+ApiError StoreUnavailableAnswer(std::string_view message) {
   return ApiError{503,
                   "store_unavailable",
-                  message + " (the store is unavailable; retry shortly)",
+                  fmt::format("{} (the store is unavailable; retry shortly)", message),
                   "",
                   {{"Retry-After", "5"}}};
 }

@@ -29,8 +29,13 @@ struct ApiError {
 };
 
 // The store could not read or write (a full disk, an I/O error, a lock held too long): 503 with Retry-After,
-// so that clients retry instead of taking a half-done answer.
-ApiError StoreUnavailable(const std::string& message);
+// so that clients retry instead of taking a half-done answer. The one mapping of store errors for every
+// route: the store's own message goes to the server log ("store: could not <what>: <message>"), never to the
+// client, who reads "could not <what> (the store is unavailable; retry shortly)".
+ApiError StoreUnavailable(const Error& store_error, std::string_view what);
+// The same answer for a message that was logged where the error happened ("could not <what>", the lease
+// core's).
+ApiError StoreUnavailableAnswer(std::string_view message);
 
 ServerResponse JsonResponse(int status, const nlohmann::ordered_json& body);
 ServerResponse ErrorResponse(const ApiError& e);

@@ -105,10 +105,18 @@ TEST(Api, PathSegmentsAreSplitThenDecoded) {
 TEST(Api, JsonTextNeverThrows) {
   nlohmann::json j = {{"log", std::string("bytes \xff\xfe here")}};
   EXPECT_EQ(JsonText(j), "{\"log\":\"bytes \xEF\xBF\xBD\xEF\xBF\xBD here\"}");
-  const ApiError e = StoreUnavailable("database or disk is full");
+}
+
+TEST(Api, StoreErrorsAre503sThatKeepTheStoresMessageFromTheClient) {
+  const ApiError e = StoreUnavailable(
+      MakeError(ErrorCode::kIo, "store: database or disk is full (/srv/m.db)"), "store the report");
   EXPECT_EQ(e.status, 503);
+  EXPECT_EQ(e.code, "store_unavailable");
+  EXPECT_EQ(e.message, "could not store the report (the store is unavailable; retry shortly)");
   ASSERT_EQ(e.headers.size(), 1u);
   EXPECT_EQ(e.headers[0].first, "Retry-After");
+  EXPECT_EQ(StoreUnavailableAnswer("could not renew allocation a-1").message,
+            "could not renew allocation a-1 (the store is unavailable; retry shortly)");
 }
 
 }  // namespace

@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include "config/reader.h"
+
 namespace meridian::plan {
+using config::Fields;
+using config::Reader;
 
 bool LooksLikeArdere(const YAML::Node& root) {
   if (!root.IsMap()) return false;

@@ -5,14 +5,14 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "config/reader.h"
 #include "plan/plan.h"
-#include "plan/reader.h"
 
 namespace meridian::plan {
 
 // ardere plans are recognised by their required `ecs_name`, or by `steps` with `instance_count` and no
 // `scenarios`.
 bool LooksLikeArdere(const YAML::Node& root);
-Plan ParseArdere(const Reader& r, const YAML::Node& root, const loadgen::VarMap& overrides);
+Plan ParseArdere(const config::Reader& r, const YAML::Node& root, const loadgen::VarMap& overrides);
 
 }  // namespace meridian::plan

@@ -7,11 +7,15 @@
 #include <fstream>
 #include <sstream>
 
+#include "config/reader.h"
 #include "core/duration.h"
 #include "plan/plan.h"
-#include "plan/reader.h"
 
 namespace meridian::plan {
+using config::Fields;
+using config::LoadYaml;
+using config::Reader;
+using config::ReadError;
 
 Result<Plan> ImportConstellation(const std::string& config_path, const std::string& script_path) {
   std::ifstream in(config_path, std::ios::binary);
@@ -66,7 +70,7 @@ Result<Plan> ImportConstellation(const std::string& config_path, const std::stri
                        fmt::format("{}: REMOTE_REGIONS: must name at least one region", config_path));
     }
     return p;
-  } catch (const PlanError& e) {
+  } catch (const ReadError& e) {
     return MakeError(ErrorCode::kInvalidArgument, e.message);
   } catch (const YAML::Exception& e) {
     return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}:{}:{}: not valid JSON: {}", config_path,

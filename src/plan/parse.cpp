@@ -10,15 +10,21 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "config/reader.h"
 #include "core/duration.h"
 #include "core/json.h"
 #include "core/utf8.h"
 #include "plan/ardere.h"
 #include "plan/plan.h"
-#include "plan/reader.h"
 #include "plan/toml.h"
 
 namespace meridian::plan {
+using config::Fields;
+using config::LoadYaml;
+using config::NestingTooDeep;
+using config::Reader;
+using config::ReadError;
+using config::ScalarText;
 namespace {
 
 using loadgen::ExecutorType;
@@ -499,7 +505,7 @@ Result<Plan> ParseText(const std::string& text, const std::string& file, const l
       series = static_cast<uint16_t>(series + s.requests.size());
     }
     return p;
-  } catch (const PlanError& e) {
+  } catch (const ReadError& e) {
     return MakeError(ErrorCode::kInvalidArgument, e.message);
   } catch (const YAML::Exception& e) {
     return MakeError(ErrorCode::kInvalidArgument, fmt::format("{}:{}:{}: not valid YAML or JSON: {}", file,

@@ -5,9 +5,12 @@
 #include <cstdio>
 #include <fstream>
 
-#include "plan/reader.h"
+#include "config/reader.h"
 
 namespace meridian::plan {
+using config::LoadYaml;
+using config::Reader;
+using config::ReadError;
 namespace {
 
 constexpr const char* kPlan = R"(name: checkout
@@ -360,7 +363,7 @@ TEST(Reader, ValuesThatAreNotUtf8AreRefusedByField) {
   try {
     (void)LoadYaml(reader, "tokens:\n  - { name: \"ci\xe0\x8b\x80\" }\n");
     ADD_FAILURE() << "accepted";
-  } catch (const PlanError& e) {
+  } catch (const ReadError& e) {
     EXPECT_NE(e.message.find("server.yaml:2:"), std::string::npos) << e.message;
     EXPECT_NE(e.message.find("tokens[0].name"), std::string::npos) << e.message;
     EXPECT_NE(e.message.find("not valid UTF-8"), std::string::npos) << e.message;

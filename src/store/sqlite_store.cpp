@@ -20,6 +20,11 @@ namespace meridian::store {
 namespace {
 constexpr const char* kEnvStates[] = {"available", "allocated", "cleaning", "dirty", "retired"};
 constexpr const char* kAllocationStates[] = {"active", "released", "expired"};
+constexpr const char* kRunStates[] = {"created",  "preparing", "ready",  "running", "draining",
+                                      "cleaning", "passed",    "failed", "aborted", "errored"};
+constexpr const char* kAssignmentStates[] = {"assigned", "ready", "running", "done", "lost"};
+static_assert(std::size(kRunStates) == static_cast<size_t>(RunState::kErrored) + 1);
+static_assert(std::size(kAssignmentStates) == static_cast<size_t>(AssignmentState::kLost) + 1);
 static_assert(std::size(kEnvStates) == static_cast<size_t>(EnvState::kRetired) + 1);
 static_assert(std::size(kAllocationStates) == static_cast<size_t>(AllocationState::kExpired) + 1);
 }  // namespace
@@ -41,7 +46,35 @@ std::optional<AllocationState> ParseAllocationState(std::string_view text) {
   return std::nullopt;
 }
 
+const char* RunStateName(RunState state) { return kRunStates[static_cast<size_t>(state)]; }
+std::optional<RunState> ParseRunState(std::string_view text) {
+  for (size_t i = 0; i < std::size(kRunStates); ++i) {
+    if (text == kRunStates[i]) return static_cast<RunState>(i);
+  }
+  return std::nullopt;
+}
+bool Terminal(RunState state) { return state >= RunState::kPassed; }
+const char* AssignmentStateName(AssignmentState state) {
+  return kAssignmentStates[static_cast<size_t>(state)];
+}
+std::optional<AssignmentState> ParseAssignmentState(std::string_view text) {
+  for (size_t i = 0; i < std::size(kAssignmentStates); ++i) {
+    if (text == kAssignmentStates[i]) return static_cast<AssignmentState>(i);
+  }
+  return std::nullopt;
+}
+
 namespace {
+
+// The terminal states as an SQL list: "('passed','failed','aborted','errored')".
+std::string TerminalStatesSql() {
+  std::string list;
+  for (size_t i = 0; i < std::size(kRunStates); ++i) {
+    if (Terminal(static_cast<RunState>(i)))
+      list += fmt::format("{}'{}'", list.empty() ? "(" : ",", kRunStates[i]);
+  }
+  return list + ")";
+}
 
 // Each entry migrates from version i to i+1. Never edit a released entry: add a new one.
 constexpr const char* kMigrations[] = {
@@ -201,7 +234,7 @@ RunRow ReadRun(Stmt& s) {
   RunRow r;
   r.id = s.Text(0);
   r.name = s.Text(1);
-  r.state = s.Text(2);
+  r.state = ParseRunState(s.Text(2)).value_or(RunState::kErrored);  // unknown: ended, never resumed
   r.plan_yaml = s.Text(3);
   r.owner = s.Text(4);
   r.reason = s.Text(5);
@@ -272,7 +305,7 @@ class SqliteStore final : public Store {
            fmt::format("INSERT INTO runs ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", kRunColumns).c_str());
     BindRun(s, r);
     if (s.Step() != SQLITE_DONE) return s.Fail("create run");
-    return AppendEvent(r.id, r.created_ns, "", r.state, "created");
+    return AppendEvent(r.id, r.created_ns, "", RunStateName(r.state), "created");
   }
 
   Result<std::optional<RunRow>> GetRun(const std::string& id) override {
@@ -284,21 +317,25 @@ class SqliteStore final : public Store {
   Result<std::vector<RunRow>> ListRuns(size_t limit, bool active_only) override {
     const std::string sql =
         fmt::format("SELECT {} FROM runs {} ORDER BY created_ns DESC, id DESC LIMIT ?", kRunColumns,
-                    active_only ? "WHERE state NOT IN ('passed','failed','aborted','errored')" : "");
+                    active_only ? "WHERE state NOT IN " + TerminalStatesSql() : "");
     Stmt s(cache_, sql.c_str());
     s.Bind(1, static_cast<int64_t>(limit));
     return s.All(ReadRun, "list runs");
   }
 
-  Result<bool> TransitionRun(const RunRow& r, const std::string& from, const std::string& detail) override {
+  Result<bool> TransitionRun(const RunRow& r, RunState from, const std::string& detail) override {
     if (auto b = Exec("BEGIN IMMEDIATE"); !b.ok()) return b.error();
     Stmt s(cache_,
            "UPDATE runs SET state=?, reason=?, updated_ns=?, deadline_ns=?, start_at_ns=?, ended_ns=?, "
            "exit_code=?, "
            "summary_json=? WHERE id=? AND state=?");
-    s.Bind(1, r.state).Bind(2, r.reason).Bind(3, r.updated_ns).Bind(4, r.deadline_ns).Bind(5, r.start_at_ns);
+    s.Bind(1, std::string(RunStateName(r.state)))
+        .Bind(2, r.reason)
+        .Bind(3, r.updated_ns)
+        .Bind(4, r.deadline_ns)
+        .Bind(5, r.start_at_ns);
     s.Bind(6, r.ended_ns).Bind(7, static_cast<int64_t>(r.exit_code)).Bind(8, r.summary_json).Bind(9, r.id);
-    s.Bind(10, from);
+    s.Bind(10, std::string(RunStateName(from)));
     if (s.Step() != SQLITE_DONE) {
       Error e = s.Fail("transition run");
       (void)Exec("ROLLBACK");
@@ -308,7 +345,8 @@ class SqliteStore final : public Store {
       (void)Exec("ROLLBACK");
       return false;
     }
-    if (auto e = AppendEvent(r.id, r.updated_ns, from, r.state, detail); !e.ok()) {
+    if (auto e = AppendEvent(r.id, r.updated_ns, RunStateName(from), RunStateName(r.state), detail);
+        !e.ok()) {
       (void)Exec("ROLLBACK");
       return e.error();
     }
@@ -382,7 +420,11 @@ class SqliteStore final : public Store {
 
   Result<void> PutAssignment(const AssignmentRow& a) override {
     Stmt s(cache_, "INSERT OR REPLACE INTO run_agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    s.Bind(1, a.run_id).Bind(2, a.agent_id).Bind(3, a.region).Bind(4, int64_t{a.slot}).Bind(5, a.state);
+    s.Bind(1, a.run_id)
+        .Bind(2, a.agent_id)
+        .Bind(3, a.region)
+        .Bind(4, int64_t{a.slot})
+        .Bind(5, std::string(AssignmentStateName(a.state)));
     s.Bind(6, a.ready_ns).Bind(7, a.started_ns).Bind(8, a.last_seq).Bind(9, a.acked_seq);
     s.Bind(10, static_cast<int64_t>(a.requests)).Bind(11, static_cast<int64_t>(a.connections));
     s.Bind(12, static_cast<int64_t>(a.retries)).Bind(13, a.load_ended_ns);
@@ -396,8 +438,9 @@ class SqliteStore final : public Store {
     std::vector<AssignmentRow> out;
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) {
-      out.push_back(AssignmentRow{s.Text(0), s.Text(1), s.Text(2), static_cast<uint32_t>(s.Int(3)), s.Text(4),
-                                  s.Int(5), s.Int(6), s.Int(7), s.Int(8), static_cast<uint64_t>(s.Int(9)),
+      out.push_back(AssignmentRow{s.Text(0), s.Text(1), s.Text(2), static_cast<uint32_t>(s.Int(3)),
+                                  ParseAssignmentState(s.Text(4)).value_or(AssignmentState::kLost), s.Int(5),
+                                  s.Int(6), s.Int(7), s.Int(8), static_cast<uint64_t>(s.Int(9)),
                                   static_cast<uint64_t>(s.Int(10)), static_cast<uint64_t>(s.Int(11)),
                                   s.Int(12)});
     }
@@ -703,9 +746,9 @@ class SqliteStore final : public Store {
       return e;
     };
     if (rq.runs_before_ns > 0) {
-      Stmt s(cache_,
-             "SELECT id FROM runs WHERE ended_ns > 0 AND ended_ns < ? AND state IN "
-             "('passed','failed','aborted','errored') ORDER BY ended_ns LIMIT ?");
+      Stmt s(cache_, ("SELECT id FROM runs WHERE ended_ns > 0 AND ended_ns < ? AND state IN " +
+                      TerminalStatesSql() + " ORDER BY ended_ns LIMIT ?")
+                         .c_str());
       s.Bind(1, rq.runs_before_ns).Bind(2, batch);
       auto ids = s.All([](Stmt& r) { return r.Text(0); }, "runs");
       if (!ids.ok()) return fail("runs");
@@ -745,7 +788,12 @@ class SqliteStore final : public Store {
 
  private:
   void BindRun(Stmt& s, const RunRow& r) {
-    s.Bind(1, r.id).Bind(2, r.name).Bind(3, r.state).Bind(4, r.plan_yaml).Bind(5, r.owner).Bind(6, r.reason);
+    s.Bind(1, r.id)
+        .Bind(2, r.name)
+        .Bind(3, std::string(RunStateName(r.state)))
+        .Bind(4, r.plan_yaml)
+        .Bind(5, r.owner)
+        .Bind(6, r.reason);
     s.Bind(7, r.created_ns).Bind(8, r.updated_ns).Bind(9, r.deadline_ns).Bind(10, r.start_at_ns);
     s.Bind(11, r.ended_ns).Bind(12, static_cast<int64_t>(r.exit_code)).Bind(13, r.summary_json);
   }

@@ -15,10 +15,34 @@
 
 namespace meridian::store {
 
+// A run's life (docs/architecture.md): created → preparing → ready → running → draining → cleaning → one of
+// the four terminal states. Converted to text only here (the store) and in JSON.
+enum class RunState : uint8_t {
+  kCreated,
+  kPreparing,
+  kReady,
+  kRunning,
+  kDraining,
+  kCleaning,
+  kPassed,
+  kFailed,
+  kAborted,
+  kErrored
+};
+const char* RunStateName(RunState state);
+std::optional<RunState> ParseRunState(std::string_view text);
+// "Terminal" defined once: passed, failed, aborted, errored (a run that ended and never changes again).
+bool Terminal(RunState state);
+
+// An agent's part in a run: assigned → ready → running → done, or lost (no heartbeat).
+enum class AssignmentState : uint8_t { kAssigned, kReady, kRunning, kDone, kLost };
+const char* AssignmentStateName(AssignmentState state);
+std::optional<AssignmentState> ParseAssignmentState(std::string_view text);
+
 struct RunRow {
   std::string id;
   std::string name;
-  std::string state;  // created preparing ready running draining cleaning passed failed aborted errored
+  RunState state = RunState::kCreated;
   std::string plan_yaml;
   std::string owner;   // token name that created it
   std::string reason;  // why it ended as it did
@@ -57,7 +81,7 @@ struct AssignmentRow {
   std::string agent_id;
   std::string region;
   uint32_t slot = 0;
-  std::string state;  // assigned ready running done lost
+  AssignmentState state = AssignmentState::kAssigned;
   int64_t ready_ns = 0;
   int64_t started_ns = 0;    // the agent's actual start, on the control plane's clock
   int64_t last_seq = -1;     // the seq the agent's done named (-1: not done)
@@ -191,8 +215,7 @@ class Store {
   virtual Result<std::vector<RunRow>> ListRuns(size_t limit, bool active_only) = 0;
   // Guarded transition: applies `run`'s fields only if the stored state is `from`; appends the event in the
   // same transaction. Returns false (and changes nothing) when the state had moved on.
-  virtual Result<bool> TransitionRun(const RunRow& run, const std::string& from,
-                                     const std::string& detail) = 0;
+  virtual Result<bool> TransitionRun(const RunRow& run, RunState from, const std::string& detail) = 0;
   // Updates fields other than the state (deadline, start_at, summary).
   virtual Result<void> UpdateRun(const RunRow& run) = 0;
   virtual Result<std::vector<EventRow>> Events(const std::string& run_id) = 0;

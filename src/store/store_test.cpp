@@ -23,21 +23,21 @@ TEST(SqliteStore, MigratesAndKeepsRunsAcrossReopen) {
     RunRow r;
     r.id = "r1";
     r.name = "plan";
-    r.state = "created";
+    r.state = RunState::kCreated;
     r.plan_yaml = "name: x\n";
     r.owner = "ci";
     r.created_ns = r.updated_ns = 100;
     ASSERT_TRUE((*s)->CreateRun(r).ok());
-    r.state = "preparing";
+    r.state = RunState::kPreparing;
     r.updated_ns = 200;
-    auto moved = (*s)->TransitionRun(r, "created", "agents assigned");
+    auto moved = (*s)->TransitionRun(r, RunState::kCreated, "agents assigned");
     ASSERT_TRUE(moved.ok());
     EXPECT_TRUE(*moved);
-    r.state = "running";
-    auto stale = (*s)->TransitionRun(r, "created", "a duplicate timer");  // guarded: no-op
+    r.state = RunState::kRunning;
+    auto stale = (*s)->TransitionRun(r, RunState::kCreated, "a duplicate timer");  // guarded: no-op
     ASSERT_TRUE(stale.ok());
     EXPECT_FALSE(*stale);
-    AssignmentRow a{"r1", "ag-1", "eu", 0, "done", 10, 20, 5, 5, 100, 2, 1, 3'500'000'020};
+    AssignmentRow a{"r1", "ag-1", "eu", 0, AssignmentState::kDone, 10, 20, 5, 5, 100, 2, 1, 3'500'000'020};
     ASSERT_TRUE((*s)->PutAssignment(a).ok());
   }
   auto s = OpenSqlite(path);
@@ -49,7 +49,7 @@ TEST(SqliteStore, MigratesAndKeepsRunsAcrossReopen) {
   EXPECT_EQ((*assignments)[0].retries, 1u);
   auto run = (*s)->GetRun("r1");
   ASSERT_TRUE(run.ok() && run->has_value());
-  EXPECT_EQ((*run)->state, "preparing");
+  EXPECT_EQ((*run)->state, RunState::kPreparing);
   auto events = (*s)->Events("r1");
   ASSERT_TRUE(events.ok());
   ASSERT_EQ(events->size(), 2u);
@@ -66,7 +66,7 @@ TEST(SqliteStore, SamplesAreIdempotentPerRunAgentSeq) {
   ASSERT_TRUE(s.ok());
   RunRow r;
   r.id = "r";
-  r.state = "running";
+  r.state = RunState::kRunning;
   ASSERT_TRUE((*s)->CreateRun(r).ok());
   auto first = (*s)->InsertSample("r", SampleRow{"a1", 0, 0, std::string("\x01\x00", 2)});
   ASSERT_TRUE(first.ok());
@@ -232,7 +232,7 @@ TEST(SqliteStore, PruneRemovesOnlyWhatIsOldAndEnded) {
   for (const char* id : {"old1", "old2", "new", "live"}) {
     RunRow r;
     r.id = id;
-    r.state = std::string(id) == "live" ? "running" : "passed";
+    r.state = std::string(id) == "live" ? RunState::kRunning : RunState::kPassed;
     r.ended_ns = std::string(id).starts_with("old") ? 100 : (std::string(id) == "new" ? 10'000 : 0);
     ASSERT_TRUE(st.CreateRun(r).ok());
     ASSERT_TRUE(st.InsertSample(id, SampleRow{"a", 0, 0, "x"}).ok());
@@ -287,7 +287,7 @@ TEST(SqliteStore, StepInstancesAreReplacedNotDuplicated) {
   RunRow r;
   r.id = "r1";
   r.name = "plan";
-  r.state = "running";
+  r.state = RunState::kRunning;
   r.plan_yaml = "name: x\n";
   r.owner = "ci";
   ASSERT_TRUE((*s)->CreateRun(r).ok());

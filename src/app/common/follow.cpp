@@ -21,6 +21,7 @@
 #include "http/api.h"
 #include "http/fetch.h"
 #include "script/script.h"
+#include "store/store.h"
 
 namespace meridian::app {
 
@@ -206,8 +207,10 @@ std::string RegionLine(const json& r, int64_t time_left_ns) {
                      r.value("errors", 0), FormatDuration(std::max<int64_t>(0, time_left_ns)));
 }
 
+// A state the server named: terminal as the store defines it (an unknown name is not).
 bool Terminal(const std::string& s) {
-  return s == "passed" || s == "failed" || s == "aborted" || s == "errored";
+  const auto state = store::ParseRunState(s);
+  return state && store::Terminal(*state);
 }
 
 }  // namespace

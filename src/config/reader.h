@@ -1,6 +1,7 @@
 #pragma once
-// Strict reading of YAML maps for the plan parser, server.yaml and the environment registry: every key must
-// be read, errors carry file:line:column and the dotted field path.
+// The strict YAML reader every configuration file goes through (plans, server.yaml, the environment
+// registry): every key must be read (an unknown one is an error naming the allowed ones), values are checked
+// by type and range, every string is UTF-8, and errors carry file:line:column and the dotted field path.
 
 #include <yaml-cpp/yaml.h>
 
@@ -11,10 +12,11 @@
 
 #include "core/result.h"
 
-namespace meridian::plan {
+namespace meridian::config {
 
-// Thrown inside the parser only; ParsePlan turns it into an Error at its boundary.
-struct PlanError {
+// Thrown inside a reader's parse only; each parser (ParsePlan, LoadServerConfig, ParseRegistry) turns it into
+// an Error at its boundary.
+struct ReadError {
   std::string message;
 };
 
@@ -66,4 +68,4 @@ bool NestingTooDeep(const std::string& text, int limit);
 // Fails naming file:line and the field.
 YAML::Node LoadYaml(const Reader& r, const std::string& text);
 
-}  // namespace meridian::plan
+}  // namespace meridian::config

@@ -1,4 +1,4 @@
-#include "plan/reader.h"
+#include "config/reader.h"
 
 #include <fmt/format.h>
 
@@ -8,7 +8,7 @@
 #include "core/duration.h"
 #include "core/utf8.h"
 
-namespace meridian::plan {
+namespace meridian::config {
 
 std::string Reader::Where(const YAML::Node& at) const {
   if (!at.IsDefined() || at.Mark().is_null()) return file_;
@@ -17,7 +17,7 @@ std::string Reader::Where(const YAML::Node& at) const {
 }
 
 void Reader::Fail(const YAML::Node& at, const std::string& field, const std::string& message) const {
-  throw PlanError{fmt::format("{}: {}: {}", Where(at), field, message)};
+  throw ReadError{fmt::format("{}: {}: {}", Where(at), field, message)};
 }
 
 Fields::Fields(const Reader& reader, const YAML::Node& node, std::string path)
@@ -164,4 +164,4 @@ bool NestingTooDeep(const std::string& text, int limit) {
   return false;
 }
 
-}  // namespace meridian::plan
+}  // namespace meridian::config

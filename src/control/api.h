@@ -1,0 +1,50 @@
+#pragma once
+// PRIVATE to control (scripts/lint keeps other modules out).
+// The control plane's routes for runs (runs_api.cpp) and agents (agents_api.cpp), added to the one route
+// table (http/router.h) the control plane dispatches from; the lease routes come from envpool. Handlers run
+// on the loop thread once the dispatcher checked the token, the method and the scope; they throw
+// http::ApiError.
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "control/control.h"
+#include "control/orchestrator.h"
+#include "http/router.h"
+#include "net/work_thread.h"
+#include "store/store.h"
+
+namespace meridian::control {
+
+struct ApiContext {
+  Orchestrator& orchestrator;
+  store::Store& store;
+  const ServerConfig& config;
+  net::WorkThread& work;
+  const std::string& key;  // the server's key: agents' secrets are kept as HMACs under it
+  std::string data_dir;    // runs/ID/ holds each run's artefacts
+};
+
+// One row of a module's part of the table (http::Route with a handler that takes the context).
+using ApiHandler = void (*)(ApiContext& api, http::Call& call);
+struct ApiRoute {
+  const char* method;
+  const char* pattern;
+  std::vector<std::string> scopes;
+  ApiHandler handler;
+  const char* summary;
+  http::Body body = http::Body::kSmall;
+};
+Result<void> AddRoutes(http::Router& router, ApiContext& api, std::initializer_list<ApiRoute> rows);
+
+Result<void> AddRunRoutes(http::Router& router, ApiContext& api);
+Result<void> AddAgentRoutes(http::Router& router, ApiContext& api);
+
+// The header an agent's secret travels in (one value only).
+const char* AgentSecretHeader();
+
+// The run's row, live or stored. Throws ApiError 404 for an unknown run, 503 when the store cannot read.
+store::RunRow LoadRun(ApiContext& api, const std::string& id);
+
+}  // namespace meridian::control

@@ -1,0 +1,39 @@
+#pragma once
+// PRIVATE to control (scripts/lint keeps other modules out).
+// What a run leaves behind, as pure functions of the run and its summary (golden files in testdata/ pin
+// them): the folder runs/ID/ (plan.yaml, summary.json, metrics.csv, RUN.txt, services.json, FINISHED.txt),
+// the services.json Constellation and ardere users read (agents, scenarios, step instances), and the JUnit
+// XML CI servers read (the run and each threshold as a test case).
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "control/run.h"
+#include "store/store.h"
+
+namespace meridian::control {
+
+// "SECONDS.NANOS" since the Unix epoch, as RUN.txt and FINISHED.txt hold it ("1798761600.000000042").
+std::string EpochText(int64_t wall_ns);
+
+// services.json: the run's agents (by slot, named from `agent_names`, id -> name), the scenarios each ran,
+// and every step instance its agent reported.
+nlohmann::ordered_json ServicesJson(const Run& run, const std::map<std::string, std::string>& agent_names);
+
+// JUnit XML of an ended run: one test case for the run (an error unless it passed or failed on its
+// thresholds) and one per threshold (a failure when crossed).
+std::string JunitXml(const store::RunRow& row, const nlohmann::json& summary);
+
+// The files of runs/ID/, name and content, in the order they are written; `finished_ns` is FINISHED.txt's
+// instant (read once, by the caller).
+std::vector<std::pair<std::string, std::string>> ArtefactFiles(const Run& run, const Summary& summary,
+                                                               const nlohmann::ordered_json& services,
+                                                               int64_t finished_ns);
+
+// The names GET /v1/runs/{id}/artefacts/{name} serves.
+const std::vector<std::string>& ArtefactNames();
+
+}  // namespace meridian::control

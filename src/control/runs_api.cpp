@@ -1,0 +1,340 @@
+// The run routes: create, list, show, abort, the start instant, steps and their logs, summaries, metrics and
+// artefacts.
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+
+#include "control/api.h"
+#include "control/artefacts.h"
+#include "core/duration.h"
+#include "core/json.h"
+#include "http/api.h"
+#include "stats/summary.h"
+
+namespace meridian::control {
+
+using http::ApiError;
+using http::Call;
+using http::Field;
+using nlohmann::json;
+using nlohmann::ordered_json;
+
+store::RunRow LoadRun(ApiContext& api, const std::string& id) {
+  if (const Run* run = api.orchestrator.Active(id)) return run->row;
+  auto row = api.store.GetRun(id);
+  if (!row.ok()) throw http::StoreUnavailable(row.error(), "read run " + id);
+  if (!row->has_value()) throw ApiError{404, "not_found", fmt::format("no run '{}'", id), ""};
+  return **row;
+}
+
+namespace {
+
+// 429 when the token drives as many runs as it may.
+void CheckRunCap(ApiContext& api, const std::string& owner) {
+  const size_t active = api.orchestrator.ActiveRunsOf(owner);
+  if (active >= api.config.max_active_runs_per_token) {
+    throw ApiError{
+        429,
+        "limit_reached",
+        fmt::format("the token '{}' has {} active runs (max_active_runs_per_token: {}); wait for one to "
+                    "end or abort one",
+                    owner, active, api.config.max_active_runs_per_token),
+        "",
+        {{"Retry-After", "5"}}};
+  }
+}
+
+void StartRun(ApiContext& api, plan::Plan plan, std::string yaml, const std::string& owner,
+              http::Responder& out) {
+  if (plan.ready_timeout_ns > api.config.max_ready_timeout_ns) {
+    throw ApiError{
+        400, "invalid_plan",
+        fmt::format("ready_timeout {} is longer than this server allows (max_ready_timeout {})",
+                    FormatDuration(plan.ready_timeout_ns), FormatDuration(api.config.max_ready_timeout_ns)),
+        "ready_timeout"};
+  }
+  CheckRunCap(api, owner);  // again: runs may have started while the plan was parsed
+  auto run = api.orchestrator.Create(std::move(plan), std::move(yaml), owner);
+  if (!run.ok()) throw http::StoreUnavailable(run.error(), "create the run");
+  out.Send(http::JsonResponse(201, RunRowJson((*run)->row)));
+}
+
+// The plan is parsed and checked on the work thread; the run is created back on the loop.
+void CreateRun(ApiContext& api, Call& c) {
+  const json body = http::ParseBody(c.req);
+  const std::string text = Field<std::string>(body, "plan", "", true);
+  const std::string file = Field<std::string>(body, "file", "plan.yaml");
+  loadgen::VarMap vars;
+  if (body.contains("vars")) {
+    if (!body["vars"].is_object()) throw ApiError{400, "invalid_field", "'vars' must be an object", "vars"};
+    for (const auto& [k, v] : body["vars"].items()) {
+      if (!v.is_string()) throw ApiError{400, "invalid_field", "vars values must be strings", "vars." + k};
+      vars[k] = v.get<std::string>();
+    }
+  }
+  CheckRunCap(api, c.caller.name);
+  struct Parsed {
+    std::optional<Result<plan::Plan>> plan;
+    Result<void> runnable;
+    std::string yaml;
+  };
+  auto parsed = std::make_shared<Parsed>();
+  api.work.Run(
+      [parsed, text, file, vars] {
+        parsed->plan = plan::ParsePlan(text, file, vars);
+        if (!parsed->plan->ok()) return;
+        parsed->runnable = plan::CheckRunnable(**parsed->plan);
+        if (parsed->runnable.ok()) parsed->yaml = plan::ToYaml(**parsed->plan);
+      },
+      [&api, parsed, owner = c.caller.name, out = c.out]() mutable {
+        try {
+          if (!parsed->plan->ok()) throw ApiError{400, "invalid_plan", parsed->plan->error().message, "plan"};
+          if (!parsed->runnable.ok())
+            throw ApiError{400, "not_runnable", parsed->runnable.error().message, "plan"};
+          StartRun(api, std::move(*parsed->plan).value(), std::move(parsed->yaml), owner, out);
+        } catch (const ApiError& e) {
+          out.Send(http::ErrorResponse(e));
+        }
+      });
+}
+
+void ListRuns(ApiContext& api, Call& c) {
+  const auto limit = static_cast<size_t>(http::QueryInt(c.req, "limit", 50, 1, 1000));
+  auto rows = api.store.ListRuns(limit, c.req.Query("active") == "true");
+  if (!rows.ok()) throw http::StoreUnavailable(rows.error(), "list runs");
+  ordered_json list = ordered_json::array();
+  for (const auto& r : *rows) {
+    const Run* live = api.orchestrator.Active(r.id);
+    list.push_back(RunRowJson(live ? live->row : r));
+  }
+  c.out.Send(http::JsonResponse(200, {{"runs", list}}));
+}
+
+void ShowRun(ApiContext& api, Call& c) {
+  const std::string& id = c.Param("id");
+  const Run* live = api.orchestrator.Active(id);
+  ordered_json j = live ? RunJson(*live, api.orchestrator.clock().Wall()) : RunRowJson(LoadRun(api, id));
+  auto events = api.store.Events(id);
+  ordered_json ev = ordered_json::array();
+  if (events.ok()) {
+    for (const auto& e : *events)
+      ev.push_back({{"at_ns", e.at_ns}, {"from", e.from_state}, {"to", e.to_state}, {"detail", e.detail}});
+  }
+  j["events"] = ev;
+  c.out.Send(http::JsonResponse(200, j));
+}
+
+void AbortRun(ApiContext& api, Call& c) {
+  const std::string& id = c.Param("id");
+  const store::RunRow row = LoadRun(api, id);
+  if (store::Terminal(row.state)) {
+    c.out.Send(http::JsonResponse(
+        409, {{"error",
+               {{"code", "finished"},
+                {"message", std::string("the run already ended: ") + store::RunStateName(row.state)}}}}));
+    return;
+  }
+  Run* run = api.orchestrator.Active(id);
+  if (!run) throw ApiError{404, "not_found", fmt::format("no active run '{}'", id), ""};
+  api.orchestrator.Abort(*run, c.caller.name);
+  c.out.Send(http::JsonResponse(202, RunRowJson(run->row)));
+}
+
+void StartInstant(ApiContext& api, Call& c) {
+  const std::string& id = c.Param("id");
+  const store::RunRow row = LoadRun(api, id);
+  Run* run = api.orchestrator.Active(id);
+  if (row.start_at_ns) {
+    c.out.Send(http::JsonResponse(200, run ? api.orchestrator.StartJson(*run)
+                                           : ordered_json{{"run", id},
+                                                          {"state", store::RunStateName(row.state)},
+                                                          {"start_at_ns", row.start_at_ns}}));
+    return;
+  }
+  if (store::Terminal(row.state)) {
+    c.out.Send(http::JsonResponse(
+        409, {{"run", id}, {"state", store::RunStateName(row.state)}, {"reason", row.reason}}));
+    return;
+  }
+  const std::string wait = c.req.Query("wait");
+  auto d = wait.empty() ? Result<int64_t>(0) : ParseDuration(wait);
+  if (!d.ok()) throw ApiError{400, "invalid_query", "wait: " + d.error().message, "wait"};
+  if (*d <= 0 || !run) {
+    c.out.Send(http::JsonResponse(404, run ? api.orchestrator.StartJson(*run)
+                                           : ordered_json{{"run", id},
+                                                          {"state", store::RunStateName(row.state)},
+                                                          {"server_ns", api.orchestrator.clock().Wall()}}));
+    return;
+  }
+  api.orchestrator.WaitForStart(*run, c.out, *d);
+}
+
+void ListSteps(ApiContext& api, Call& c) {
+  const std::string& id = c.Param("id");
+  (void)LoadRun(api, id);
+  auto rows = api.store.StepInstances(id, false);
+  if (!rows.ok()) throw http::StoreUnavailable(rows.error(), "read the step instances");
+  ordered_json list = ordered_json::array();
+  for (const auto& r : *rows) list.push_back(ordered_json::parse(r.result_json, nullptr, false));
+  c.out.Send(http::JsonResponse(200, {{"run", id}, {"steps", list}}));
+}
+
+// Text: the instance's log, or every instance's, each under a header.
+void StepLog(ApiContext& api, Call& c) {
+  const std::string& id = c.Param("id");
+  const std::string& step = c.Param("step");
+  const int64_t instance = http::QueryInt(c.req, "instance", -1, 0, UINT32_MAX);
+  const store::RunRow row = LoadRun(api, id);
+  auto rows = api.store.StepInstances(id, true);
+  if (!rows.ok()) throw http::StoreUnavailable(rows.error(), "read the step instances");
+  std::string text;
+  bool step_known = false, found = false;
+  for (const auto& r : *rows) {
+    if (r.step != step) continue;
+    step_known = true;
+    if (instance >= 0 && r.instance != static_cast<uint32_t>(instance)) continue;
+    found = true;
+    if (instance < 0) text += fmt::format("==> {}#{} ({}) <==\n", r.step, r.instance, r.agent_id);
+    text += r.log;
+    if (instance < 0 && !r.log.empty() && r.log.back() != '\n') text += "\n";
+  }
+  if (!found) {
+    auto plan = plan::ParsePlan(row.plan_yaml, "plan.yaml");
+    const bool in_plan = plan.ok() && std::any_of(plan->steps.begin(), plan->steps.end(),
+                                                  [&](const auto& s) { return s.name == step; });
+    throw ApiError{
+        404, "not_found",
+        !in_plan ? fmt::format("the run has no step '{}'", step)
+        : step_known
+            ? fmt::format("step '{}' has no instance {}", step, instance)
+            : fmt::format("step '{}' has not reported yet (logs arrive when its agent is done)", step),
+        ""};
+  }
+  c.out.Send(http::ServerResponse{200, "text/plain; charset=utf-8", std::move(text), {}});
+}
+
+void Report(ApiContext& api, Call& c) {
+  const std::string& id = c.Param("id");
+  const store::RunRow row = LoadRun(api, id);
+  std::string format = c.req.Query("format");
+  if (format.empty()) format = "json";
+  json summary;
+  if (!row.summary_json.empty()) {
+    summary = json::parse(row.summary_json, nullptr, false);
+  } else {
+    const Run* run = api.orchestrator.Active(id);
+    if (!run) throw ApiError{404, "no_summary", "the run has no summary", ""};
+    auto agents = api.store.ListAgents();
+    Summary s = BuildSummary(*run, agents.ok() ? *agents : std::vector<store::AgentRow>{});
+    summary = json::parse(JsonText(s.json));
+    summary["text"] = s.text;
+    summary["metrics_csv"] = s.csv;
+    summary["partial"] = true;
+  }
+  http::ServerResponse r;
+  if (format == "json") {
+    json copy = summary;
+    copy.erase("text");
+    copy.erase("metrics_csv");
+    r.body = JsonText(copy, 2);
+  } else if (format == "text") {
+    r.content_type = "text/plain; charset=utf-8";
+    r.body = summary.value("text", "");
+  } else if (format == "csv") {
+    r.content_type = "text/csv";
+    r.body = summary.value("metrics_csv", "");
+  } else if (format == "junit") {
+    r.content_type = "application/xml";
+    r.body = JunitXml(row, summary);
+  } else {
+    throw ApiError{400, "invalid_query", "format: allowed: json, text, csv, junit", "format"};
+  }
+  c.out.Send(std::move(r));
+}
+
+// Per region and second while the run is live; the summary's CSV once it ended.
+void Metrics(ApiContext& api, Call& c) {
+  const std::string& id = c.Param("id");
+  if (const Run* run = api.orchestrator.Active(id)) {
+    ordered_json series = ordered_json::object();
+    for (const auto& [region, per_second] : run->region_seconds) {
+      ordered_json points = ordered_json::array();
+      for (const auto& [s, snap] : per_second) {
+        const auto pt = stats::MakeTimelinePoint(snap);
+        points.push_back({{"t", s},
+                          {"requests", pt.requests},
+                          {"failed", pt.failures},
+                          {"p50_ms", pt.p50_ns / 1e6},
+                          {"p95_ms", pt.p95_ns / 1e6},
+                          {"p99_ms", pt.p99_ns / 1e6},
+                          {"vus", pt.vus_active}});
+      }
+      series[region] = points;
+    }
+    c.out.Send(http::JsonResponse(200, {{"run", id}, {"regions", series}}));
+    return;
+  }
+  const store::RunRow row = LoadRun(api, id);
+  json summary = json::parse(row.summary_json.empty() ? "{}" : row.summary_json, nullptr, false);
+  c.out.Send(http::JsonResponse(200, {{"run", id}, {"csv", summary.value("metrics_csv", "")}}));
+}
+
+void Artefact(ApiContext& api, Call& c) {
+  const store::RunRow row = LoadRun(api, c.Param("id"));
+  const std::string& name = c.Param("name");
+  const auto& names = ArtefactNames();
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : " ") + n;
+    throw ApiError{404, "not_found", "artefacts: " + list, ""};
+  }
+  std::ifstream in(std::filesystem::path(api.data_dir) / "runs" / row.id / name, std::ios::binary);
+  if (!in) throw ApiError{404, "not_found", fmt::format("{} is written when the run ends", name), ""};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  c.out.Send(http::ServerResponse{
+      200, name.ends_with(".json") ? "application/json" : "text/plain; charset=utf-8", ss.str(), {}});
+}
+
+}  // namespace
+
+Result<void> AddRoutes(http::Router& router, ApiContext& api, std::initializer_list<ApiRoute> rows) {
+  for (const auto& r : rows) {
+    http::Route route;
+    route.method = r.method;
+    route.pattern = r.pattern;
+    route.scopes = r.scopes;
+    route.handler = [&api, h = r.handler](Call& c) { h(api, c); };
+    route.summary = r.summary;
+    route.body = r.body;
+    if (auto added = router.Add(std::move(route)); !added.ok()) return added;
+  }
+  return {};
+}
+
+Result<void> AddRunRoutes(http::Router& router, ApiContext& api) {
+  using http::Body;
+  return AddRoutes(
+      router, api,
+      {
+          {"POST", "/v1/runs", {"runs:write"}, CreateRun, "create a run from a plan", Body::kLargeJson},
+          {"GET", "/v1/runs", {"runs:read"}, ListRuns, "recent runs"},
+          {"GET", "/v1/runs/{id}", {"runs:read"}, ShowRun, "a run's state, progress and events"},
+          {"POST", "/v1/runs/{id}/abort", {"runs:write"}, AbortRun, "abort a run"},
+          {"GET", "/v1/runs/{id}/report", {"runs:read"}, Report, "the summary as json, text, csv or junit"},
+          {"GET", "/v1/runs/{id}/summary", {"runs:read"}, Report, "the same as report"},
+          {"GET", "/v1/runs/{id}/metrics", {"runs:read"}, Metrics, "per region and second"},
+          {"GET", "/v1/runs/{id}/start", {"runs:read", "agent"}, StartInstant, "the common start instant"},
+          {"GET", "/v1/runs/{id}/artefacts/{name}", {"runs:read"}, Artefact, "one of the run's files"},
+          {"GET", "/v1/runs/{id}/steps", {"runs:read"}, ListSteps, "every reported step instance"},
+          {"GET", "/v1/runs/{id}/steps/{step}/log", {"runs:read"}, StepLog, "a step's output"},
+      });
+}
+
+}  // namespace meridian::control
