@@ -183,33 +183,15 @@ void Report(ApiContext& api, Call& c) {
   auto snap = stats::DecodeSnapshot(c.req.body);
   if (!snap.ok()) throw ApiError{400, "invalid_report", snap.error().message, "body"};
   if (a.state == AssignmentState::kLost) throw ApiError{409, "lost", "the agent was declared lost", ""};
-  if (a.state == AssignmentState::kReady || a.state == AssignmentState::kAssigned)
-    a.state = AssignmentState::kRunning;
   const int64_t started_ns = http::QueryInt(c.req, "started_ns", 0, 0, INT64_MAX);
-  if (started_ns > 0 && a.started_ns == 0) {
-    a.started_ns = started_ns;
-    api.orchestrator.SaveAssignment(a);
-  }
-  auto inserted =
-      api.store.InsertSample(run.row.id, store::SampleRow{a.agent_id, seq, snap->second, c.req.body});
-  if (!inserted.ok()) throw http::StoreUnavailable(inserted.error(), "store the report");
-  if (*inserted) {
-    run.Ingest(a.agent_id, a.region, seq, *snap);
-    for (const auto& [key, s] : snap->series) {
-      if (!run.known_series.insert(key).second) continue;
-      const auto k = stats::SeriesKey::Unpack(key);
-      (void)api.store.PutSeries(
-          run.row.id, key, a.region,
-          k.scenario < run.names.scenarios.size() ? run.names.scenarios[k.scenario] : "",
-          k.request < run.names.requests.size() ? run.names.requests[k.request].name : "", k.status,
-          stats::ErrorKindName(k.error));
-    }
-  }
+  if (auto r = api.orchestrator.AgentReport(run, a, seq, c.req.body, *snap, started_ns); !r.ok())
+    throw http::StoreUnavailable(r.error(), "store the report");
   c.out.Send(http::JsonResponse(200, {{"acked", seq}, {"stop", run.stop}}));
 }
 
-// The step instances of an agent's done: validated (the field is named), stored, kept for the summary.
-void StoreSteps(ApiContext& api, Run& run, const store::AssignmentRow& a, const json& steps) {
+// The step instances of an agent's done, each checked (the field is named) against the run's plan.
+std::vector<store::StepInstanceRow> StepRows(const Run& run, const store::AssignmentRow& a,
+                                             const json& steps) {
   if (!steps.is_array()) throw ApiError{400, "invalid_field", "'steps' must be an array", "steps"};
   std::vector<store::StepInstanceRow> rows;
   for (size_t i = 0; i < steps.size(); ++i) {
@@ -234,43 +216,26 @@ void StoreSteps(ApiContext& api, Run& run, const store::AssignmentRow& a, const 
         step, s["instance"].get<uint32_t>(), a.agent_id, JsonText(result),
         s.contains("log") && s["log"].is_string() ? s["log"].get<std::string>() : std::string()});
   }
-  for (auto& row : rows) {
-    if (auto r = api.store.PutStepInstance(run.row.id, row); !r.ok())
-      throw http::StoreUnavailable(r.error(), "store the step instances");
-    row.log.clear();
-    auto& kept = run.step_instances;
-    auto same = std::find_if(kept.begin(), kept.end(),
-                             [&](const auto& k) { return k.step == row.step && k.instance == row.instance; });
-    if (same != kept.end()) {
-      *same = row;
-    } else {
-      kept.push_back(row);
-    }
-  }
+  return rows;
 }
 
+// Checked whole before anything is applied: a 400 changes nothing.
 void Done(ApiContext& api, Call& c) {
   auto part = AgentPart(api, c);
   if (!part) return;
-  Run& run = part->run;
-  store::AssignmentRow& a = part->assignment;
   const json body = http::ParseBody(c.req);
-  a.last_seq = Field<int64_t>(body, "last_seq", -1, true);
-  a.requests = Field<uint64_t>(body, "requests", 0);
-  a.connections = Field<uint64_t>(body, "connections", 0);
-  a.retries = Field<uint64_t>(body, "retries", 0);
-  const int64_t started_ns = Field<int64_t>(body, "started_ns", 0);
-  if (started_ns > 0 && a.started_ns == 0) a.started_ns = started_ns;
-  // On the control plane's clock, and in the past by now: a later value (a clock gone wrong) would shrink
-  // every rate, so it is held to now.
-  a.load_ended_ns =
-      std::clamp<int64_t>(Field<int64_t>(body, "load_ended_ns", 0), 0, api.orchestrator.clock().Wall());
-  if (body.contains("steps")) StoreSteps(api, run, a, body["steps"]);
-  if (a.state != AssignmentState::kLost) a.state = AssignmentState::kDone;
-  api.orchestrator.SaveAssignment(a);
-  auto pit = run.progress.find(a.agent_id);
-  const int64_t acked = pit == run.progress.end() ? -1 : pit->second.acked;
-  c.out.Send(http::JsonResponse(200, {{"acked", acked}, {"complete", acked >= a.last_seq}}));
+  AgentDoneReport report;
+  report.last_seq = Field<int64_t>(body, "last_seq", -1, true);
+  report.requests = Field<uint64_t>(body, "requests", 0);
+  report.connections = Field<uint64_t>(body, "connections", 0);
+  report.retries = Field<uint64_t>(body, "retries", 0);
+  report.started_ns = Field<int64_t>(body, "started_ns", 0);
+  report.load_ended_ns = Field<int64_t>(body, "load_ended_ns", 0);
+  if (body.contains("steps")) report.steps = StepRows(part->run, part->assignment, body["steps"]);
+  const int64_t last_seq = report.last_seq;
+  auto acked = api.orchestrator.AgentDone(part->run, part->assignment, std::move(report));
+  if (!acked.ok()) throw http::StoreUnavailable(acked.error(), "store the step instances");
+  c.out.Send(http::JsonResponse(200, {{"acked", *acked}, {"complete", *acked >= last_seq}}));
 }
 
 }  // namespace

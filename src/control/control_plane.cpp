@@ -48,10 +48,11 @@ class ControlPlane::Impl {
       : loop_(loop),
         store_(std::move(store)),
         config_(std::move(config)),
+        data_dir_(DataDirFor(config_)),
         clock_(SystemClock::Instance()),
         authenticator_(config_.tokens),
         rate_(config_.requests_per_second),
-        orchestrator_(*store_, clock_, config_, DataDirFor(config_)) {}
+        orchestrator_(*store_, clock_, config_, data_dir_) {}
 
   ~Impl() {
     loop_.Cancel(&tick_);
@@ -59,7 +60,7 @@ class ControlPlane::Impl {
   }
 
   Result<void> Start() {
-    auto key = LoadOrCreateServerKey(DataDirFor(config_));
+    auto key = LoadOrCreateServerKey(data_dir_);
     if (!key.ok()) return key.error();
     key_ = std::move(key).value();
     std::vector<store::TokenRow> rows;
@@ -77,8 +78,7 @@ class ControlPlane::Impl {
     envpool_ = std::make_unique<envpool::EnvPool>(loop_, *store_, pool_options);
     if (auto r = envpool_->Start(); !r.ok()) return r;
     work_ = std::make_unique<net::WorkThread>(loop_);
-    api_ = std::make_unique<ApiContext>(
-        ApiContext{orchestrator_, *store_, config_, *work_, key_, DataDirFor(config_)});
+    api_ = std::make_unique<ApiContext>(ApiContext{orchestrator_, *store_, config_, *work_, key_, data_dir_});
     if (auto r = AddRoutes(); !r.ok()) return r;
     http::ServerOptions options;
     options.max_body_bytes = config_.max_body_bytes;
@@ -111,19 +111,27 @@ class ControlPlane::Impl {
   uint16_t port() const { return server_ ? server_->port() : 0; }
 
   // Every request's head, before any of its body is read: a valid token (401 before the route is even looked
-  // at, so routes cannot be enumerated), a route for its path (404) and method (405), one of the route's
-  // scopes (403), within the token's rate (a release is never limited: it only frees), and the route's body
-  // limit.
+  // at, so routes cannot be enumerated), within the token's rate (429; a route may opt out: a release only
+  // frees), a route for its path (404) and method (405), one of the route's scopes (403), and the route's
+  // body limit. A refused head closes its connection (its body is never read).
   std::optional<http::ServerResponse> CheckHead(const http::ServerRequest& req, size_t* max_body) {
     try {
-      Admitted admitted = Admit(req);
-      if (admitted.route->rate_limited && !rate_.Take(admitted.caller->name, clock_.Mono())) {
+      const http::Caller& caller = Authenticate(req);
+      const http::Route* route = nullptr;
+      std::optional<ApiError> refused;
+      try {
+        route = &Admit(req, caller).route;
+      } catch (const ApiError& e) {
+        refused = e;  // answered after the rate: a token over its rate gets 429 whatever it asks
+      }
+      if ((!route || route->rate_limited) && !rate_.Take(caller.name, clock_.Mono())) {
         throw ApiError{429, "rate_limited",
                        fmt::format("too many requests for this token (requests_per_second: {})",
                                    config_.requests_per_second),
                        ""};
       }
-      *max_body = admitted.route->body == http::Body::kSmall ? kSmallBody : config_.max_body_bytes;
+      if (refused) throw *refused;
+      *max_body = route->body == http::Body::kSmall ? kSmallBody : config_.max_body_bytes;
     } catch (const ApiError& e) {
       return http::ErrorResponse(e);
     }
@@ -132,14 +140,15 @@ class ControlPlane::Impl {
 
   void Handle(http::ServerRequest& req, http::Responder out) {
     try {
-      Admitted admitted = Admit(req);
+      const http::Caller& caller = Authenticate(req);
+      Admitted admitted = Admit(req, caller);
       // A large JSON body is parsed on the work thread: the loop keeps answering heartbeats and polls.
-      if (admitted.route->body == http::Body::kLargeJson && req.body.size() > kParseInlineBytes &&
+      if (admitted.route.body == http::Body::kLargeJson && req.body.size() > kParseInlineBytes &&
           !req.parsed) {
         return ParseOffLoop(req, out);
       }
-      http::Call call{req, out, *admitted.caller, *admitted.route, std::move(admitted.path)};
-      admitted.route->handler(call);
+      http::Call call{req, out, caller, admitted.route, std::move(admitted.path)};
+      admitted.route.handler(call);
     } catch (const ApiError& e) {
       out.Send(http::ErrorResponse(e));
     } catch (const std::exception& e) {
@@ -152,24 +161,28 @@ class ControlPlane::Impl {
 
  private:
   struct Admitted {
-    const http::Caller* caller;
-    const http::Route* route;
+    const http::Route& route;
     std::vector<std::string> path;
   };
 
-  // The token, the route, the method and the scope: what every request passes, in the head check and again
-  // when its body is in (in-process callers and the fuzz target may call Handle alone).
-  Admitted Admit(const http::ServerRequest& req) {
+  // The caller the request's token names; 401 without one.
+  const http::Caller& Authenticate(const http::ServerRequest& req) const {
     const http::Caller* caller = authenticator_.Authenticate(req);
     if (!caller) {
       throw ApiError{
           401, "unauthorized",
           req.Header("authorization").empty() ? "a bearer token is required" : "the token is not valid", ""};
     }
-    Admitted a{caller, nullptr, {}};
-    a.route = &router_.Find(req.method, req.path, &a.path);
-    http::Router::CheckScope(*a.route, *caller);
-    return a;
+    return *caller;
+  }
+
+  // The route, the method and the scope: what every request passes, in the head check and again when its body
+  // is in (in-process callers and the fuzz target may call Handle alone).
+  Admitted Admit(const http::ServerRequest& req, const http::Caller& caller) const {
+    std::vector<std::string> path;
+    const http::Route& route = router_.Find(req.method, req.path, &path);
+    http::Router::CheckScope(route, caller);
+    return Admitted{route, std::move(path)};
   }
 
   void ParseOffLoop(http::ServerRequest& req, http::Responder out) {
@@ -254,7 +267,7 @@ class ControlPlane::Impl {
     } else {
       for (const auto& id : pruned->runs) {
         std::error_code ec;
-        std::filesystem::remove_all(std::filesystem::path(DataDirFor(config_)) / "runs" / id, ec);
+        std::filesystem::remove_all(std::filesystem::path(data_dir_) / "runs" / id, ec);
       }
       if (!pruned->runs.empty() || pruned->allocations > 0 || pruned->audit > 0) {
         LogInfo("retention: removed {} run(s), {} allocation(s), {} audit row(s)", pruned->runs.size(),
@@ -274,6 +287,7 @@ class ControlPlane::Impl {
   net::EventLoop& loop_;
   std::unique_ptr<store::Store> store_;
   ServerConfig config_;
+  const std::string data_dir_;  // runs/ID/ and server.key
   const Clock& clock_;
   Authenticator authenticator_;
   RateLimiter rate_;

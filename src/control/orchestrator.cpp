@@ -428,6 +428,57 @@ void Orchestrator::AgentReady(Run& run, store::AssignmentRow& a, const std::stri
   }
 }
 
+Result<void> Orchestrator::AgentReport(Run& run, store::AssignmentRow& a, int64_t seq,
+                                       const std::string& payload, stats::IntervalSnapshot& snapshot,
+                                       int64_t started_ns) {
+  if (a.state == AssignmentState::kReady || a.state == AssignmentState::kAssigned)
+    a.state = AssignmentState::kRunning;
+  if (started_ns > 0 && a.started_ns == 0) {
+    a.started_ns = started_ns;
+    SaveAssignment(a);
+  }
+  auto inserted =
+      store_.InsertSample(run.row.id, store::SampleRow{a.agent_id, seq, snapshot.second, payload});
+  if (!inserted.ok()) return inserted.error();
+  if (!*inserted) return {};  // a report sent again
+  run.Ingest(a.agent_id, a.region, seq, snapshot);
+  for (const auto& [key, s] : snapshot.series) {
+    if (!run.known_series.insert(key).second) continue;
+    const auto k = stats::SeriesKey::Unpack(key);
+    (void)store_.PutSeries(run.row.id, key, a.region,
+                           k.scenario < run.names.scenarios.size() ? run.names.scenarios[k.scenario] : "",
+                           k.request < run.names.requests.size() ? run.names.requests[k.request].name : "",
+                           k.status, stats::ErrorKindName(k.error));
+  }
+  return {};
+}
+
+Result<int64_t> Orchestrator::AgentDone(Run& run, store::AssignmentRow& a, AgentDoneReport report) {
+  for (auto& row : report.steps) {
+    if (auto r = store_.PutStepInstance(run.row.id, row); !r.ok()) return r.error();
+    row.log.clear();  // kept in the store only
+    auto& kept = run.step_instances;
+    auto same = std::find_if(kept.begin(), kept.end(),
+                             [&](const auto& k) { return k.step == row.step && k.instance == row.instance; });
+    if (same != kept.end()) {
+      *same = std::move(row);
+    } else {
+      kept.push_back(std::move(row));
+    }
+  }
+  a.last_seq = report.last_seq;
+  a.requests = report.requests;
+  a.connections = report.connections;
+  a.retries = report.retries;
+  if (report.started_ns > 0 && a.started_ns == 0) a.started_ns = report.started_ns;
+  // In the past by now: a later value (a clock gone wrong) would shrink every rate.
+  a.load_ended_ns = std::clamp<int64_t>(report.load_ended_ns, 0, clock_.Wall());
+  if (a.state != AssignmentState::kLost) a.state = AssignmentState::kDone;
+  SaveAssignment(a);
+  auto it = run.progress.find(a.agent_id);
+  return it == run.progress.end() ? int64_t{-1} : it->second.acked;
+}
+
 void Orchestrator::PollWork(AgentLive& live, http::Responder out) {
   // Work already assigned (and not finished) is sent again: the agent may have restarted its poll.
   if (!live.run_id.empty()) {

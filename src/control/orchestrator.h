@@ -35,6 +35,15 @@ struct AgentLive {
   int64_t poll_deadline = 0;
 };
 
+// What an agent says in its done (POST …/done), checked by the API.
+struct AgentDoneReport {
+  int64_t last_seq = -1;  // its last report's seq
+  uint64_t requests = 0, connections = 0, retries = 0;
+  int64_t started_ns = 0;                     // on the control plane's clock (0: unknown)
+  int64_t load_ended_ns = 0;                  // likewise; held to now
+  std::vector<store::StepInstanceRow> steps;  // its step instances, with their logs
+};
+
 // A run's exit code for CI: 0 passed, 99 failed (thresholds or steps), 1 otherwise.
 int ExitCodeFor(store::RunState state);
 
@@ -54,6 +63,13 @@ class Orchestrator {
   void Abort(Run& run, const std::string& who);
   // An agent reports it prepared its part (or could not: the run errors naming it).
   void AgentReady(Run& run, store::AssignmentRow& a, const std::string& error);
+  // An agent's interval report (`payload`, decoded as `snapshot`): stored once per seq and aggregated; the
+  // agent is running from its first. The store's error when it could not be stored.
+  Result<void> AgentReport(Run& run, store::AssignmentRow& a, int64_t seq, const std::string& payload,
+                           stats::IntervalSnapshot& snapshot, int64_t started_ns);
+  // An agent's part ended: its totals and step instances stored, the assignment done (unless it was lost).
+  // Returns the highest seq such that every report up to it is stored.
+  Result<int64_t> AgentDone(Run& run, store::AssignmentRow& a, AgentDoneReport report);
   // An agent asks for work: what it was given and not finished, or the oldest waiting run's free slot, or
   // held on `out` until either comes or long_poll passes (204).
   void PollWork(AgentLive& agent, http::Responder out);

@@ -98,17 +98,17 @@ class OrchestratorTest : public ::testing::Test {
     }
     s.Scenario(0).iterations = requests;
     const std::string payload = stats::EncodeSnapshot(s);
-    ASSERT_TRUE(store_->InsertSample(run.row.id, store::SampleRow{agent, seq, seq, payload}).ok());
     auto decoded = stats::DecodeSnapshot(payload);
     ASSERT_TRUE(decoded.ok());
-    run.Ingest(agent, run.Assignment(agent)->region, seq, *decoded);
+    ASSERT_TRUE(orchestrator_->AgentReport(run, *run.Assignment(agent), seq, payload, *decoded, 0).ok());
   }
   void Done(control::Run& run, const std::string& agent, int64_t last_seq) {
-    store::AssignmentRow* a = run.Assignment(agent);
-    ASSERT_NE(a, nullptr);
-    a->last_seq = last_seq;
-    a->state = AssignmentState::kDone;
-    orchestrator_->SaveAssignment(*a);
+    AgentDoneReport report;
+    report.last_seq = last_seq;
+    report.load_ended_ns = clock_.Wall();
+    auto acked = orchestrator_->AgentDone(run, *run.Assignment(agent), std::move(report));
+    ASSERT_TRUE(acked.ok());
+    EXPECT_EQ(*acked, last_seq);  // every report up to its last was stored
   }
   // created → preparing → ready → running with agent `a1` (and any added before) in region eu.
   control::Run& Running(const std::string& yaml) {

@@ -66,11 +66,13 @@ std::optional<AssignmentState> ParseAssignmentState(std::string_view text) {
 
 namespace {
 
-// The terminal states as an SQL list: "('passed','failed','aborted','errored')".
-std::string TerminalStatesSql() {
+// The run states that are (or are not) terminal as an SQL list: "('passed','failed','aborted','errored')".
+// Active runs are the rows in a known non-terminal state: a row whose state this version does not know is not
+// resumed.
+std::string RunStatesSql(bool terminal) {
   std::string list;
   for (size_t i = 0; i < std::size(kRunStates); ++i) {
-    if (Terminal(static_cast<RunState>(i)))
+    if (Terminal(static_cast<RunState>(i)) == terminal)
       list += fmt::format("{}'{}'", list.empty() ? "(" : ",", kRunStates[i]);
   }
   return list + ")";
@@ -317,7 +319,7 @@ class SqliteStore final : public Store {
   Result<std::vector<RunRow>> ListRuns(size_t limit, bool active_only) override {
     const std::string sql =
         fmt::format("SELECT {} FROM runs {} ORDER BY created_ns DESC, id DESC LIMIT ?", kRunColumns,
-                    active_only ? "WHERE state NOT IN " + TerminalStatesSql() : "");
+                    active_only ? "WHERE state IN " + RunStatesSql(/*terminal=*/false) : "");
     Stmt s(cache_, sql.c_str());
     s.Bind(1, static_cast<int64_t>(limit));
     return s.All(ReadRun, "list runs");
@@ -747,7 +749,7 @@ class SqliteStore final : public Store {
     };
     if (rq.runs_before_ns > 0) {
       Stmt s(cache_, ("SELECT id FROM runs WHERE ended_ns > 0 AND ended_ns < ? AND state IN " +
-                      TerminalStatesSql() + " ORDER BY ended_ns LIMIT ?")
+                      RunStatesSql(/*terminal=*/true) + " ORDER BY ended_ns LIMIT ?")
                          .c_str());
       s.Bind(1, rq.runs_before_ns).Bind(2, batch);
       auto ids = s.All([](Stmt& r) { return r.Text(0); }, "runs");
