@@ -44,12 +44,6 @@ const std::string& Call::Param(std::string_view name) const {
   MERIDIAN_RELEASE_ASSERT(!"the route's pattern has no such parameter");
 }
 
-std::string Route::Shape() const {
-  std::string s;
-  for (const auto& p : parts) s += "/" + (IsParam(p) ? std::string("{}") : p);
-  return s;
-}
-
 std::string Route::ScopeText() const {
   if (scopes.empty()) return "any";
   std::string s;
@@ -81,9 +75,10 @@ Result<void> Router::Add(Route route) {
     at = end + 1;
   }
   if (!route.handler) return refuse("no handler");
-  const std::string shape = route.Shape();
+  route.shape.clear();
+  for (const auto& p : route.parts) route.shape += "/" + (IsParam(p) ? std::string("{}") : p);
   for (const auto& r : routes_) {
-    if (r.method == route.method && r.Shape() == shape) return refuse("the same as " + r.pattern);
+    if (r.method == route.method && r.shape == route.shape) return refuse("the same as " + r.pattern);
   }
   routes_.push_back(std::move(route));
   return {};
@@ -97,10 +92,9 @@ const Route& Router::Find(const std::string& method, const std::string& path,
     if (Matches(r, *segments) && (!best || MoreSpecific(r, *best))) best = &r;
   }
   if (!best) throw ApiError{404, "not_found", "no such route: " + path, ""};
-  const std::string shape = best->Shape();
   std::string allowed;
   for (const auto& r : routes_) {
-    if (r.Shape() != shape) continue;
+    if (r.shape != best->shape) continue;
     if (r.method == method) return r;
     allowed += (allowed.empty() ? "" : ", ") + r.method;
   }

@@ -57,7 +57,7 @@ struct Route {
   bool rate_limited = true;  // false for what only frees (releasing an allocation)
 
   std::vector<std::string> parts;  // the pattern's segments (set by Router::Add)
-  std::string Shape() const;       // the pattern with every parameter as "{}"
+  std::string shape;               // the pattern with every parameter as "{}" (set by Router::Add)
   std::string ScopeText() const;   // "runs:read or agent", "any" when empty
 };
 

@@ -7,7 +7,7 @@ namespace {
 
 Route R(std::string method, std::string pattern, std::vector<std::string> scopes = {}) {
   return Route{
-      std::move(method), std::move(pattern), std::move(scopes), [](Call&) {}, "", Body::kSmall, true, {}};
+      std::move(method), std::move(pattern), std::move(scopes), [](Call&) {}, "", Body::kSmall, true, {}, {}};
 }
 
 ApiError FindError(const Router& router, const std::string& method, const std::string& path) {
