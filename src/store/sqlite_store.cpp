@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -250,8 +251,15 @@ RunRow ReadRun(Stmt& s) {
   return r;
 }
 
+// How much WAL a checkpoint waits for (see OpenSqlite).
+constexpr int64_t kCheckpointBytes = 10'000 * 1024;
+
 class SqliteStore final : public Store {
  public:
+  int PageSize() {
+    Stmt s(cache_, "PRAGMA page_size");
+    return s.ok() && s.Step() == SQLITE_ROW ? static_cast<int>(s.Int(0)) : 4096;
+  }
   explicit SqliteStore(sqlite3* db) : db_(db) { cache_.db = db; }
   ~SqliteStore() override {
     cache_.Clear();
@@ -839,21 +847,25 @@ Result<std::unique_ptr<Store>> OpenSqlite(const std::string& path) {
   }
   auto store = std::make_unique<SqliteStore>(db);
   sqlite3_busy_timeout(db, 5000);
-  for (const char* pragma :
-       {// Every commit writes each page it changed whole into the WAL, and an allocation or a release changes
-        // about ten (rows and their indexes): 1 KiB pages write a quarter of the bytes that 4 KiB ones do.
-        // A database keeps the page size it was created with.
-        "PRAGMA page_size=1024", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
-        "PRAGMA foreign_keys=ON",
-        // A checkpoint (copying the WAL into the database and fsyncing it) stalls the owner's thread, and
-        // most pages are rewritten many times between two: every 10,000 pages (~10 MiB of WAL) instead of
-        // SQLite's 1,000. Measured on the environment-lease bench (bench/RESULTS.md §7, server pinned to one
-        // core): 4 KiB pages every 3,000 (the earlier setting) 2,319 cycles/s, p99 117 ms at 2,000/s offered
-        // (median of 5); 1 KiB pages every 10,000 about 2,900/s, p99 ~17 ms; every 20,000 ~3,100/s but p99
-        // ~30 ms (longer stalls).
-        "PRAGMA wal_autocheckpoint=10000"}) {
+  for (const char* pragma : {
+           // Every commit writes each page it changed whole into the WAL, and an allocation or a release
+           // changes about ten (rows and their indexes): 1 KiB pages write a quarter of the bytes that 4 KiB
+           // ones do. A database keeps the page size it was created with.
+           "PRAGMA page_size=1024",
+           "PRAGMA journal_mode=WAL",
+           "PRAGMA synchronous=NORMAL",
+           "PRAGMA foreign_keys=ON",
+       }) {
     if (auto r = store->Exec(pragma); !r.ok()) return r.error();
   }
+  // A checkpoint (copying the WAL into the database and fsyncing it) stalls the owner's thread, and most
+  // pages are rewritten many times between two: every ~10 MiB of WAL (10,000 1 KiB pages) instead of SQLite's
+  // 1,000 pages, counted in bytes whatever page size the database was created with (one made before 1 KiB
+  // pages keeps 4 KiB). Measured on the environment-lease bench (bench/RESULTS.md §7, server pinned to one
+  // core, median of 5): 4 KiB pages every 3,000 (the earlier setting) 2,319 cycles/s, p99 117 ms at 2,000/s
+  // offered; 1 KiB pages every 10,000 3,010/s, p99 16.85 ms; every 20,000 ~3,100/s but p99 ~30 ms (longer
+  // stalls).
+  sqlite3_wal_autocheckpoint(db, static_cast<int>(kCheckpointBytes / std::max(512, store->PageSize())));
   if (auto r = store->Migrate(); !r.ok()) return r.error();
   return std::unique_ptr<Store>(std::move(store));
 }

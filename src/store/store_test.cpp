@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -169,6 +170,44 @@ TEST(SqliteStore, EnvironmentTransitionsAreGuarded) {
 }
 
 // The database and its WAL are the server's user's alone: token hashes, plans and logs are in them.
+// The page size a file was created with, and the WAL pages its checkpoints wait for, read with a second
+// connection.
+int PragmaOf(const std::string& path, const char* pragma) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  int value = -1;
+  if (sqlite3_prepare_v2(db, pragma, -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    value = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return value;
+}
+
+TEST(SqliteStore, NewStoresUseSmallPagesAndOldOnesKeepTheirs) {
+  const std::string dir = ::testing::TempDir() + "/page-size";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  {
+    auto s = OpenSqlite(dir + "/new.db");
+    ASSERT_TRUE(s.ok()) << s.error().message;
+  }
+  EXPECT_EQ(PragmaOf(dir + "/new.db", "PRAGMA page_size"), 1024);
+  {  // a store created with 4 KiB pages by an earlier version opens as it is
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(std::string(dir + "/old.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; CREATE TABLE t(x)", nullptr,
+                           nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+    auto s = OpenSqlite(dir + "/old.db");
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    ASSERT_TRUE((*s)->PutPool({"p", "{}", false}).ok());
+  }
+  EXPECT_EQ(PragmaOf(dir + "/old.db", "PRAGMA page_size"), 4096);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(SqliteStore, FilesArePrivate) {
   const std::string dir = ::testing::TempDir() + "/private-store";
   std::filesystem::remove_all(dir);
