@@ -75,6 +75,10 @@ std::vector<std::string> FailedSteps(const Run& run);
 // The last `n` lines of `text` (a trailing newline does not start another line).
 std::string LastLines(std::string_view text, int n);
 
+// What every rate divides by: the time the run's work lasted, from its start instant to the end of the last
+// iteration or step of any agent (as agents said in done; before that, the seconds of data so far).
+int64_t RunDurationNs(const Run& run);
+
 // Threshold inputs for one filter, from the agents' totals.
 stats::MetricData MetricFor(const Run& run, const stats::ThresholdSet& set);
 std::vector<stats::ThresholdOutcome> EvaluateThresholds(const Run& run, bool abort_only);
