@@ -26,8 +26,6 @@ using store::AssignmentState;
 
 namespace {
 
-constexpr const char* kAgentSecretHeader = "meridian-agent-secret";
-
 // A registered agent, proven by the secret it was issued at its first registration (a token with the agent
 // scope is not enough to act as another agent). Seen now.
 AgentLive& KnownAgent(ApiContext& api, const std::string& id, const http::ServerRequest& req) {
@@ -239,8 +237,6 @@ void Done(ApiContext& api, Call& c) {
 }
 
 }  // namespace
-
-const char* AgentSecretHeader() { return kAgentSecretHeader; }
 
 Result<void> AddAgentRoutes(http::Router& router, ApiContext& api) {
   using http::Body;

@@ -41,8 +41,8 @@ Result<void> AddRoutes(http::Router& router, ApiContext& api, std::initializer_l
 Result<void> AddRunRoutes(http::Router& router, ApiContext& api);
 Result<void> AddAgentRoutes(http::Router& router, ApiContext& api);
 
-// The header an agent's secret travels in (one value only).
-const char* AgentSecretHeader();
+// The header an agent's secret travels in (lower-cased, as the server keys headers; one value only).
+inline constexpr const char* kAgentSecretHeader = "meridian-agent-secret";
 
 // The run's row, live or stored. Throws ApiError 404 for an unknown run, 503 when the store cannot read.
 store::RunRow LoadRun(ApiContext& api, const std::string& id);

@@ -87,7 +87,7 @@ class ControlPlane::Impl {
     options.request_timeout_ns = config_.request_timeout_ns;
     options.max_connections = config_.max_connections;
     options.max_buffered_bytes = config_.max_buffered_bytes;
-    options.single_headers.push_back(AgentSecretHeader());
+    options.single_headers.push_back(kAgentSecretHeader);
     server_ = std::make_unique<http::HttpServer>(
         loop_, options, [this](http::ServerRequest& req, http::Responder out) { Handle(req, out); },
         [this](const http::ServerRequest& head, size_t* max_body) { return CheckHead(head, max_body); });
