@@ -1,4 +1,5 @@
-// Hook commands: fork + exec with PR_SET_PDEATHSIG, pipes, deadline.
+// Hook commands: a child in its own process group that dies with the server (process::Spawn), pipes,
+// deadline.
 
 #include "envpool/runner.h"
 
@@ -6,7 +7,6 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,29 +18,13 @@
 #include "core/duration.h"
 #include "core/head_tail_log.h"
 #include "core/log.h"
-
-extern char** environ;
+#include "process/process.h"
 
 namespace meridian::envpool {
 namespace {
 
 constexpr size_t kMaxOut = 1024 * 1024;  // stdout kept for JSON
 constexpr int64_t kKillGraceNs = 5'000'000'000;
-
-// PATH search in the parent: the child only calls async-signal-safe functions between fork and exec.
-std::string Resolve(const std::string& name) {
-  if (name.find('/') != std::string::npos) return name;
-  const char* path = std::getenv("PATH");
-  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
-  size_t i = 0;
-  while (i <= dirs.size()) {
-    const size_t j = std::min(dirs.find(':', i), dirs.size());
-    const std::string candidate = (j == i ? std::string(".") : dirs.substr(i, j - i)) + "/" + name;
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
-    i = j + 1;
-  }
-  return {};
-}
 
 // Whether `pid` has ended, leaving it unreaped (WNOWAIT). `flags`: WNOHANG or 0 (block).
 bool Ended(pid_t pid, int flags) {
@@ -69,26 +53,6 @@ CommandResult RunCommand(const Command& command, const std::string& input,
     result.error = "no command";
     return result;
   }
-  const std::string exe = Resolve(command.argv[0]);
-  if (exe.empty()) {
-    result.error = fmt::format("{}: command not found", command.argv[0]);
-    return result;
-  }
-  // Everything the child needs, built before fork.
-  std::vector<char*> argv;
-  for (const auto& a : command.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) {
-    const std::string entry = *e;
-    const std::string key = entry.substr(0, entry.find('='));
-    if (!env.count(key) && !hidden.count(key) && key != "MERIDIAN_TOKEN") env_strings.push_back(entry);
-  }
-  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-
   int in_pipe[2], out_pipe[2], err_pipe[2];
   if (pipe2(in_pipe, O_CLOEXEC) != 0) {
     result.error = fmt::format("pipe: {}", strerror(errno));
@@ -104,32 +68,24 @@ CommandResult RunCommand(const Command& command, const std::string& input,
     result.error = fmt::format("pipe: {}", strerror(errno));
     return result;
   }
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    // The child: async-signal-safe calls only.
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);  // the server died before the line above
-    dup2(in_pipe[0], 0);
-    dup2(out_pipe[1], 1);
-    dup2(err_pipe[1], 2);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGPIPE, SIG_DFL);
-    execve(exe.c_str(), argv.data(), envp.data());
-    _exit(127);
-  }
+  std::set<std::string> never = hidden;
+  never.insert("MERIDIAN_TOKEN");
+  process::SpawnOptions o;
+  o.argv = command.argv;
+  o.env = process::ChildEnvironment(process::Inherit::kAll, never, env);
+  o.fds = {{0, in_pipe[0]}, {1, out_pipe[1]}, {2, err_pipe[1]}};
+  o.own_group = true;
+  o.die_with_parent = true;
+  auto spawned = process::Spawn(o);
   close(in_pipe[0]);
   close(out_pipe[1]);
   close(err_pipe[1]);
-  if (pid < 0) {
+  if (!spawned.ok()) {
     close(in_pipe[1]), close(out_pipe[0]), close(err_pipe[0]);
-    result.error = fmt::format("fork: {}", strerror(errno));
+    result.error = spawned.error().message;
     return result;
   }
-  setpgid(pid, pid);  // also from the parent, so that a signal to the group cannot miss it
+  const pid_t pid = *spawned;
   fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
   int in_fd = input.empty() ? (close(in_pipe[1]), -1) : in_pipe[1];
   int out_fd = out_pipe[0], err_fd = err_pipe[0];

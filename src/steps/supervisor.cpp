@@ -2,7 +2,6 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -15,9 +14,9 @@
 
 #include "core/clock.h"
 #include "core/duration.h"
-#include "core/environment.h"
 #include "core/head_tail_log.h"
 #include "core/log.h"
+#include "process/process.h"
 #include "steps/steps.h"
 
 namespace meridian::steps {
@@ -146,7 +145,7 @@ void Supervisor::Spawn(Instance& in) {
                                    "--"};
   args.insert(args.end(), in.spec.argv.begin(), in.spec.argv.end());
 
-  int log_pipe[2], notify_pipe[2] = {-1, -1};
+  int log_pipe[2], notify_pipe[2];
   if (pipe2(log_pipe, O_CLOEXEC) != 0) {
     in.result.error = fmt::format("pipe: {}", std::strerror(errno));
     return;
@@ -159,51 +158,29 @@ void Supervisor::Spawn(Instance& in) {
   }
   // The environment: the machine's basics from the agent's (never its token or other credentials: a step
   // is the plan author's code, and its log is readable with runs:read), the plan's, then meridian's own.
-  std::map<std::string, std::string> env = InheritedEnvironment();
-  for (const auto& [k, v] : config_.env) env[k] = v;
+  std::map<std::string, std::string> env = config_.env;
   for (const auto& [k, v] : in.spec.env) env[k] = v;
   env["MERIDIAN_RUN_ID"] = config_.run_id;
   env["MERIDIAN_STEP"] = in.spec.step;
   env["MERIDIAN_INSTANCE"] = std::to_string(in.spec.instance);
   env["MERIDIAN_WAITER_FD"] = "3";
   env["MERIDIAN_WAITER_GRACE"] = fmt::format("{}ns", in.spec.stop_grace_ns);
-  std::vector<std::string> env_lines;
-  for (const auto& [k, v] : env) env_lines.push_back(k + "=" + v);
-  std::vector<char*> envp, argv;
-  for (auto& l : env_lines) envp.push_back(l.data());
-  envp.push_back(nullptr);
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, log_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, log_pipe[1], 2);
-  posix_spawn_file_actions_adddup2(&actions, notify_pipe[1], 3);
-  if (!in.spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, in.spec.cwd.c_str());
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setpgroup(&attr, 0);  // its own process group: signals reach its children too
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  pid_t pid = -1;
-  const int rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
+  process::SpawnOptions o;
+  o.argv = std::move(args);
+  o.env = process::ChildEnvironment(process::Inherit::kMachine, {}, env);
+  o.fds = {{0, -1}, {1, log_pipe[1]}, {2, log_pipe[1]}, {3, notify_pipe[1]}};
+  o.cwd = in.spec.cwd;
+  o.own_group = true;  // signals reach its children too
+  auto pid = process::Spawn(o);
   close(log_pipe[1]);
-  if (notify_pipe[1] >= 0) close(notify_pipe[1]);
-  if (rc != 0) {
+  close(notify_pipe[1]);
+  if (!pid.ok()) {
     close(log_pipe[0]);
-    if (notify_pipe[0] >= 0) close(notify_pipe[0]);
-    in.result.error = fmt::format("cannot start {}: {}", argv[0], std::strerror(rc));
+    close(notify_pipe[0]);
+    in.result.error = pid.error().message;
     return;
   }
-  in.pid = pid;
+  in.pid = *pid;
   in.log_fd = log_pipe[0];
   in.notify_fd = notify_pipe[0];
   in.notify_text.clear();

@@ -3,7 +3,6 @@
 
 #include <fmt/format.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,8 +27,7 @@
 #include "core/json.h"
 #include "envpool/registry.h"
 #include "http/fetch.h"
-
-extern char** environ;
+#include "process/process.h"
 
 namespace meridian::app {
 namespace {
@@ -451,35 +449,17 @@ int EnvMain(int argc, char** argv) {
         return ids;
       }(),
       a.value("expires_at", ""));
-  // The child's environment: ours plus the exported variables.
-  std::map<std::string, std::string> vars = ExportedVariables(a);
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) {
-    const std::string entry = *e;
-    if (!vars.count(entry.substr(0, entry.find('=')))) env_strings.push_back(entry);
-  }
-  for (const auto& [k, v] : vars) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<char*> args;
-  for (auto& c : command) args.push_back(c.data());
-  args.push_back(nullptr);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, args[0], nullptr, &attr, args.data(), envp.data());
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
+  // The child's environment: ours (the token included: the command may call meridian) plus the exported
+  // variables; it stays in our process group, so a terminal's Ctrl-C reaches it as it would without us.
+  process::SpawnOptions o;
+  o.argv = command;
+  o.env = process::ChildEnvironment(process::Inherit::kAll, {}, ExportedVariables(a));
+  auto spawned = process::Spawn(o);
+  if (!spawned.ok()) {
     release("failure");
-    return Fail(kName, fmt::format("{}: {}", command[0], strerror(rc)), 127);
+    return Fail(kName, spawned.error().message, 127);
   }
+  const pid_t pid = *spawned;
   child = pid;
   if (forwarded.load() != 0) kill(pid, forwarded.load());
   // Renew at half the lease's remaining time until CMD ends (or the pool's maximum refuses).
