@@ -65,11 +65,13 @@ Result<std::string> NormalizeMethod(std::string_view method) {
 }
 
 void AppendRequestHead(std::string& out, std::string_view method, std::string_view target,
-                       std::string_view host_header, const HeaderList& headers, size_t body_size) {
+                       std::string_view host_header, const HeaderList& headers, size_t body_size,
+                       std::string_view more_lines) {
   out.append(method).append(" ").append(target).append(" HTTP/1.1\r\n");
   if (!HasHeader(headers, "host")) out.append("Host: ").append(host_header).append("\r\n");
   if (!HasHeader(headers, "user-agent")) out.append("User-Agent: meridian/").append(kVersion).append("\r\n");
   for (const auto& [n, v] : headers) out.append(n).append(": ").append(v).append("\r\n");
+  out.append(more_lines);
   const bool body_method = method == "POST" || method == "PUT" || method == "PATCH";
   if ((body_size > 0 || body_method) && !HasHeader(headers, "content-length") &&
       !HasHeader(headers, "transfer-encoding")) {

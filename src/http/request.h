@@ -24,8 +24,10 @@ Result<std::string> NormalizeMethod(std::string_view method);
 
 // Appends "METHOD target HTTP/1.1" and the header section to `out`; adds Host and User-Agent unless given,
 // and Content-Length when there is a body or the method usually carries one. `body` is not appended.
+// `more_lines` are header lines already formatted ("Name: value\r\n" each), written after `headers`.
 void AppendRequestHead(std::string& out, std::string_view method, std::string_view target,
-                       std::string_view host_header, const HeaderList& headers, size_t body_size);
+                       std::string_view host_header, const HeaderList& headers, size_t body_size,
+                       std::string_view more_lines = {});
 
 // A whole request: head plus body.
 std::string BuildRequest(std::string_view method, const Url& url, const HeaderList& headers,

@@ -25,24 +25,33 @@ namespace meridian::script {
 
 namespace {
 
-std::string Utf8(JSContext* cx, JS::HandleValue v) {
+// The value as UTF-8 in `out` (its capacity kept: a buffer reused between calls allocates nothing).
+void Utf8(JSContext* cx, JS::HandleValue v, std::string& out) {
+  out.clear();
   JS::RootedString s(cx, v.isString() ? v.toString() : JS::ToString(cx, v));
-  if (!s) return {};
+  if (!s) return;
   // ASCII (methods, most URLs, names, header lines, JSON) is copied straight out of the engine's Latin-1
-  // storage: for short strings that is no allocation at all.
+  // storage.
   if (JS::StringHasLatin1Chars(s) && JS_EnsureLinearString(cx, s) != nullptr) {
     JS::AutoCheckCannotGC nogc;
     size_t n = 0;
     const JS::Latin1Char* chars = JS_GetLatin1StringCharsAndLength(cx, nogc, s, &n);
     if (chars != nullptr && std::all_of(chars, chars + n, [](JS::Latin1Char c) { return c < 0x80; })) {
-      return std::string(reinterpret_cast<const char*>(chars), n);
+      out.assign(reinterpret_cast<const char*>(chars), n);
+      return;
     }
   }
   JSLinearString* linear = JS_EnsureLinearString(cx, s);
-  if (linear == nullptr) return {};
+  if (linear == nullptr) return;
   const size_t length = JS::GetDeflatedUTF8StringLength(linear);  // a string may hold NUL characters
   JS::UniqueChars chars = JS_EncodeStringToUTF8(cx, s);
-  return chars ? std::string(chars.get(), length) : std::string();
+  if (chars) out.assign(chars.get(), length);
+}
+
+std::string Utf8(JSContext* cx, JS::HandleValue v) {
+  std::string out;
+  Utf8(cx, v, out);
+  return out;
 }
 
 JSString* NewString(JSContext* cx, std::string_view s) {
@@ -341,17 +350,22 @@ const char* StatusText(int status) {
   return reason ? reason : "";
 }
 
-// request(method, url, headers[], body|null, timeoutMs, name, responseType, config) -> Promise
+// request(method, url, headers[]|null, body|null, timeoutMs, name|null, responseType, config, accept) ->
+// Promise responseType is an index into the prelude's TYPES; a null name means "METHOD url-without-query";
+// `accept` adds axios's default Accept header.
 bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
   JS::CallArgs args = JS::CallArgsFromVp(argc, vp);
   VuScript* vs = RequireVu(cx, "HTTP requests");
   if (vs == nullptr) return false;
-  if (args.length() < 8) return Throw(cx, "request: bad arguments");
+  if (args.length() < 9 || !args[6].isInt32()) return Throw(cx, "request: bad arguments");
   Runtime& rt = Runtime::From(cx);
-  const std::string method_text = Utf8(cx, args[0]);
+  Runtime::RequestScratch& scratch = rt.request_scratch();
+  std::string& method_text = scratch.method;
+  Utf8(cx, args[0], method_text);
   auto method = http::NormalizeMethod(method_text);
   if (!method.ok()) return Throw(cx, "request: method: " + method.error().message);
-  const std::string url_text = Utf8(cx, args[1]);
+  std::string& url_text = scratch.url;
+  Utf8(cx, args[1], url_text);
   auto target = rt.TargetFor(url_text);
   if (!target.ok() && target.error().code != ErrorCode::kDns) {
     return Throw(cx, fmt::format("request: url: {}{}", target.error().message,
@@ -384,15 +398,14 @@ bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
   if (args[3].isString()) body = Utf8(cx, args[3]);
   double timeout_ms = 0;
   if (!JS::ToNumber(cx, args[4], &timeout_ms)) return false;
-  const std::string name = Utf8(cx, args[5]);
-  // The prelude's TYPES: auto (JSON when the content type says so), json, text, none.
-  const std::string type_text = Utf8(cx, args[6]);
-  static constexpr std::string_view kTypes[] = {"auto", "json", "text", "none"};
-  const auto type_at = std::find(std::begin(kTypes), std::end(kTypes), type_text);
-  if (type_at == std::end(kTypes)) {
-    return Throw(cx, fmt::format("request: responseType '{}' is not supported (allowed: json, text, none)",
-                                 type_text));
+  std::string& name = scratch.name;
+  if (args[5].isNull()) {
+    name.assign(*method).append(" ").append(std::string_view(url_text).substr(0, url_text.find('?')));
+  } else {
+    Utf8(cx, args[5], name);
   }
+  const int type = args[6].toInt32();  // the prelude's TYPES: auto (JSON by content type), json, text, none
+  if (type < 0 || type > 3) return Throw(cx, "request: bad arguments");
   JS::RootedObject promise(cx, JS::NewPromiseObject(cx, nullptr));
   if (!promise) return false;
   args.rval().setObject(*promise);
@@ -401,8 +414,8 @@ bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
   r->promise = promise;
   r->call_site = rt.CallSite();
   if (args[7].isObject()) r->config = &args[7].toObject();
-  r->response_type = static_cast<uint8_t>(type_at - std::begin(kTypes));
-  r->capture = *type_at != "none";
+  r->response_type = static_cast<uint8_t>(type);
+  r->capture = type != 3;
   r->head = *method == "HEAD";
   r->idempotent = *method == "GET" || *method == "HEAD" || *method == "OPTIONS" || *method == "PUT" ||
                   *method == "DELETE";
@@ -419,7 +432,9 @@ bool NativeRequest(JSContext* cx, unsigned argc, JS::Value* vp) {
   const Runtime::Target& t = **target;
   r->origin = t.origin;
   AddCookieHeader(*vs, t.origin, headers);
-  http::AppendRequestHead(r->bytes, *method, t.path, t.host_header, headers, body.size());
+  static constexpr std::string_view kDefaultAccept = "Accept: application/json, text/plain, */*\r\n";
+  http::AppendRequestHead(r->bytes, *method, t.path, t.host_header, headers, body.size(),
+                          JS::ToBoolean(args[8]) ? kDefaultAccept : std::string_view());
   r->bytes.append(body);
   PendingRequest* raw = r.get();
   vs->requests.push_back(std::move(r));

@@ -105,12 +105,25 @@ function hasHeader(flat, lower) {
   return false;
 }
 const NO_CONFIG = Object.freeze({});
+// Per method, its upper-case form and the lower-case key of defaults.headers: made once, so a request does not
+// allocate new strings (and atomize them for the property lookup) to change a method's case.
+const UPPER = Object.create(null);
+const LOWER = Object.create(null);
+for (const m of METHODS) {
+  UPPER[m] = UPPER[m.toUpperCase()] = m.toUpperCase();
+  LOWER[m.toUpperCase()] = m;
+}
+const ACCEPT = 'application/json, text/plain, */*';  // axios's default, sent when no Accept header is given
+const TYPES = ['auto', 'json', 'text', 'none'];
+const TYPE_INDEX = Object.create(null);
+TYPES.forEach((t, i) => { TYPE_INDEX[t] = i; });
 
 // The request of `config` (with `method`, `url` and `data` given apart by the shorthand methods) on an instance
 // with `defaults`. The config a response carries is put together only when a script reads it.
 function requestWith(defaults, config, m, u, data, hasData) {
   if (typeof config !== 'object' || config === null) throw new TypeError('request: config must be an object');
-  const method = String(m || config.method || defaults.method || 'get').toUpperCase();
+  const given_method = m || config.method || defaults.method || 'get';
+  const method = UPPER[given_method] || String(given_method).toUpperCase();
   const uu = u !== undefined ? u : config.url;
   const template = uu instanceof TemplatedURL ? uu.name : undefined;
   const given = uu === undefined ? '' : String(uu);
@@ -125,7 +138,7 @@ function requestWith(defaults, config, m, u, data, hasData) {
   const dh = defaults.headers;
   if (dh) {
     putHeaders(flat, dh.common);
-    putHeaders(flat, dh[method.toLowerCase()]);
+    putHeaders(flat, dh[LOWER[method] || method.toLowerCase()]);
     putHeaders(flat, dh);
   }
   putHeaders(flat, config.headers);
@@ -141,24 +154,29 @@ function requestWith(defaults, config, m, u, data, hasData) {
       if (!hasHeader(flat, 'content-type')) flat.push('Content-Type', 'application/json');
     }
   }
-  if (!hasHeader(flat, 'accept')) flat.push('Accept', 'application/json, text/plain, */*');
+  // The default Accept header is added by the native side (and by configOf), not copied through `flat`.
+  const accept = !hasHeader(flat, 'accept');
   const timeout = Number(config.timeout !== undefined ? config.timeout : defaults.timeout) || 0;
-  const responseType = String(config.responseType || defaults.responseType || 'auto');
+  const responseType = config.responseType || defaults.responseType || 'auto';
+  const type = TYPE_INDEX[responseType];
+  if (type === undefined) {
+    throw new Error(`request: responseType '${responseType}' is not supported (allowed: json, text, none)`);
+  }
   const tags = config.tags;
   let name = config.name !== undefined ? config.name : tags ? tags.name : undefined;
   if (name === undefined && template !== undefined) name = method + ' ' + template;
-  if (name === undefined) {
-    const q = url.indexOf('?');
-    name = method + ' ' + (q >= 0 ? url.slice(0, q) : url);
-  }
-  const source = { config, method, url: given, flat, data: hasData ? data : undefined, hasData };
-  return native.request(method, full, flat, body, timeout, String(name), responseType, source);
+  // No name: the native side names the series "METHOD url-without-query" without a string made here.
+  if (name !== undefined) name = String(name);
+  const source = { config, method, url: given, flat, accept, data: hasData ? data : undefined, hasData };
+  return native.request(method, full, flat.length ? flat : null, body, timeout, name === undefined ? null : name,
+                        type, source, accept);
 }
 
 // The config of a response or error: the request's config with its method, url, headers (and data).
 function configOf(source) {
   const headers = {};
   for (let i = 0; i < source.flat.length; i += 2) headers[source.flat[i]] = source.flat[i + 1];
+  if (source.accept) headers.Accept = ACCEPT;
   const extra = { method: source.method.toLowerCase(), url: source.url, headers };
   if (source.hasData) extra.data = source.data;
   return Object.assign({}, source.config, extra);
@@ -204,7 +222,6 @@ function parseHeaders(raw) {
 }
 // Responses: made by the native side through makeResponse; headers, data and config are put together on
 // first use and then kept as own properties.
-const TYPES = ['auto', 'json', 'text', 'none'];
 class Response {
   #raw;
   constructor(status, statusText, rawHeaders, body, type, source, duration, waiting, connecting, tls) {

@@ -205,6 +205,13 @@ class Runtime final {
   uint16_t NameIndex(stats::NameEntry::Kind kind, uint16_t scenario, const std::string& group,
                      const std::string& name);
 
+  // NativeRequest's conversion buffers, kept between requests: converting a method, URL and series name
+  // allocates nothing once they have grown.
+  struct RequestScratch {
+    std::string method, url, name;
+  };
+  RequestScratch& request_scratch() { return request_scratch_; }
+
   // Requests: start now or queue behind the VU's busy connections.
   void Dispatch(VuScript& vs, PendingRequest* r);
   void OnRequestDone(VuScript& vs, PendingRequest* r);
@@ -275,6 +282,7 @@ class Runtime final {
   std::unordered_map<std::string, Target> targets_;
   std::unordered_map<std::string, uint16_t> name_cache_;
   std::string name_key_;  // NameIndex's key buffer
+  RequestScratch request_scratch_;
   net::DeadlineList iteration_deadlines_;
   uint32_t errors_logged_ = 0;
   int64_t last_gc_ns_ = 0;

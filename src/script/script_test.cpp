@@ -261,7 +261,15 @@ TEST(Script, AxiosShapesAndChecks) {
                          r.config.params.n === 2 && r.config.url === base + '/api/echo',
         'serialisable': (r) => JSON.parse(JSON.stringify(r)).status === 200,
         'timings': (r) => r.timings.duration > 0,
+        'default accept': (r) => r.data.headers['accept'] === 'application/json, text/plain, */*' &&
+                                 r.config.headers.Accept === 'application/json, text/plain, */*',
       });
+      const html = await http.get(base + '/api/echo', { headers: { accept: 'text/html' } });
+      check(html, { 'accept given': (r) => r.data.headers['accept'] === 'text/html' && !('Accept' in r.config.headers) });
+      let refused = '';
+      try { await http.get(base + '/', { responseType: 'blob' }); } catch (e) { refused = e.message; }
+      check(refused, { 'responseType refused': (m) =>
+        m === "request: responseType 'blob' is not supported (allowed: json, text, none)" });
       const posted = await http.post(base + '/api/echo', { a: 1 });
       check(posted, {
         'json body': (r) => r.data.body === '{"a":1}' && r.data.headers['content-type'] === 'application/json',
@@ -280,14 +288,15 @@ TEST(Script, AxiosShapesAndChecks) {
   )js",
                     2, 4);
   ASSERT_TRUE(ok.ok()) << ok.error().message;
-  for (const char* name : {"status 200", "statusText OK", "data parsed", "header sent", "headers lower-case",
-                           "config", "serialisable", "timings", "json body", "post method", "text body",
-                           "404 resolves", "parallel", "request()"}) {
+  for (const char* name :
+       {"status 200", "statusText OK", "data parsed", "header sent", "headers lower-case", "config",
+        "serialisable", "timings", "default accept", "accept given", "responseType refused", "json body",
+        "post method", "text body", "404 resolves", "parallel", "request()"}) {
     EXPECT_EQ(rig.Check(name).passes, 4u) << name;
     EXPECT_EQ(rig.Check(name).fails, 0u) << name;
   }
   EXPECT_EQ(rig.Scenario().iterations, 4u);
-  EXPECT_EQ(rig.Requests("GET " + rig.base + "/api/echo"), 4u);
+  EXPECT_EQ(rig.Requests("GET " + rig.base + "/api/echo"), 4u * 2);
   EXPECT_EQ(rig.Requests("GET " + rig.base + "/"), 4u * 5);
 }
 
