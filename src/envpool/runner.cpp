@@ -75,7 +75,7 @@ CommandResult RunCommand(const Command& command, const std::string& input,
   o.env = process::ChildEnvironment(process::Inherit::kAll, never, env);
   o.fds = {{0, in_pipe[0]}, {1, out_pipe[1]}, {2, err_pipe[1]}};
   o.own_group = true;
-  o.die_with_parent = true;
+  o.death_signal = SIGKILL;  // no hook outlives the control plane
   auto spawned = process::Spawn(o);
   close(in_pipe[0]);
   close(out_pipe[1]);

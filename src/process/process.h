@@ -45,13 +45,16 @@ struct SpawnOptions {
   // The child's descriptors: {child fd, parent fd}; a parent fd of -1 opens /dev/null (read and write).
   // Descriptors not named here are not inherited unless the parent left them without close-on-exec.
   std::vector<std::pair<int, int>> fds;
-  std::string cwd;               // empty: the parent's
-  bool own_group = false;        // a process group of its own: a signal to -pid reaches its children too
-  bool die_with_parent = false;  // SIGKILL when the thread that spawned it ends (PR_SET_PDEATHSIG)
+  std::string cwd;         // empty: the parent's
+  bool own_group = false;  // a process group of its own: a signal to -pid reaches its children too
+  int death_signal = 0;    // sent when the thread that spawned it ends (PR_SET_PDEATHSIG); 0: none
 };
 
-// Starts the child with a clear signal mask and every signal at its default disposition. Errors: kNotFound
-// ("NAME: command not found") when argv[0] is not found, kIo when it cannot be started (the reason named).
+// Starts the child with a clear signal mask and every signal at its default disposition; an executable file
+// that is neither a binary nor a #! script runs under /bin/sh, as execvp and shells do. Uses posix_spawn, or
+// vfork + exec when a death signal is asked for (posix_spawn cannot set one; vfork costs the same whatever
+// the parent's size). Errors: kNotFound ("NAME: command not found") when argv[0] is not found, kIo when it
+// cannot be started (the reason named) — never a child that exits 127 instead.
 Result<pid_t> Spawn(const SpawnOptions& options);
 
 }  // namespace meridian::process

@@ -73,7 +73,7 @@ Ran Collect(pid_t pid, int read_end) {
   return r;
 }
 
-class Spawning : public ::testing::TestWithParam<bool> {};  // the parameter: die_with_parent (fork + exec)
+class Spawning : public ::testing::TestWithParam<bool> {};  // the parameter: a death signal (vfork + exec)
 
 TEST_P(Spawning, GivesTheChildItsArgumentsEnvironmentDescriptorsDirectoryAndGroup) {
   const std::string dir =
@@ -88,7 +88,7 @@ TEST_P(Spawning, GivesTheChildItsArgumentsEnvironmentDescriptorsDirectoryAndGrou
   o.fds = {{0, -1}, {1, out[1]}, {2, out[1]}};
   o.cwd = dir;
   o.own_group = true;
-  o.die_with_parent = GetParam();
+  o.death_signal = GetParam() ? SIGKILL : 0;
   auto pid = Spawn(o);
   close(out[1]);
   ASSERT_TRUE(pid.ok()) << pid.error().message;
@@ -111,7 +111,7 @@ TEST_P(Spawning, MovesDescriptorsThatATargetWouldOverwrite) {
   o.argv = {"sh", "-c", "echo to-41 >/proc/self/fd/41; echo to-40 >/proc/self/fd/40"};  // dash: one-digit fds
   o.env = ChildEnvironment(Inherit::kMachine, {}, {});
   o.fds = {{41, 40}, {40, 41}};
-  o.die_with_parent = GetParam();
+  o.death_signal = GetParam() ? SIGKILL : 0;
   auto pid = Spawn(o);
   close(40);
   close(41);
@@ -128,7 +128,7 @@ TEST_P(Spawning, MovesDescriptorsThatATargetWouldOverwrite) {
 TEST_P(Spawning, NamesACommandThatIsNotFoundOrCannotRun) {
   SpawnOptions o;
   o.argv = {"meridian-no-such-command"};
-  o.die_with_parent = GetParam();
+  o.death_signal = GetParam() ? SIGKILL : 0;
   auto missing = Spawn(o);
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
@@ -147,9 +147,29 @@ TEST_P(Spawning, NamesACommandThatIsNotFoundOrCannotRun) {
   EXPECT_EQ(denied.error().message, "cannot start " + file + ": Permission denied");
 }
 
-INSTANTIATE_TEST_SUITE_P(PosixSpawnAndFork, Spawning, ::testing::Bool(),
+TEST_P(Spawning, RunsAnExecutableTextFileWithoutInterpreterLineUnderTheShell) {
+  const std::string file =
+      std::filesystem::temp_directory_path() / ("meridian-noshebang-" + std::to_string(getpid()));
+  std::ofstream(file) << "echo \"no interpreter line: $1\"\n";
+  std::filesystem::permissions(file, std::filesystem::perms::owner_all);
+  int out[2];
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  SpawnOptions o;
+  o.argv = {file, "arg"};
+  o.env = ChildEnvironment(Inherit::kMachine, {}, {});
+  o.fds = {{1, out[1]}};
+  o.death_signal = GetParam() ? SIGKILL : 0;
+  auto pid = Spawn(o);
+  close(out[1]);
+  ASSERT_TRUE(pid.ok()) << pid.error().message;
+  const Ran r = Collect(*pid, out[0]);
+  std::filesystem::remove(file);
+  EXPECT_EQ(r.out, "no interpreter line: arg\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(PosixSpawnAndVfork, Spawning, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& p) {
-                           return p.param ? "fork" : "posix_spawn";
+                           return p.param ? "vfork" : "posix_spawn";
                          });
 
 TEST(Spawn, AChildThatDiesWithItsParentEndsWithTheThreadThatStartedIt) {
@@ -158,7 +178,7 @@ TEST(Spawn, AChildThatDiesWithItsParentEndsWithTheThreadThatStartedIt) {
     SpawnOptions o;
     o.argv = {"sleep", "600"};
     o.env = ChildEnvironment(Inherit::kMachine, {}, {});
-    o.die_with_parent = true;
+    o.death_signal = SIGKILL;
     auto pid = Spawn(o);
     if (pid.ok()) child = *pid;
   }).join();

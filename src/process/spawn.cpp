@@ -1,5 +1,5 @@
-// Spawn: posix_spawn, or fork + exec when the child must die with its parent (posix_spawn has no death
-// signal). Either way exec failures come back as errors, not as an exit status of 127.
+// Spawn: posix_spawn, or vfork + exec when the child needs a death signal (posix_spawn has none). Either way
+// exec failures come back as errors, not as an exit status of 127.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
@@ -16,6 +16,8 @@
 
 namespace meridian::process {
 namespace {
+
+constexpr const char* kShell = "/bin/sh";
 
 // A parent descriptor that a lower-numbered dup2 could overwrite before it is copied (a pipe that happens to
 // be fd 3 while fd 3 of the child is something else) is first copied above every target.
@@ -44,6 +46,13 @@ class Sources {
   std::vector<int> moved_;
 };
 
+// Everything exec needs, built before the child exists: the child of vfork may not allocate.
+struct Exec {
+  std::string exe;
+  std::vector<char*> argv, envp;
+  std::vector<char*> shell_argv;  // {"sh", exe, argv[1:]...}: for an executable text file without #!
+};
+
 std::vector<char*> Pointers(const std::vector<std::string>& strings) {
   std::vector<char*> out;
   out.reserve(strings.size() + 1);
@@ -56,8 +65,7 @@ Error CannotStart(const std::string& exe, int error) {
   return MakeError(ErrorCode::kIo, fmt::format("cannot start {}: {}", exe, std::strerror(error)));
 }
 
-Result<pid_t> WithPosixSpawn(const std::string& exe, const SpawnOptions& o, const Sources& sources,
-                             char* const* argv, char* const* envp) {
+Result<pid_t> WithPosixSpawn(const Exec& e, const SpawnOptions& o, const Sources& sources) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   for (const auto& [target, source] : sources.fds()) {
@@ -83,10 +91,11 @@ Result<pid_t> WithPosixSpawn(const std::string& exe, const SpawnOptions& o, cons
   }
   posix_spawnattr_setflags(&attr, flags);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, exe.c_str(), &actions, &attr, argv, envp);
+  int rc = posix_spawn(&pid, e.exe.c_str(), &actions, &attr, e.argv.data(), e.envp.data());
+  if (rc == ENOEXEC) rc = posix_spawn(&pid, kShell, &actions, &attr, e.shell_argv.data(), e.envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) return CannotStart(exe, rc);
+  if (rc != 0) return CannotStart(e.exe, rc);
   return pid;
 }
 
@@ -95,53 +104,52 @@ Result<pid_t> WithPosixSpawn(const std::string& exe, const SpawnOptions& o, cons
   _exit(127);
 }
 
-// The child of WithFork: async-signal-safe calls only. An error is written to `report` (close-on-exec: the
-// parent reads nothing when exec succeeded).
-[[noreturn]] void Child(const char* exe, const SpawnOptions& o, const Sources& sources, char* const* argv,
-                        char* const* envp, pid_t parent, int report) {
-  const auto fail = [report](int error) { ChildFailed(report, error); };
+// The child of vfork: it shares the parent's memory until exec, so it only makes system calls. An error is
+// written to `report` (close-on-exec: the parent reads nothing when exec succeeded).
+[[noreturn]] void Child(const Exec& e, const SpawnOptions& o, const Sources& sources, pid_t parent,
+                        int report) {
   if (o.own_group) setpgid(0, 0);
-  if (o.die_with_parent) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (o.death_signal != 0) {
+    prctl(PR_SET_PDEATHSIG, o.death_signal);
     if (getppid() != parent) _exit(127);  // the parent died before the line above
   }
   for (const auto& [target, source] : sources.fds()) {
     if (source < 0) {
       const int fd = open("/dev/null", O_RDWR);
-      if (fd < 0) fail(errno);
+      if (fd < 0) ChildFailed(report, errno);
       if (fd != target) {
-        if (dup2(fd, target) < 0) fail(errno);
+        if (dup2(fd, target) < 0) ChildFailed(report, errno);
         close(fd);
       }
     } else if (source == target) {
-      if (fcntl(target, F_SETFD, 0) < 0) fail(errno);
+      if (fcntl(target, F_SETFD, 0) < 0) ChildFailed(report, errno);
     } else if (dup2(source, target) < 0) {
-      fail(errno);
+      ChildFailed(report, errno);
     }
   }
-  if (!o.cwd.empty() && chdir(o.cwd.c_str()) != 0) fail(errno);
+  if (!o.cwd.empty() && chdir(o.cwd.c_str()) != 0) ChildFailed(report, errno);
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);  // SIGKILL/SIGSTOP just fail
+  for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);  // SIGKILL, SIGSTOP: refused, fine
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  execve(exe, argv, envp);
+  execve(e.exe.c_str(), e.argv.data(), e.envp.data());
+  if (errno == ENOEXEC) execve(kShell, e.shell_argv.data(), e.envp.data());
   ChildFailed(report, errno);
 }
 
-Result<pid_t> WithFork(const std::string& exe, const SpawnOptions& o, const Sources& sources,
-                       char* const* argv, char* const* envp) {
+Result<pid_t> WithVfork(const Exec& e, const SpawnOptions& o, const Sources& sources) {
   int report[2];
-  if (pipe2(report, O_CLOEXEC) != 0) return CannotStart(exe, errno);
+  if (pipe2(report, O_CLOEXEC) != 0) return CannotStart(e.exe, errno);
   const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid == 0) Child(exe.c_str(), o, sources, argv, envp, parent, report[1]);
-  const int fork_error = errno;
+  const pid_t pid = vfork();
+  if (pid == 0) Child(e, o, sources, parent, report[1]);
+  const int vfork_error = errno;
   close(report[1]);
   if (pid < 0) {
     close(report[0]);
-    return CannotStart(exe, fork_error);
+    return CannotStart(e.exe, vfork_error);
   }
   if (o.own_group) setpgid(pid, pid);  // also from here: a signal to the group right after cannot miss it
   int error = 0;
@@ -153,21 +161,24 @@ Result<pid_t> WithFork(const std::string& exe, const SpawnOptions& o, const Sour
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  return CannotStart(exe, error);
+  return CannotStart(e.exe, error);
 }
 
 }  // namespace
 
 Result<pid_t> Spawn(const SpawnOptions& options) {
   if (options.argv.empty()) return MakeError(ErrorCode::kInvalidArgument, "no command");
-  const std::string exe = FindExecutable(options.argv[0]);
-  if (exe.empty())
+  Exec e;
+  e.exe = FindExecutable(options.argv[0]);
+  if (e.exe.empty()) {
     return MakeError(ErrorCode::kNotFound, fmt::format("{}: command not found", options.argv[0]));
-  const std::vector<char*> argv = Pointers(options.argv);
-  const std::vector<char*> envp = Pointers(options.env);
+  }
+  e.argv = Pointers(options.argv);
+  e.envp = Pointers(options.env);
+  e.shell_argv = {const_cast<char*>("sh"), e.exe.data()};
+  e.shell_argv.insert(e.shell_argv.end(), e.argv.begin() + 1, e.argv.end());  // with the final nullptr
   const Sources sources(options.fds);
-  return options.die_with_parent ? WithFork(exe, options, sources, argv.data(), envp.data())
-                                 : WithPosixSpawn(exe, options, sources, argv.data(), envp.data());
+  return options.death_signal != 0 ? WithVfork(e, options, sources) : WithPosixSpawn(e, options, sources);
 }
 
 }  // namespace meridian::process

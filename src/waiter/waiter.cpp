@@ -23,6 +23,7 @@
 #include "core/duration.h"
 #include "http/fetch.h"
 #include "http/url.h"
+#include "process/process.h"
 
 namespace meridian::waiter {
 namespace {
@@ -383,18 +384,7 @@ class Waiter {
       if (access(cmd.c_str(), X_OK) != 0) return NotRunnable(cmd, EACCES);
       return 0;
     }
-    const char* path_env = getenv("PATH");
-    std::string_view dirs = path_env != nullptr ? path_env : "/usr/local/bin:/usr/bin:/bin";
-    while (true) {
-      const size_t colon = dirs.find(':');
-      std::string dir(dirs.substr(0, colon));
-      if (dir.empty()) dir = ".";
-      const std::string full = dir + "/" + cmd;
-      if (access(full.c_str(), X_OK) == 0) return 0;
-      if (colon == std::string_view::npos) break;
-      dirs.remove_prefix(colon + 1);
-    }
-    return NotRunnable(cmd, ENOENT);
+    return process::FindExecutable(cmd).empty() ? NotRunnable(cmd, ENOENT) : 0;
   }
 
   int NotRunnable(const std::string& cmd, int err) const {
@@ -406,9 +396,6 @@ class Waiter {
   int Exec(int64_t start_at_ns) const {
     setenv("MERIDIAN_START_AT", FormatEpoch(start_at_ns).c_str(), 1);
     setenv("MERIDIAN_SERVICE_ID", o_.service_id.c_str(), 1);
-    std::vector<char*> argv;
-    for (const auto& a : o_.command) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
     std::fflush(nullptr);
     // A supervisor (meridian's agent) learns the actual start: "exec <epoch ns> <pid>" on the fd it named.
     if (const char* fd_text = getenv("MERIDIAN_WAITER_FD")) {
@@ -419,8 +406,11 @@ class Waiter {
         if (auto d = ParseDuration(g); d.ok()) grace = *d;
         unsetenv("MERIDIAN_WAITER_GRACE");
       }
-      return Keep(argv, fd, grace);
+      return Keep(fd, grace);
     }
+    std::vector<char*> argv;
+    for (const auto& a : o_.command) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
     execvp(argv[0], argv.data());
     return NotRunnable(o_.command.front(), errno);
   }
@@ -430,24 +420,25 @@ class Waiter {
   // agent go (the death signal, and a new parent), stops the whole process group (SIGTERM, SIGKILL after the
   // step's stop_grace) and so takes every process of the step with it. Otherwise it forwards signals that
   // were sent to it alone, and ends as the command ended (its exit status, or the same signal).
-  int Keep(std::vector<char*>& argv, int notify_fd, int64_t grace_ns) const {
+  int Keep(int notify_fd, int64_t grace_ns) const {
     const pid_t supervisor = getppid();
-    sigset_t handled, before;
+    sigset_t handled;
     sigemptyset(&handled);
     for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD}) sigaddset(&handled, sig);
-    sigprocmask(SIG_BLOCK, &handled, &before);
+    sigprocmask(SIG_BLOCK, &handled, nullptr);
     if (notify_fd > 2) fcntl(notify_fd, F_SETFD, FD_CLOEXEC);
-    // vfork: the child shares our memory until its exec, so starting it costs the same whatever our size
-    // (a fork copied a sanitizer build's ~100 MB of page tables: 5-10 ms per instance, all of them at the
-    // same instant). Until the exec the child only makes system calls.
-    const pid_t child = vfork();
-    if (child < 0) return NotRunnable(o_.command.front(), errno);
-    if (child == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGTERM);  // should the keeper die alone
-      sigprocmask(SIG_SETMASK, &before, nullptr);
-      execvp(argv[0], argv.data());
-      _exit(errno == ENOENT ? kExitNotFound : kExitNotExecutable);
+    // process::Spawn with a death signal starts it with vfork: as cheap whatever our size (a fork copied a
+    // sanitizer build's ~100 MB of page tables: 5-10 ms per instance, all of them at the same instant).
+    process::SpawnOptions spawn;
+    spawn.argv = o_.command;
+    spawn.env = process::ChildEnvironment(process::Inherit::kAll, {}, {});
+    spawn.death_signal = SIGTERM;  // should the keeper die alone
+    auto started = process::Spawn(spawn);
+    if (!started.ok()) {
+      Complain(started.error().message);
+      return started.error().code == ErrorCode::kNotFound ? kExitNotFound : kExitNotExecutable;
     }
+    const pid_t child = *started;
     if (notify_fd > 2) {
       const std::string line = fmt::format("exec {} {}\n", WallNanos(), child);
       (void)!write(notify_fd, line.data(), line.size());
