@@ -16,6 +16,7 @@
 namespace meridian::envpool {
 
 using http::ApiError;
+using http::CheckKeys;
 using http::Field;
 using nlohmann::json;
 using nlohmann::ordered_json;
@@ -127,18 +128,6 @@ int64_t DurationField(const json& body, const char* name, int64_t fallback, bool
   }
   throw ApiError{400, "invalid_field", fmt::format("'{}' must be a duration (\"30m\") or seconds", name),
                  name};
-}
-
-void CheckKeys(const json& body, std::initializer_list<const char*> allowed) {
-  for (const auto& item : body.items()) {
-    const std::string& key = item.key();
-    if (std::none_of(allowed.begin(), allowed.end(), [&key](const char* a) { return key == a; })) {
-      std::string list;
-      for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      throw ApiError{400, "unknown_field", fmt::format("'{}' is not a field here (allowed: {})", key, list),
-                     key};
-    }
-  }
 }
 
 Requirements RequireField(const json& body) {

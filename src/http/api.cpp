@@ -1,5 +1,6 @@
 #include "http/api.h"
 
+#include <algorithm>
 #include <set>
 
 #include "core/hex.h"
@@ -172,6 +173,18 @@ Result<json> ParseStrictJson(std::string_view text, size_t max_depth, JsonProble
   }
   if (!repeated.empty()) return fail(fmt::format("'{}' appears twice in one object", repeated), repeated);
   return j;
+}
+
+void CheckKeys(const json& body, std::initializer_list<const char*> allowed) {
+  for (const auto& item : body.items()) {
+    const std::string& key = item.key();
+    if (std::none_of(allowed.begin(), allowed.end(), [&key](const char* a) { return key == a; })) {
+      std::string list;
+      for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      throw ApiError{400, "unknown_field", fmt::format("'{}' is not a field here (allowed: {})", key, list),
+                     key};
+    }
+  }
 }
 
 json ParseBody(const ServerRequest& req) {

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -65,6 +66,9 @@ Result<nlohmann::json> ParseStrictJson(std::string_view text, size_t max_depth =
 // The body as a JSON object ({} when empty; parsed off the loop when `req.parsed` is set); anything else is a
 // 400 naming the problem.
 nlohmann::json ParseBody(const ServerRequest& req);
+
+// A 400 unknown_field naming the first key of `body` that is not `allowed`, and the allowed ones.
+void CheckKeys(const nlohmann::json& body, std::initializer_list<const char*> allowed);
 
 // body[name] as T: `fallback` when absent or null (a 400 naming the field when required), a 400 naming the
 // field when it has the wrong type. Integers must be whole numbers within T's range (1.5 and -1 for an

@@ -45,6 +45,7 @@ const std::string& Call::Param(std::string_view name) const {
 }
 
 std::string Route::ScopeText() const {
+  if (open) return "none";
   if (scopes.empty()) return "any";
   std::string s;
   for (const auto& x : scopes) s += (s.empty() ? "" : " or ") + x;
@@ -60,10 +61,11 @@ Result<void> Router::Add(Route route) {
       !std::all_of(route.method.begin(), route.method.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
     return refuse("the method must be upper-case letters");
   }
-  if (route.pattern.size() < 2 || route.pattern[0] != '/' || route.pattern.back() == '/')
+  const bool root = route.pattern == "/";
+  if (!root && (route.pattern.size() < 2 || route.pattern[0] != '/' || route.pattern.back() == '/'))
     return refuse("a pattern is '/' and segments, with no '/' at the end");
   route.parts.clear();
-  for (size_t at = 1; at <= route.pattern.size();) {
+  for (size_t at = 1; !root && at <= route.pattern.size();) {
     size_t end = route.pattern.find('/', at);
     if (end == std::string::npos) end = route.pattern.size();
     const std::string part = route.pattern.substr(at, end - at);
@@ -77,6 +79,7 @@ Result<void> Router::Add(Route route) {
   if (!route.handler) return refuse("no handler");
   route.shape.clear();
   for (const auto& p : route.parts) route.shape += "/" + (IsParam(p) ? std::string("{}") : p);
+  if (root) route.shape = "/";
   for (const auto& r : routes_) {
     if (r.method == route.method && r.shape == route.shape) return refuse("the same as " + r.pattern);
   }
@@ -100,6 +103,16 @@ const Route& Router::Find(const std::string& method, const std::string& path,
   }
   throw ApiError{
       405, "method_not_allowed", fmt::format("use {} for {}", allowed, path), "", {{"Allow", allowed}}};
+}
+
+const Route* Router::FindOpen(const std::string& method, const std::string& path) const {
+  try {
+    std::vector<std::string> segments;
+    const Route& r = Find(method, path, &segments);
+    return r.open ? &r : nullptr;
+  } catch (const ApiError&) {
+    return nullptr;
+  }
 }
 
 void Router::CheckScope(const Route& route, const Caller& caller) {

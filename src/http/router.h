@@ -55,10 +55,13 @@ struct Route {
   std::string summary;  // one line, as docs/api.md says it
   Body body = Body::kSmall;
   bool rate_limited = true;  // false for what only frees (releasing an allocation)
+  // Served to requests without a token: the dashboard's page and its assets, which hold no data (a browser
+  // sends no Authorization header when it opens a page), and the exchange of a one-time login code.
+  bool open = false;
 
   std::vector<std::string> parts;  // the pattern's segments (set by Router::Add)
   std::string shape;               // the pattern with every parameter as "{}" (set by Router::Add)
-  std::string ScopeText() const;   // "runs:read or agent", "any" when empty
+  std::string ScopeText() const;   // "runs:read or agent", "any" when empty, "none" when open
 };
 
 class Router {
@@ -70,6 +73,10 @@ class Router {
   // The route serving `method path` and the decoded path. Throws ApiError 400 (a malformed escape), 404, 405.
   const Route& Find(const std::string& method, const std::string& path,
                     std::vector<std::string>* segments) const;
+
+  // The open route serving `method path`, or null: a request without a token learns nothing more than a 401
+  // about every other route.
+  const Route* FindOpen(const std::string& method, const std::string& path) const;
 
   // Throws ApiError 403 naming the route's scopes when the caller holds none of them.
   static void CheckScope(const Route& route, const Caller& caller);

@@ -6,8 +6,16 @@ namespace meridian::http {
 namespace {
 
 Route R(std::string method, std::string pattern, std::vector<std::string> scopes = {}) {
-  return Route{
-      std::move(method), std::move(pattern), std::move(scopes), [](Call&) {}, "", Body::kSmall, true, {}, {}};
+  return Route{std::move(method),
+               std::move(pattern),
+               std::move(scopes),
+               [](Call&) {},
+               "",
+               Body::kSmall,
+               true,
+               false,
+               {},
+               {}};
 }
 
 ApiError FindError(const Router& router, const std::string& method, const std::string& path) {
@@ -88,6 +96,25 @@ TEST(Router, AScopeIsCheckedAgainstTheCaller) {
     EXPECT_EQ(e.status, 403);
     EXPECT_EQ(e.message, "the token 'ci' lacks the scope runs:read or agent");
   }
+}
+
+// The root is a pattern of its own; an open route (no token) is found only by FindOpen's exact match, and
+// FindOpen finds nothing else.
+TEST(Router, TheRootAndOpenRoutes) {
+  Router router;
+  Route page = R("GET", "/");
+  page.open = true;
+  ASSERT_TRUE(router.Add(page).ok());
+  ASSERT_TRUE(router.Add(R("GET", "/v1/runs", {"runs:read"})).ok());
+  EXPECT_FALSE(router.Add(R("GET", "/")).ok());  // the same shape twice
+  std::vector<std::string> segments;
+  EXPECT_EQ(router.Find("GET", "/", &segments).pattern, "/");
+  EXPECT_TRUE(segments.empty());
+  ASSERT_NE(router.FindOpen("GET", "/"), nullptr);
+  EXPECT_EQ(router.FindOpen("GET", "/v1/runs"), nullptr);
+  EXPECT_EQ(router.FindOpen("POST", "/"), nullptr);
+  EXPECT_EQ(router.FindOpen("GET", "/nothing"), nullptr);
+  EXPECT_EQ(router.routes()[0].ScopeText(), "none");
 }
 
 }  // namespace

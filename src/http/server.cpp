@@ -139,6 +139,7 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
   bool expect_continue = false;
   bool sent_continue = false;
   bool keep_alive = true;
+  bool streaming = false;  // a streamed response is open: its head is sent, its body is being written
   ServerRequest pending;
   size_t reserved = 0;  // body bytes reserved against the server's budget until the response
   int answering_minor = 1;
@@ -331,7 +332,7 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
   }
 
   void Respond(ServerResponse r) {
-    if (closed || !busy) return;
+    if (closed || !busy || streaming) return;
     busy = false;
     Release();
     out +=
@@ -352,6 +353,48 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
       ScheduleProcess();  // never from here: we may be inside a handler's walk over its own queues
     }
     UpdateInterest();
+  }
+
+  // The head of a streamed response; the request stays with the handler (busy) until EndStream, and the
+  // connection closes after it.
+  bool StartStream(ServerResponse r) {
+    if (closed || !busy || streaming) return false;
+    Release();
+    streaming = true;
+    close_after = true;
+    out += fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nCache-Control: no-store\r\n", r.status,
+                       StatusReason(r.status), r.content_type);
+    for (const auto& [k, v] : r.headers) out += fmt::format("{}: {}\r\n", k, v);
+    if (answering_minor >= 1) out += "Transfer-Encoding: chunked\r\n";
+    out += "Connection: close\r\n\r\n";
+    Flush();
+    return WriteStream(r.body);
+  }
+
+  bool WriteStream(std::string_view bytes) {
+    if (closed || !streaming) return false;
+    if (bytes.empty()) return true;  // an empty chunk would end a chunked body
+    if (out.size() + bytes.size() > options().max_stream_backlog_bytes) {
+      Close();  // not reading: it reconnects and resumes from its last event
+      return false;
+    }
+    if (answering_minor >= 1) {
+      out += fmt::format("{:x}\r\n", bytes.size());
+      out += bytes;
+      out += "\r\n";
+    } else {
+      out += bytes;
+    }
+    Flush();
+    return !closed;
+  }
+
+  void EndStream() {
+    if (closed || !streaming) return;
+    if (answering_minor >= 1) out += "0\r\n\r\n";
+    streaming = false;
+    busy = false;
+    Flush();
   }
 
   void ScheduleProcess() {
@@ -415,6 +458,43 @@ void Responder::Send(ServerResponse response) {
   }
   if (auto c = c_.lock()) c->Respond(std::move(response));
   c_.reset();
+}
+
+StreamWriter Responder::StartStream(ServerResponse head) {
+  if (fn_) {
+    Send(std::move(head));
+    return {};
+  }
+  auto c = c_.lock();
+  c_.reset();
+  if (!c || !c->StartStream(std::move(head))) return {};
+  return StreamWriter(c);
+}
+
+bool StreamWriter::Write(std::string_view bytes) {
+  if (fn_) {
+    if (*fn_ && !(*fn_)(bytes)) *fn_ = nullptr;
+    return static_cast<bool>(*fn_);
+  }
+  auto c = c_.lock();
+  return c && c->WriteStream(bytes);
+}
+
+void StreamWriter::End() {
+  if (fn_) *fn_ = nullptr;
+  if (auto c = c_.lock()) c->EndStream();
+  c_.reset();
+}
+
+bool StreamWriter::alive() const {
+  if (fn_) return static_cast<bool>(*fn_);
+  auto c = c_.lock();
+  return c && !c->closed && c->streaming;
+}
+
+size_t StreamWriter::backlog() const {
+  auto c = c_.lock();
+  return c ? c->out.size() : 0;
 }
 
 bool Responder::alive() const {

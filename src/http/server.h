@@ -62,6 +62,30 @@ struct ServerResponse {
 class HttpServer;
 struct ServerConnectionState;
 
+// The body of a response sent in pieces after its head (Server-Sent Events): chunked for HTTP/1.1 clients,
+// delimited by the connection's end for HTTP/1.0 ones; the connection closes when the stream ends. A client
+// that stops reading is dropped once max_stream_backlog_bytes wait for it (it reconnects and resumes). Cheap
+// to copy; every copy writes to the same stream.
+class StreamWriter {
+ public:
+  StreamWriter() = default;
+  explicit StreamWriter(std::weak_ptr<ServerConnectionState> c) : c_(std::move(c)) {}
+  // Hands every write to `fn` instead of a connection (in-process readers, tests); `fn` returning false ends
+  // the stream as a client that left would.
+  explicit StreamWriter(std::function<bool(std::string_view)> fn)
+      : fn_(std::make_shared<std::function<bool(std::string_view)>>(std::move(fn))) {}
+  // Queues `bytes` for the client; false when the stream is over (the client left, fell too far behind, or
+  // End was called).
+  bool Write(std::string_view bytes);
+  void End();
+  bool alive() const;
+  size_t backlog() const;  // bytes written and not yet taken by the client
+
+ private:
+  std::weak_ptr<ServerConnectionState> c_;
+  std::shared_ptr<std::function<bool(std::string_view)>> fn_;  // shared by copies; null once ended
+};
+
 // Sends the one response to a request, now or later. Cheap to copy; sending twice, or after the client left,
 // does nothing. Sending never calls the handler: the connection's next request waits for the loop's next
 // turn.
@@ -74,6 +98,10 @@ class Responder {
   explicit Responder(std::function<void(ServerResponse)> fn)
       : fn_(std::make_shared<std::function<void(ServerResponse)>>(std::move(fn))) {}
   void Send(ServerResponse response);
+  // Sends `head` (its body, if any, is the stream's first bytes) and keeps the request open for a body
+  // written later through the returned writer. With an in-process callback, the callback gets `head` and the
+  // writer is dead.
+  StreamWriter StartStream(ServerResponse head);
   bool alive() const;
 
  private:
@@ -92,6 +120,8 @@ struct ServerOptions {
   size_t max_connections = 4096;
   size_t max_buffered_bytes = 256 * 1024 * 1024;  // request bodies held, all connections together
   size_t max_pipelined_bytes = 64 * 1024;         // read ahead behind a request the handler holds
+  size_t max_stream_backlog_bytes =
+      4 * 1024 * 1024;  // unread bytes of a streamed response before dropping it
   // Header fields that must not repeat (400): the server reads each as one value.
   std::vector<std::string> single_headers = {"authorization", "host", "content-type", "expect"};
 };

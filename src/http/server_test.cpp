@@ -125,6 +125,23 @@ class Raw {
     }
     return got_;
   }
+  // Reads until what arrived ends with `tail` (a streamed body has no length), the peer closed, or
+  // `timeout_ms` passed.
+  std::string ReadUntil(std::string_view tail, int timeout_ms = 5000) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (!got_.ends_with(tail) && !closed_ && std::chrono::steady_clock::now() < until) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      char buf[65536];
+      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        closed_ = true;
+        break;
+      }
+      got_.append(buf, static_cast<size_t>(n));
+    }
+    return got_;
+  }
   bool closed() const { return closed_; }
   int fd() const { return fd_; }
 
@@ -163,6 +180,7 @@ class BoundedServer : public ::testing::Test {
     o.max_pipelined_bytes = 4 * 1024;
     o.max_connections = 4;
     o.request_timeout_ns = 1'000'000'000;
+    o.max_stream_backlog_bytes = 64 * 1024;
     server_ = std::make_unique<HttpServer>(
         loop_, o,
         [this](ServerRequest& r, Responder out) {
@@ -170,6 +188,8 @@ class BoundedServer : public ::testing::Test {
           max_depth_ = std::max(max_depth_, depth_);
           if (r.path == "/hold") {
             held_ = out;
+          } else if (r.path == "/stream") {
+            stream_ = out.StartStream(ServerResponse{200, "text/event-stream", ": hello\n\n", {}});
           } else {
             if (r.path == "/release") held_.Send(ServerResponse{200, "text/plain", "released", {}});
             out.Send(ServerResponse{200, "text/plain", r.path + " " + std::to_string(r.body.size()), {}});
@@ -201,8 +221,62 @@ class BoundedServer : public ::testing::Test {
   std::unique_ptr<HttpServer> server_;
   std::thread thread_;
   Responder held_;
+  StreamWriter stream_;
   int depth_ = 0, max_depth_ = 0;
 };
+
+// A streamed response: the head and first bytes at once, chunks as they are written, the end of the chunked
+// body, then the connection closes. Sending a plain response for the same request afterwards does nothing.
+TEST_F(BoundedServer, AStreamIsChunkedAndEndsWithItsConnection) {
+  Raw r(server_->port());
+  r.Send("GET /stream HTTP/1.1\r\nAuthorization: good\r\n\r\n");
+  std::string got = r.ReadUntil(": hello\n\n\r\n");
+  EXPECT_TRUE(got.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")) << got;
+  EXPECT_NE(got.find("Transfer-Encoding: chunked\r\n"), std::string::npos) << got;
+  EXPECT_EQ(got.find("Content-Length"), std::string::npos) << got;
+  EXPECT_TRUE(got.ends_with("\r\n\r\n9\r\n: hello\n\n\r\n")) << got;
+  EXPECT_TRUE(
+      OnLoop([this] { return stream_.alive() && stream_.Write("id: 1\ndata: x\n\n") && stream_.Write(""); }));
+  got = r.ReadUntil("f\r\nid: 1\ndata: x\n\n\r\n");
+  EXPECT_TRUE(got.ends_with("f\r\nid: 1\ndata: x\n\n\r\n")) << got;
+  OnLoop([this] {
+    stream_.End();
+    return 0;
+  });
+  got = r.ReadUntil("never");
+  EXPECT_TRUE(r.closed());
+  EXPECT_TRUE(got.ends_with("\r\n0\r\n\r\n")) << got;
+  EXPECT_FALSE(OnLoop([this] { return stream_.alive() || stream_.Write("late"); }));
+}
+
+// An HTTP/1.0 client gets the body unframed, ended by the close.
+TEST_F(BoundedServer, AStreamToAnHttp10ClientEndsWithTheConnection) {
+  Raw r(server_->port());
+  r.Send("GET /stream HTTP/1.0\r\nAuthorization: good\r\n\r\n");
+  std::string got = r.ReadUntil(": hello\n\n");
+  EXPECT_EQ(got.find("chunked"), std::string::npos) << got;
+  OnLoop([this] { return stream_.Write("data: y\n\n") && (stream_.End(), true); });
+  got = r.ReadUntil("never");
+  EXPECT_TRUE(r.closed());
+  EXPECT_TRUE(got.ends_with("\r\n\r\n: hello\n\ndata: y\n\n")) << got;
+}
+
+// A client that stops reading is dropped once max_stream_backlog_bytes wait for it: the server's memory per
+// viewer is bounded whatever the viewer does.
+TEST_F(BoundedServer, AStreamThatIsNotReadIsDropped) {
+  Raw r(server_->port());
+  r.Send("GET /stream HTTP/1.1\r\nAuthorization: good\r\n\r\n");
+  r.ReadUntil(": hello\n\n\r\n");
+  const std::string chunk(16 * 1024, 'd');
+  const size_t written = OnLoop([&] {
+    size_t n = 0;
+    while (n < (256u << 20) && stream_.Write(chunk)) n += chunk.size();
+    return n;
+  });
+  EXPECT_LT(written, 256u << 20) << "the stream was never dropped";
+  EXPECT_FALSE(OnLoop([this] { return stream_.alive(); }));
+  EXPECT_EQ(OnLoop([this] { return server_->connections(); }), 0u);
+}
 
 // Answering a held request from another request's handler must not run the held connection's next
 // pipelined request on the same stack (the control plane's allocation queue was walked there and died).
