@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "control/control.h"
+#include "control/live.h"
 #include "control/orchestrator.h"
 #include "http/router.h"
 #include "net/work_thread.h"
@@ -24,6 +25,7 @@ struct ApiContext {
   net::WorkThread& work;
   const std::string& key;  // the server's key: agents' secrets are kept as HMACs under it
   std::string data_dir;    // runs/ID/ holds each run's artefacts
+  LiveFeeds& live;         // the dashboard's streams of live runs
 };
 
 // One row of a module's part of the table (http::Route with a handler that takes the context).
@@ -46,5 +48,9 @@ inline constexpr const char* kAgentSecretHeader = "meridian-agent-secret";
 
 // The run's row, live or stored. Throws ApiError 404 for an unknown run, 503 when the store cannot read.
 store::RunRow LoadRun(ApiContext& api, const std::string& id);
+
+// An ended run's page tables from the store: {run, summary} (the summary as stored, without its text, CSV
+// and timeline); null when the run or its summary cannot be read.
+nlohmann::ordered_json FinalRunJson(ApiContext& api, const std::string& id);
 
 }  // namespace meridian::control

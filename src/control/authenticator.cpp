@@ -50,4 +50,17 @@ bool AgentSecretMatches(const std::string& key, const std::string& secret_hash, 
   return SameSecret(KeyedHash(key, secret), secret_hash);
 }
 
+void LoginCodes::Add(const std::string& code, std::string token, int64_t expires_mono) {
+  codes_[HashToken(code)] = Pending{std::move(token), expires_mono};
+}
+
+std::optional<std::string> LoginCodes::Redeem(const std::string& code, int64_t now_mono) {
+  std::erase_if(codes_, [&](const auto& entry) { return entry.second.expires_mono <= now_mono; });
+  auto it = codes_.find(HashToken(code));
+  if (it == codes_.end()) return std::nullopt;
+  std::string token = std::move(it->second.token);
+  codes_.erase(it);
+  return token;
+}
+
 }  // namespace meridian::control

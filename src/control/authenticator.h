@@ -6,6 +6,7 @@
 // kept as an HMAC under the server's key.
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,23 @@ class RateLimiter {
   };
   double per_second_;
   std::map<std::string, Bucket> buckets_;
+};
+
+// One-time dashboard login codes (`meridian run --dashboard` prints a link with one in its fragment, which
+// no server and no log sees): each is exchanged once, before it expires, for the token it stands for. Kept
+// as SHA-256 hashes.
+class LoginCodes {
+ public:
+  void Add(const std::string& code, std::string token, int64_t expires_mono);
+  // The token `code` stands for, and the code is gone; nullopt for an unknown, used or expired code.
+  std::optional<std::string> Redeem(const std::string& code, int64_t now_mono);
+
+ private:
+  struct Pending {
+    std::string token;
+    int64_t expires_mono = 0;
+  };
+  std::map<std::string, Pending> codes_;  // by the code's hash
 };
 
 // Whether `secret` (an agent's Meridian-Agent-Secret header) is the one whose keyed hash is `secret_hash`.

@@ -90,6 +90,9 @@ class ControlPlane {
   // then the request. For in-process callers and the API fuzz target (with a function Responder).
   std::optional<http::ServerResponse> CheckHead(const http::ServerRequest& head, size_t* max_body);
   void Handle(http::ServerRequest& request, http::Responder out);
+  // A one-time dashboard login code standing for `token` until `ttl_ns` from now (POST /v1/dashboard/login
+  // exchanges it). On the loop thread, or before it runs.
+  void AddLoginCode(const std::string& code, const std::string& token, int64_t ttl_ns);
   // The route table (runs, agents, leases), once Start() built it.
   std::vector<RouteInfo> Routes() const;
 

@@ -9,12 +9,14 @@
 #include "control/api.h"
 #include "control/authenticator.h"
 #include "control/control.h"
+#include "control/live.h"
 #include "control/orchestrator.h"
 #include "core/clock.h"
 #include "core/duration.h"
 #include "core/log.h"
 #include "core/prometheus.h"
 #include "core/version.h"
+#include "dashboard/dashboard.h"
 #include "envpool/envpool.h"
 #include "http/api.h"
 #include "http/router.h"
@@ -52,7 +54,8 @@ class ControlPlane::Impl {
         clock_(SystemClock::Instance()),
         authenticator_(config_.tokens),
         rate_(config_.requests_per_second),
-        orchestrator_(*store_, clock_, config_, data_dir_) {}
+        orchestrator_(*store_, clock_, config_, data_dir_),
+        live_(orchestrator_) {}
 
   ~Impl() {
     loop_.Cancel(&tick_);
@@ -78,7 +81,9 @@ class ControlPlane::Impl {
     envpool_ = std::make_unique<envpool::EnvPool>(loop_, *store_, pool_options);
     if (auto r = envpool_->Start(); !r.ok()) return r;
     work_ = std::make_unique<net::WorkThread>(loop_);
-    api_ = std::make_unique<ApiContext>(ApiContext{orchestrator_, *store_, config_, *work_, key_, data_dir_});
+    api_ = std::make_unique<ApiContext>(
+        ApiContext{orchestrator_, *store_, config_, *work_, key_, data_dir_, live_});
+    live_.set_final_json([this](const std::string& id) { return FinalRunJson(*api_, id); });
     if (auto r = AddRoutes(); !r.ok()) return r;
     http::ServerOptions options;
     options.max_body_bytes = config_.max_body_bytes;
@@ -116,6 +121,10 @@ class ControlPlane::Impl {
   // body limit. A refused head closes its connection (its body is never read).
   std::optional<http::ServerResponse> CheckHead(const http::ServerRequest& req, size_t* max_body) {
     try {
+      if (OpenRoute(req)) {
+        *max_body = 1024;  // a login code at most
+        return std::nullopt;
+      }
       const http::Caller& caller = Authenticate(req);
       // Answered after the rate: a token over its rate gets 429 whatever it asks (but for a release, which
       // only frees: its route is known even when the token may not use it).
@@ -147,6 +156,11 @@ class ControlPlane::Impl {
 
   void Handle(http::ServerRequest& req, http::Responder out) {
     try {
+      if (const http::Route* open = OpenRoute(req)) {
+        static const http::Caller kNobody{"", {}};
+        http::Call call{req, out, kNobody, *open, http::SplitPath(req.path)};
+        return open->handler(call);
+      }
       const http::Caller& caller = Authenticate(req);
       Admitted admitted = Admit(req, caller);
       // A large JSON body is parsed on the work thread: the loop keeps answering heartbeats and polls.
@@ -166,11 +180,20 @@ class ControlPlane::Impl {
 
   const http::Router& router() const { return router_; }
 
+  void AddLoginCode(const std::string& code, const std::string& token, int64_t ttl_ns) {
+    login_codes_.Add(code, token, clock_.Mono() + ttl_ns);
+  }
+
  private:
   struct Admitted {
     const http::Route& route;
     std::vector<std::string> path;
   };
+
+  // The dashboard's page and assets, for a request that carries no token (with one, it is checked as usual).
+  const http::Route* OpenRoute(const http::ServerRequest& req) const {
+    return req.Header("authorization").empty() ? router_.FindOpen(req.method, req.path) : nullptr;
+  }
 
   // The caller the request's token names; 401 without one.
   const http::Caller& Authenticate(const http::ServerRequest& req) const {
@@ -229,9 +252,28 @@ class ControlPlane::Impl {
             "GET", "/metrics", {}, [this](http::Call& c) { Metrics(c); }, "Prometheus text");
         !r.ok())
       return r;
+    if (auto r = dashboard::AddRoutes(router_); !r.ok()) return r;
+    http::Route login;
+    login.method = "POST";
+    login.pattern = "/v1/dashboard/login";
+    login.open = true;
+    login.summary = "a one-time login code for a token";
+    login.handler = [this](http::Call& c) { Login(c); };
+    if (auto r = router_.Add(std::move(login)); !r.ok()) return r;
     if (auto r = AddRunRoutes(router_, *api_); !r.ok()) return r;
     if (auto r = AddAgentRoutes(router_, *api_); !r.ok()) return r;
     return envpool_->AddRoutes(router_);
+  }
+
+  // The one-time code of `meridian run --dashboard`'s link, for the token it stands for (the page keeps it in
+  // the tab's sessionStorage).
+  void Login(http::Call& c) {
+    const nlohmann::json body = http::ParseBody(c.req);
+    http::CheckKeys(body, {"code"});
+    const std::string code = http::Field<std::string>(body, "code", "", true);
+    auto token = login_codes_.Redeem(code, clock_.Mono());
+    if (!token) throw ApiError{403, "login_refused", "the login code is unknown, used or expired", "code"};
+    c.out.Send(http::JsonResponse(200, {{"token", *token}}));
   }
 
   void Health(http::Call& c) {
@@ -252,6 +294,10 @@ class ControlPlane::Impl {
     try {
       envpool_->Tick();
       orchestrator_.Tick();
+      if (const int64_t now = clock_.Mono(); now >= next_live_mono_) {
+        next_live_mono_ = now + kNanosPerSecond;
+        live_.Tick();
+      }
     } catch (const std::exception& e) {
       LogError("tick: {}", e.what());
     }
@@ -297,8 +343,11 @@ class ControlPlane::Impl {
   const std::string data_dir_;  // runs/ID/ and server.key
   const Clock& clock_;
   Authenticator authenticator_;
+  LoginCodes login_codes_;
   RateLimiter rate_;
   Orchestrator orchestrator_;
+  LiveFeeds live_;  // the dashboard's streams; ticked once a second
+  int64_t next_live_mono_ = 0;
   std::string key_;                            // the server's key (server.key)
   std::unique_ptr<envpool::EnvPool> envpool_;  // before server_: destroyed after it
   std::unique_ptr<net::WorkThread> work_;      // large bodies and plans are parsed here
@@ -320,6 +369,9 @@ std::optional<http::ServerResponse> ControlPlane::CheckHead(const http::ServerRe
   return impl_->CheckHead(head, max_body);
 }
 void ControlPlane::Handle(http::ServerRequest& request, http::Responder out) { impl_->Handle(request, out); }
+void ControlPlane::AddLoginCode(const std::string& code, const std::string& token, int64_t ttl_ns) {
+  impl_->AddLoginCode(code, token, ttl_ns);
+}
 
 std::vector<RouteInfo> ControlPlane::Routes() const {
   std::vector<RouteInfo> out;

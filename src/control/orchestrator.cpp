@@ -50,28 +50,10 @@ Result<void> Orchestrator::Load() {
 }
 
 Result<void> Orchestrator::Resume(const store::RunRow& row) {
-  auto run = std::make_unique<Run>();
-  run->row = row;
-  auto plan = plan::ParsePlan(row.plan_yaml, "plan.yaml");
-  if (!plan.ok()) return plan.error();
-  run->plan = std::move(plan).value();
-  run->names = plan::Names(run->plan);
-  run->static_names = run->names.requests.size();
-  run->slots = plan::Slots(run->plan);
-  auto assignments = store_.Assignments(row.id);
-  if (!assignments.ok()) return assignments.error();
-  run->assignments = *assignments;
-  auto steps = store_.StepInstances(row.id, false);
-  if (!steps.ok()) return steps.error();
-  run->step_instances = *steps;
-  auto samples = store_.Samples(row.id);
-  if (!samples.ok()) return samples.error();
-  for (const auto& s : *samples) {
-    auto snap = stats::DecodeSnapshot(s.payload);
-    const auto* a = run->Assignment(s.agent_id);
-    if (!snap.ok() || !a) continue;
-    run->Ingest(s.agent_id, a->region, s.seq, *snap);
-  }
+  size_t reports = 0;
+  auto restored = RestoreRun(store_, row, &reports);
+  if (!restored.ok()) return restored.error();
+  std::unique_ptr<Run> run = std::move(restored).value();
   // Agents get a fresh heartbeat window after a restart: the control plane, not they, was away.
   const int64_t now = clock_.Mono();
   for (const auto& a : run->assignments) {
@@ -80,7 +62,7 @@ Result<void> Orchestrator::Resume(const store::RunRow& row) {
     if (a.state != AssignmentState::kDone && a.state != AssignmentState::kLost) live.run_id = row.id;
   }
   LogInfo("resumed run {} in state {} with {} stored reports", row.id, store::RunStateName(row.state),
-          samples->size());
+          reports);
   Run& placed = *run;
   runs_[row.id] = std::move(run);
   Place(placed);

@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/duration.h"
 #include "stats/names.h"
+#include "stats/wire.h"
 
 namespace meridian::control {
 
@@ -154,6 +155,33 @@ void MapNames(Run& run, AgentProgress& p, stats::IntervalSnapshot& s) {
 
 }  // namespace
 
+Result<std::unique_ptr<Run>> RestoreRun(store::Store& store, const store::RunRow& row, size_t* reports) {
+  auto run = std::make_unique<Run>();
+  run->row = row;
+  auto plan = plan::ParsePlan(row.plan_yaml, "plan.yaml");
+  if (!plan.ok()) return plan.error();
+  run->plan = std::move(plan).value();
+  run->names = plan::Names(run->plan);
+  run->static_names = run->names.requests.size();
+  run->slots = plan::Slots(run->plan);
+  auto assignments = store.Assignments(row.id);
+  if (!assignments.ok()) return assignments.error();
+  run->assignments = *assignments;
+  auto steps = store.StepInstances(row.id, false);
+  if (!steps.ok()) return steps.error();
+  run->step_instances = *steps;
+  auto samples = store.Samples(row.id);
+  if (!samples.ok()) return samples.error();
+  for (const auto& s : *samples) {
+    auto snap = stats::DecodeSnapshot(s.payload);
+    const auto* a = run->Assignment(s.agent_id);
+    if (!snap.ok() || !a) continue;
+    run->Ingest(s.agent_id, a->region, s.seq, *snap);
+  }
+  if (reports) *reports = samples->size();
+  return run;
+}
+
 void Run::Ingest(const std::string& agent_id, const std::string& region, int64_t seq,
                  stats::IntervalSnapshot& s) {
   AgentProgress& p = progress[agent_id];
@@ -162,6 +190,7 @@ void Run::Ingest(const std::string& agent_id, const std::string& region, int64_t
   MapNames(*this, p, s);
   if (!p.Add(seq, s)) return;
   region_seconds[region][s.second].MergeAcrossWorkers(s);
+  changed_seconds.insert(s.second);
 }
 
 namespace {

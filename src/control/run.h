@@ -4,6 +4,7 @@
 // reports, and its summary.
 
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -11,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/result.h"
 #include "http/server.h"
 #include "plan/plan.h"
 #include "stats/metrics.h"
@@ -51,6 +53,7 @@ struct Run {
   int64_t queued_deadline = 0;  // waiting for its first agent: its key in the control plane's queue (0: not)
   int64_t evaluated_second = -1;
   std::set<uint64_t> known_series;
+  std::set<int64_t> changed_seconds;  // seconds Ingest added to since the live feed last looked
 
   store::AssignmentRow* Assignment(const std::string& agent_id);
   bool Terminal() const;
@@ -63,6 +66,11 @@ struct Run {
   std::unordered_map<std::string, uint16_t> name_index;
   int64_t EndAtNs() const { return row.start_at_ns + plan.ScheduledDuration(); }
 };
+
+// A run as the store holds it: its plan, assignments, step instances (no logs) and every stored report
+// ingested again (`*reports`: how many were read). For a restart's resume and an ended run's page.
+Result<std::unique_ptr<Run>> RestoreRun(store::Store& store, const store::RunRow& row,
+                                        size_t* reports = nullptr);
 
 // Whether a step instance's result (its result_json) is a failure: it could not be started, or it ended by
 // itself with a non-zero exit code or a signal. Stopped at run_max_time (SIGTERM, then SIGKILL) is not.
@@ -90,6 +98,9 @@ struct Summary {
   bool thresholds_ok = true;
 };
 Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents);
+// The summary's header facts (title, scenarios, threads, connections, duration) and its thresholds as JSON.
+stats::SummaryMeta SummaryMetaFor(const Run& run, const std::vector<store::AgentRow>& agents);
+nlohmann::ordered_json ThresholdsJson(const std::vector<stats::ThresholdOutcome>& outcomes);
 
 // Live progress of a run for GET /v1/runs/{id}.
 nlohmann::ordered_json RunJson(const Run& run, int64_t now_wall_ns);

@@ -18,19 +18,7 @@ double Ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
 
 }  // namespace
 
-Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents) {
-  Summary out;
-  stats::IntervalSnapshot totals;
-  for (const auto& [id, p] : run.progress) totals.MergeAcrossWorkers(p.totals);
-  std::map<int64_t, stats::IntervalSnapshot> seconds;
-  for (const auto& [region, per_second] : run.region_seconds) {
-    for (const auto& [s, snap] : per_second) seconds[s].MergeAcrossWorkers(snap);
-  }
-  std::vector<stats::TimelinePoint> timeline;
-  for (auto& [s, snap] : seconds) {
-    snap.second = s;
-    timeline.push_back(stats::MakeTimelinePoint(snap));
-  }
+stats::SummaryMeta SummaryMetaFor(const Run& run, const std::vector<store::AgentRow>& agents) {
   auto agent_row = [&](const std::string& id) -> const store::AgentRow* {
     for (const auto& a : agents) {
       if (a.id == id) return &a;
@@ -52,24 +40,54 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
   meta.started_wall_ns = run.row.start_at_ns;
   meta.duration_ns = RunDurationNs(run);
   meta.stopped_early = run.stop;
+  return meta;
+}
+
+nlohmann::ordered_json ThresholdsJson(const std::vector<stats::ThresholdOutcome>& outcomes) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const auto& o : outcomes) {
+    list.push_back({{"metric", o.key},
+                    {"threshold", o.expr},
+                    {"ok", o.ok},
+                    {"measured", o.measured},
+                    {"measured_text", o.measured_text},
+                    {"no_data", o.no_data},
+                    {"abort_on_fail", o.abort_on_fail}});
+  }
+  return list;
+}
+
+Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents) {
+  Summary out;
+  stats::IntervalSnapshot totals;
+  for (const auto& [id, p] : run.progress) totals.MergeAcrossWorkers(p.totals);
+  std::map<int64_t, stats::IntervalSnapshot> seconds;
+  for (const auto& [region, per_second] : run.region_seconds) {
+    for (const auto& [s, snap] : per_second) seconds[s].MergeAcrossWorkers(snap);
+  }
+  std::vector<stats::TimelinePoint> timeline;
+  for (auto& [s, snap] : seconds) {
+    snap.second = s;
+    timeline.push_back(stats::MakeTimelinePoint(snap));
+  }
+  const stats::SummaryMeta meta = SummaryMetaFor(run, agents);
+  auto agent_row = [&](const std::string& id) -> const store::AgentRow* {
+    for (const auto& a : agents) {
+      if (a.id == id) return &a;
+    }
+    return nullptr;
+  };
 
   // Thresholds.
   const auto outcomes = EvaluateThresholds(run, false);
   std::string text;
-  nlohmann::ordered_json thresholds = nlohmann::ordered_json::array();
   if (!outcomes.empty()) text += "\n  thresholds:\n";
   for (const auto& o : outcomes) {
     out.thresholds_ok &= o.ok;
     text += fmt::format("    {} {} {}  (measured {}){}\n", o.ok ? "✓" : "✗", o.key, o.expr, o.measured_text,
                         o.abort_on_fail ? "  abort_on_fail" : "");
-    thresholds.push_back({{"metric", o.key},
-                          {"threshold", o.expr},
-                          {"ok", o.ok},
-                          {"measured", o.measured},
-                          {"measured_text", o.measured_text},
-                          {"no_data", o.no_data},
-                          {"abort_on_fail", o.abort_on_fail}});
   }
+  const nlohmann::ordered_json thresholds = ThresholdsJson(outcomes);
   text += stats::SummaryText(totals, timeline, run.names, meta);
 
   // Per region.

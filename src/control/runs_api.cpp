@@ -4,10 +4,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "control/api.h"
@@ -31,6 +33,18 @@ store::RunRow LoadRun(ApiContext& api, const std::string& id) {
   if (!row.ok()) throw http::StoreUnavailable(row.error(), "read run " + id);
   if (!row->has_value()) throw ApiError{404, "not_found", fmt::format("no run '{}'", id), ""};
   return **row;
+}
+
+nlohmann::ordered_json FinalRunJson(ApiContext& api, const std::string& id) {
+  auto row = api.store.GetRun(id);
+  if (!row.ok() || !row->has_value()) return nullptr;
+  nlohmann::ordered_json summary = nlohmann::ordered_json::parse((*row)->summary_json, nullptr, false);
+  if (summary.is_object()) {
+    summary.erase("text");
+    summary.erase("metrics_csv");
+    summary.erase("timeline");
+  }
+  return {{"run", RunRowJson(**row)}, {"summary", std::move(summary)}};
 }
 
 namespace {
@@ -285,6 +299,49 @@ void Metrics(ApiContext& api, Call& c) {
   c.out.Send(http::JsonResponse(200, {{"run", id}, {"csv", summary.value("metrics_csv", "")}}));
 }
 
+// How many seconds before a reconnecting viewer's Last-Event-ID are sent again: reports of other agents may
+// have changed them while it was away.
+constexpr int64_t kResendSeconds = 5;
+
+// The dashboard's live feed (control/live.h): Server-Sent Events while the run lasts; for an ended run, its
+// whole history and the `end` event at once.
+void Live(ApiContext& api, Call& c) {
+  const std::string& id = c.Param("id");
+  int64_t after = -1;
+  if (const std::string last = c.req.Header("last-event-id"); !last.empty()) {
+    int64_t v = 0;
+    const auto [end, ec] = std::from_chars(last.data(), last.data() + last.size(), v);
+    if (ec != std::errc() || end != last.data() + last.size() || v < 0) {
+      throw ApiError{400, "bad_request", "Last-Event-ID: expected the second of the last event received", ""};
+    }
+    after = std::max<int64_t>(-1, v - kResendSeconds);
+  }
+  const http::ServerResponse head{200, "text/event-stream; charset=utf-8", "", {}};
+  if (Run* run = api.orchestrator.Active(id)) {
+    const LiveFilter filter = LiveFilterFrom(c.req, *run);
+    api.live.Watch(*run, filter, after, c.out.StartStream(head));
+    return;
+  }
+  const store::RunRow row = LoadRun(api, id);
+  auto run = RestoreRun(api.store, row);
+  if (!run.ok()) throw http::StoreUnavailable(run.error(), "read run " + id);
+  const LiveFilter filter = LiveFilterFrom(c.req, **run);
+  std::set<int64_t> seconds;
+  for (const auto& [region, per_second] : (*run)->region_seconds) {
+    for (const auto& [s, snap] : per_second) {
+      if (s > after) seconds.insert(s);
+    }
+  }
+  std::string history;
+  for (int64_t s : seconds) history += (history.empty() ? "[" : ",") + JsonText(SecondJson(**run, s, filter));
+  std::string body = ": meridian live feed\n\n";
+  if (!seconds.empty()) body += SseEvent("seconds", *seconds.rbegin(), history + "]");
+  body += SseEvent("end", -1, JsonText(FinalRunJson(api, id)));
+  http::StreamWriter out = c.out.StartStream(head);
+  out.Write(body);
+  out.End();
+}
+
 void Artefact(ApiContext& api, Call& c) {
   const store::RunRow row = LoadRun(api, c.Param("id"));
   const std::string& name = c.Param("name");
@@ -330,6 +387,7 @@ Result<void> AddRunRoutes(http::Router& router, ApiContext& api) {
           {"GET", "/v1/runs/{id}/report", {"runs:read"}, Report, "the summary as json, text, csv or junit"},
           {"GET", "/v1/runs/{id}/summary", {"runs:read"}, Report, "the same as report"},
           {"GET", "/v1/runs/{id}/metrics", {"runs:read"}, Metrics, "per region and second"},
+          {"GET", "/v1/runs/{id}/live", {"runs:read"}, Live, "the dashboard's feed (Server-Sent Events)"},
           {"GET", "/v1/runs/{id}/start", {"runs:read", "agent"}, StartInstant, "the common start instant"},
           {"GET", "/v1/runs/{id}/artefacts/{name}", {"runs:read"}, Artefact, "one of the run's files"},
           {"GET", "/v1/runs/{id}/steps", {"runs:read"}, ListSteps, "every reported step instance"},

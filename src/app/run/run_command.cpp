@@ -17,6 +17,7 @@
 #include "app/common/cli.h"
 #include "app/common/follow.h"
 #include "control/control.h"
+#include "core/duration.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "net/event_loop.h"
@@ -30,7 +31,8 @@ int RunMain(int argc, char** argv) {
   std::string path, config_json, script, state_dir = ".meridian";
   std::vector<std::string> vars;
   uint32_t workers = 0;
-  bool verbose = false;
+  bool verbose = false, linger = false;
+  std::string dashboard;
   FollowOptions f;
   f.command = kName;
   CLI::App app{
@@ -51,6 +53,13 @@ int RunMain(int argc, char** argv) {
       ->default_val(state_dir);
   app.add_option("--workers", workers, "Load threads per agent (default: CPUs shared among the agents)")
       ->check(CLI::Range(1u, 1024u).description(""));
+  auto* dashboard_opt =
+      app.add_option("--dashboard", dashboard,
+                     "Serve the live dashboard at ADDR (default 127.0.0.1:0, loopback) and print a one-time "
+                     "login link")
+          ->expected(0, 1);
+  app.add_flag("--dashboard-linger", linger,
+               "With --dashboard: keep serving it after the run until Ctrl-C (a new login link is printed)");
   app.add_flag("--json", f.json, "Print the summary as JSON on stdout");
   app.add_option("--summary-file", f.summary_file, "Also write the JSON summary to this file");
   app.add_flag("-q,--quiet", f.quiet, "No progress output");
@@ -62,18 +71,28 @@ int RunMain(int argc, char** argv) {
                       {"--out", "DIR"},
                       {"--state-dir", "DIR"},
                       {"--workers", "N"},
-                      {"--summary-file", "FILE"}});
+                      {"--summary-file", "FILE"},
+                      {"--dashboard", "[ADDR]"}});
   app.footer(
       "\nExamples:\n"
       "  meridian run examples/quickstart.yaml                 three regions on this machine\n"
       "  meridian run plan.yaml --vars base=http://staging:8080 --out results/\n"
       "  meridian run --config config.json --script script.js   Constellation inputs\n"
+      "  meridian run plan.yaml --dashboard --dashboard-linger    watch it live in a browser\n"
 
       "\nCtrl-C aborts the run gracefully (the summary is still printed); a second Ctrl-C exits.\n"
       "Exit status: 0 passed, 99 a threshold failed, 1 run error or aborted, 2 invalid plan or arguments.");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
   SetLogLevel(verbose ? LogLevel::kInfo : LogLevel::kWarn);
+  const bool with_dashboard = dashboard_opt->count() > 0;
+  if (linger && !with_dashboard) return Fail(kName, "--dashboard-linger needs --dashboard", kExitUsage);
+  if (with_dashboard && dashboard.empty()) dashboard = "127.0.0.1:0";
+  if (with_dashboard) {
+    if (auto at = net::ParseListenAddress(dashboard); !at.ok()) {
+      return Fail(kName, fmt::format("--dashboard: {}", at.error().message), kExitUsage);
+    }
+  }
 
   // Validate here first: errors name the user's file, and nothing starts for an invalid plan.
   auto plan = LoadPlanInput(PlanInput{path, config_json, script, vars});
@@ -96,7 +115,7 @@ int RunMain(int argc, char** argv) {
   net::RaiseFileLimit();
   const std::string client_token = control::NewToken(), agent_token = control::NewToken();
   control::ServerConfig config;
-  config.listen = "127.0.0.1:0";
+  config.listen = with_dashboard ? dashboard : "127.0.0.1:0";
   config.store = "sqlite:" + (std::filesystem::path(state_dir) / "meridian.db").string();
   config.tokens = {{"cli", control::HashToken(client_token), {"runs:read", "runs:write"}},
                    {"agents", control::HashToken(agent_token), {"agent"}}};
@@ -113,6 +132,20 @@ int RunMain(int argc, char** argv) {
     if (auto w = WritePrivateFile(token_path.string(), client_token + "\n"); !w.ok()) {
       return Fail(kName, w.error().message, kExitRunError);
     }
+  }
+  // The dashboard's address for people, and a one-time login code in its fragment (never sent to a server,
+  // never logged); the page exchanges it for the client token once.
+  std::string page;
+  const auto login_link = [&] {
+    const std::string login_code = control::NewToken();
+    cp.AddLoginCode(login_code, client_token, 3600 * kNanosPerSecond);
+    return fmt::format("{}/#login={}", page, login_code);
+  };
+  if (with_dashboard) {
+    std::string host = dashboard.substr(0, dashboard.rfind(':'));
+    if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
+    page = fmt::format("http://{}:{}", host, cp.port());
+    fmt::print(stderr, "dashboard: {} (one-time login link)\n", login_link());
   }
   std::thread control_thread([&] { loop.Run(); });
   const std::string url = fmt::format("http://127.0.0.1:{}", cp.port());
@@ -138,6 +171,14 @@ int RunMain(int argc, char** argv) {
       SubmitAndFollow(url, client_token, plan_text, path.empty() ? config_json : path, {}, f);
   for (auto& a : agents) a->Abort();
   for (auto& t : agent_threads) t.join();
+  if (linger) {
+    std::promise<std::string> link;
+    loop.Post([&] { link.set_value(login_link()); });
+    fmt::print(stderr, "dashboard: still serving {} until Ctrl-C (new login link: {})\n", page,
+               link.get_future().get());
+    int sig = 0;
+    sigwait(&signals, &sig);
+  }
   loop.Post([&] { loop.Stop(); });
   control_thread.join();
   std::error_code ec;

@@ -66,6 +66,9 @@ int ServeMain(int argc, char** argv) {
   if (auto r = cp.Start(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
   const std::string host = config->listen.substr(0, config->listen.rfind(':'));
   fmt::print("listening on http://{}:{}\n", host.empty() ? "0.0.0.0" : host, cp.port());
+  fmt::print(
+      "dashboard: http://{}:{}/ (it asks for a token with runs:read; leases: env:allocate or env:admin)\n",
+      host.empty() || host == "0.0.0.0" ? "127.0.0.1" : host, cp.port());
   std::fflush(stdout);
   loop.Run();
   return kExitOk;
