@@ -111,41 +111,33 @@ class Raw {
   }
   // Reads until `count` complete responses (by Content-Length) arrived, the peer closed, or 5 s passed.
   std::string Read(int count = 1, int timeout_ms = 5000) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (Complete() < count && std::chrono::steady_clock::now() < until) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      char buf[65536];
-      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) {
-        closed_ = true;
-        break;
-      }
-      got_.append(buf, static_cast<size_t>(n));
-    }
-    return got_;
+    return ReadWhile([&] { return Complete() < count; }, timeout_ms);
   }
   // Reads until what arrived ends with `tail` (a streamed body has no length), the peer closed, or
   // `timeout_ms` passed.
   std::string ReadUntil(std::string_view tail, int timeout_ms = 5000) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (!got_.ends_with(tail) && !closed_ && std::chrono::steady_clock::now() < until) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      char buf[65536];
-      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) {
-        closed_ = true;
-        break;
-      }
-      got_.append(buf, static_cast<size_t>(n));
-    }
-    return got_;
+    return ReadWhile([&] { return !got_.ends_with(tail); }, timeout_ms);
   }
   bool closed() const { return closed_; }
   int fd() const { return fd_; }
 
  private:
+  template <class More>
+  std::string ReadWhile(More more, int timeout_ms) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (more() && !closed_ && std::chrono::steady_clock::now() < until) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      char buf[65536];
+      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        closed_ = true;
+        break;
+      }
+      got_.append(buf, static_cast<size_t>(n));
+    }
+    return got_;
+  }
   int Complete() const {
     int n = 0;
     size_t at = 0;
