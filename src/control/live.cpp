@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "control/orchestrator.h"
 #include "core/json.h"

@@ -319,7 +319,13 @@ void Live(ApiContext& api, Call& c) {
   const http::ServerResponse head{200, "text/event-stream; charset=utf-8", "", {}};
   if (Run* run = api.orchestrator.Active(id)) {
     const LiveFilter filter = LiveFilterFrom(c.req, *run);
-    api.live.Watch(*run, filter, after, c.out.StartStream(head));
+    http::StreamWriter out = c.out.StartStream(head);
+    try {
+      api.live.Watch(*run, filter, after, out);
+    } catch (...) {
+      out.End();  // the head is out: ending the stream is the only answer left (the page reconnects)
+      throw;
+    }
     return;
   }
   const store::RunRow row = LoadRun(api, id);

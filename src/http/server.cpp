@@ -374,7 +374,8 @@ struct ServerConnectionState final : net::IoHandler, std::enable_shared_from_thi
   bool WriteStream(std::string_view bytes) {
     if (closed || !streaming) return false;
     if (bytes.empty()) return true;  // an empty chunk would end a chunked body
-    if (out.size() + bytes.size() > options().max_stream_backlog_bytes) {
+    // What is still queued decides, not the new write: a history larger than the bound is sent once.
+    if (out.size() > options().max_stream_backlog_bytes) {
       Close();  // not reading: it reconnects and resumes from its last event
       return false;
     }

@@ -64,8 +64,9 @@ struct ServerConnectionState;
 
 // The body of a response sent in pieces after its head (Server-Sent Events): chunked for HTTP/1.1 clients,
 // delimited by the connection's end for HTTP/1.0 ones; the connection closes when the stream ends. A client
-// that stops reading is dropped once max_stream_backlog_bytes wait for it (it reconnects and resumes). Cheap
-// to copy; every copy writes to the same stream.
+// that stops reading is dropped at the first write after more than max_stream_backlog_bytes wait for it (it
+// reconnects and resumes); one large write (a long run's history) is queued whole. Cheap to copy; every copy
+// writes to the same stream.
 class StreamWriter {
  public:
   StreamWriter() = default;

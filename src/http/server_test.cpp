@@ -253,6 +253,21 @@ TEST_F(BoundedServer, AStreamToAnHttp10ClientEndsWithTheConnection) {
   EXPECT_TRUE(got.ends_with("\r\n\r\n: hello\n\ndata: y\n\n")) << got;
 }
 
+// One write larger than the bound (a long run's history) is queued whole and arrives: the bound is on what
+// still waits, not on one write.
+TEST_F(BoundedServer, AWriteLargerThanTheBoundIsSentWhole) {
+  Raw r(server_->port());
+  r.Send("GET /stream HTTP/1.1\r\nAuthorization: good\r\n\r\n");
+  r.ReadUntil(": hello\n\n\r\n");
+  const std::string history(1024 * 1024, 'h');
+  EXPECT_TRUE(OnLoop([&] { return stream_.Write(history); }));
+  std::string got = r.ReadUntil(history + "\r\n");
+  EXPECT_NE(got.find("100000\r\n" + history + "\r\n"), std::string::npos);
+  EXPECT_TRUE(OnLoop([&] { return stream_.Write("data: after\n\n"); }));  // what waited was taken
+  got = r.ReadUntil("data: after\n\n\r\n");
+  EXPECT_TRUE(got.ends_with("data: after\n\n\r\n"));
+}
+
 // A client that stops reading is dropped once max_stream_backlog_bytes wait for it: the server's memory per
 // viewer is bounded whatever the viewer does.
 TEST_F(BoundedServer, AStreamThatIsNotReadIsDropped) {

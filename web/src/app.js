@@ -254,6 +254,7 @@
     let sortKey = 'count';
     let stopStream = null;
     let ended = false;
+    let sawLive = false;
 
     const title = el('h1', {}, el('span', { text: id }));
     const stateBadge = el('span', { id: 'run-state' });
@@ -280,12 +281,14 @@
       regionP99: chart(charts, 'p99 by region', [], 'ms'),
       regionRate: chart(charts, 'Requests per second by region', [], 'per second'),
       vus: chart(charts, 'Active VUs and dropped iterations', [], 'count'),
+      checks: chart(charts, 'Checks passed and failed per second (check() calls)', [], 'per second'),
     };
     c.rate.box.id = 'chart-rate';
     c.latency.box.id = 'chart-latency';
     c.regionP99.box.id = 'chart-region-p99';
     c.regionRate.box.id = 'chart-region-rate';
     c.vus.box.id = 'chart-vus';
+    c.checks.box.id = 'chart-checks';
     const thresholds = el('tbody');
     const requests = el('tbody');
     const requestHead = el('tr');
@@ -358,6 +361,8 @@
           regions.map((g) => col((r) => r.regions[g] ? r.regions[g].n : null)));
         c.vus.set([{ label: 'active VUs' }, { label: 'dropped', color: '#cf222e' }], ts,
           [col((r) => r.all.vus), col((r) => r.all.drop)]);
+        c.checks.set([{ label: 'passed', color: '#1a7f37' }, { label: 'failed', color: '#cf222e' }], ts,
+          [col((r) => r.all.cp), col((r) => r.all.cf)]);
         const last = rows[rows.length - 1];
         charts.dataset.lastSecond = last ? String(last.t) : '';
         charts.dataset.lastP99 = last ? String(last.all.p[3]) : '';
@@ -438,7 +443,13 @@
           if (name === 'seconds') {
             for (const p of data) points.set(p.t, p);
             draw();
+          } else if (name === 'end' && !ended && sawLive) {
+            // The run ended while we watched: its last seconds may have come with the agents' final reports
+            // after the last tick; the ended run's stream is its whole history.
+            ended = true;
+            restart();
           } else if (name === 'run' || name === 'end') {
+            if (name === 'run') sawLive = true;
             tables = data;
             if (name === 'end') ended = true;
             renderTables();
@@ -529,7 +540,9 @@
     if (!token) return showLogin(typeof message === 'string' ? message : '');
     document.getElementById('forget').hidden = false;
     const h = location.hash || '#/runs';
-    if (h.startsWith('#/runs/')) showRun(decodeURIComponent(h.slice(7)));
+    let id = h.slice(7);
+    try { id = decodeURIComponent(id); } catch { /* shown as typed: the control plane says it is unknown */ }
+    if (h.startsWith('#/runs/')) showRun(id);
     else if (h === '#/leases') showLeases();
     else showRuns();
   }

@@ -143,12 +143,15 @@ int RunMain(int argc, char** argv) {
   };
   if (with_dashboard) {
     std::string host = dashboard.substr(0, dashboard.rfind(':'));
-    if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
+    if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+    if (host == "[::]") host = "[::1]";
     page = fmt::format("http://{}:{}", host, cp.port());
     fmt::print(stderr, "dashboard: {} (one-time login link)\n", login_link());
   }
   std::thread control_thread([&] { loop.Run(); });
-  const std::string url = fmt::format("http://127.0.0.1:{}", cp.port());
+  // The agents and the follower dial the address the control plane listens on (loopback unless --dashboard
+  // named another).
+  const std::string url = with_dashboard ? page : fmt::format("http://127.0.0.1:{}", cp.port());
 
   // One agent per slot.
   const auto slots = plan::Slots(*plan);
