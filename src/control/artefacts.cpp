@@ -2,8 +2,11 @@
 
 #include <fmt/format.h>
 
+#include "control/live.h"
+#include "core/clock.h"
 #include "core/duration.h"
 #include "core/json.h"
+#include "dashboard/dashboard.h"
 
 namespace meridian::control {
 
@@ -127,23 +130,41 @@ std::string JunitXml(const store::RunRow& row, const json& summary) {
   return x;
 }
 
+std::string ReportHtml(const Run& run, const ordered_json& end, const ordered_json& events,
+                       int64_t generated_ns) {
+  ordered_json data = {{"generated", FormatIsoTime(generated_ns)},
+                       {"run", end.value("run", ordered_json::object())},
+                       {"summary", end.value("summary", ordered_json::object())},
+                       {"agents", end.value("agents", ordered_json::array())},
+                       {"events", events},
+                       {"seconds", HistoryJson(run, kReportFullSeconds, kReportOlderPoints)}};
+  return dashboard::ReportPage(JsonText(data));
+}
+
+ordered_json ShownSummary(ordered_json summary, bool timeline) {
+  if (summary.is_object()) {
+    summary.erase("text");
+    summary.erase("metrics_csv");
+    if (!timeline) summary.erase("timeline");
+  }
+  return summary;
+}
+
 std::vector<std::pair<std::string, std::string>> ArtefactFiles(const Run& run, const Summary& summary,
                                                                const ordered_json& services,
-                                                               int64_t finished_ns) {
-  ordered_json clean = summary.json;
-  clean.erase("text");
-  clean.erase("metrics_csv");
+                                                               int64_t finished_ns, std::string report_html) {
   return {{"plan.yaml", run.row.plan_yaml},
-          {"summary.json", JsonText(clean, 2) + "\n"},
+          {"summary.json", JsonText(ShownSummary(summary.json, true), 2) + "\n"},
           {"metrics.csv", summary.csv},
           {"RUN.txt", EpochText(run.row.start_at_ns) + "\n"},
           {"services.json", JsonText(services, 2) + "\n"},
+          {"report.html", std::move(report_html)},
           {"FINISHED.txt", EpochText(finished_ns) + "\n"}};
 }
 
 const std::vector<std::string>& ArtefactNames() {
-  static const std::vector<std::string> names = {"plan.yaml",    "services.json", "RUN.txt",
-                                                 "summary.json", "metrics.csv",   "FINISHED.txt"};
+  static const std::vector<std::string> names = {
+      "plan.yaml", "services.json", "RUN.txt", "summary.json", "metrics.csv", "report.html", "FINISHED.txt"};
   return names;
 }
 

@@ -27,11 +27,24 @@ nlohmann::ordered_json ServicesJson(const Run& run, const std::map<std::string, 
 // thresholds) and one per threshold (a failure when crossed).
 std::string JunitXml(const store::RunRow& row, const nlohmann::json& summary);
 
+// The one-file report (report.html): the dashboard's run page with everything inline
+// (dashboard::ReportPage) — `end` is {run, summary} as the live feed's `end` event carries them, `events`
+// the state changes (EventsJson), the history HistoryJson's: the last kReportFullSeconds one point each,
+// older ones in at most kReportOlderPoints buckets.
+inline constexpr int64_t kReportFullSeconds = 600;
+inline constexpr int64_t kReportOlderPoints = 600;
+std::string ReportHtml(const Run& run, const nlohmann::ordered_json& end,
+                       const nlohmann::ordered_json& events, int64_t generated_ns);
+
+// The summary as the page and summary.json show it: without its text, CSV and (with `timeline` false) the
+// per-second timeline, which the page charts from its own history.
+nlohmann::ordered_json ShownSummary(nlohmann::ordered_json summary, bool timeline);
+
 // The files of runs/ID/, name and content, in the order they are written; `finished_ns` is FINISHED.txt's
-// instant (read once, by the caller).
+// instant (read once, by the caller), `report_html` ReportHtml's page.
 std::vector<std::pair<std::string, std::string>> ArtefactFiles(const Run& run, const Summary& summary,
                                                                const nlohmann::ordered_json& services,
-                                                               int64_t finished_ns);
+                                                               int64_t finished_ns, std::string report_html);
 
 // The names GET /v1/runs/{id}/artefacts/{name} serves.
 const std::vector<std::string>& ArtefactNames();

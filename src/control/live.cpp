@@ -35,6 +35,12 @@ struct Point {
     vus += o.vus;
     duration.Merge(o.duration);
   }
+  // The next second of the same region: counts add up, VUs are a level (the highest is kept).
+  void AddLater(const Point& o) {
+    const uint32_t level = std::max(vus, o.vus);
+    Add(o);
+    vus = level;
+  }
   ordered_json Json() const {
     return {{"n", requests},
             {"f", failures},
@@ -138,6 +144,45 @@ ordered_json SecondJson(const Run& run, int64_t second, const LiveFilter& filter
     all.Add(p);
   }
   return {{"t", second}, {"all", all.Json()}, {"regions", std::move(regions)}};
+}
+
+ordered_json HistoryJson(const Run& run, int64_t full_seconds, int64_t older_points) {
+  std::set<int64_t> seconds;
+  for (const auto& [region, per_second] : run.region_seconds) {
+    for (const auto& [s, snap] : per_second) seconds.insert(s);
+  }
+  ordered_json out = ordered_json::array();
+  if (seconds.empty()) return out;
+  const int64_t first = *seconds.begin(), last = *seconds.rbegin();
+  const int64_t full_from = std::max(first, last - std::max<int64_t>(0, full_seconds) + 1);
+  const int64_t older = full_from - first;
+  const int64_t width = std::max<int64_t>(
+      1, (older + std::max<int64_t>(1, older_points) - 1) / std::max<int64_t>(1, older_points));
+  const LiveFilter everything;
+  auto bucket = [&](int64_t from, int64_t to) {  // [from, to)
+    Point all;
+    ordered_json regions = ordered_json::object();
+    for (const auto& [region, per_second] : run.region_seconds) {
+      Point p;
+      bool any = false;
+      for (auto it = per_second.lower_bound(from); it != per_second.end() && it->first < to; ++it) {
+        p.AddLater(PointOf(run, it->second, everything));
+        any = true;
+      }
+      if (!any) continue;
+      regions[region] = p.Json();
+      all.Add(p);
+    }
+    if (regions.empty()) return;
+    ordered_json j = {{"t", from}};
+    if (to - from > 1) j["w"] = to - from;
+    j["all"] = all.Json();
+    j["regions"] = std::move(regions);
+    out.push_back(std::move(j));
+  };
+  for (int64_t s = first; s < full_from; s += width) bucket(s, std::min(s + width, full_from));
+  for (auto it = seconds.lower_bound(full_from); it != seconds.end(); ++it) bucket(*it, *it + 1);
+  return out;
 }
 
 ordered_json LiveRunJson(const Run& run, Orchestrator& orchestrator) {

@@ -41,6 +41,13 @@ LiveFilter LiveFilterFrom(const http::ServerRequest& req, const Run& run);
 // One second of a run under a filter: the merged point and each region's.
 nlohmann::ordered_json SecondJson(const Run& run, int64_t second, const LiveFilter& filter);
 
+// A run's whole history for its one-file report, unfiltered: the last `full_seconds` seconds one point each,
+// the older ones merged into buckets of equal width so that at most `older_points` remain. A bucket merges
+// its seconds' histograms (its percentiles are true ones, not averages), counts its requests, failures,
+// iterations, drops and checks (the page divides by its width "w", present when more than 1), and keeps
+// the highest VUs of its seconds.
+nlohmann::ordered_json HistoryJson(const Run& run, int64_t full_seconds, int64_t older_points);
+
 // The page's tables for a live run: {run: progress, agents: [state, requests, start skew, clock offset, last
 // contact], summary: the summary's figures so far with thresholds and step instances}.
 nlohmann::ordered_json LiveRunJson(const Run& run, Orchestrator& orchestrator);

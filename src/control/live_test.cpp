@@ -80,6 +80,39 @@ TEST_F(LiveTest, ASecondIsTheMergedHistogramOfEveryAgentAsInTheSummary) {
 }
 
 // A filter recomputes from the histograms: the request name the plan has, and one it does not.
+// The report's history: the newest seconds one point each, older ones merged into buckets whose percentiles
+// come from the merged histograms (a slow second inside a fast bucket moves its p99, not an average of
+// p99s), whose counts add up and whose VUs are the highest level.
+TEST_F(LiveTest, TheReportsHistoryMergesOlderSecondsIntoTrueBuckets) {
+  control::Run& run = Running(PlanYaml());
+  for (int64_t s = 0; s < 6; ++s) Report(run, "a1", s, 100, s == 1 ? 2 : 0, s == 1 ? 80'000'000 : 5'000'000);
+  const json all = json::parse(JsonText(HistoryJson(run, 600, 600)));
+  ASSERT_EQ(all.size(), 6u);  // short enough: every second as it is
+  EXPECT_FALSE(all[0].contains("w"));
+  const json h = json::parse(JsonText(HistoryJson(run, 2, 2)));
+  ASSERT_EQ(h.size(), 4u);  // [0,2) [2,4) 4 5
+  EXPECT_EQ(h[0]["t"], 0);
+  EXPECT_EQ(h[0]["w"], 2);
+  EXPECT_EQ(h[1]["t"], 2);
+  EXPECT_EQ(h[1]["w"], 2);
+  EXPECT_EQ(h[2]["t"], 4);
+  EXPECT_FALSE(h[2].contains("w"));
+  EXPECT_EQ(h[3]["t"], 5);
+  EXPECT_EQ(h[0]["all"]["n"], 200);
+  EXPECT_EQ(h[0]["all"]["f"], 2);
+  EXPECT_EQ(h[0]["all"]["it"], 200);
+  // Second 1's 98 successful requests took 80 ms: the bucket's p50 is the fast ones', its p99 theirs.
+  EXPECT_NEAR(h[0]["all"]["p"][0].get<double>(), 5.0, 0.05);
+  EXPECT_NEAR(h[0]["all"]["p"][3].get<double>(), 80.0, 0.5);
+  EXPECT_NEAR(h[1]["all"]["p"][3].get<double>(), 5.0, 0.05);
+  EXPECT_EQ(h[0]["regions"]["eu"], h[0]["all"]);
+  // A bucket is the same as the seconds it holds merged: its max is the slow second's, its p99 too.
+  const json slow = json::parse(JsonText(SecondJson(run, 1, LiveFilter{})));
+  EXPECT_EQ(h[0]["all"]["p"][4], slow["all"]["p"][4]);
+  EXPECT_EQ(h[0]["all"]["vus"], slow["all"]["vus"]);
+  EXPECT_EQ(json::parse(JsonText(HistoryJson(run, 0, 1))).size(), 1u);  // everything in one bucket
+}
+
 TEST_F(LiveTest, FiltersSelectSeriesAndAnUnknownRegionIsRefused) {
   control::Run& run = Running(PlanYaml());
   Report(run, "a1", 0, 10, 2);

@@ -433,13 +433,14 @@ void Orchestrator::Finish(Run& run, RunState state, const std::string& reason) {
   summary.json["text"] = summary.text;
   summary.json["metrics_csv"] = summary.csv;
   run.row.summary_json = JsonText(summary.json);
-  WriteArtefacts(run, summary);
+  WriteArtefacts(run, summary, state, reason);
   Transition(run, state, reason);
   for (auto& a : run.assignments) agents_[a.agent_id].run_id.clear();
   Place(run);  // advanced once more: the tick removes ended runs
 }
 
-void Orchestrator::WriteArtefacts(const Run& run, const Summary& summary) {
+void Orchestrator::WriteArtefacts(const Run& run, const Summary& summary, RunState state,
+                                  const std::string& reason) {
   const auto dir = std::filesystem::path(data_dir_) / "runs" / run.row.id;
   if (auto d = MakePrivateDirectories(dir.string()); !d.ok()) {
     LogWarn("run {}: cannot write artefacts: {}", run.row.id, d.error().message);
@@ -450,7 +451,22 @@ void Orchestrator::WriteArtefacts(const Run& run, const Summary& summary) {
     auto it = agents_.find(a.agent_id);
     if (it != agents_.end()) names[a.agent_id] = it->second.row.name;
   }
-  for (const auto& [name, content] : ArtefactFiles(run, summary, ServicesJson(run, names), clock_.Wall())) {
+  const int64_t now = clock_.Wall();
+  store::RunRow ended = run.row;
+  ended.state = state;
+  ended.reason = reason;
+  ended.ended_ns = now;
+  ended.exit_code = ExitCodeFor(state);
+  auto stored = store_.Events(run.row.id);
+  nlohmann::ordered_json events = EventsJson(stored.ok() ? *stored : std::vector<store::EventRow>{});
+  events.push_back({{"at_ns", now},
+                    {"from", store::RunStateName(run.row.state)},
+                    {"to", store::RunStateName(state)},
+                    {"detail", reason}});
+  const nlohmann::ordered_json end = {{"run", RunRowJson(ended)},
+                                      {"summary", ShownSummary(summary.json, false)}};
+  for (const auto& [name, content] :
+       ArtefactFiles(run, summary, ServicesJson(run, names), now, ReportHtml(run, end, events, now))) {
     if (auto w = WritePrivateFile((dir / name).string(), content); !w.ok()) {
       LogWarn("run {}: {}", run.row.id, w.error().message);
     }

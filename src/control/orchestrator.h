@@ -103,7 +103,9 @@ class Orchestrator {
   void Clean(Run& run, const std::string& problem);
   void KeepFailedLogTails(Run& run);
   void Finish(Run& run, store::RunState state, const std::string& reason);
-  void WriteArtefacts(const Run& run, const Summary& summary);
+  // runs/ID/ of a run about to become `state` (report.html shows it ended, with that last change).
+  void WriteArtefacts(const Run& run, const Summary& summary, store::RunState state,
+                      const std::string& reason);
 
   store::Store& store_;
   const Clock& clock_;

@@ -379,6 +379,14 @@ nlohmann::ordered_json RunRowJson(const store::RunRow& row) {
   return j;
 }
 
+nlohmann::ordered_json EventsJson(const std::vector<store::EventRow>& events) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const auto& e : events) {
+    list.push_back({{"at_ns", e.at_ns}, {"from", e.from_state}, {"to", e.to_state}, {"detail", e.detail}});
+  }
+  return list;
+}
+
 nlohmann::ordered_json RunJson(const Run& run, int64_t now) {
   nlohmann::ordered_json j = RunRowJson(run.row);
   const int64_t total = run.plan.ScheduledDuration();

@@ -105,5 +105,7 @@ nlohmann::ordered_json ThresholdsJson(const std::vector<stats::ThresholdOutcome>
 // Live progress of a run for GET /v1/runs/{id}.
 nlohmann::ordered_json RunJson(const Run& run, int64_t now_wall_ns);
 nlohmann::ordered_json RunRowJson(const store::RunRow& row);
+// The run's state changes as GET /v1/runs/{id} lists them: [{at_ns, from, to, detail}].
+nlohmann::ordered_json EventsJson(const std::vector<store::EventRow>& events);
 
 }  // namespace meridian::control

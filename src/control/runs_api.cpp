@@ -38,13 +38,9 @@ store::RunRow LoadRun(ApiContext& api, const std::string& id) {
 nlohmann::ordered_json FinalRunJson(ApiContext& api, const std::string& id) {
   auto row = api.store.GetRun(id);
   if (!row.ok() || !row->has_value()) return nullptr;
-  nlohmann::ordered_json summary = nlohmann::ordered_json::parse((*row)->summary_json, nullptr, false);
-  if (summary.is_object()) {
-    summary.erase("text");
-    summary.erase("metrics_csv");
-    summary.erase("timeline");
-  }
-  return {{"run", RunRowJson(**row)}, {"summary", std::move(summary)}};
+  return {
+      {"run", RunRowJson(**row)},
+      {"summary", ShownSummary(nlohmann::ordered_json::parse((*row)->summary_json, nullptr, false), false)}};
 }
 
 namespace {
@@ -135,12 +131,7 @@ void ShowRun(ApiContext& api, Call& c) {
   const Run* live = api.orchestrator.Active(id);
   ordered_json j = live ? RunJson(*live, api.orchestrator.clock().Wall()) : RunRowJson(LoadRun(api, id));
   auto events = api.store.Events(id);
-  ordered_json ev = ordered_json::array();
-  if (events.ok()) {
-    for (const auto& e : *events)
-      ev.push_back({{"at_ns", e.at_ns}, {"from", e.from_state}, {"to", e.to_state}, {"detail", e.detail}});
-  }
-  j["events"] = ev;
+  j["events"] = EventsJson(events.ok() ? *events : std::vector<store::EventRow>{});
   c.out.Send(http::JsonResponse(200, j));
 }
 
@@ -233,11 +224,30 @@ void StepLog(ApiContext& api, Call& c) {
   c.out.Send(http::ServerResponse{200, "text/plain; charset=utf-8", std::move(text), {}});
 }
 
+// report.html of a run: a live one as far as it got (its tables as the live feed's `run` event has them),
+// an ended one restored from the store (its agents are not in it: the stored run keeps no clock offsets).
+std::string ReportHtmlOf(ApiContext& api, const std::string& id) {
+  auto events = api.store.Events(id);
+  if (!events.ok()) throw http::StoreUnavailable(events.error(), "read run " + id);
+  const int64_t now = api.orchestrator.clock().Wall();
+  if (Run* run = api.orchestrator.Active(id)) {
+    return ReportHtml(*run, LiveRunJson(*run, api.orchestrator), EventsJson(*events), now);
+  }
+  const store::RunRow row = LoadRun(api, id);
+  auto run = RestoreRun(api.store, row);
+  if (!run.ok()) throw http::StoreUnavailable(run.error(), "read run " + id);
+  return ReportHtml(**run, FinalRunJson(api, id), EventsJson(*events), now);
+}
+
 void Report(ApiContext& api, Call& c) {
   const std::string& id = c.Param("id");
   const store::RunRow row = LoadRun(api, id);
   std::string format = c.req.Query("format");
   if (format.empty()) format = "json";
+  if (format == "html") {
+    c.out.Send(http::ServerResponse{200, "text/html; charset=utf-8", ReportHtmlOf(api, id), {}});
+    return;
+  }
   json summary;
   if (!row.summary_json.empty()) {
     summary = json::parse(row.summary_json, nullptr, false);
@@ -267,7 +277,7 @@ void Report(ApiContext& api, Call& c) {
     r.content_type = "application/xml";
     r.body = JunitXml(row, summary);
   } else {
-    throw ApiError{400, "invalid_query", "format: allowed: json, text, csv, junit", "format"};
+    throw ApiError{400, "invalid_query", "format: allowed: json, text, csv, junit, html", "format"};
   }
   c.out.Send(std::move(r));
 }
@@ -390,7 +400,11 @@ Result<void> AddRunRoutes(http::Router& router, ApiContext& api) {
           {"GET", "/v1/runs", {"runs:read"}, ListRuns, "recent runs"},
           {"GET", "/v1/runs/{id}", {"runs:read"}, ShowRun, "a run's state, progress and events"},
           {"POST", "/v1/runs/{id}/abort", {"runs:write"}, AbortRun, "abort a run"},
-          {"GET", "/v1/runs/{id}/report", {"runs:read"}, Report, "the summary as json, text, csv or junit"},
+          {"GET",
+           "/v1/runs/{id}/report",
+           {"runs:read"},
+           Report,
+           "the summary as json, text, csv, junit or html (the one-file report)"},
           {"GET", "/v1/runs/{id}/summary", {"runs:read"}, Report, "the same as report"},
           {"GET", "/v1/runs/{id}/metrics", {"runs:read"}, Metrics, "per region and second"},
           {"GET", "/v1/runs/{id}/live", {"runs:read"}, Live, "the dashboard's feed (Server-Sent Events)"},

@@ -20,6 +20,31 @@ std::string ContentType(std::string_view name) {
   return "application/octet-stream";
 }
 
+// The report's page: its own inline scripts and styles, and nothing from anywhere (not even its folder).
+constexpr const char* kReportPolicy =
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
+    "base-uri 'none'; form-action 'none'";
+
+// `text` with every `from` replaced by `to`.
+std::string ReplaceAll(std::string_view text, std::string_view from, std::string_view to) {
+  std::string out;
+  size_t at = 0;
+  for (size_t hit; (hit = text.find(from, at)) != std::string_view::npos; at = hit + from.size()) {
+    out.append(text.substr(at, hit - at));
+    out.append(to);
+  }
+  out.append(text.substr(at));
+  return out;
+}
+
+// An embedded asset as the body of an inline <script> or <style>: a closing tag inside it would end the
+// element early (uPlot's and app.js's code hold none; a string that did is split the way JS allows).
+std::string Inline(std::string_view name, std::string_view tag) {
+  return fmt::format("<{}>{}</{}>", tag,
+                     ReplaceAll(FindAsset(name)->body, fmt::format("</{}", tag), fmt::format("<\\/{}", tag)),
+                     tag);
+}
+
 http::ServerResponse AssetResponse(const Asset& a) {
   return http::ServerResponse{200,
                               ContentType(a.name),
@@ -36,6 +61,23 @@ const Asset* FindAsset(std::string_view name) {
   const auto& all = Assets();
   auto it = std::find_if(all.begin(), all.end(), [&](const Asset& a) { return a.name == name; });
   return it == all.end() ? nullptr : &*it;
+}
+
+std::string ReportPage(std::string_view data_json) {
+  std::string page(FindAsset("index.html")->body);
+  const std::pair<std::string, std::string> swaps[] = {
+      {"<meta charset=\"utf-8\">",
+       fmt::format("<meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"{}\">",
+                   kReportPolicy)},
+      {"<link rel=\"stylesheet\" href=\"/assets/uPlot.min.css\">", Inline("uPlot.min.css", "style")},
+      {"<link rel=\"stylesheet\" href=\"/assets/app.css\">", Inline("app.css", "style")},
+      {"<script src=\"/assets/uPlot.iife.min.js\"></script>",
+       "<script type=\"application/json\" id=\"meridian-report\">" + ReplaceAll(data_json, "<", "\\u003c") +
+           "</script>\n" + Inline("uPlot.iife.min.js", "script")},
+      {"<script src=\"/assets/app.js\"></script>", Inline("app.js", "script")},
+  };
+  for (const auto& [from, to] : swaps) page = ReplaceAll(page, from, to);
+  return page;
 }
 
 Result<void> AddRoutes(http::Router& router) {

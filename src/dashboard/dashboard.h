@@ -3,6 +3,7 @@
 // (src/dashboard/embed.cmake) and served by the control plane at / and /assets/NAME without a token: they
 // hold no data. Everything the page shows comes from the API with the token the page asks for.
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -19,6 +20,12 @@ struct Asset {
 // Every embedded file (generated).
 const std::vector<Asset>& Assets();
 const Asset* FindAsset(std::string_view name);
+
+// The one-file report: the same page with its styles, scripts and `data_json` (the run, its summary, events
+// and history, as app.js reads them from the element #meridian-report) inline, and a policy that lets the
+// page make no request at all. `data_json` is escaped for the page ('<' as \u003c), so no text in it can
+// end the element it sits in.
+std::string ReportPage(std::string_view data_json);
 
 // GET / (the page) and GET /assets/{name}, open routes, with headers that keep the page to its own origin
 // (Content-Security-Policy), out of frames and its address out of other sites' logs.

@@ -53,10 +53,13 @@ TEST(Runner, SignalsTheHooksGroupOnlyWhileTheLeaderIsUnreaped) {
     Command hook{{"/bin/sh", "-c", "echo $$ > " + pid_file + "; setsid head -c 300000000 /dev/zero & exit 0"},
                  60'000'000'000};
     auto running = std::async(std::launch::async, [&] { return RunCommand(hook, "", {}); });
+    // The file is read once more after the runner is done: on a loaded machine the runner may stop reading
+    // (a moment with nothing to read after its leader ended) before this loop first saw the file.
     pid_t leader = 0;
-    while (leader == 0 && running.wait_for(0s) != std::future_status::ready) {
+    for (bool done = false; leader == 0 && !done; std::this_thread::sleep_for(1ms)) {
+      done = running.wait_for(0s) == std::future_status::ready;
       std::ifstream in(pid_file);
-      if (!(in >> leader)) leader = 0, std::this_thread::sleep_for(1ms);
+      if (!(in >> leader)) leader = 0;
     }
     ASSERT_NE(leader, 0) << "the hook did not write its id";
     while (Exists(leader) && running.wait_for(0s) != std::future_status::ready)

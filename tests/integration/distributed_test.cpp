@@ -79,8 +79,8 @@ TEST(Distributed, ThreeRegionsStartTogetherAndCountsAddUp) {
   // Every agent started within the skew target of the others.
   EXPECT_LE(s["start_skew_ms"].get<double>(), 5.0) << s["agents"].dump(2);
   ASSERT_EQ(s["thresholds"].size(), 2u);
-  for (const char* name :
-       {"plan.yaml", "services.json", "RUN.txt", "summary.json", "metrics.csv", "FINISHED.txt"}) {
+  for (const char* name : {"plan.yaml", "services.json", "RUN.txt", "summary.json", "metrics.csv",
+                           "report.html", "FINISHED.txt"}) {
     EXPECT_TRUE(std::filesystem::exists(out_dir + "/" + name)) << name;
   }
   std::ifstream run_txt(out_dir + "/RUN.txt");

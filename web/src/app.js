@@ -1,6 +1,8 @@
 // meridian's dashboard: runs, a live run, leases. Plain JavaScript over the control plane's API; charts with
 // uPlot. The token is asked for once and kept in sessionStorage (this tab only); it travels in the
 // Authorization header, never in a URL. Every text from the server is set with textContent.
+// The same script draws the one-file report (report.html): the run's data is then inline, in the element
+// #meridian-report, and the page makes no request at all.
 'use strict';
 (() => {
   const TOKEN_KEY = 'meridian.token';
@@ -8,7 +10,9 @@
                   '#364fc7', '#862e9c'];
   const main = document.getElementById('main');
   const statusEl = document.getElementById('status');
-  let token = sessionStorage.getItem(TOKEN_KEY);
+  const reportEl = document.getElementById('meridian-report');
+  const REPORT = reportEl ? JSON.parse(reportEl.textContent) : null;
+  let token = REPORT ? null : sessionStorage.getItem(TOKEN_KEY);
   let teardown = [];  // what the current page stops when another opens
 
   // ---------------------------------------------------------------- helpers
@@ -152,6 +156,7 @@
   // A one-time login code in the fragment (never sent to a server, so never in a log): exchanged once for a
   // token (`meridian run --dashboard` prints such a link), then removed from the address bar.
   async function exchangeLoginCode() {
+    if (REPORT) return;
     const m = /(?:^#|&)login=([A-Za-z0-9_-]+)/.exec(location.hash);
     if (!m) return;
     history.replaceState(null, '', location.pathname + '#/runs');
@@ -267,6 +272,10 @@
     for (const [key, label] of [['region', 'region'], ['scenario', 'scenario'], ['name', 'request'],
                                 ['status', 'status'], ['check', 'check']]) {
       const s = el('select', { id: 'filter-' + key }, el('option', { value: '', text: 'all' }));
+      if (REPORT && key !== 'region') {
+        s.disabled = true;
+        s.title = 'the report holds the merged and per-region series; the live dashboard filters by ' + label;
+      }
       s.addEventListener('change', () => {
         filter[key] = s.value;
         restart();
@@ -297,6 +306,7 @@
     const steps = el('tbody');
     const timeline = el('tbody');
     const stepsHead = el('h2', { text: 'Command steps' });
+    const agentsHead = el('h2', { text: 'Agents' });
     const cols = [['name', 'request'], ['count', 'requests'], ['failed', 'failed'], ['med', 'p50'],
                   ['p90', 'p90'], ['p95', 'p95'], ['p99', 'p99'], ['max', 'max']];
     for (const [key, label] of cols) {
@@ -312,7 +322,7 @@
         el('table', { id: 'requests' }, el('thead', {}, requestHead), requests)),
       el('h2', { text: 'Errors' }), el('section', { class: 'card' }, el('table', { id: 'errors' },
         el('thead', {}, el('tr', {}, ['kind', 'count', 'example'].map((t) => el('th', { text: t })))), errors)),
-      el('h2', { text: 'Agents' }), el('section', { class: 'card' }, el('table', { id: 'agents' },
+      agentsHead, el('section', { class: 'card', id: 'agents-card' }, el('table', { id: 'agents' },
         el('thead', {}, el('tr', {}, ['agent', 'region', 'state', 'requests', 'start skew', 'clock offset',
                                       'last contact'].map((t) => el('th', { text: t })))), agents)),
       stepsHead, el('section', { class: 'card', id: 'steps-card' }, el('table', { id: 'steps' },
@@ -350,19 +360,22 @@
         const ts = [...points.keys()].sort((a, b) => a - b);
         const rows = ts.map((t) => points.get(t));
         const col = (f) => rows.map((r) => f(r));
+        // A report's older points each stand for w seconds (their counts, per second here).
+        const per = (r, v) => v === null || v === undefined ? v : v / (r.w || 1);
         c.rate.set([{ label: 'requests/s' }, { label: 'errors/s', color: '#cf222e' }], ts,
-          [col((r) => r.all.n), col((r) => r.all.f)]);
+          [col((r) => per(r, r.all.n)), col((r) => per(r, r.all.f))]);
         c.latency.set(['p50', 'p90', 'p95', 'p99', 'max'].map((label) => ({ label })), ts,
           [0, 1, 2, 3, 4].map((i) => col((r) => r.all.n ? r.all.p[i] : null)));
         const regions = [...new Set(rows.flatMap((r) => Object.keys(r.regions)))].sort();
+        for (const g of regions) option(selects.region, g);  // an ended run's tables do not list them
         c.regionP99.set(regions.map((label) => ({ label })), ts,
           regions.map((g) => col((r) => r.regions[g] && r.regions[g].n ? r.regions[g].p[3] : null)));
         c.regionRate.set(regions.map((label) => ({ label })), ts,
-          regions.map((g) => col((r) => r.regions[g] ? r.regions[g].n : null)));
-        c.vus.set([{ label: 'active VUs' }, { label: 'dropped', color: '#cf222e' }], ts,
-          [col((r) => r.all.vus), col((r) => r.all.drop)]);
+          regions.map((g) => col((r) => r.regions[g] ? per(r, r.regions[g].n) : null)));
+        c.vus.set([{ label: 'active VUs' }, { label: 'dropped/s', color: '#cf222e' }], ts,
+          [col((r) => r.all.vus), col((r) => per(r, r.all.drop))]);
         c.checks.set([{ label: 'passed', color: '#1a7f37' }, { label: 'failed', color: '#cf222e' }], ts,
-          [col((r) => r.all.cp), col((r) => r.all.cf)]);
+          [col((r) => per(r, r.all.cp)), col((r) => per(r, r.all.cf))]);
         const last = rows[rows.length - 1];
         charts.dataset.lastSecond = last ? String(last.t) : '';
         charts.dataset.lastP99 = last ? String(last.all.p[3]) : '';
@@ -377,7 +390,7 @@
       stateBadge.replaceChildren(badge(run.state || '?'));
       stateBadge.dataset.state = run.state || '';
       const live = !['passed', 'failed', 'aborted', 'errored'].includes(run.state);
-      abort.hidden = !live;
+      abort.hidden = !live || Boolean(REPORT);
       info.textContent = [run.name && ('plan ' + run.name), run.start_at && ('started ' + run.start_at),
         run.elapsed_ns !== undefined && run.duration_ns && (fmt(run.elapsed_ns / 1e9, 0) + ' s of ' +
           fmt(run.duration_ns / 1e9, 0) + ' s'), run.reason].filter(Boolean).join(' · ');
@@ -404,6 +417,8 @@
       errors.replaceChildren(...Object.entries(summary.errors || {}).map(([kind, n]) => el('tr', {},
         el('td', { text: kind }), el('td', { class: 'num', text: fmt(n, 0) }),
         el('td', { class: 'muted', text: (examples[kind] || []).join(' | ') }))));
+      document.getElementById('agents-card').hidden = !(tables.agents || []).length;
+      agentsHead.hidden = !(tables.agents || []).length;
       agents.replaceChildren(...(tables.agents || []).map((a) => el('tr', {}, el('td', { text: a.name }),
         el('td', { text: a.region }), el('td', {}, badge(a.state)), el('td', { class: 'num', text: fmt(a.requests, 0) }),
         el('td', { class: 'num', text: ms(a.start_skew_ms) }), el('td', { class: 'num', text: ms(a.clock_offset_ms) }),
@@ -426,7 +441,7 @@
     let lastState = null;
     async function loadTimeline() {
       try {
-        const j = await apiJson('/v1/runs/' + encodeURIComponent(id));
+        const j = REPORT || await apiJson('/v1/runs/' + encodeURIComponent(id));
         timeline.replaceChildren(...(j.events || []).map((e) => el('tr', {},
           el('td', { text: new Date(e.at_ns / 1e6).toISOString() }), el('td', { text: e.from }),
           el('td', { text: e.to }), el('td', { class: 'muted', text: e.detail }))));
@@ -437,6 +452,7 @@
       if (stopStream) stopStream();
       points.clear();
       draw();
+      if (REPORT) return showReport();
       const q = new URLSearchParams(Object.entries(filter).filter(([, v]) => v)).toString();
       stopStream = openStream('/v1/runs/' + encodeURIComponent(id) + '/live' + (q ? '?' + q : ''),
         (name, data) => {
@@ -462,6 +478,22 @@
         },
         (s) => setStatus(ended ? 'ended' : s));
     }
+    // The report: its history and tables from the page itself; a region filter picks that region's points.
+    function showReport() {
+      const g = filter.region;
+      const none = { n: 0, f: 0, p: [0, 0, 0, 0, 0], vus: 0, it: 0, drop: 0, cp: 0, cf: 0 };
+      for (const p of REPORT.seconds) {
+        points.set(p.t, !g ? p : { t: p.t, w: p.w, all: p.regions[g] || none,
+                                   regions: p.regions[g] ? { [g]: p.regions[g] } : {} });
+      }
+      draw();
+      ended = true;
+      tables = { run: REPORT.run, summary: REPORT.summary, agents: REPORT.agents || [] };
+      renderTables();
+      loadTimeline();
+      setStatus('report made ' + REPORT.generated);
+    }
+
     teardown.push(() => { if (stopStream) stopStream(); });
     restart();
   }
@@ -537,6 +569,12 @@
     for (const f of teardown) f();
     teardown = [];
     setStatus('');
+    if (REPORT) {
+      document.title = 'meridian report ' + REPORT.run.id;
+      document.querySelector('header nav').hidden = true;
+      document.querySelector('header .brand').removeAttribute('href');
+      return showRun(REPORT.run.id);
+    }
     if (!token) return showLogin(typeof message === 'string' ? message : '');
     document.getElementById('forget').hidden = false;
     const h = location.hash || '#/runs';
@@ -546,6 +584,6 @@
     else if (h === '#/leases') showLeases();
     else showRuns();
   }
-  window.addEventListener('hashchange', () => route());
+  if (!REPORT) window.addEventListener('hashchange', () => route());
   exchangeLoginCode().finally(() => route());
 })();

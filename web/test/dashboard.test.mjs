@@ -9,7 +9,8 @@
 // threshold turns ✗ while it fails; a reload rebuilds the charts from history; kill -9 and restart of the
 // control plane: the page reconnects and goes on; a runs:read token cannot abort, a runs:write one can; the
 // leases page shows an allocation appear and disappear; no data route answers without a token; no token is
-// ever in a URL the page requests.
+// ever in a URL the page requests; the one-file report opens offline, makes no request and shows the JSON
+// report's percentiles.
 
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
@@ -90,6 +91,17 @@ async function call(base, method, p, token, body) {
   let json = null;
   try { json = JSON.parse(text); } catch { /* text */ }
   return { status: res.status, json, text };
+}
+
+// A command to its end: its standard output, or an error with its standard error.
+function run(argv) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${argv.join(' ')}: exit ${code}: ${err}`))));
+  });
 }
 
 async function shot(page, name, fullPage = false) {
@@ -232,6 +244,52 @@ async function main() {
   assert.equal(await page.textContent('#status'), 'ended');
   assert.ok(await page.$('#abort[hidden]'));
   log('ended run from the store:', await points(), 'points');
+
+  // ------------------------------------------------ the one-file report
+  // `meridian runs report --format html` writes it; opened from a file with the network cut, the page makes
+  // no request (every one is recorded) and shows the percentiles `runs report --format json` gives.
+  writeFileSync(path.join(dir, 'runs.token'), TOKENS.runs + '\n');
+  const cli = (format) => run([MERIDIAN, 'runs', '--control', base, '--token-file', path.join(dir, 'runs.token'),
+                                'report', runId, '--format', format]);
+  const html = await cli('html');
+  const reportPath = path.join(dir, 'report.html');
+  writeFileSync(reportPath, html);
+  const summary = JSON.parse(await cli('json'));
+  const offline = await browser.newContext({ viewport: { width: 1400, height: 900 }, offline: true });
+  const asked = [];
+  offline.on('request', (r) => asked.push(r.url()));
+  await offline.route('**/*', (r) => (r.request().url().startsWith('file:') ? r.continue() : r.abort()));
+  const report = await offline.newPage();
+  const reportErrors = [];
+  report.on('pageerror', (e) => reportErrors.push(String(e)));
+  await report.goto('file://' + reportPath);
+  await report.waitForSelector('#requests tbody tr');
+  await until('the report charts', async () => Number(await report.getAttribute('#chart-latency', 'data-points')) >= 10);
+  assert.deepEqual(reportErrors, []);
+  assert.equal(await report.getAttribute('#run-state', 'data-state'), 'aborted');
+  assert.ok(await report.$('#abort[hidden]'));
+  const shown = await report.$$eval('#requests tbody tr', (rows) => rows.map((tr) =>
+    [...tr.children].map((td) => td.textContent)));
+  assert.equal(shown.length, summary.by_request.length);
+  const msText = (v) => (Math.abs(v) < 0.005 ? 0 : v).toLocaleString('en-US',
+    { maximumFractionDigits: Math.abs(v) < 10 ? 2 : 1 }) + ' ms';
+  for (const r of summary.by_request) {
+    const row = shown.find((cells) => cells[0] === r.name);
+    assert.ok(row, `report row ${r.name}`);
+    assert.deepEqual(row.slice(3), ['med', 'p90', 'p95', 'p99', 'max'].map((k) => msText(r.latency_ms[k])), r.name);
+    assert.equal(row[1], r.count.toLocaleString('en-US'));
+  }
+  const measured = await report.$$eval('#thresholds tbody tr td:nth-child(4)', (tds) => tds.map((td) => td.textContent));
+  assert.deepEqual(measured, summary.thresholds.map((t) => (t.no_data ? 'no data' : t.measured_text)));
+  assert.equal(await report.getAttribute('#chart-region-p99', 'data-series'), regions.slice().sort().join(','));
+  await report.selectOption('#filter-region', 'eu-west-1');
+  await until('one region in the report', async () =>
+    (await report.getAttribute('#chart-region-rate', 'data-series')) === 'eu-west-1');
+  await report.selectOption('#filter-region', '');
+  await shot(report, 'dashboard-report.png', true);
+  assert.deepEqual(asked.filter((u) => u !== 'file://' + reportPath), [], 'the report made requests');
+  log('report.html:', html.length, 'bytes,', shown.length, 'request names, no request made');
+  await offline.close();
 
   // ------------------------------------------------ leases
   const leases = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();

@@ -313,8 +313,8 @@ int SubmitAndFollow(const std::string& control_url, const std::string& token, co
     if (ec)
       return Fail(o.command, fmt::format("--out: cannot create '{}': {}", o.out_dir, ec.message()),
                   kExitRunError);
-    for (const char* name :
-         {"plan.yaml", "services.json", "RUN.txt", "summary.json", "metrics.csv", "FINISHED.txt"}) {
+    for (const char* name : {"plan.yaml", "services.json", "RUN.txt", "summary.json", "metrics.csv",
+                             "report.html", "FINISHED.txt"}) {
       auto f = client->Request("GET", fmt::format("/v1/runs/{}/artefacts/{}", id, name));
       if (!f.ok() || f->status != 200) {
         fmt::print(stderr, "  {}: {} not available\n", o.command, name);

@@ -47,8 +47,9 @@ int RunMain(int argc, char** argv) {
   app.add_option("--config", config_json, "Constellation config.json instead of a plan");
   app.add_option("--script", script, "Constellation script.js (with --config)");
   app.add_option("--vars", vars, "Plan variable NAME=VALUE, overriding the plan's vars (repeatable)");
-  app.add_option("--out", f.out_dir,
-                 "Write plan.yaml services.json RUN.txt summary.json metrics.csv FINISHED.txt here");
+  app.add_option(
+      "--out", f.out_dir,
+      "Write plan.yaml services.json RUN.txt summary.json metrics.csv report.html FINISHED.txt here");
   app.add_option("--state-dir", state_dir, "Where the embedded store and run artefacts live")
       ->default_val(state_dir);
   app.add_option("--workers", workers, "Load threads per agent (default: CPUs shared among the agents)")

@@ -1,4 +1,4 @@
-// `meridian runs list | show ID | abort ID | report ID --format json|csv|junit|text | logs ID STEP
+// `meridian runs list | show ID | abort ID | report ID --format json|csv|junit|text|html | logs ID STEP
 // [--instance N]`.
 
 #include <fmt/format.h>
@@ -35,9 +35,10 @@ int RunsMain(int argc, char** argv) {
   report->add_option("id", id, "Run ID")->required();
   report
       ->add_option("--format", format,
-                   "text, json, csv (per region per second) or junit (thresholds as tests)")
+                   "text, json, csv (per region per second), junit (thresholds as tests) or html (the "
+                   "one-file report: charts and tables, opens offline)")
       ->default_val("text")
-      ->check(CLI::IsMember({"text", "json", "csv", "junit"}));
+      ->check(CLI::IsMember({"text", "json", "csv", "junit", "html"}));
   auto* logs = app.add_subcommand("logs", "A command step's output (stdout and stderr, head and tail kept)");
   logs->add_option("id", id, "Run ID")->required();
   logs->add_option("step", step, "Step name")->required();
@@ -50,6 +51,7 @@ int RunsMain(int argc, char** argv) {
       "  meridian runs list\n"
       "  meridian runs show r-1a2b3c4d5e6f\n"
       "  meridian runs report r-1a2b3c4d5e6f --format junit > junit.xml\n"
+      "  meridian runs report r-1a2b3c4d5e6f --format html > report.html\n"
       "  meridian runs logs r-1a2b3c4d5e6f ws-swarm --instance 1\n"
       "\nExit status: 0 done, 1 the control plane refused or failed, 2 invalid arguments.");
   int code = 0;

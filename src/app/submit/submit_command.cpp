@@ -25,8 +25,9 @@ int SubmitMain(int argc, char** argv) {
   app.add_option("--control", control, "Control plane URL (http://host:port)")->required();
   app.add_option("--token-file", token_file, "File holding the token (default: $MERIDIAN_TOKEN)");
   app.add_option("--vars", vars, "Plan variable NAME=VALUE (repeatable)");
-  app.add_option("--out", f.out_dir,
-                 "Write plan.yaml services.json RUN.txt summary.json metrics.csv FINISHED.txt here");
+  app.add_option(
+      "--out", f.out_dir,
+      "Write plan.yaml services.json RUN.txt summary.json metrics.csv report.html FINISHED.txt here");
   app.add_flag("--json", f.json, "Print the summary as JSON on stdout");
   app.add_option("--summary-file", f.summary_file, "Also write the JSON summary to this file");
   app.add_flag("-q,--quiet", f.quiet, "No progress output");
