@@ -14,6 +14,7 @@
 
 #include "control/api.h"
 #include "control/artefacts.h"
+#include "control/compare.h"
 #include "core/duration.h"
 #include "core/json.h"
 #include "http/api.h"
@@ -282,6 +283,32 @@ void Report(ApiContext& api, Call& c) {
   c.out.Send(std::move(r));
 }
 
+// Run {id} (B) against ?baseline=A: both ended (their stored summaries); ?format=json|text, ?tolerance=PCT.
+void Compare(ApiContext& api, Call& c) {
+  const std::string baseline = c.req.Query("baseline");
+  if (baseline.empty())
+    throw ApiError{400, "invalid_query", "baseline: the run to compare with is required", "baseline"};
+  auto ended = [&](const std::string& id) {
+    const store::RunRow row = LoadRun(api, id);
+    if (row.summary_json.empty() || !store::Terminal(row.state)) {
+      throw ApiError{409, "not_ended", fmt::format("run '{}' has not ended: compare ended runs", id), ""};
+    }
+    return RunSummary{RunRowJson(row), ordered_json::parse(row.summary_json, nullptr, false)};
+  };
+  const RunSummary a = ended(baseline), b = ended(c.Param("id"));
+  CompareOptions options;
+  options.tolerance_pct = static_cast<double>(http::QueryInt(c.req, "tolerance", 10, 0, 1000));
+  const ordered_json result = CompareJson(a, b, options);
+  const std::string format = c.req.HasQuery("format") ? c.req.Query("format") : "json";
+  if (format == "json") {
+    c.out.Send(http::JsonResponse(200, result));
+  } else if (format == "text") {
+    c.out.Send(http::ServerResponse{200, "text/plain; charset=utf-8", CompareText(result), {}});
+  } else {
+    throw ApiError{400, "invalid_query", "format: allowed: json, text", "format"};
+  }
+}
+
 // Per region and second while the run is live; the summary's CSV once it ended.
 void Metrics(ApiContext& api, Call& c) {
   const std::string& id = c.Param("id");
@@ -408,6 +435,11 @@ Result<void> AddRunRoutes(http::Router& router, ApiContext& api) {
           {"GET", "/v1/runs/{id}/summary", {"runs:read"}, Report, "the same as report"},
           {"GET", "/v1/runs/{id}/metrics", {"runs:read"}, Metrics, "per region and second"},
           {"GET", "/v1/runs/{id}/live", {"runs:read"}, Live, "the dashboard's feed (Server-Sent Events)"},
+          {"GET",
+           "/v1/runs/{id}/compare",
+           {"runs:read"},
+           Compare,
+           "the run against ?baseline=RUN (both ended)"},
           {"GET", "/v1/runs/{id}/start", {"runs:read", "agent"}, StartInstant, "the common start instant"},
           {"GET", "/v1/runs/{id}/artefacts/{name}", {"runs:read"}, Artefact, "one of the run's files"},
           {"GET", "/v1/runs/{id}/steps", {"runs:read"}, ListSteps, "every reported step instance"},

@@ -71,10 +71,14 @@ class Cluster {
     server_->Wait(5'000ms);
     server_.reset();
   }
-  Process& StartAgent(const std::string& region, const std::string& name) {
-    agents_.push_back(std::make_unique<Process>(
-        std::vector<std::string>{MeridianBinary(), "agent", "--control", url_, "--region", region, "--name",
-                                 name, "--token-file", dir_ + "/agent.token", "--workers", "1", "--once"}));
+  // An agent that serves one run and exits (`once`), or every run until it is stopped.
+  Process& StartAgent(const std::string& region, const std::string& name, bool once = true) {
+    std::vector<std::string> args{
+        MeridianBinary(), "agent",  "--control", url_,           "--region",
+        region,           "--name", name,        "--token-file", dir_ + "/agent.token",
+        "--workers",      "1"};
+    if (once) args.push_back("--once");
+    agents_.push_back(std::make_unique<Process>(args));
     return *agents_.back();
   }
   // Waits until the server lists `n` agents.

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -102,6 +103,55 @@ TEST(Distributed, ThreeRegionsStartTogetherAndCountsAddUp) {
   for (const char* state : {"preparing", "ready", "running", "draining", "cleaning", "passed"}) {
     EXPECT_NE(show.out.find(std::string("-> ") + state), std::string::npos) << state << "\n" << show.out;
   }
+}
+
+// `meridian runs compare A B`: the same plan against a target answering in 1 ms, then in 25 ms. B's p95 is a
+// regression on every row (exit 99, marked in the table); a run against itself is none (exit 0).
+TEST(Distributed, CompareFlagsTheSlowerRunAgainstItsBaseline) {
+  Target target;
+  Cluster c;
+  c.StartServer();
+  c.StartAgent("eu-west-1", "west", false);  // it serves both runs
+  c.AwaitAgents(1);
+  std::string ids[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::string plan = c.WritePlan(
+        "plan" + std::to_string(i) + ".yaml",
+        "name: compare\nvars: { base: \"" + target.url() +
+            "\" }\nstart_buffer: 200ms\nregions: { eu-west-1: {} }\n"
+            "scenarios:\n  s: { executor: constant-arrival-rate, rate: 50/s, duration: 2s, requests: "
+            "[{ name: home, url: \"{{base}}/?delay=" +
+            (i == 0 ? "1ms" : "25ms") + "\" }] }\n");
+    const Finished f = RunFull(c.Submit(plan), 60'000ms);
+    ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+    ids[i] = json::parse(f.out)["run"]["id"];
+  }
+  const std::vector<std::string> runs = {
+      MeridianBinary(), "runs", "--control", c.url(), "--token-file", c.dir() + "/runs.token", "compare"};
+  auto compare = [&](const std::string& a, const std::string& b, const std::string& format) {
+    std::vector<std::string> args = runs;
+    args.insert(args.end(), {a, b, "--format", format});
+    return RunFull(args, 20'000ms);
+  };
+  const Finished text = compare(ids[0], ids[1], "text");
+  EXPECT_EQ(text.exit_code, 99) << text.err << text.out;
+  EXPECT_NE(text.out.find("3 row(s) regressed"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("eu-west-1"), std::string::npos) << text.out;
+  const Finished j = compare(ids[0], ids[1], "json");
+  EXPECT_EQ(j.exit_code, 99) << j.err;
+  const json result = json::parse(j.out);
+  ASSERT_EQ(result["rows"].size(), 3u);
+  const json& home = result["rows"][2];
+  EXPECT_EQ(home["name"], "home");
+  EXPECT_GE(home["b"]["p95_ms"].get<double>(), 25.0);
+  EXPECT_LT(home["a"]["p95_ms"].get<double>(), 20.0);
+  EXPECT_NE(std::find(home["regressed"].begin(), home["regressed"].end(), "p95"), home["regressed"].end());
+  const Finished same = compare(ids[1], ids[1], "text");
+  EXPECT_EQ(same.exit_code, 0) << same.err << same.out;
+  EXPECT_NE(same.out.find("no regression"), std::string::npos) << same.out;
+  const Finished unknown = compare("r-000000000000", ids[1], "text");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("no run 'r-000000000000'"), std::string::npos) << unknown.err;
 }
 
 TEST(Distributed, KilledControlPlaneResumesAndLosesNothingAcknowledged) {

@@ -1,5 +1,5 @@
 // `meridian runs list | show ID | abort ID | report ID --format json|csv|junit|text|html | logs ID STEP
-// [--instance N]`.
+// [--instance N] | compare A B [--format text|json] [--tolerance PCT]`.
 
 #include <fmt/format.h>
 
@@ -17,10 +17,12 @@ namespace meridian::app {
 int RunsMain(int argc, char** argv) {
   constexpr const char* kName = "meridian runs";
   std::string control = "http://127.0.0.1:7070", token_file, format = "text";
-  std::string id, step;
+  std::string id, step, baseline, compare_format = "text";
   size_t limit = 20;
+  int tolerance = 10;
   int instance = -1;
-  CLI::App app{"List and inspect runs on a control plane, abort one, or export its report.", kName};
+  CLI::App app{"List and inspect runs on a control plane, abort one, export its report, or compare two.",
+               kName};
   app.get_formatter()->column_width(30);
   app.add_option("--control", control, "Control plane URL")->default_val(control);
   app.add_option("--token-file", token_file, "File holding the token (default: $MERIDIAN_TOKEN)");
@@ -45,6 +47,22 @@ int RunsMain(int argc, char** argv) {
   logs->add_option("--instance", instance,
                    "Only this instance (default: every instance, each under a header)")
       ->check(CLI::NonNegativeNumber);
+  auto* compare = app.add_subcommand(
+      "compare",
+      "Two ended runs side by side: per region and request name, throughput, error rate, p50/p95/p99 "
+      "and the change; exit 99 when B regressed");
+  compare->add_option("a", baseline, "The baseline run")->required();
+  compare->add_option("b", id, "The run compared with it")->required();
+  compare->add_option("--format", compare_format, "text or json")
+      ->default_val("text")
+      ->check(CLI::IsMember({"text", "json"}));
+  compare
+      ->add_option(
+          "--tolerance", tolerance,
+          "Percent: p95/p99 higher (and by at least 1 ms) or throughput lower by more is a regression")
+      ->default_val(10)
+      ->type_name("PCT")
+      ->check(CLI::Range(0, 1000));
   SetValueNames(app, {{"--control", "URL"}, {"--token-file", "FILE"}});
   app.footer(
       "\nExamples:\n"
@@ -53,7 +71,9 @@ int RunsMain(int argc, char** argv) {
       "  meridian runs report r-1a2b3c4d5e6f --format junit > junit.xml\n"
       "  meridian runs report r-1a2b3c4d5e6f --format html > report.html\n"
       "  meridian runs logs r-1a2b3c4d5e6f ws-swarm --instance 1\n"
-      "\nExit status: 0 done, 1 the control plane refused or failed, 2 invalid arguments.");
+      "  meridian runs compare r-1a2b3c4d5e6f r-6f5e4d3c2b1a --tolerance 5\n"
+      "\nExit status: 0 done, 1 the control plane refused or failed, 2 invalid arguments, 99 compare found a "
+      "regression.");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
   std::string error;
@@ -122,6 +142,23 @@ int RunsMain(int argc, char** argv) {
     if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
     fmt::print("run {}: abort requested\n", id);
     return kExitOk;
+  }
+  if (compare->parsed()) {
+    constexpr int kExitRegressed = 99;  // as a run whose thresholds failed
+    const std::string path =
+        fmt::format("/v1/runs/{}/compare?baseline={}&tolerance={}", http::EncodePathSegment(id),
+                    http::EncodePathSegment(baseline), tolerance);
+    auto body = call("GET", path);
+    if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
+    const auto j = nlohmann::json::parse(*body, nullptr, false);
+    if (!j.is_object()) return Fail(kName, "compare: the control plane's answer is not JSON", kExitRunError);
+    if (compare_format == "text") {
+      body = call("GET", path + "&format=text");
+      if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
+    }
+    fmt::print("{}", *body);
+    if (!body->empty() && body->back() != '\n') fmt::print("\n");
+    return j.value("regressions", 0) > 0 ? kExitRegressed : kExitOk;
   }
   auto body = call("GET", fmt::format("/v1/runs/{}/report?format={}", id, format));
   if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
