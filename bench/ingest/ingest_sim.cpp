@@ -70,7 +70,10 @@ int main(int argc, char** argv) {
         c->Request("POST", "/v1/agents",
                    JsonText(json{{"name", fmt::format("sim-{}", i)}, {"region", "sim"}, {"capacity", 1}}));
     if (!r.ok() || r->status != 201) return fmt::print(stderr, "register failed\n"), 1;
-    ids.push_back(json::parse(r->body)["id"]);
+    const json registered = json::parse(r->body);
+    ids.push_back(registered["id"]);
+    // Every later call of this agent carries the secret it was given (as `meridian agent` does).
+    c->SetHeader("Meridian-Agent-Secret", registered.value("secret", ""));
     clients.push_back(std::move(c).value());
   }
   auto runs = http::BlockingClient::Create(control, runs_token);

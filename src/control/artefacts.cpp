@@ -132,10 +132,12 @@ std::string JunitXml(const store::RunRow& row, const json& summary) {
 
 std::string ReportHtml(const Run& run, const ordered_json& end, const ordered_json& events,
                        int64_t generated_ns) {
+  const ordered_json none = ordered_json::object();
+  const ordered_json& tables = end.is_object() ? end : none;  // null when the store could not be read
   ordered_json data = {{"generated", FormatIsoTime(generated_ns)},
-                       {"run", end.value("run", ordered_json::object())},
-                       {"summary", end.value("summary", ordered_json::object())},
-                       {"agents", end.value("agents", ordered_json::array())},
+                       {"run", tables.value("run", ordered_json::object())},
+                       {"summary", tables.value("summary", ordered_json::object())},
+                       {"agents", tables.value("agents", ordered_json::array())},
                        {"events", events},
                        {"seconds", HistoryJson(run, kReportFullSeconds, kReportOlderPoints)}};
   return dashboard::ReportPage(JsonText(data));

@@ -41,10 +41,13 @@ std::vector<std::pair<std::pair<std::string, std::string>, ordered_json>> Rows(c
   }
   const double seconds = Num(s, "duration_s");
   const ordered_json by_request = s.value("by_request", ordered_json::array());
+  std::map<std::string, int> seen;  // a name two scenarios share: "NAME [2]" for the second
   for (const auto& r : by_request) {
     const ordered_json l = r.value("latency_ms", ordered_json::object());
     const double n = Num(r, "count");
-    rows.push_back({{"request", r.value("name", "")},
+    std::string name = r.value("name", "");
+    if (const int k = ++seen[name]; k > 1) name += fmt::format(" [{}]", k);
+    rows.push_back({{"request", name},
                     Figures(n, seconds > 0 ? n / seconds : 0.0, Num(r, "failed"), Num(l, "med"),
                             Num(l, "p95"), Num(l, "p99"))});
   }
@@ -57,6 +60,7 @@ ordered_json Pct(double a, double b) {
 }
 
 ordered_json RunHead(const RunSummary& r) {
+  if (!r.run.is_object() || !r.summary.is_object()) return ordered_json::object();
   return {{"id", r.run.value("id", "")},
           {"name", r.run.value("name", "")},
           {"state", r.run.value("state", "")},
@@ -103,6 +107,8 @@ ordered_json CompareJson(const RunSummary& a, const RunSummary& b, const Compare
       }
       if ((Num(y, "error_rate") - Num(x, "error_rate")) * 100 > o.error_rate_pp)
         regressed.push_back("error_rate");
+    } else if (fb == in_b.end()) {
+      regressed.push_back("missing");
     }
     regressions += !regressed.empty();
     row["regressed"] = std::move(regressed);
@@ -150,17 +156,17 @@ std::string CompareText(const ordered_json& c) {
                          change(r, change_key, change_unit), bad ? "!" : "");
     };
     out +=
-        fmt::format("  {:<8} {:<{}} {:>26} {:>26} {:>26} {:>26} {:>26}\n", r.value("scope", ""),
+        fmt::format("  {:<8} {:<{}} {:>26} {:>26} {:>26} {:>26} {:>26}{}\n", r.value("scope", ""),
                     r.value("name", ""), width, cell("rate", "/s", "rate_pct", "%", "rate"),
                     cell("error_rate", "%", "error_rate_pp", "pp", "error_rate"),
                     cell("p50_ms", "ms", "p50_pct", "%", "p50"), cell("p95_ms", "ms", "p95_pct", "%", "p95"),
-                    cell("p99_ms", "ms", "p99_pct", "%", "p99"));
+                    cell("p99_ms", "ms", "p99_pct", "%", "p99"),
+                    std::find(flags.begin(), flags.end(), "missing") != flags.end() ? "  missing in B!" : "");
   }
   const size_t n = c.value("regressions", size_t{0});
   out += fmt::format(
       "\n  {} (p95/p99 more than {:.0f}% and {:.1f} ms higher, throughput more than {:.0f}% lower, error "
-      "rate "
-      "more than {:.1f} points higher; marked !)\n",
+      "rate more than {:.1f} points higher, or a row of A missing in B; marked !)\n",
       n == 0 ? std::string("no regression") : fmt::format("{} row(s) regressed", n),
       c.value("tolerance_pct", 0.0), c.value("min_latency_ms", 0.0), c.value("tolerance_pct", 0.0),
       c.value("error_rate_pp", 0.0));

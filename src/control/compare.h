@@ -26,11 +26,12 @@ struct RunSummary {
   nlohmann::ordered_json summary;  // as stored
 };
 
-// {a, b, tolerance_pct, min_latency_ms, error_rate_pp, regressions, rows: [{scope: total|region|request,
-// name,
-//  a: {rate, error_rate, p50_ms, p95_ms, p99_ms, requests} | null, b: … | null,
-//  change: {rate_pct, error_rate_pp, p50_pct, p95_pct, p99_pct}, regressed: ["p95", "rate", "error_rate",
-//  …]}]}
+// The comparison as JSON:
+//   {a, b: {id, name, state, started_at, duration_s}, tolerance_pct, min_latency_ms, error_rate_pp,
+//    regressions (rows regressed), rows: [{scope (total, region, request), name, a, b, change, regressed}]}
+// a, b: {requests, rate, error_rate, p50_ms, p95_ms, p99_ms}, null for a row the run does not have;
+// change: {rate_pct, error_rate_pp, p50_pct, p95_pct, p99_pct}; regressed: what regressed of p95, p99, rate,
+// error_rate, or "missing" for a row of A that B does not have (an endpoint B no longer called).
 nlohmann::ordered_json CompareJson(const RunSummary& a, const RunSummary& b, const CompareOptions& options);
 
 // The same as a table, one line per row, regressions marked "!".

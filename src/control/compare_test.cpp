@@ -77,8 +77,9 @@ TEST(Compare, SmallChangesAreNotRegressions) {
       3);
 }
 
-// A request name or region in one run only is listed with the other side empty, and not flagged.
-TEST(Compare, RowsOfOneRunOnlyAreListedNotFlagged) {
+// A request name or region of B only is listed with A's side empty, and not flagged; one of A that B lacks
+// (an endpoint no longer called) is a regression.
+TEST(Compare, RowsOfBOnlyAreListedAndRowsBLacksAreFlagged) {
   ordered_json b = Summary(20, 100, 0);
   b["by_request"].push_back({{"name", "search"},
                              {"count", 10},
@@ -91,6 +92,26 @@ TEST(Compare, RowsOfOneRunOnlyAreListedNotFlagged) {
   EXPECT_EQ(c["rows"][3]["regressed"], ordered_json::array());
   EXPECT_EQ(c["regressions"], 0);
   EXPECT_NE(CompareText(c).find("-->"), std::string::npos);
+  const ordered_json back = CompareJson(Ran("r-b", b), Ran("r-a", Summary(20, 100, 0)), {});
+  EXPECT_EQ(back["rows"][3]["regressed"], ordered_json({"missing"}));
+  EXPECT_EQ(back["regressions"], 1);
+  EXPECT_NE(CompareText(back).find("missing"), std::string::npos) << CompareText(back);
+}
+
+// Two scenarios that call a request by the same name: each is compared with its own, in order.
+TEST(Compare, ANameTwoScenariosShareIsComparedOncePerScenario) {
+  ordered_json a = Summary(20, 100, 0), b = Summary(20, 100, 0);
+  a["by_request"].push_back(
+      {{"name", "home"}, {"count", 10}, {"failed", 0}, {"latency_ms", {{"med", 1}, {"p95", 5}, {"p99", 5}}}});
+  b["by_request"].push_back({{"name", "home"},
+                             {"count", 10},
+                             {"failed", 0},
+                             {"latency_ms", {{"med", 1}, {"p95", 50}, {"p99", 50}}}});
+  const ordered_json c = CompareJson(Ran("r-a", a), Ran("r-b", b), {});
+  ASSERT_EQ(c["rows"].size(), 4u);
+  EXPECT_EQ(c["rows"][3]["name"], "home [2]");
+  EXPECT_EQ(c["rows"][3]["regressed"], ordered_json({"p95", "p99"}));
+  EXPECT_EQ(c["rows"][2]["regressed"], ordered_json::array());
 }
 
 }  // namespace

@@ -79,7 +79,6 @@ TEST_F(LiveTest, ASecondIsTheMergedHistogramOfEveryAgentAsInTheSummary) {
               0.0005);
 }
 
-// A filter recomputes from the histograms: the request name the plan has, and one it does not.
 // The report's history: the newest seconds one point each, older ones merged into buckets whose percentiles
 // come from the merged histograms (a slow second inside a fast bucket moves its p99, not an average of
 // p99s), whose counts add up and whose VUs are the highest level.
@@ -113,6 +112,7 @@ TEST_F(LiveTest, TheReportsHistoryMergesOlderSecondsIntoTrueBuckets) {
   EXPECT_EQ(json::parse(JsonText(HistoryJson(run, 0, 1))).size(), 1u);  // everything in one bucket
 }
 
+// A filter recomputes from the histograms: the request name the plan has, and one it does not.
 TEST_F(LiveTest, FiltersSelectSeriesAndAnUnknownRegionIsRefused) {
   control::Run& run = Running(PlanYaml());
   Report(run, "a1", 0, 10, 2);

@@ -17,6 +17,7 @@
 #include "control/compare.h"
 #include "core/duration.h"
 #include "core/json.h"
+#include "dashboard/dashboard.h"
 #include "http/api.h"
 #include "stats/summary.h"
 
@@ -226,7 +227,7 @@ void StepLog(ApiContext& api, Call& c) {
 }
 
 // report.html of a run: a live one as far as it got (its tables as the live feed's `run` event has them),
-// an ended one restored from the store (its agents are not in it: the stored run keeps no clock offsets).
+// an ended one restored from the store (without its agents table: the page takes it from the live tables).
 std::string ReportHtmlOf(ApiContext& api, const std::string& id) {
   auto events = api.store.Events(id);
   if (!events.ok()) throw http::StoreUnavailable(events.error(), "read run " + id);
@@ -235,6 +236,14 @@ std::string ReportHtmlOf(ApiContext& api, const std::string& id) {
     return ReportHtml(*run, LiveRunJson(*run, api.orchestrator), EventsJson(*events), now);
   }
   const store::RunRow row = LoadRun(api, id);
+  // The page written when the run ended (no history to merge again); built afresh only when it is gone.
+  std::ifstream written(std::filesystem::path(api.data_dir) / "runs" / row.id / "report.html",
+                        std::ios::binary);
+  if (written) {
+    std::stringstream page;
+    page << written.rdbuf();
+    return page.str();
+  }
   auto run = RestoreRun(api.store, row);
   if (!run.ok()) throw http::StoreUnavailable(run.error(), "read run " + id);
   return ReportHtml(**run, FinalRunJson(api, id), EventsJson(*events), now);
@@ -246,7 +255,13 @@ void Report(ApiContext& api, Call& c) {
   std::string format = c.req.Query("format");
   if (format.empty()) format = "json";
   if (format == "html") {
-    c.out.Send(http::ServerResponse{200, "text/html; charset=utf-8", ReportHtmlOf(api, id), {}});
+    c.out.Send(
+        http::ServerResponse{200,
+                             "text/html; charset=utf-8",
+                             ReportHtmlOf(api, id),
+                             {{"Content-Security-Policy", std::string(dashboard::ReportPolicy())},
+                              {"X-Content-Type-Options", "nosniff"},
+                              {"Content-Disposition", fmt::format("attachment; filename=\"{}.html\"", id)}}});
     return;
   }
   json summary;
@@ -290,10 +305,17 @@ void Compare(ApiContext& api, Call& c) {
     throw ApiError{400, "invalid_query", "baseline: the run to compare with is required", "baseline"};
   auto ended = [&](const std::string& id) {
     const store::RunRow row = LoadRun(api, id);
-    if (row.summary_json.empty() || !store::Terminal(row.state)) {
+    if (!store::Terminal(row.state)) {
       throw ApiError{409, "not_ended", fmt::format("run '{}' has not ended: compare ended runs", id), ""};
     }
-    return RunSummary{RunRowJson(row), ordered_json::parse(row.summary_json, nullptr, false)};
+    RunSummary r{RunRowJson(row), ordered_json::parse(row.summary_json, nullptr, false)};
+    if (!r.summary.is_object()) {
+      throw ApiError{409, "no_summary",
+                     fmt::format("run '{}' ended ({}) without a summary: nothing to compare", id,
+                                 store::RunStateName(row.state)),
+                     ""};
+    }
+    return r;
   };
   const RunSummary a = ended(baseline), b = ended(c.Param("id"));
   CompareOptions options;

@@ -63,6 +63,8 @@ const Asset* FindAsset(std::string_view name) {
   return it == all.end() ? nullptr : &*it;
 }
 
+std::string_view ReportPolicy() { return kReportPolicy; }
+
 std::string ReportPage(std::string_view data_json) {
   std::string page(FindAsset("index.html")->body);
   const std::pair<std::string, std::string> swaps[] = {

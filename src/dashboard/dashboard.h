@@ -26,6 +26,8 @@ const Asset* FindAsset(std::string_view name);
 // page make no request at all. `data_json` is escaped for the page ('<' as \u003c), so no text in it can
 // end the element it sits in.
 std::string ReportPage(std::string_view data_json);
+// The report's policy (in its page, and as a header where the control plane serves it).
+std::string_view ReportPolicy();
 
 // GET / (the page) and GET /assets/{name}, open routes, with headers that keep the page to its own origin
 // (Content-Security-Policy), out of frames and its address out of other sites' logs.
