@@ -458,15 +458,17 @@ void Orchestrator::WriteArtefacts(const Run& run, const Summary& summary, RunSta
   ended.ended_ns = now;
   ended.exit_code = ExitCodeFor(state);
   auto stored = store_.Events(run.row.id);
-  nlohmann::ordered_json events = EventsJson(stored.ok() ? *stored : std::vector<store::EventRow>{});
-  events.push_back({{"at_ns", now},
-                    {"from", store::RunStateName(run.row.state)},
-                    {"to", store::RunStateName(state)},
-                    {"detail", reason}});
+  std::vector<store::EventRow> events = stored.ok() ? *std::move(stored) : std::vector<store::EventRow>{};
+  store::EventRow last;  // the change Transition stores right after
+  last.at_ns = now;
+  last.from_state = store::RunStateName(run.row.state);
+  last.to_state = store::RunStateName(state);
+  last.detail = reason;
+  events.push_back(std::move(last));
   const nlohmann::ordered_json end = {{"run", RunRowJson(ended)},
                                       {"summary", ShownSummary(summary.json, false)}};
-  for (const auto& [name, content] :
-       ArtefactFiles(run, summary, ServicesJson(run, names), now, ReportHtml(run, end, events, now))) {
+  for (const auto& [name, content] : ArtefactFiles(run, summary, ServicesJson(run, names), now,
+                                                   ReportHtml(run, end, EventsJson(events), now))) {
     if (auto w = WritePrivateFile((dir / name).string(), content); !w.ok()) {
       LogWarn("run {}: {}", run.row.id, w.error().message);
     }

@@ -226,6 +226,15 @@ void StepLog(ApiContext& api, Call& c) {
   c.out.Send(http::ServerResponse{200, "text/plain; charset=utf-8", std::move(text), {}});
 }
 
+// A file of the run's folder (runs/ID/NAME), or nothing before the run ended.
+std::optional<std::string> ReadRunFile(ApiContext& api, const std::string& id, const std::string& name) {
+  std::ifstream in(std::filesystem::path(api.data_dir) / "runs" / id / name, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 // report.html of a run: a live one as far as it got (its tables as the live feed's `run` event has them),
 // an ended one restored from the store (without its agents table: the page takes it from the live tables).
 std::string ReportHtmlOf(ApiContext& api, const std::string& id) {
@@ -237,13 +246,7 @@ std::string ReportHtmlOf(ApiContext& api, const std::string& id) {
   }
   const store::RunRow row = LoadRun(api, id);
   // The page written when the run ended (no history to merge again); built afresh only when it is gone.
-  std::ifstream written(std::filesystem::path(api.data_dir) / "runs" / row.id / "report.html",
-                        std::ios::binary);
-  if (written) {
-    std::stringstream page;
-    page << written.rdbuf();
-    return page.str();
-  }
+  if (auto page = ReadRunFile(api, row.id, "report.html")) return *std::move(page);
   auto run = RestoreRun(api.store, row);
   if (!run.ok()) throw http::StoreUnavailable(run.error(), "read run " + id);
   return ReportHtml(**run, FinalRunJson(api, id), EventsJson(*events), now);
@@ -416,12 +419,10 @@ void Artefact(ApiContext& api, Call& c) {
     for (const auto& n : names) list += (list.empty() ? "" : " ") + n;
     throw ApiError{404, "not_found", "artefacts: " + list, ""};
   }
-  std::ifstream in(std::filesystem::path(api.data_dir) / "runs" / row.id / name, std::ios::binary);
-  if (!in) throw ApiError{404, "not_found", fmt::format("{} is written when the run ends", name), ""};
-  std::stringstream ss;
-  ss << in.rdbuf();
+  std::optional<std::string> body = ReadRunFile(api, row.id, name);
+  if (!body) throw ApiError{404, "not_found", fmt::format("{} is written when the run ends", name), ""};
   c.out.Send(http::ServerResponse{
-      200, name.ends_with(".json") ? "application/json" : "text/plain; charset=utf-8", ss.str(), {}});
+      200, name.ends_with(".json") ? "application/json" : "text/plain; charset=utf-8", *std::move(body), {}});
 }
 
 }  // namespace
