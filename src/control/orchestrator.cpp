@@ -54,6 +54,12 @@ Result<void> Orchestrator::Resume(const store::RunRow& row) {
   auto restored = RestoreRun(store_, row, &reports);
   if (!restored.ok()) return restored.error();
   std::unique_ptr<Run> run = std::move(restored).value();
+  if (auto baseline = BaselineData(store_, run->plan); baseline.ok()) {
+    run->baseline = std::move(baseline).value();
+  } else {
+    LogWarn("run {}: baseline run {} cannot be read ({}); its thresholds against it fail", row.id,
+            run->plan.baseline, baseline.error().message);
+  }
   // Agents get a fresh heartbeat window after a restart: the control plane, not they, was away.
   const int64_t now = clock_.Mono();
   for (const auto& a : run->assignments) {
@@ -69,7 +75,8 @@ Result<void> Orchestrator::Resume(const store::RunRow& row) {
   return {};
 }
 
-Result<Run*> Orchestrator::Create(plan::Plan plan, std::string yaml, const std::string& owner) {
+Result<Run*> Orchestrator::Create(plan::Plan plan, std::string yaml, const std::string& owner,
+                                  std::vector<stats::MetricData> baseline) {
   auto run = std::make_unique<Run>();
   run->row.id = NewId(IdKind::kRun);
   run->row.name = plan.name;
@@ -81,6 +88,7 @@ Result<Run*> Orchestrator::Create(plan::Plan plan, std::string yaml, const std::
   run->names = plan::Names(run->plan);
   run->static_names = run->names.requests.size();
   run->slots = plan::Slots(run->plan);
+  run->baseline = std::move(baseline);
   if (auto r = store_.CreateRun(run->row); !r.ok()) return r.error();
   Run& created = *run;
   runs_[created.row.id] = std::move(run);

@@ -58,7 +58,9 @@ class Orchestrator {
   void Tick();
 
   // A new run, its plan already checked: stored as created, moved to preparing, given the agents there are.
-  Result<Run*> Create(plan::Plan plan, std::string yaml, const std::string& owner);
+  // `baseline`: BaselineData for the plan's baseline run, if it names one.
+  Result<Run*> Create(plan::Plan plan, std::string yaml, const std::string& owner,
+                      std::vector<stats::MetricData> baseline = {});
   // Stops a live run: a running one drains (its agents stop), one not yet started ends aborted.
   void Abort(Run& run, const std::string& who);
   // An agent reports it prepared its part (or could not: the run errors naming it).

@@ -348,16 +348,36 @@ stats::MetricData MetricFor(const Run& run, const stats::ThresholdSet& set) {
   return d;
 }
 
+Result<std::vector<stats::MetricData>> BaselineData(store::Store& store, const plan::Plan& plan) {
+  std::vector<stats::MetricData> out;
+  if (plan.baseline.empty()) return out;
+  auto row = store.GetRun(plan.baseline);
+  if (!row.ok()) return row.error();
+  if (!row->has_value()) {
+    return MakeError(ErrorCode::kNotFound, fmt::format("baseline: there is no run '{}'", plan.baseline));
+  }
+  if (!store::Terminal((*row)->state)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("baseline: run '{}' has not ended ({}): a baseline is an ended run",
+                                 plan.baseline, store::RunStateName((*row)->state)));
+  }
+  auto base = RestoreRun(store, **row);
+  if (!base.ok()) return base.error();
+  for (const auto& set : plan.thresholds) out.push_back(MetricFor(**base, set));
+  return out;
+}
+
 std::vector<stats::ThresholdOutcome> EvaluateThresholds(const Run& run, bool abort_only) {
   std::vector<stats::ThresholdOutcome> out;
-  for (const auto& set : run.plan.thresholds) {
+  for (size_t i = 0; i < run.plan.thresholds.size(); ++i) {
+    const stats::ThresholdSet& set = run.plan.thresholds[i];
     bool wanted = !abort_only;
     for (const auto& e : set.exprs) wanted |= e.abort_on_fail;
     if (!wanted) continue;
     const stats::MetricData data = MetricFor(run, set);
     for (const auto& e : set.exprs) {
       if (abort_only && !e.abort_on_fail) continue;
-      out.push_back(stats::Evaluate(set, e, data));
+      out.push_back(stats::Evaluate(set, e, data, i < run.baseline.size() ? &run.baseline[i] : nullptr));
     }
   }
   return out;

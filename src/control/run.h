@@ -65,6 +65,8 @@ struct Run {
   size_t static_names = 0;  // entries of `names` derived from the plan; the rest came from agents (scripts)
   std::unordered_map<std::string, uint16_t> name_index;
   int64_t EndAtNs() const { return row.start_at_ns + plan.ScheduledDuration(); }
+  // The baseline run's data for each of plan.thresholds (the same filters), when the plan names one.
+  std::vector<stats::MetricData> baseline;
 };
 
 // A run as the store holds it: its plan, assignments, step instances (no logs) and every stored report
@@ -86,6 +88,10 @@ std::string LastLines(std::string_view text, int n);
 // What every rate divides by: the time the run's work lasted, from its start instant to the end of the last
 // iteration or step of any agent (as agents said in done; before that, the seconds of data so far).
 int64_t RunDurationNs(const Run& run);
+
+// For a plan with a baseline run: that run's data for each of the plan's thresholds, read once from the store
+// (its stored reports ingested again). kNotFound: no such run; kInvalidArgument: it has not ended.
+Result<std::vector<stats::MetricData>> BaselineData(store::Store& store, const plan::Plan& plan);
 
 // Threshold inputs for one filter, from the agents' totals.
 stats::MetricData MetricFor(const Run& run, const stats::ThresholdSet& set);

@@ -53,6 +53,10 @@ nlohmann::ordered_json ThresholdsJson(const std::vector<stats::ThresholdOutcome>
                     {"measured_text", o.measured_text},
                     {"no_data", o.no_data},
                     {"abort_on_fail", o.abort_on_fail}});
+    if (o.against_baseline) {
+      list.back()["baseline"] = o.baseline;
+      list.back()["limit"] = o.limit;
+    }
   }
   return list;
 }
@@ -81,7 +85,10 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
   // Thresholds.
   const auto outcomes = EvaluateThresholds(run, false);
   std::string text;
-  if (!outcomes.empty()) text += "\n  thresholds:\n";
+  if (!outcomes.empty()) {
+    text += run.plan.baseline.empty() ? "\n  thresholds:\n"
+                                      : fmt::format("\n  thresholds (baseline run {}):\n", run.plan.baseline);
+  }
   for (const auto& o : outcomes) {
     out.thresholds_ok &= o.ok;
     text += fmt::format("    {} {} {}  (measured {}){}\n", o.ok ? "✓" : "✗", o.key, o.expr, o.measured_text,
@@ -280,6 +287,7 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
               {"start_at", FormatIsoTime(run.row.start_at_ns)},
               {"start_at_ns", run.row.start_at_ns}};
   j["thresholds"] = thresholds;
+  if (!run.plan.baseline.empty()) j["baseline"] = run.plan.baseline;
   j["thresholds_ok"] = out.thresholds_ok;
   const nlohmann::ordered_json base = stats::SummaryJson(totals, timeline, run.names, meta);
   for (const auto& [k, v] : base.items()) j[k] = v;

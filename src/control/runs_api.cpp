@@ -72,7 +72,15 @@ void StartRun(ApiContext& api, plan::Plan plan, std::string yaml, const std::str
         "ready_timeout"};
   }
   CheckRunCap(api, owner);  // again: runs may have started while the plan was parsed
-  auto run = api.orchestrator.Create(std::move(plan), std::move(yaml), owner);
+  auto baseline = BaselineData(api.store, plan);
+  if (!baseline.ok()) {
+    const Error& e = baseline.error();
+    if (e.code == ErrorCode::kNotFound) throw ApiError{400, "invalid_baseline", e.message, "baseline"};
+    if (e.code == ErrorCode::kInvalidArgument)
+      throw ApiError{409, "baseline_not_ended", e.message, "baseline"};
+    throw http::StoreUnavailable(e, "read the baseline run");
+  }
+  auto run = api.orchestrator.Create(std::move(plan), std::move(yaml), owner, std::move(baseline).value());
   if (!run.ok()) throw http::StoreUnavailable(run.error(), "create the run");
   out.Send(http::JsonResponse(201, RunRowJson((*run)->row)));
 }

@@ -189,6 +189,18 @@ std::vector<ScenarioShare> SharesFor(const Plan& plan, const AgentSlot& slot) {
 }
 
 Result<void> CheckRunnable(const Plan& plan) {
+  if (plan.baseline.empty()) {
+    for (const auto& t : plan.thresholds) {
+      for (const auto& e : t.exprs) {
+        if (!e.baseline) continue;
+        return MakeError(
+            ErrorCode::kInvalidArgument,
+            fmt::format("thresholds.{}: '{}' compares with a baseline run, and the plan names none "
+                        "(meridian run/submit --baseline RUN, or baseline: RUN in the plan)",
+                        t.key, e.source));
+      }
+    }
+  }
   for (const auto& s : plan.scenarios) {
     if (!s.script.empty() && !plan.files.contains(s.script)) {
       return MakeError(
@@ -217,6 +229,7 @@ std::string ToYaml(const Plan& p, bool with_files) {
   line(0, "connect_timeout: " + ExactDuration(p.connect_timeout_ns));
   line(0, std::string("insecure: ") + (p.insecure ? "true" : "false"));
   line(0, std::string("on_agent_loss: ") + (p.on_agent_loss == AgentLoss::kFail ? "fail" : "continue"));
+  if (!p.baseline.empty()) line(0, "baseline: " + Quote(p.baseline));
   line(0, "regions:");
   for (const auto& r : p.regions) {
     std::string fields = fmt::format("weight: {}, agents: {}", r.weight, r.agents);

@@ -334,6 +334,7 @@ Plan ParseRoot(const Reader& r, const YAML::Node& root, const loadgen::VarMap& o
   p.timeout_ns = f.Duration("timeout", p.timeout_ns, false);
   p.connect_timeout_ns = f.Duration("connect_timeout", p.connect_timeout_ns, false);
   p.insecure = f.Bool("insecure", false);
+  p.baseline = f.String("baseline", "");
   const std::string loss = f.String("on_agent_loss", "fail");
   if (loss == "fail") {
     p.on_agent_loss = AgentLoss::kFail;

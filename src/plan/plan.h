@@ -74,6 +74,9 @@ struct Plan {
   int64_t connect_timeout_ns = 5'000'000'000;
   bool insecure = false;
   AgentLoss on_agent_loss = AgentLoss::kFail;
+  // The run thresholds written as "p(95) < baseline * 1.10" compare with (an ended run's id); set by
+  // --baseline RUN or `baseline:` in the plan.
+  std::string baseline;
   std::vector<Region> regions;
   std::vector<Scenario> scenarios;
   std::vector<Step> steps;
@@ -112,7 +115,7 @@ std::string ToYaml(const Plan& plan, bool with_files = true);
 // What each region will do and when, relative to the start instant.
 std::string Timeline(const Plan& plan);
 
-// Why the plan cannot run yet (JavaScript scenarios, steps), or ok.
+// Why the plan cannot run yet (scripts not bundled, thresholds against a baseline without one), or ok.
 Result<void> CheckRunnable(const Plan& plan);
 
 // The scenario and request-name tables every process derives from a plan.

@@ -73,6 +73,25 @@ TEST(Plan, NormalisedYamlRoundTrips) {
   EXPECT_EQ(again->scenarios[0].requests[1].body, p->scenarios[0].requests[1].body);
 }
 
+TEST(Plan, ThresholdsAgainstABaselineNeedOne) {
+  const std::string text =
+      std::string(kPlan) + "  \"http_req_duration{name:home}\": [\"p(95) < baseline * 1.1\"]\n";
+  auto p = ParsePlan(text, "plan.yaml");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  auto refused = CheckRunnable(*p);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("thresholds.http_req_duration{name:home}: 'p(95) < baseline * 1.1'"),
+            std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("--baseline RUN"), std::string::npos);
+  p->baseline = "r-4f1c2a9b7e03";
+  EXPECT_TRUE(CheckRunnable(*p).ok());
+  auto again = ParsePlan(ToYaml(*p), "normalised.yaml");  // the stored plan names its baseline
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->baseline, "r-4f1c2a9b7e03");
+  EXPECT_TRUE(again->thresholds.back().exprs[0].baseline);
+}
+
 TEST(Plan, JsonPlansParseToo) {
   auto p = ParsePlan(R"({"name": "j", "scenarios": {"s": {"executor": "constant-vus", "vus": 2,
       "duration": "5s", "requests": [{"url": "http://127.0.0.1:1/"}]}}})",

@@ -202,37 +202,73 @@ Result<ThresholdExpr> ParseThresholdExpr(std::string_view text, MetricKind kind)
         e.aggregation == "med" || e.aggregation == "p"));
   if (!ok_agg) return bad(fmt::format("'{}' does not apply to this metric", agg));
   if (value.empty()) return bad("no value to compare with");
-  if (kind == MetricKind::kTrend) {
-    // k6 reads plain numbers as milliseconds; a unit may be given.
-    auto number = ParseNumber(value);
-    if (number.ok()) {
-      e.value = *number * 1e6;
-    } else {
-      auto d = ParseDuration(value);
-      if (!d.ok())
-        return bad(fmt::format("'{}' is neither milliseconds nor a duration (200ms, 1.5s)", value));
-      e.value = static_cast<double>(*d);
+  // A value in the metric's units: trends read plain numbers as milliseconds (as k6 does) or take a unit;
+  // step metrics compare as written (timers in milliseconds, a duration is turned into them).
+  const auto parse_value = [&](std::string_view v) -> Result<double> {
+    auto number = ParseNumber(v);
+    if (kind == MetricKind::kTrend || kind == MetricKind::kStep) {
+      if (number.ok()) return kind == MetricKind::kTrend ? *number * 1e6 : *number;
+      auto d = ParseDuration(v);
+      if (!d.ok()) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         kind == MetricKind::kTrend
+                             ? fmt::format("'{}' is neither milliseconds nor a duration (200ms, 1.5s)", v)
+                             : fmt::format("'{}' is neither a number nor a duration", v));
+      }
+      return kind == MetricKind::kTrend ? static_cast<double>(*d) : static_cast<double>(*d) / 1e6;
     }
-  } else if (kind == MetricKind::kStep) {
-    // A number as written (timers compare in milliseconds), or a duration, which is turned into milliseconds.
-    auto number = ParseNumber(value);
-    if (number.ok()) {
-      e.value = *number;
+    if (!number.ok()) return MakeError(ErrorCode::kInvalidArgument, fmt::format("'{}' is not a number", v));
+    return *number;
+  };
+  if (value.find("baseline") != std::string_view::npos) {
+    // baseline | baseline * N | N * baseline | baseline + V | baseline - V
+    const auto form = [&] {
+      return bad(
+          fmt::format("'{}': compare with a baseline run as `baseline`, `baseline * N`, `N * baseline`, "
+                      "`baseline + V` or `baseline - V`",
+                      value));
+    };
+    e.baseline = true;
+    std::string_view rest;
+    if (value.starts_with("baseline")) {
+      rest = Trim(value.substr(8));
+    } else if (value.ends_with("baseline")) {
+      std::string_view left = Trim(value.substr(0, value.size() - 8));
+      if (!left.ends_with("*")) return form();
+      auto factor = ParseNumber(Trim(left.substr(0, left.size() - 1)));
+      if (!factor.ok() || *factor <= 0) return form();
+      e.baseline_factor = *factor;
+      return e;
     } else {
-      auto d = ParseDuration(value);
-      if (!d.ok()) return bad(fmt::format("'{}' is neither a number nor a duration", value));
-      e.value = static_cast<double>(*d) / 1e6;
+      return form();
     }
-  } else {
-    auto number = ParseNumber(value);
-    if (!number.ok()) return bad(fmt::format("'{}' is not a number", value));
-    e.value = *number;
-    if (kind == MetricKind::kRate && (e.value < 0 || e.value > 1)) return bad("a rate is between 0 and 1");
+    if (rest.empty()) return e;
+    const char sign = rest.front();
+    const std::string_view operand = Trim(rest.substr(1));
+    if (sign == '*') {
+      auto factor = ParseNumber(operand);
+      if (!factor.ok() || *factor <= 0) return bad(fmt::format("'{}' is not a positive factor", operand));
+      e.baseline_factor = *factor;
+    } else if (sign == '+' || sign == '-') {
+      auto v = parse_value(operand);
+      if (!v.ok()) return bad(v.error().message);
+      e.value = sign == '-' ? -*v : *v;
+    } else {
+      return form();
+    }
+    return e;
   }
+  auto v = parse_value(value);
+  if (!v.ok()) return bad(v.error().message);
+  e.value = *v;
+  if (kind == MetricKind::kRate && (e.value < 0 || e.value > 1)) return bad("a rate is between 0 and 1");
   return e;
 }
 
-ThresholdOutcome Evaluate(const ThresholdSet& set, const ThresholdExpr& expr, const MetricData& d) {
+namespace {
+
+// One expression against one run's data, its value as written.
+ThresholdOutcome Measure(const ThresholdSet& set, const ThresholdExpr& expr, const MetricData& d) {
   ThresholdOutcome out;
   out.key = set.key;
   out.expr = expr.source;
@@ -332,6 +368,49 @@ ThresholdOutcome Evaluate(const ThresholdSet& set, const ThresholdExpr& expr, co
   if (expr.op == ">=") out.ok = v >= t;
   if (expr.op == "==") out.ok = v == t;
   if (expr.op == "!=") out.ok = v != t;
+  return out;
+}
+
+// A value as its measurement is written: durations for trends (and step timers' times), percentages for
+// rates, counts and counts per second.
+std::string FormatLimit(const ThresholdSet& set, const ThresholdExpr& expr, double v) {
+  const std::string& a = expr.aggregation;
+  if (a == "rate")
+    return set.kind == MetricKind::kRate ? fmt::format("{:.2f}%", v * 100) : fmt::format("{:.2f}/s", v);
+  if (set.kind == MetricKind::kTrend) return FormatDuration(static_cast<int64_t>(v));
+  if (set.kind == MetricKind::kStep && (a == "avg" || a == "min" || a == "med" || a == "max" || a == "p")) {
+    return FormatDuration(static_cast<int64_t>(v * 1e6));
+  }
+  return fmt::format("{:g}", v);
+}
+
+}  // namespace
+
+ThresholdOutcome Evaluate(const ThresholdSet& set, const ThresholdExpr& expr, const MetricData& data,
+                          const MetricData* baseline) {
+  if (!expr.baseline) return Measure(set, expr, data);
+  ThresholdExpr plain = expr;
+  plain.baseline = false;
+  plain.value = 0;
+  ThresholdOutcome out;
+  const ThresholdOutcome base = baseline ? Measure(set, plain, *baseline) : ThresholdOutcome{};
+  if (!baseline || base.no_data) {
+    out = Measure(set, plain, data);
+    if (out.no_data) return out;
+    out.ok = false;
+    out.measured_text +=
+        baseline ? "; the baseline run has no data for it" : "; no baseline run to compare with";
+    return out;
+  }
+  plain.value = base.measured * expr.baseline_factor + expr.value;
+  out = Measure(set, plain, data);
+  out.against_baseline = true;
+  out.baseline = base.measured;
+  out.limit = plain.value;
+  if (!out.no_data) {
+    out.measured_text +=
+        fmt::format("; baseline {}, limit {}", base.measured_text, FormatLimit(set, expr, out.limit));
+  }
   return out;
 }
 

@@ -16,6 +16,10 @@
 //            (only when the plan has steps). Counters: count rate; gauges: value min max (the
 //            sum of the instances' last values); timers: avg min med max p(N) (milliseconds, or with a unit)
 //            count rate. Tags: region, step, instance.
+// Against a baseline run (`meridian run --baseline RUN`, or `baseline: RUN` in the plan), the value may be
+// `baseline`, `baseline * N` (or `N * baseline`), `baseline + V` or `baseline - V`: the same aggregation of
+// the same metric and filter measured on the baseline run's merged histograms, scaled or shifted
+// ("p(95) < baseline * 1.10", "rate < baseline + 0.01", "p(99) <= baseline + 20ms").
 
 #include <cstdint>
 #include <string>
@@ -41,6 +45,8 @@ struct ThresholdExpr {
   double percentile = 0;    // for "p"
   std::string op;           // < <= > >= == !=
   double value = 0;         // in base units: ns for trends, fraction for rates, count or count/s
+  bool baseline = false;    // the limit is baseline_factor * (the baseline run's value) + value
+  double baseline_factor = 1;
   bool abort_on_fail = false;
   int64_t delay_abort_eval_ns = 0;
 };
@@ -80,8 +86,15 @@ struct ThresholdOutcome {
   double measured = 0;   // base units
   std::string measured_text;
   bool abort_on_fail = false;
+  bool against_baseline = false;  // the expression compares with a baseline run:
+  double baseline = 0;            //   what the baseline run measured (base units)
+  double limit = 0;               //   and the limit that made of it
 };
 
-ThresholdOutcome Evaluate(const ThresholdSet& set, const ThresholdExpr& expr, const MetricData& data);
+// `baseline`: the same filter's data of the baseline run, for expressions that compare with one (without
+// it they fail, saying so). A baseline without data for the filter fails the expression too: there is
+// nothing to compare with. No data in this run passes, as k6 does.
+ThresholdOutcome Evaluate(const ThresholdSet& set, const ThresholdExpr& expr, const MetricData& data,
+                          const MetricData* baseline = nullptr);
 
 }  // namespace meridian::stats

@@ -116,5 +116,73 @@ TEST(Threshold, StepMetricsWhenThePlanHasSteps) {
   EXPECT_TRUE(Evaluate(*t, count, none).no_data);
 }
 
+TEST(Threshold, ParsesComparisonsWithABaselineRun) {
+  auto scaled = ParseThresholdExpr("p(95) < baseline * 1.10", MetricKind::kTrend);
+  ASSERT_TRUE(scaled.ok()) << scaled.error().message;
+  EXPECT_TRUE(scaled->baseline);
+  EXPECT_DOUBLE_EQ(scaled->baseline_factor, 1.10);
+  EXPECT_DOUBLE_EQ(scaled->value, 0);
+  auto shifted = ParseThresholdExpr("p(99)<=baseline+20ms", MetricKind::kTrend);
+  ASSERT_TRUE(shifted.ok()) << shifted.error().message;
+  EXPECT_DOUBLE_EQ(shifted->baseline_factor, 1);
+  EXPECT_DOUBLE_EQ(shifted->value, 20e6);
+  auto plain_ms = ParseThresholdExpr("med < baseline - 5", MetricKind::kTrend);
+  ASSERT_TRUE(plain_ms.ok());
+  EXPECT_DOUBLE_EQ(plain_ms->value, -5e6);  // milliseconds, as a plain value is
+  auto left = ParseThresholdExpr("rate > 0.9 * baseline", MetricKind::kCounter);
+  ASSERT_TRUE(left.ok());
+  EXPECT_DOUBLE_EQ(left->baseline_factor, 0.9);
+  auto rate = ParseThresholdExpr("rate < baseline + 0.01", MetricKind::kRate);
+  ASSERT_TRUE(rate.ok());
+  EXPECT_DOUBLE_EQ(rate->value, 0.01);
+  EXPECT_TRUE(ParseThresholdExpr("p(95) < baseline", MetricKind::kTrend)->baseline);
+  for (const char* wrong : {"p(95) < baseline / 2", "p(95) < baseline * -1", "p(95) < 2 + baseline",
+                            "p(95) < baseline * x", "p(95) < baseline + soon"}) {
+    auto e = ParseThresholdExpr(wrong, MetricKind::kTrend);
+    ASSERT_FALSE(e.ok()) << wrong;
+    EXPECT_NE(e.error().message.find(wrong), std::string::npos) << e.error().message;
+  }
+}
+
+TEST(Threshold, ComparesWithTheSameMeasureOfTheBaselineRun) {
+  MetricData base, now;
+  for (int i = 1; i <= 100; ++i) base.duration.Record(i * 1'000'000);  // 1..100 ms
+  for (int i = 1; i <= 100; ++i) now.duration.Record(i * 1'200'000);   // 20 % slower
+  base.requests = now.requests = 100;
+  base.failures = 1;
+  now.failures = 3;
+  auto key = ParseThresholdKey("http_req_duration").value();
+  auto ten = ParseThresholdExpr("p(95) < baseline * 1.10", key.kind).value();
+  auto slower = Evaluate(key, ten, now, &base);
+  EXPECT_FALSE(slower.ok);
+  EXPECT_TRUE(slower.against_baseline);
+  EXPECT_NEAR(slower.baseline, 95e6, 95e6 * 0.01);
+  EXPECT_NEAR(slower.limit, slower.baseline * 1.10, 1);
+  EXPECT_NE(slower.measured_text.find("baseline 95"), std::string::npos) << slower.measured_text;
+  EXPECT_NE(slower.measured_text.find("limit 105ms"), std::string::npos) << slower.measured_text;
+  auto thirty = ParseThresholdExpr("p(95) < baseline * 1.30", key.kind).value();
+  EXPECT_TRUE(Evaluate(key, thirty, now, &base).ok);
+  EXPECT_TRUE(Evaluate(key, ten, base, &base).ok);
+
+  auto failed = ParseThresholdKey("http_req_failed").value();
+  auto point = ParseThresholdExpr("rate < baseline + 0.01", failed.kind).value();
+  auto worse = Evaluate(failed, point, now, &base);  // 3 % against 1 % + 1 point
+  EXPECT_FALSE(worse.ok);
+  EXPECT_NE(worse.measured_text.find("limit 2.00%"), std::string::npos) << worse.measured_text;
+
+  // Nothing to compare with: no baseline run, or a baseline without data for the filter, fails and says so;
+  // no data in this run passes, as any threshold does.
+  auto none = Evaluate(key, ten, now, nullptr);
+  EXPECT_FALSE(none.ok);
+  EXPECT_NE(none.measured_text.find("no baseline run"), std::string::npos);
+  MetricData empty;
+  auto nothing = Evaluate(key, ten, now, &empty);
+  EXPECT_FALSE(nothing.ok);
+  EXPECT_NE(nothing.measured_text.find("the baseline run has no data"), std::string::npos);
+  auto idle = Evaluate(key, ten, empty, &base);
+  EXPECT_TRUE(idle.ok);
+  EXPECT_TRUE(idle.no_data);
+}
+
 }  // namespace
 }  // namespace meridian::stats

@@ -155,7 +155,9 @@ Result<void> BundleScripts(plan::Plan& plan, const std::string& base_dir) {
 
 }  // namespace
 
-Result<plan::Plan> LoadPlanInput(const PlanInput& in) {
+namespace {
+
+Result<plan::Plan> LoadPlanFiles(const PlanInput& in) {
   if (in.path.empty() == in.config.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "give a PLAN or --config config.json");
   }
@@ -180,6 +182,14 @@ Result<plan::Plan> LoadPlanInput(const PlanInput& in) {
   }
   if (auto ok = BundleScripts(*imported, "."); !ok.ok()) return ok.error();
   return imported;
+}
+
+}  // namespace
+
+Result<plan::Plan> LoadPlanInput(const PlanInput& in) {
+  auto plan = LoadPlanFiles(in);
+  if (plan.ok() && !in.baseline.empty()) plan->baseline = in.baseline;
+  return plan;
 }
 
 std::string LoadCliToken(const std::string& token_file, std::string* error) {

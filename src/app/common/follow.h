@@ -36,6 +36,7 @@ struct PlanInput {
   std::string config;
   std::string script;
   std::vector<std::string> vars;
+  std::string baseline;  // --baseline RUN: replaces the plan's `baseline:`
 };
 Result<plan::Plan> LoadPlanInput(const PlanInput& input);
 

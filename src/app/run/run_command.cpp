@@ -28,7 +28,7 @@ namespace meridian::app {
 
 int RunMain(int argc, char** argv) {
   constexpr const char* kName = "meridian run";
-  std::string path, config_json, script, state_dir = ".meridian";
+  std::string path, config_json, script, baseline, state_dir = ".meridian";
   std::vector<std::string> vars;
   uint32_t workers = 0;
   bool verbose = false, linger = false;
@@ -46,6 +46,8 @@ int RunMain(int argc, char** argv) {
       "Plan file (.yaml, .yml, .json), or a script (.js, .mjs) whose `export const options` is the plan");
   app.add_option("--config", config_json, "Constellation config.json instead of a plan");
   app.add_option("--script", script, "Constellation script.js (with --config)");
+  app.add_option("--baseline", baseline,
+                 "An ended run that thresholds written as \"p(95) < baseline * 1.10\" compare with");
   app.add_option("--vars", vars, "Plan variable NAME=VALUE, overriding the plan's vars (repeatable)");
   app.add_option(
       "--out", f.out_dir,
@@ -69,6 +71,7 @@ int RunMain(int argc, char** argv) {
                       {"--config", "FILE"},
                       {"--script", "FILE"},
                       {"--vars", "NAME=VALUE"},
+                      {"--baseline", "RUN"},
                       {"--out", "DIR"},
                       {"--state-dir", "DIR"},
                       {"--workers", "N"},
@@ -80,6 +83,7 @@ int RunMain(int argc, char** argv) {
       "  meridian run plan.yaml --vars base=http://staging:8080 --out results/\n"
       "  meridian run --config config.json --script script.js   Constellation inputs\n"
       "  meridian run plan.yaml --dashboard --dashboard-linger    watch it live in a browser\n"
+      "  meridian run plan.yaml --baseline r-4f1c2a9b7e03       thresholds against an earlier run\n"
 
       "\nCtrl-C aborts the run gracefully (the summary is still printed); a second Ctrl-C exits.\n"
       "Exit status: 0 passed, 99 a threshold failed, 1 run error or aborted, 2 invalid plan or arguments.");
@@ -96,7 +100,7 @@ int RunMain(int argc, char** argv) {
   }
 
   // Validate here first: errors name the user's file, and nothing starts for an invalid plan.
-  auto plan = LoadPlanInput(PlanInput{path, config_json, script, vars});
+  auto plan = LoadPlanInput(PlanInput{path, config_json, script, vars, baseline});
   if (!plan.ok()) return Fail(kName, plan.error().message, kExitUsage);
   if (auto r = plan::CheckRunnable(*plan); !r.ok()) return Fail(kName, r.error().message, kExitUsage);
   const std::string plan_text = plan::ToYaml(*plan);

@@ -9,7 +9,7 @@ namespace meridian::app {
 
 int SubmitMain(int argc, char** argv) {
   constexpr const char* kName = "meridian submit";
-  std::string path, control, token_file;
+  std::string path, control, token_file, baseline;
   std::vector<std::string> vars;
   FollowOptions f;
   f.command = kName;
@@ -24,6 +24,8 @@ int SubmitMain(int argc, char** argv) {
       ->required();
   app.add_option("--control", control, "Control plane URL (http://host:port)")->required();
   app.add_option("--token-file", token_file, "File holding the token (default: $MERIDIAN_TOKEN)");
+  app.add_option("--baseline", baseline,
+                 "An ended run that thresholds written as \"p(95) < baseline * 1.10\" compare with");
   app.add_option("--vars", vars, "Plan variable NAME=VALUE (repeatable)");
   app.add_option(
       "--out", f.out_dir,
@@ -35,6 +37,7 @@ int SubmitMain(int argc, char** argv) {
                       {"--control", "URL"},
                       {"--token-file", "FILE"},
                       {"--vars", "NAME=VALUE"},
+                      {"--baseline", "RUN"},
                       {"--out", "DIR"},
                       {"--summary-file", "FILE"}});
   app.footer(
@@ -51,7 +54,7 @@ int SubmitMain(int argc, char** argv) {
   if (!error.empty()) return Fail(kName, error, kExitUsage);
   // Read, checked and bundled here as `run` does: the control plane never sees this machine's files, so the
   // scripts a plan names (and what they import or open) travel in the plan's `files:`.
-  auto plan = LoadPlanInput(PlanInput{path, "", "", vars});
+  auto plan = LoadPlanInput(PlanInput{path, "", "", vars, baseline});
   if (!plan.ok()) return Fail(kName, plan.error().message, kExitUsage);
   return SubmitAndFollow(control, token, plan::ToYaml(*plan), path, {}, f);
 }

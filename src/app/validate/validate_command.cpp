@@ -35,7 +35,7 @@ int ValidateMain(int argc, char** argv) {
       "\nExit status: 0 valid, 2 invalid (the message names file:line and the field).");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
-  auto plan = LoadPlanInput(PlanInput{path, config, script, vars});
+  auto plan = LoadPlanInput(PlanInput{path, config, script, vars, {}});
   if (!plan.ok()) return Fail(kName, plan.error().message, kExitUsage);
   if (!quiet) {
     fmt::print("# {} is valid; normalised:\n{}\n{}", plan->source, plan::ToYaml(*plan, false),
