@@ -6,7 +6,9 @@
 // http::ApiError.
 
 #include <initializer_list>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "control/control.h"
@@ -26,6 +28,9 @@ struct ApiContext {
   const std::string& key;  // the server's key: agents' secrets are kept as HMACs under it
   std::string data_dir;    // runs/ID/ holds each run's artefacts
   LiveFeeds& live;         // the dashboard's streams of live runs
+  // What the runs list shows of an ended run beyond its row (tags, thresholds passed and failed), read once
+  // from its stored summary: an ended run never changes.
+  std::unordered_map<std::string, nlohmann::ordered_json> ended_facts = {};
 };
 
 // One row of a module's part of the table (http::Route with a handler that takes the context).

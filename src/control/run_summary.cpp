@@ -288,6 +288,7 @@ Summary BuildSummary(const Run& run, const std::vector<store::AgentRow>& agents)
               {"start_at_ns", run.row.start_at_ns}};
   j["thresholds"] = thresholds;
   if (!run.plan.baseline.empty()) j["baseline"] = run.plan.baseline;
+  if (!run.plan.tags.empty()) j["tags"] = run.plan.tags;
   j["thresholds_ok"] = out.thresholds_ok;
   const nlohmann::ordered_json base = stats::SummaryJson(totals, timeline, run.names, meta);
   for (const auto& [k, v] : base.items()) j[k] = v;

@@ -124,6 +124,31 @@ void CreateRun(ApiContext& api, Call& c) {
       });
 }
 
+// The runs list's tags and thresholds ({passed, failed}) of a live run: its plan, its thresholds so far.
+ordered_json LiveFacts(const Run& run) {
+  uint32_t passed = 0, failed = 0;
+  for (const auto& o : EvaluateThresholds(run, false)) ++(o.ok ? passed : failed);
+  return {{"tags", run.plan.tags}, {"thresholds", {{"passed", passed}, {"failed", failed}}}};
+}
+
+// ...and of an ended run, from its stored summary (once: it never changes).
+ordered_json EndedFacts(ApiContext& api, const store::RunRow& row) {
+  auto it = api.ended_facts.find(row.id);
+  if (it != api.ended_facts.end()) return it->second;
+  if (api.ended_facts.size() >= 10'000) api.ended_facts.clear();
+  const json summary = json::parse(row.summary_json, nullptr, false);
+  ordered_json facts = {{"tags", json::object()}, {"thresholds", nullptr}};
+  if (summary.is_object()) {
+    if (summary.contains("tags")) facts["tags"] = summary["tags"];
+    uint32_t passed = 0, failed = 0;
+    for (const auto& t : summary.value("thresholds", json::array()))
+      ++(t.value("ok", true) ? passed : failed);
+    facts["thresholds"] = {{"passed", passed}, {"failed", failed}};
+  }
+  if (store::Terminal(row.state)) api.ended_facts[row.id] = facts;  // else it may still change
+  return facts;
+}
+
 void ListRuns(ApiContext& api, Call& c) {
   const auto limit = static_cast<size_t>(http::QueryInt(c.req, "limit", 50, 1, 1000));
   auto rows = api.store.ListRuns(limit, c.req.Query("active") == "true");
@@ -131,7 +156,10 @@ void ListRuns(ApiContext& api, Call& c) {
   ordered_json list = ordered_json::array();
   for (const auto& r : *rows) {
     const Run* live = api.orchestrator.Active(r.id);
-    list.push_back(RunRowJson(live ? live->row : r));
+    ordered_json j = RunRowJson(live ? live->row : r);
+    const ordered_json facts = live ? LiveFacts(*live) : EndedFacts(api, r);
+    for (const auto& [k, v] : facts.items()) j[k] = v;
+    list.push_back(std::move(j));
   }
   c.out.Send(http::JsonResponse(200, {{"runs", list}}));
 }
@@ -418,6 +446,12 @@ void Live(ApiContext& api, Call& c) {
   out.End();
 }
 
+// The plan as the run was given it: normalised, every default spelled out, its scripts bundled.
+void PlanText(ApiContext& api, Call& c) {
+  const store::RunRow row = LoadRun(api, c.Param("id"));
+  c.out.Send(http::ServerResponse{200, "text/yaml; charset=utf-8", row.plan_yaml, {}});
+}
+
 void Artefact(ApiContext& api, Call& c) {
   const store::RunRow row = LoadRun(api, c.Param("id"));
   const std::string& name = c.Param("name");
@@ -465,6 +499,7 @@ Result<void> AddRunRoutes(http::Router& router, ApiContext& api) {
            "the summary as json, text, csv, junit or html (the one-file report)"},
           {"GET", "/v1/runs/{id}/summary", {"runs:read"}, Report, "the same as report"},
           {"GET", "/v1/runs/{id}/metrics", {"runs:read"}, Metrics, "per region and second"},
+          {"GET", "/v1/runs/{id}/plan", {"runs:read"}, PlanText, "the plan as run (normalised YAML)"},
           {"GET", "/v1/runs/{id}/live", {"runs:read"}, Live, "the dashboard's feed (Server-Sent Events)"},
           {"GET",
            "/v1/runs/{id}/compare",

@@ -221,6 +221,10 @@ std::string ToYaml(const Plan& p, bool with_files) {
     line(0, "vars:");
     for (const auto& [k, v] : p.vars) line(2, Quote(k) + ": " + Quote(v));
   }
+  if (!p.tags.empty()) {
+    line(0, "tags:");
+    for (const auto& [k, v] : p.tags) line(2, Quote(k) + ": " + Quote(v));
+  }
   line(0, "start_buffer: " + ExactDuration(p.start_buffer_ns));
   line(0, "ready_timeout: " + ExactDuration(p.ready_timeout_ns));
   line(0, "heartbeat_timeout: " + ExactDuration(p.heartbeat_timeout_ns));

@@ -327,6 +327,20 @@ Plan ParseRoot(const Reader& r, const YAML::Node& root, const loadgen::VarMap& o
     vf.Done();
   }
   for (const auto& [k, v] : overrides) p.vars[k] = v;
+  if (YAML::Node tags = f.Get("tags")) {
+    // The run's labels, for the runs list (filter and search) and what reads runs.
+    Fields tf(r, tags, "tags");
+    for (const auto& kv : tags) {
+      const std::string key = kv.first.Scalar();
+      const bool ok = !key.empty() && key.size() <= 64 && std::all_of(key.begin(), key.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+      });
+      if (!ok) tf.Fail(key, "a tag's name is 1 to 64 letters, digits, '_', '-' or '.'");
+      p.tags[key] = tf.String(key, "");
+      if (p.tags[key].size() > 256) tf.Fail(key, "a tag's value is at most 256 bytes");
+    }
+    tf.Done();
+  }
   p.start_buffer_ns = f.Duration("start_buffer", p.start_buffer_ns);
   p.ready_timeout_ns = f.Duration("ready_timeout", p.ready_timeout_ns, false);
   p.heartbeat_timeout_ns = f.Duration("heartbeat_timeout", p.heartbeat_timeout_ns, false);

@@ -66,6 +66,7 @@ struct Plan {
   std::string name;
   std::string source;  // where it came from: "plan.yaml", "config.json (Constellation)"
   loadgen::VarMap vars;
+  std::map<std::string, std::string> tags;  // the run's labels (team: checkout, env: staging)
   int64_t start_buffer_ns = 1'000'000'000;
   int64_t ready_timeout_ns = 60'000'000'000;
   int64_t heartbeat_timeout_ns = 10'000'000'000;

@@ -92,6 +92,19 @@ TEST(Plan, ThresholdsAgainstABaselineNeedOne) {
   EXPECT_TRUE(again->thresholds.back().exprs[0].baseline);
 }
 
+TEST(Plan, TagsAreTheRunsLabels) {
+  auto p = ParsePlan(std::string("tags: { team: checkout, env.name: staging }\n") + kPlan, "plan.yaml");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->tags.at("team"), "checkout");
+  auto again = ParsePlan(ToYaml(*p), "normalised.yaml");
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->tags, p->tags);
+  auto bad = ParsePlan(std::string("tags: { \"a b\": x }\n") + kPlan, "plan.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("plan.yaml:1:"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("tags.a b"), std::string::npos) << bad.error().message;
+}
+
 TEST(Plan, JsonPlansParseToo) {
   auto p = ParsePlan(R"({"name": "j", "scenarios": {"s": {"executor": "constant-vus", "vus": 2,
       "duration": "5s", "requests": [{"url": "http://127.0.0.1:1/"}]}}})",

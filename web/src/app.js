@@ -208,25 +208,35 @@
 
   // ---------------------------------------------------------------- runs list
   function showRuns() {
-    const search = el('input', { type: 'search', id: 'run-search', placeholder: 'filter by id, name, state' });
+    const search = el('input', { type: 'search', id: 'run-search',
+                                 placeholder: 'filter by id, name, state, owner, tag (team=checkout)' });
     const state = el('select', { id: 'run-state' }, el('option', { value: '', text: 'any state' }),
       ['created', 'preparing', 'ready', 'running', 'draining', 'cleaning', 'passed', 'failed', 'aborted',
        'errored'].map((s) => el('option', { value: s, text: s })));
     const body = el('tbody');
     const table = el('table', { id: 'runs' }, el('thead', {}, el('tr', {},
-      ['run', 'name', 'state', 'created', 'duration', 'exit', 'reason'].map((t) => el('th', { text: t })))), body);
+      ['run', 'name', 'state', 'tags', 'thresholds', 'created', 'duration', 'exit', 'reason'].map(
+        (t) => el('th', { text: t })))), body);
     main.replaceChildren(el('h1', { text: 'Runs' }),
       el('div', { class: 'filters' }, search, state), el('section', { class: 'card' }, table));
     let runs = [];
     const render = () => {
       const q = search.value.trim().toLowerCase();
+      const tagText = (r) => Object.entries(r.tags || {}).map(([k, v]) => k + '=' + v);
       body.replaceChildren(...runs.filter((r) => (!state.value || r.state === state.value) &&
-          (!q || [r.id, r.name, r.state, r.owner].join(' ').toLowerCase().includes(q))).map((r) => {
+          (!q || [r.id, r.name, r.state, r.owner, ...tagText(r)].join(' ').toLowerCase().includes(q))).map((r) => {
         const start = r.start_at_ns ? r.start_at_ns / 1e6 : null;
         const end = r.ended ? Date.parse(r.ended) : null;
+        const t = r.thresholds;
+        const checks = !t || t.passed + t.failed === 0 ? el('span', { class: 'muted', text: t ? 'none' : '–' })
+          : el('span', {}, el('span', { class: 'ok', text: '✓ ' + t.passed }), ' ',
+            t.failed ? el('span', { class: 'bad', text: '✗ ' + t.failed }) : null);
         return el('tr', { 'data-run': r.id },
           el('td', {}, el('a', { href: '#/runs/' + encodeURIComponent(r.id), text: r.id })),
-          el('td', { text: r.name }), el('td', {}, badge(r.state)), el('td', { text: r.created }),
+          el('td', { text: r.name }), el('td', {}, badge(r.state)),
+          el('td', {}, tagText(r).map((x) => el('span', { class: 'tag', text: x }))),
+          el('td', { class: 'thresholds', 'data-passed': t ? t.passed : '', 'data-failed': t ? t.failed : '' }, checks),
+          el('td', { text: r.created }),
           el('td', { class: 'num', text: start && end ? fmt((end - start) / 1000, 1) + ' s' : '–' }),
           el('td', { class: 'num', text: r.ended ? String(r.exit_code) : '' }),
           el('td', { class: 'muted', text: r.reason || '' }));
@@ -306,6 +316,24 @@
     const steps = el('tbody');
     const timeline = el('tbody');
     const stepsHead = el('h2', { text: 'Command steps' });
+    const planText = el('pre', { id: 'plan', class: 'plan' });
+    const planBox = el('details', { id: 'plan-box' }, el('summary', { text: 'The plan as run' }), planText);
+    let planLoaded = false;
+    planBox.addEventListener('toggle', async () => {
+      if (!planBox.open || planLoaded) return;
+      planLoaded = true;
+      try {
+        planText.textContent = REPORT ? (REPORT.plan || '') : await (async () => {
+          const res = await api('/v1/runs/' + encodeURIComponent(id) + '/plan');
+          if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+          return res.text();
+        })();
+      } catch (e) {
+        planLoaded = false;
+        planText.textContent = 'the plan cannot be read: ' + e.message;
+      }
+    });
+    const logs = new Map();  // "step#N" -> the shown log tail's row, kept across redraws
     const agentsHead = el('h2', { text: 'Agents' });
     const cols = [['name', 'request'], ['count', 'requests'], ['failed', 'failed'], ['med', 'p50'],
                   ['p90', 'p90'], ['p95', 'p95'], ['p99', 'p99'], ['max', 'max']];
@@ -326,8 +354,9 @@
         el('thead', {}, el('tr', {}, ['agent', 'region', 'state', 'requests', 'start skew', 'clock offset',
                                       'last contact'].map((t) => el('th', { text: t })))), agents)),
       stepsHead, el('section', { class: 'card', id: 'steps-card' }, el('table', { id: 'steps' },
-        el('thead', {}, el('tr', {}, ['step', 'agent', 'state', 'exit', 'restarts', 'CPU s', 'peak RSS'].map(
+        el('thead', {}, el('tr', {}, ['step', 'agent', 'state', 'exit', 'restarts', 'CPU s', 'peak RSS', 'log'].map(
           (t) => el('th', { text: t })))), steps)),
+      el('h2', { text: 'Plan' }), el('section', { class: 'card' }, planBox),
       el('h2', { text: 'State' }), el('section', { class: 'card' }, el('table', { id: 'timeline' },
         el('thead', {}, el('tr', {}, ['at', 'from', 'to', 'detail'].map((t) => el('th', { text: t })))),
         timeline)));
@@ -429,13 +458,45 @@
       if (!Object.keys(summary.errors || {}).length) {
         errors.replaceChildren(el('tr', {}, el('td', { class: 'muted', colspan: 3, text: 'no errors' })));
       }
-      steps.replaceChildren(...(summary.steps || []).map((s) => {
-        const r = s.result || {};
-        return el('tr', {}, el('td', { text: s.step + '#' + s.instance }), el('td', { text: s.agent || '' }),
+      steps.replaceChildren(...(summary.steps || []).flatMap((s) => {
+        const r = s.result || s;  // live: the agent's result as reported; ended: the summary's flat row
+        const key = s.step + '#' + s.instance;
+        // The log's last lines: the one-file report holds a failed instance's tail; the live page reads the
+        // instance's log (head and tail kept) when asked.
+        const tail = r.log_tail || s.log_tail;
+        const toggle = REPORT ? (tail ? el('button', { type: 'button', text: 'tail',
+            onclick: () => showLog(key, tail) }) : null)
+          : el('button', { type: 'button', text: 'tail', 'data-step': key,
+            onclick: () => loadLog(s.step, s.instance, key) });
+        const row = el('tr', { 'data-step': key }, el('td', { text: key }), el('td', { text: s.agent || '' }),
           el('td', { text: r.state || '' }), el('td', { class: 'num', text: r.exit_code ?? '' }),
           el('td', { class: 'num', text: r.restarts ?? '' }), el('td', { class: 'num', text: fmt(r.cpu_seconds, 2) }),
-          el('td', { class: 'num', text: r.max_rss_bytes ? fmt(r.max_rss_bytes / 1048576, 1) + ' MiB' : '–' }));
+          el('td', { class: 'num', text: r.max_rss_bytes ? fmt(r.max_rss_bytes / 1048576, 1) + ' MiB' : '–' }),
+          el('td', {}, toggle));
+        return logs.has(key) ? [row, logs.get(key)] : [row];
       }));
+    }
+
+    function showLog(key, text) {
+      const lines = text.replace(/\n$/, '').split('\n');
+      const shown = lines.slice(-40).join('\n');
+      logs.set(key, el('tr', { class: 'log' }, el('td', { colspan: 8 },
+        el('pre', { class: 'log', 'data-step': key, text: (lines.length > 40 ? '…\n' : '') + shown }))));
+      renderTables();
+    }
+    async function loadLog(step, instance, key) {
+      if (logs.has(key)) {
+        logs.delete(key);
+        return renderTables();
+      }
+      try {
+        const res = await api('/v1/runs/' + encodeURIComponent(id) + '/steps/' + encodeURIComponent(step) +
+                              '/log?instance=' + instance);
+        if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+        showLog(key, await res.text() || '(no output)');
+      } catch (e) {
+        showLog(key, 'the log cannot be read: ' + e.message);
+      }
     }
 
     let lastState = null;
@@ -505,6 +566,20 @@
     const allocs = el('tbody');
     const audit = el('tbody');
     const auditNote = el('p', { class: 'note' });
+    const envNote = el('p', { class: 'note', id: 'env-note' });
+    // Drain (no new allocations; a current lease runs on) and reinstate (dirty or drained -> available): env:admin.
+    // The token travels in a header, never in a cookie, so another site cannot make the browser send it.
+    const act = async (x, action) => {
+      if (!confirm(action + ' ' + x.id + '?')) return;
+      try {
+        await apiJson('/v1/environments/' + encodeURIComponent(x.id) + '/' + action, { method: 'POST' });
+        envNote.textContent = action + ' ' + x.id + ': done';
+      } catch (e) {
+        envNote.textContent = e.status === 403 ? action + ' needs a token with env:admin'
+          : action + ' ' + x.id + ': ' + e.message;
+      }
+      refresh();
+    };
     const table = (id, heads, body) => el('section', { class: 'card' }, el('table', { id },
       el('thead', {}, el('tr', {}, heads.map((t) => el('th', { text: t })))), body));
     main.replaceChildren(el('h1', { text: 'Leases' }),
@@ -512,8 +587,8 @@
         'dirty', 'draining', 'waiting'], pools),
       el('h2', { text: 'Active allocations' }), table('allocations', ['allocation', 'pool', 'requester', 'owner',
         'environments', 'expires'], allocs),
-      el('h2', { text: 'Environments' }), table('environments', ['environment', 'pool', 'region', 'state',
-        'holder', 'since', 'note'], envs),
+      el('h2', { text: 'Environments' }), envNote, table('environments', ['environment', 'pool', 'region', 'state',
+        'holder', 'since', 'note', ''], envs),
       el('h2', { text: 'Audit (newest last)' }), auditNote, table('audit', ['#', 'at', 'action', 'allocation',
         'environment', 'who', 'outcome'], audit));
     let stopped = false;
@@ -521,44 +596,52 @@
     const count = (p, s) => (p.counts && p.counts[s]) || 0;
     let auditAfter = 0;
     let tail = [];
+    async function refresh() {
+      try {
+        const [p, e, a] = await Promise.all([apiJson('/v1/pools'), apiJson('/v1/environments'),
+          apiJson('/v1/allocations?state=active&limit=200')]);
+        pools.replaceChildren(...(p.pools || []).map((x) => el('tr', {}, el('td', { text: x.name }),
+          el('td', { class: 'num', text: x.environments }),
+          ...['available', 'allocated', 'cleaning', 'dirty'].map((s) => el('td', { class: 'num', text: count(x, s) })),
+          el('td', { class: 'num', text: count(x, 'draining') }), el('td', { class: 'num', text: x.waiting }))));
+        envs.replaceChildren(...(e.environments || []).map((x) => el('tr', { 'data-environment': x.id },
+          el('td', { text: x.id }),
+          el('td', { text: x.pool }), el('td', { text: x.region || '' }), el('td', {}, badge(x.state)),
+          el('td', { text: x.allocation || '' }), el('td', { text: x.since || '' }),
+          el('td', { class: 'muted', text: (x.draining ? 'draining ' : '') + (x.note || '') }),
+          el('td', {}, x.state === 'retired' ? null : x.draining || x.state === 'dirty'
+            ? el('button', { type: 'button', class: 'reinstate', text: 'reinstate',
+                             disabled: x.state === 'allocated' || x.state === 'cleaning', onclick: () => act(x, 'reinstate') })
+            : el('button', { type: 'button', class: 'drain', text: 'drain', onclick: () => act(x, 'drain') })))));
+        allocs.replaceChildren(...(a.allocations || []).map((x) => el('tr', { 'data-allocation': x.id },
+          el('td', { text: x.id }), el('td', { text: x.pool }), el('td', { text: x.requester || '' }),
+          el('td', { text: x.owner || '' }), el('td', { text: x.environments.map((v) => v.id).join(', ') }),
+          el('td', { text: x.expires_at || '' }))));
+        setStatus('');
+        try {
+          for (;;) {  // the audit is read forward from the last entry seen; the newest 20 are shown
+            const log = await apiJson('/v1/audit?limit=1000&after=' + auditAfter);
+            tail = tail.concat(log.audit).slice(-20);
+            if (log.audit.length) auditAfter = log.audit[log.audit.length - 1].id;
+            if (log.audit.length < 1000) break;
+          }
+          auditNote.textContent = '';
+          audit.replaceChildren(...tail.map((x) => el('tr', {},
+            el('td', { class: 'num', text: x.id }), el('td', { text: x.at }), el('td', { text: x.action }),
+            el('td', { text: x.allocation || '' }), el('td', { text: x.environment || '' }),
+            el('td', { text: x.principal || '' }), el('td', { text: x.outcome || '' }))));
+        } catch (err) {
+          if (err.status === 403) auditNote.textContent = 'the audit needs a token with env:admin';
+        }
+      } catch (err) {
+        if (err.status === 401) return;
+        setStatus(err.status === 403 ? 'this token may not see leases (env:allocate or env:admin)'
+                                     : 'control plane unreachable');
+      }
+    }
     (async () => {
       while (!stopped) {
-        try {
-          const [p, e, a] = await Promise.all([apiJson('/v1/pools'), apiJson('/v1/environments'),
-            apiJson('/v1/allocations?state=active&limit=200')]);
-          pools.replaceChildren(...(p.pools || []).map((x) => el('tr', {}, el('td', { text: x.name }),
-            el('td', { class: 'num', text: x.environments }),
-            ...['available', 'allocated', 'cleaning', 'dirty'].map((s) => el('td', { class: 'num', text: count(x, s) })),
-            el('td', { class: 'num', text: count(x, 'draining') }), el('td', { class: 'num', text: x.waiting }))));
-          envs.replaceChildren(...(e.environments || []).map((x) => el('tr', {}, el('td', { text: x.id }),
-            el('td', { text: x.pool }), el('td', { text: x.region || '' }), el('td', {}, badge(x.state)),
-            el('td', { text: x.allocation || '' }), el('td', { text: x.since || '' }),
-            el('td', { class: 'muted', text: (x.draining ? 'draining ' : '') + (x.note || '') }))));
-          allocs.replaceChildren(...(a.allocations || []).map((x) => el('tr', { 'data-allocation': x.id },
-            el('td', { text: x.id }), el('td', { text: x.pool }), el('td', { text: x.requester || '' }),
-            el('td', { text: x.owner || '' }), el('td', { text: x.environments.map((v) => v.id).join(', ') }),
-            el('td', { text: x.expires_at || '' }))));
-          setStatus('');
-          try {
-            for (;;) {  // the audit is read forward from the last entry seen; the newest 20 are shown
-              const log = await apiJson('/v1/audit?limit=1000&after=' + auditAfter);
-              tail = tail.concat(log.audit).slice(-20);
-              if (log.audit.length) auditAfter = log.audit[log.audit.length - 1].id;
-              if (log.audit.length < 1000) break;
-            }
-            auditNote.textContent = '';
-            audit.replaceChildren(...tail.map((x) => el('tr', {},
-              el('td', { class: 'num', text: x.id }), el('td', { text: x.at }), el('td', { text: x.action }),
-              el('td', { text: x.allocation || '' }), el('td', { text: x.environment || '' }),
-              el('td', { text: x.principal || '' }), el('td', { text: x.outcome || '' }))));
-          } catch (err) {
-            if (err.status === 403) auditNote.textContent = 'the audit needs a token with env:admin';
-          }
-        } catch (err) {
-          if (err.status === 401) return;
-          setStatus(err.status === 403 ? 'this token may not see leases (env:allocate or env:admin)'
-                                       : 'control plane unreachable');
-        }
+        await refresh();
         await sleep(1000);
       }
     })();

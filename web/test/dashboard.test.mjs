@@ -146,10 +146,12 @@ async function main() {
   await until('three agents', async () =>
     (await call(base, 'GET', '/v1/agents', TOKENS.runs)).json?.agents?.length === 3);
 
-  const plan = `name: dashboard\nvars: { base: "${targetUrl}" }\nstart_buffer: 500ms\nheartbeat_timeout: 20s\n` +
+  const plan = `name: dashboard\nvars: { base: "${targetUrl}" }\ntags: { team: checkout }\nstart_buffer: 500ms\n` +
+    'heartbeat_timeout: 20s\n' +
     'regions:\n' + regions.map((r) => `  ${r}: { weight: 1 }\n`).join('') +
     'scenarios:\n  browse:\n    executor: constant-arrival-rate\n    rate: 90/s\n    duration: 60s\n' +
     '    requests:\n      - { name: home, url: "{{base}}/" }\n      - { name: users, url: "{{base}}/users?delay=2ms" }\n' +
+    'steps:\n  - { name: hello, region: eu-west-1, shell: "echo step says hi", run_max_time: 5s }\n' +
     'thresholds:\n  http_req_duration: ["p(99)<150ms"]\n  http_req_failed: ["rate<0.5"]\n';
   const created = await call(base, 'POST', '/v1/runs', TOKENS.runs, { plan, file: 'dashboard.yaml' });
   assert.equal(created.status, 201, created.text);
@@ -237,6 +239,15 @@ async function main() {
   await page.goto(`${base}/#/runs`);
   await page.waitForSelector(`#runs tr[data-run="${runId}"]`);
   assert.match(await page.textContent(`#runs tr[data-run="${runId}"]`), /aborted/);
+  // Its tags and thresholds (the p99 one failed during the pause), and a search by tag.
+  assert.equal(await page.textContent(`#runs tr[data-run="${runId}"] .tag`), 'team=checkout');
+  const cell = `#runs tr[data-run="${runId}"] td.thresholds`;
+  assert.equal(Number(await page.getAttribute(cell, 'data-passed')) + Number(await page.getAttribute(cell, 'data-failed')), 2);
+  await page.fill('#run-search', 'team=checkout');
+  await until('the search', async () => (await page.$$('#runs tbody tr')).length === 1);
+  await page.fill('#run-search', 'team=nobody');
+  await until('nothing found', async () => (await page.$$('#runs tbody tr')).length === 0);
+  await page.fill('#run-search', '');
   await shot(page, 'dashboard-runs.png');
   await page.click(`#runs tr[data-run="${runId}"] a`);
   await until('the ended run rebuilt', async () => (await points()) >= livePoints &&
@@ -244,6 +255,13 @@ async function main() {
   assert.equal(await page.textContent('#status'), 'ended');
   assert.ok(await page.$('#abort[hidden]'));
   log('ended run from the store:', await points(), 'points');
+  // The plan as run, and a step's log tail read when asked.
+  await page.click('#plan-box summary');
+  await until('the plan', async () => /tags:\n +"?team"?: "?checkout"?\n/.test(await page.textContent('#plan')));
+  await page.click('#steps button[data-step="hello#0"]');
+  await until('the step log', async () => (await page.textContent('pre.log[data-step="hello#0"]')).includes('step says hi'));
+  assert.equal(await page.textContent('#steps tr[data-step="hello#0"] td:nth-child(3)'), 'exited');
+  log('plan and step log shown');
 
   // ------------------------------------------------ the one-file report
   // `meridian runs report --format html` writes it; opened from a file with the network cut, the page makes
@@ -307,6 +325,17 @@ async function main() {
   await leases.waitForSelector(`#allocations tr[data-allocation="${lease.json.id}"]`, { state: 'detached', timeout: 10000 });
   await until('the audit tail', async () => (await leases.textContent('#audit')).includes('deallocate'));
   log('leases page: allocation appeared and disappeared');
+  // Drain and reinstate from the page (env:admin).
+  leases.on('dialog', (d) => d.accept());
+  const ci1 = '#environments tr[data-environment="ci-1"]';
+  await until('ci-1 cleaned', async () => (await leases.$(`${ci1} button.drain`)) !== null, 20000);
+  await leases.click(`${ci1} button.drain`);
+  await until('ci-1 draining', async () => (await leases.textContent(ci1)).includes('draining'), 10000);
+  assert.equal((await call(base, 'GET', '/v1/environments', TOKENS.env)).json.environments.find((e) => e.id === 'ci-1').draining, true);
+  await leases.click(`${ci1} button.reinstate`);
+  await until('ci-1 reinstated', async () => !(await leases.textContent(ci1)).includes('draining'), 10000);
+  await until('the audit of both', async () => /drain[\s\S]*reinstate/.test(await leases.textContent('#audit')));
+  log('leases page: drained and reinstated ci-1');
 
   // `meridian run --dashboard`: a one-time login link opens the page without asking for a token; the code
   // works once.
