@@ -144,6 +144,19 @@ std::string ReportHtml(const Run& run, const ordered_json& end, const ordered_js
   return dashboard::ReportPage(JsonText(data));
 }
 
+std::string CompareHtml(const ordered_json& compare, const Run& a, const Run& b, int64_t generated_ns) {
+  const auto side = [](const Run& run) {
+    return ordered_json{{"run", RunRowJson(run.row)},
+                        {"seconds", HistoryJson(run, kReportFullSeconds, kReportOlderPoints)}};
+  };
+  const ordered_json data = {{"kind", "compare"},
+                             {"generated", FormatIsoTime(generated_ns)},
+                             {"compare", compare},
+                             {"a", side(a)},
+                             {"b", side(b)}};
+  return dashboard::ReportPage(JsonText(data));
+}
+
 ordered_json ShownSummary(ordered_json summary, bool timeline) {
   if (summary.is_object()) {
     summary.erase("text");

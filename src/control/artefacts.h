@@ -36,6 +36,11 @@ inline constexpr int64_t kReportOlderPoints = 600;
 std::string ReportHtml(const Run& run, const nlohmann::ordered_json& end,
                        const nlohmann::ordered_json& events, int64_t generated_ns);
 
+// `runs compare A B --format html`: the comparison (CompareJson) and both runs' histories (HistoryJson, as
+// the report holds them) in one self-contained page, drawn by the dashboard's compare view.
+std::string CompareHtml(const nlohmann::ordered_json& compare, const Run& a, const Run& b,
+                        int64_t generated_ns);
+
 // The summary as the page and summary.json show it: without its text, CSV and (with `timeline` false) the
 // per-second timeline, which the page charts from its own history.
 nlohmann::ordered_json ShownSummary(nlohmann::ordered_json summary, bool timeline);

@@ -7,8 +7,8 @@
 //
 // A regression, per row present in both runs: p95 or p99 more than `tolerance_pct` higher than A's and at
 // least `min_latency_ms` higher (sub-millisecond jitter is not a regression); throughput more than
-// `tolerance_pct` lower; error rate more than `error_rate_pp` percentage points higher. A row in one run only
-// is listed, not flagged.
+// `tolerance_pct` lower; error rate more than `error_rate_pp` percentage points higher. A row of A that B
+// lacks is flagged ("missing"); a row of B only is listed, not flagged.
 
 #include <nlohmann/json.hpp>
 #include <string>

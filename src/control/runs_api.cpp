@@ -288,19 +288,24 @@ std::string ReportHtmlOf(ApiContext& api, const std::string& id) {
   return ReportHtml(**run, FinalRunJson(api, id), EventsJson(*events), now);
 }
 
+// A one-file page (report, comparison): its policy lets it make no request; a download, not a page of ours.
+void SendHtmlPage(Call& c, std::string page, const std::string& name) {
+  c.out.Send(
+      http::ServerResponse{200,
+                           "text/html; charset=utf-8",
+                           std::move(page),
+                           {{"Content-Security-Policy", std::string(dashboard::ReportPolicy())},
+                            {"X-Content-Type-Options", "nosniff"},
+                            {"Content-Disposition", fmt::format("attachment; filename=\"{}.html\"", name)}}});
+}
+
 void Report(ApiContext& api, Call& c) {
   const std::string& id = c.Param("id");
   const store::RunRow row = LoadRun(api, id);
   std::string format = c.req.Query("format");
   if (format.empty()) format = "json";
   if (format == "html") {
-    c.out.Send(
-        http::ServerResponse{200,
-                             "text/html; charset=utf-8",
-                             ReportHtmlOf(api, id),
-                             {{"Content-Security-Policy", std::string(dashboard::ReportPolicy())},
-                              {"X-Content-Type-Options", "nosniff"},
-                              {"Content-Disposition", fmt::format("attachment; filename=\"{}.html\"", id)}}});
+    SendHtmlPage(c, ReportHtmlOf(api, id), id);
     return;
   }
   json summary;
@@ -357,16 +362,27 @@ void Compare(ApiContext& api, Call& c) {
     return r;
   };
   const RunSummary a = ended(baseline), b = ended(c.Param("id"));
+  const std::string format = c.req.HasQuery("format") ? c.req.Query("format") : "json";
+  if (format != "json" && format != "text" && format != "html") {
+    throw ApiError{400, "invalid_query", "format: allowed: json, text, html", "format"};
+  }
   CompareOptions options;
   options.tolerance_pct = static_cast<double>(http::QueryInt(c.req, "tolerance", 10, 0, 1000));
   const ordered_json result = CompareJson(a, b, options);
-  const std::string format = c.req.HasQuery("format") ? c.req.Query("format") : "json";
   if (format == "json") {
     c.out.Send(http::JsonResponse(200, result));
   } else if (format == "text") {
     c.out.Send(http::ServerResponse{200, "text/plain; charset=utf-8", CompareText(result), {}});
   } else {
-    throw ApiError{400, "invalid_query", "format: allowed: json, text", "format"};
+    // Both histories, merged again from the stored reports.
+    auto restore = [&](const std::string& id) {
+      auto run = RestoreRun(api.store, LoadRun(api, id));
+      if (!run.ok()) throw http::StoreUnavailable(run.error(), "read run " + id);
+      return std::move(run).value();
+    };
+    const auto run_a = restore(baseline), run_b = restore(c.Param("id"));
+    SendHtmlPage(c, CompareHtml(result, *run_a, *run_b, api.orchestrator.clock().Wall()),
+                 fmt::format("{}-vs-{}", baseline, c.Param("id")));
   }
 }
 

@@ -146,6 +146,13 @@ TEST(Distributed, CompareFlagsTheSlowerRunAgainstItsBaseline) {
   EXPECT_GE(home["b"]["p95_ms"].get<double>(), 25.0);
   EXPECT_LT(home["a"]["p95_ms"].get<double>(), 20.0);
   EXPECT_NE(std::find(home["regressed"].begin(), home["regressed"].end(), "p95"), home["regressed"].end());
+  const Finished page = compare(ids[0], ids[1], "html");  // one page: the table and both histories inline
+  EXPECT_EQ(page.exit_code, 99) << page.err;
+  EXPECT_EQ(page.out.rfind("<!doctype html>", 0), 0u) << page.out.substr(0, 100);
+  EXPECT_NE(page.out.find("\"kind\":\"compare\""), std::string::npos);
+  EXPECT_NE(page.out.find(ids[0]), std::string::npos);
+  EXPECT_NE(page.out.find(ids[1]), std::string::npos);
+  EXPECT_EQ(page.out.find("src=\"http"), std::string::npos);
   const Finished same = compare(ids[1], ids[1], "text");
   EXPECT_EQ(same.exit_code, 0) << same.err << same.out;
   EXPECT_NE(same.out.find("no regression"), std::string::npos) << same.out;

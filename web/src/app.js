@@ -169,7 +169,8 @@
   }
 
   // ---------------------------------------------------------------- charts
-  function chart(container, title, seriesDefs, yLabel) {
+  // opts.spanGaps: draw across seconds a series has no point for (two runs' merged buckets differ).
+  function chart(container, title, seriesDefs, yLabel, opts = {}) {
     const box = el('div', { class: 'chart card' });
     const h = el('h3', { text: title });
     const area = el('div', { class: 'plot' });
@@ -185,7 +186,7 @@
         scales: { x: { time: false } },
         legend: { live: true },
         series: [{ label: 's' }].concat(defs.map((d, i) => ({
-          label: d.label, stroke: d.color || COLORS[i % COLORS.length], width: 1.5, spanGaps: false,
+          label: d.label, stroke: d.color || COLORS[i % COLORS.length], width: 1.5, spanGaps: Boolean(opts.spanGaps),
           points: { show: false } }))),
         axes: [{ label: 'seconds since start', incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600] },
                { label: yLabel, size: 60 }],
@@ -215,10 +216,18 @@
        'errored'].map((s) => el('option', { value: s, text: s })));
     const body = el('tbody');
     const table = el('table', { id: 'runs' }, el('thead', {}, el('tr', {},
-      ['run', 'name', 'state', 'tags', 'thresholds', 'created', 'duration', 'exit', 'reason'].map(
+      ['', 'run', 'name', 'state', 'tags', 'thresholds', 'created', 'duration', 'exit', 'reason'].map(
         (t) => el('th', { text: t })))), body);
+    // Two ended runs picked here open the compare view: the older is A (the baseline).
+    const picked = new Set();
+    const compareButton = el('button', { type: 'button', id: 'compare-picked', text: 'Compare two ended runs',
+                                         disabled: true });
+    compareButton.addEventListener('click', () => {
+      const [a, b] = runs.filter((r) => picked.has(r.id)).sort((x, y) => x.created.localeCompare(y.created));
+      location.hash = '#/compare/' + encodeURIComponent(a.id) + '/' + encodeURIComponent(b.id);
+    });
     main.replaceChildren(el('h1', { text: 'Runs' }),
-      el('div', { class: 'filters' }, search, state), el('section', { class: 'card' }, table));
+      el('div', { class: 'filters' }, search, state, compareButton), el('section', { class: 'card' }, table));
     let runs = [];
     const render = () => {
       const q = search.value.trim().toLowerCase();
@@ -231,7 +240,13 @@
         const checks = !t || t.passed + t.failed === 0 ? el('span', { class: 'muted', text: t ? 'none' : '–' })
           : el('span', {}, el('span', { class: 'ok', text: '✓ ' + t.passed }), ' ',
             t.failed ? el('span', { class: 'bad', text: '✗ ' + t.failed }) : null);
-        return el('tr', { 'data-run': r.id },
+        const pick = el('input', { type: 'checkbox', class: 'pick', 'aria-label': 'compare ' + r.id,
+                                   disabled: !r.ended, checked: picked.has(r.id) });
+        pick.addEventListener('change', () => {
+          if (pick.checked) picked.add(r.id); else picked.delete(r.id);
+          compareButton.disabled = picked.size !== 2;
+        });
+        return el('tr', { 'data-run': r.id }, el('td', {}, pick),
           el('td', {}, el('a', { href: '#/runs/' + encodeURIComponent(r.id), text: r.id })),
           el('td', { text: r.name }), el('td', {}, badge(r.state)),
           el('td', {}, tagText(r).map((x) => el('span', { class: 'tag', text: x }))),
@@ -275,6 +290,7 @@
     const stateBadge = el('span', { id: 'run-state' });
     title.append(stateBadge);
     const info = el('p', { class: 'muted', id: 'run-info' });
+    const baselineLink = el('a', { id: 'baseline-link', hidden: true });
     const abort = el('button', { class: 'danger', id: 'abort', type: 'button', text: 'Abort run', hidden: true });
     const abortNote = el('span', { class: 'note', id: 'abort-note' });
     const selects = {};
@@ -342,7 +358,7 @@
       th.addEventListener('click', () => { sortKey = key; renderTables(); });
       requestHead.append(th);
     }
-    main.replaceChildren(title, info, el('div', { class: 'filters' }, abort, abortNote), filterBar, charts,
+    main.replaceChildren(title, info, el('div', { class: 'filters' }, abort, abortNote, baselineLink), filterBar, charts,
       el('h2', { text: 'Thresholds' }), el('section', { class: 'card' }, el('table', { id: 'thresholds' },
         el('thead', {}, el('tr', {}, ['', 'metric', 'threshold', 'measured'].map((t) => el('th', { text: t })))),
         thresholds)),
@@ -420,6 +436,12 @@
       stateBadge.dataset.state = run.state || '';
       const live = !['passed', 'failed', 'aborted', 'errored'].includes(run.state);
       abort.hidden = !live || Boolean(REPORT);
+      // A run whose thresholds compared with a baseline run: that comparison, once it ended.
+      baselineLink.hidden = live || Boolean(REPORT) || !summary.baseline;
+      if (summary.baseline) {
+        baselineLink.textContent = 'compare with its baseline ' + summary.baseline;
+        baselineLink.href = '#/compare/' + encodeURIComponent(summary.baseline) + '/' + encodeURIComponent(id);
+      }
       info.textContent = [run.name && ('plan ' + run.name), run.start_at && ('started ' + run.start_at),
         run.elapsed_ns !== undefined && run.duration_ns && (fmt(run.elapsed_ns / 1e9, 0) + ' s of ' +
           fmt(run.duration_ns / 1e9, 0) + ' s'), run.reason].filter(Boolean).join(' · ');
@@ -559,6 +581,98 @@
     restart();
   }
 
+  // ---------------------------------------------------------------- two runs compared
+  // GET /v1/runs/B/compare?baseline=A side by side, and both runs' histories overlaid on time since each
+  // start (an ended run's live stream is its whole history). The one-file comparison holds both inline.
+  function showCompare(aId, bId) {
+    const runLink = (rid) => REPORT ? el('span', { text: rid })
+      : el('a', { href: '#/runs/' + encodeURIComponent(rid), text: rid });
+    const note = el('p', { class: 'muted', id: 'compare-note' });
+    const charts = el('div', { class: 'grid', id: 'compare-charts' });
+    const gaps = { spanGaps: true };
+    const c = {
+      p95: chart(charts, 'p95 latency, seconds since each start', [], 'ms', gaps),
+      p99: chart(charts, 'p99 latency, seconds since each start', [], 'ms', gaps),
+      rate: chart(charts, 'Requests per second', [], 'per second', gaps),
+      errors: chart(charts, 'Errors per second', [], 'per second', gaps),
+    };
+    c.p95.box.id = 'chart-compare-p95';
+    c.p99.box.id = 'chart-compare-p99';
+    c.rate.box.id = 'chart-compare-rate';
+    c.errors.box.id = 'chart-compare-errors';
+    const body = el('tbody');
+    const heads = ['', 'row', 'req/s A', 'req/s B', 'Δ', 'errors A', 'errors B', 'Δ', 'p50 A', 'p50 B', 'Δ',
+                   'p95 A', 'p95 B', 'Δ', 'p99 A', 'p99 B', 'Δ'];
+    main.replaceChildren(
+      el('h1', {}, 'Compare ', runLink(aId), el('span', { class: 'muted', text: '(A, baseline) with' }),
+        runLink(bId), el('span', { class: 'muted', text: '(B)' })),
+      note, charts, el('h2', { text: 'Side by side' }), el('section', { class: 'card' },
+        el('table', { id: 'compare' }, el('thead', {}, el('tr', {},
+          heads.map((t, i) => el('th', { class: i > 1 ? 'num' : '', text: t })))), body)));
+    const series = { a: new Map(), b: new Map() };
+    const labels = [{ label: 'A ' + aId }, { label: 'B ' + bId }];
+    let queued = false;
+    function drawCharts() {
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(() => {
+        queued = false;
+        const ts = [...new Set([...series.a.keys(), ...series.b.keys()])].sort((x, y) => x - y);
+        const col = (f) => ['a', 'b'].map((k) => ts.map((t) => {
+          const p = series[k].get(t);
+          return p ? f(p) : null;
+        }));
+        const per = (p, v) => v / (p.w || 1);
+        c.p95.set(labels, ts, col((p) => (p.all.n ? p.all.p[2] : null)));
+        c.p99.set(labels, ts, col((p) => (p.all.n ? p.all.p[3] : null)));
+        c.rate.set(labels, ts, col((p) => per(p, p.all.n)));
+        c.errors.set(labels, ts, col((p) => per(p, p.all.f)));
+      });
+    }
+    const pct = (v) => (v === null || v === undefined ? '' : (v > 0 ? '+' : '') + fmt(v, 1) + ' %');
+    const errPct = (f) => (f === null || f === undefined ? '–' : fmt(f * 100, 2) + ' %');
+    function renderTable(cmp) {
+      note.textContent = (cmp.regressions ? cmp.regressions + ' row(s) regressed' : 'no regression') +
+        ` (p95/p99 more than ${cmp.tolerance_pct} % and ${cmp.min_latency_ms} ms higher, throughput more than ` +
+        `${cmp.tolerance_pct} % lower, error rate more than ${cmp.error_rate_pp} point(s) higher)`;
+      note.dataset.regressions = String(cmp.regressions);
+      body.replaceChildren(...cmp.rows.map((r) => {
+        const a = r.a || {}, b = r.b || {}, d = r.change || {};
+        const bad = new Set(r.regressed || []);
+        const cell = (text, flag) => el('td', { class: 'num' + (flag && bad.has(flag) ? ' bad' : ''), text });
+        return el('tr', { 'data-row': r.scope + ':' + r.name, 'data-regressed': String(bad.size > 0) },
+          el('td', { class: bad.size ? 'bad' : 'ok', text: bad.size ? '!' : '', title: [...bad].join(', ') }),
+          el('td', { text: (r.scope === 'total' ? '' : r.scope + ' ') + r.name }),
+          cell(r.a ? fmt(a.rate, 1) : '–'), cell(r.b ? fmt(b.rate, 1) : '–'), cell(pct(d.rate_pct), 'rate'),
+          cell(r.a ? errPct(a.error_rate) : '–'), cell(r.b ? errPct(b.error_rate) : '–'),
+          cell(d.error_rate_pp === null || d.error_rate_pp === undefined ? ''
+            : (d.error_rate_pp > 0 ? '+' : '') + fmt(d.error_rate_pp, 2) + ' pt', 'error_rate'),
+          ...['p50', 'p95', 'p99'].flatMap((k) => [cell(r.a ? ms(a[k + '_ms']) : '–'),
+            cell(r.b ? ms(b[k + '_ms']) : '–'), cell(pct(d[k + '_pct']), k)]));
+      }));
+    }
+    if (REPORT) {
+      for (const [k, side] of [['a', REPORT.a], ['b', REPORT.b]]) {
+        for (const p of side.seconds) series[k].set(p.t, p);
+      }
+      drawCharts();
+      renderTable(REPORT.compare);
+      setStatus('comparison made ' + REPORT.generated);
+      return;
+    }
+    apiJson('/v1/runs/' + encodeURIComponent(bId) + '/compare?baseline=' + encodeURIComponent(aId))
+      .then(renderTable)
+      .catch((e) => { if (e.status !== 401) note.textContent = e.message; });
+    for (const [k, rid] of [['a', aId], ['b', bId]]) {
+      const stop = openStream('/v1/runs/' + encodeURIComponent(rid) + '/live', (name, data) => {
+        if (name !== 'seconds') return;
+        for (const p of data) series[k].set(p.t, p);
+        drawCharts();
+      }, () => {});
+      teardown.push(stop);
+    }
+  }
+
   // ---------------------------------------------------------------- leases
   function showLeases() {
     const pools = el('tbody');
@@ -653,9 +767,13 @@
     teardown = [];
     setStatus('');
     if (REPORT) {
-      document.title = 'meridian report ' + REPORT.run.id;
       document.querySelector('header nav').hidden = true;
       document.querySelector('header .brand').removeAttribute('href');
+      if (REPORT.kind === 'compare') {
+        document.title = 'meridian: ' + REPORT.a.run.id + ' compared with ' + REPORT.b.run.id;
+        return showCompare(REPORT.a.run.id, REPORT.b.run.id);
+      }
+      document.title = 'meridian report ' + REPORT.run.id;
       return showRun(REPORT.run.id);
     }
     if (!token) return showLogin(typeof message === 'string' ? message : '');
@@ -663,6 +781,11 @@
     const h = location.hash || '#/runs';
     let id = h.slice(7);
     try { id = decodeURIComponent(id); } catch { /* shown as typed: the control plane says it is unknown */ }
+    const pair = /^#\/compare\/([^/]+)\/([^/]+)$/.exec(h);
+    if (pair) {
+      const dec = (x) => { try { return decodeURIComponent(x); } catch { return x; } };
+      return showCompare(dec(pair[1]), dec(pair[2]));
+    }
     if (h.startsWith('#/runs/')) showRun(id);
     else if (h === '#/leases') showLeases();
     else showRuns();

@@ -309,6 +309,43 @@ async function main() {
   log('report.html:', html.length, 'bytes,', shown.length, 'request names, no request made');
   await offline.close();
 
+  // ------------------------------------------------ two runs compared
+  // The compare view of the run with itself (the other runs of this test live in another state dir): the
+  // table of `runs compare --format json`, both histories overlaid; then the same as one offline file.
+  const compareJson = JSON.parse(await run([MERIDIAN, 'runs', '--control', base, '--token-file',
+    path.join(dir, 'runs.token'), 'compare', runId, runId, '--format', 'json']));
+  await page.goto(`${base}/#/compare/${runId}/${runId}`);
+  await until('the comparison', async () => (await page.$$('#compare tbody tr')).length === compareJson.rows.length);
+  assert.equal(await page.getAttribute('#compare-note', 'data-regressions'), '0');
+  await until('both histories', async () =>
+    Number(await page.getAttribute('#chart-compare-p95', 'data-points')) >= livePoints - 2);
+  assert.equal(await page.getAttribute('#chart-compare-p95', 'data-series'), `A ${runId},B ${runId}`);
+  const compareCells = async (p) => p.$$eval('#compare tbody tr', (rows) => rows.map((tr) =>
+    [...tr.children].slice(1).map((td) => td.textContent)));
+  const liveCompare = await compareCells(page);
+  const p95Of = (row) => msText(row.b.p95_ms);
+  assert.deepEqual(liveCompare.map((cells) => cells[11]), compareJson.rows.map(p95Of));  // p95 of B
+  await shot(page, 'dashboard-compare.png', true);
+  const compareHtml = await run([MERIDIAN, 'runs', '--control', base, '--token-file', path.join(dir, 'runs.token'),
+    'compare', runId, runId, '--format', 'html']);
+  const comparePath = path.join(dir, 'compare.html');
+  writeFileSync(comparePath, compareHtml);
+  const offline2 = await browser.newContext({ viewport: { width: 1400, height: 900 }, offline: true });
+  const asked2 = [];
+  offline2.on('request', (r) => asked2.push(r.url()));
+  await offline2.route('**/*', (r) => (r.request().url().startsWith('file:') ? r.continue() : r.abort()));
+  const cmpPage = await offline2.newPage();
+  const cmpErrors = [];
+  cmpPage.on('pageerror', (e) => cmpErrors.push(String(e)));
+  await cmpPage.goto('file://' + comparePath);
+  await cmpPage.waitForSelector('#compare tbody tr');
+  await until('the file\'s charts', async () => Number(await cmpPage.getAttribute('#chart-compare-rate', 'data-points')) >= 10);
+  assert.deepEqual(cmpErrors, []);
+  assert.deepEqual(await compareCells(cmpPage), liveCompare);
+  assert.deepEqual(asked2.filter((u) => u !== 'file://' + comparePath), [], 'the comparison made requests');
+  await offline2.close();
+  log('compare view and compare.html:', liveCompare.length, 'rows,', compareHtml.length, 'bytes, no request made');
+
   // ------------------------------------------------ leases
   const leases = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
   watch(leases);

@@ -53,9 +53,11 @@ int RunsMain(int argc, char** argv) {
       "and the change; exit 99 when B regressed");
   compare->add_option("a", baseline, "The baseline run")->required();
   compare->add_option("b", id, "The run compared with it")->required();
-  compare->add_option("--format", compare_format, "text or json")
+  compare
+      ->add_option("--format", compare_format,
+                   "text, json, or html (one self-contained page: the table and both runs' charts overlaid)")
       ->default_val("text")
-      ->check(CLI::IsMember({"text", "json"}));
+      ->check(CLI::IsMember({"text", "json", "html"}));
   compare
       ->add_option(
           "--tolerance", tolerance,
@@ -152,8 +154,8 @@ int RunsMain(int argc, char** argv) {
     if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
     const auto j = nlohmann::json::parse(*body, nullptr, false);
     if (!j.is_object()) return Fail(kName, "compare: the control plane's answer is not JSON", kExitRunError);
-    if (compare_format == "text") {
-      body = call("GET", path + "&format=text");
+    if (compare_format != "json") {
+      body = call("GET", path + "&format=" + compare_format);
       if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
     }
     fmt::print("{}", *body);
