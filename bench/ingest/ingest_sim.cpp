@@ -3,7 +3,12 @@
 // control plane's CPU share (from /proc/PID/stat) over the reporting window and the report round-trip times.
 //
 //   ingest_sim --control URL --runs-token T --agent-token T --pid PID [--agents 200] [--series 50] [--seconds
-//   20]
+//   20] [--regions 1] [--names 1] [--fast]
+//
+// --regions R spreads the agents over R regions (sim-0 ...); --names N gives the plan N request names that
+// the series cycle through (n0 ...); --fast sends the seconds back to back instead of one per second, to make
+// a long run's history quickly (bench/dashboard's first paint of a 1-hour run); its CPU share then means
+// little.
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -59,6 +64,11 @@ int main(int argc, char** argv) {
   const int agents = std::stoi(Arg(argc, argv, "--agents", "200"));
   const int series = std::stoi(Arg(argc, argv, "--series", "50"));
   const int seconds = std::stoi(Arg(argc, argv, "--seconds", "20"));
+  const int regions = std::max(1, std::stoi(Arg(argc, argv, "--regions", "1")));
+  const int names = std::max(1, std::stoi(Arg(argc, argv, "--names", "1")));
+  bool fast = false;
+  for (int i = 1; i < argc; ++i) fast |= std::string(argv[i]) == "--fast";
+  if (agents % regions != 0) return fmt::print(stderr, "--agents must be a multiple of --regions\n"), 2;
   const int threads = 8;
 
   std::vector<http::BlockingClient> clients;
@@ -66,9 +76,11 @@ int main(int argc, char** argv) {
   for (int i = 0; i < agents; ++i) {
     auto c = http::BlockingClient::Create(control, agent_token);
     if (!c.ok()) return fmt::print(stderr, "{}\n", c.error().message), 2;
-    auto r =
-        c->Request("POST", "/v1/agents",
-                   JsonText(json{{"name", fmt::format("sim-{}", i)}, {"region", "sim"}, {"capacity", 1}}));
+    auto r = c->Request(
+        "POST", "/v1/agents",
+        JsonText(json{{"name", fmt::format("sim-{}", i)},
+                      {"region", regions == 1 ? std::string("sim") : fmt::format("sim-{}", i % regions)},
+                      {"capacity", 1}}));
     if (!r.ok() || r->status != 201) return fmt::print(stderr, "register failed\n"), 1;
     const json registered = json::parse(r->body);
     ids.push_back(registered["id"]);
@@ -77,12 +89,20 @@ int main(int argc, char** argv) {
     clients.push_back(std::move(c).value());
   }
   auto runs = http::BlockingClient::Create(control, runs_token);
+  std::string region_list, request_list;
+  for (int r = 0; r < regions; ++r) {
+    region_list +=
+        fmt::format("{}{}: {{ agents: {} }}", r ? ", " : "",
+                    regions == 1 ? std::string("sim") : fmt::format("sim-{}", r), agents / regions);
+  }
+  for (int n = 0; n < names; ++n) {
+    request_list += fmt::format("{}{{ name: n{}, url: \"http://127.0.0.1:9/{}\" }}", n ? ", " : "", n, n);
+  }
   const std::string plan = fmt::format(
       "name: ingest\nstart_buffer: 2s\nheartbeat_timeout: 60s\nready_timeout: 60s\ndrain_grace: 30s\n"
-      "regions: {{ sim: {{ agents: {} }} }}\nscenarios:\n  s: {{ executor: constant-vus, vus: {}, duration: "
-      "{}s, "
-      "graceful_stop: 0s, requests: [{{ url: \"http://127.0.0.1:9/\" }}] }}\n",
-      agents, agents, seconds);
+      "regions: {{ {} }}\nscenarios:\n  s: {{ executor: constant-vus, vus: {}, duration: {}s, "
+      "graceful_stop: 0s, requests: [{}] }}\n",
+      region_list, agents, seconds, request_list);
   auto created = runs->Request("POST", "/v1/runs", JsonText(json{{"plan", plan}}));
   if (!created.ok() || created->status != 201)
     return fmt::print(stderr, "create failed: {}\n", created.ok() ? created->body : created.error().message),
@@ -108,7 +128,7 @@ int main(int argc, char** argv) {
     stats::RequestSample r;
     r.status = k % 10 == 9 ? 500 : 200;
     r.error = r.status == 500 ? stats::ErrorKind::kHttp5xx : stats::ErrorKind::kNone;
-    auto& st = proto.Series(stats::SeriesKey{0, static_cast<uint16_t>(k), r.status, r.error});
+    auto& st = proto.Series(stats::SeriesKey{0, static_cast<uint16_t>(k % names), r.status, r.error});
     for (int n = 0; n < 200; ++n) {
       r.total_ns = 1'000'000 + (n * 7919 % 200) * 50'000;
       r.ttfb_ns = r.total_ns - 20'000;
@@ -125,7 +145,7 @@ int main(int argc, char** argv) {
     pool.emplace_back([&, t] {
       for (int sec = 0; sec < seconds; ++sec) {
         const int64_t due = wall0 + static_cast<int64_t>(sec + 1) * 1'000'000'000;
-        while (MonoNanos() < due) std::this_thread::sleep_for(std::chrono::microseconds(200));
+        while (!fast && MonoNanos() < due) std::this_thread::sleep_for(std::chrono::microseconds(200));
         stats::IntervalSnapshot snap = proto;
         snap.second = sec;
         snap.final = sec + 1 == seconds;
@@ -136,7 +156,12 @@ int main(int argc, char** argv) {
               clients[i].Request("PUT", fmt::format("/v1/runs/{}/agents/{}/reports/{}", run, ids[i], sec),
                                  body, 10'000'000'000, "application/octet-stream");
           rtts[t].push_back(MonoNanos() - t0);
-          (r.ok() && r->status == 200 ? sent : failed)++;
+          const bool ok = r.ok() && r->status == 200;
+          if (!ok && failed.fetch_add(1) == 0) {
+            fmt::print(stderr, "first failed report: {}\n",
+                       r.ok() ? fmt::format("{} {}", r->status, r->body) : r.error().message);
+          }
+          if (ok) ++sent;
         }
       }
     });

@@ -185,6 +185,22 @@ ordered_json HistoryJson(const Run& run, int64_t full_seconds, int64_t older_poi
   return out;
 }
 
+SecondsText SecondsAfter(const Run& run, const LiveFilter& filter, int64_t after) {
+  std::set<int64_t> seconds;
+  for (const auto& [region, per_second] : run.region_seconds) {
+    for (const auto& [s, snap] : per_second) {
+      if (s > after) seconds.insert(s);
+    }
+  }
+  SecondsText out;
+  out.json = "[";
+  for (int64_t s : seconds)
+    out.json += (out.json.size() > 1 ? "," : "") + JsonText(SecondJson(run, s, filter));
+  out.json += "]";
+  out.last = seconds.empty() ? -1 : *seconds.rbegin();
+  return out;
+}
+
 ordered_json LiveRunJson(const Run& run, Orchestrator& orchestrator) {
   const int64_t now_wall_ns = orchestrator.clock().Wall(), now_mono = orchestrator.clock().Mono();
   stats::IntervalSnapshot totals;

@@ -41,6 +41,18 @@ LiveFilter LiveFilterFrom(const http::ServerRequest& req, const Run& run);
 // One second of a run under a filter: the merged point and each region's.
 nlohmann::ordered_json SecondJson(const Run& run, int64_t second, const LiveFilter& filter);
 
+// The seconds after `after` of a run under a filter, one SecondJson each, as a JSON array's text, and the
+// newest of them (-1: none): what the live feed sends first.
+struct SecondsText {
+  std::string json;
+  int64_t last = -1;
+};
+SecondsText SecondsAfter(const Run& run, const LiveFilter& filter, int64_t after);
+
+// An ended run's unfiltered SecondsAfter(run, {}, -1), written beside its artefacts when it ends: its page
+// then opens from that file instead of merging every stored report again.
+inline constexpr const char* kHistoryFile = "history.json";
+
 // A run's whole history for its one-file report, unfiltered: the last `full_seconds` seconds one point each,
 // the older ones merged into buckets of equal width so that at most `older_points` remain. A bucket merges
 // its seconds' histograms (its percentiles are true ones, not averages), counts its requests, failures,

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -208,6 +209,35 @@ TEST_F(LiveTest, ViewersOfARunThatEndedGetTheEndAndAreLetGo) {
   ASSERT_EQ(Named(got, "end").size(), 1u);
   EXPECT_EQ(Named(got, "end")[0].data["run"]["id"], id);
   EXPECT_EQ(feeds.viewers(), 0u);
+}
+
+// When a run ends its unfiltered history is written beside its artefacts, exactly what its feed would send
+// merged again from the stored reports: an ended run's page opens from that file.
+TEST_F(LiveTest, AnEndedRunsHistoryIsWrittenAsItsFeedWouldSendIt) {
+  control::Run& run = Running(PlanYaml());
+  const std::string id = run.row.id;
+  Report(run, "a1", 0, 10, 2);
+  Report(run, "a1", 1, 5, 0);
+  Done(run, "a1", 1);
+  Seen("a1");
+  Tick();
+  Tick();
+  ASSERT_EQ(orchestrator_->Active(id), nullptr);
+  std::ifstream in(dir_ + "/runs/" + id + "/" + kHistoryFile);
+  ASSERT_TRUE(in) << kHistoryFile;
+  const std::string written((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto row = store_->GetRun(id);
+  ASSERT_TRUE(row.ok() && row->has_value());
+  auto restored = RestoreRun(*store_, **row);
+  ASSERT_TRUE(restored.ok()) << restored.error().message;
+  const SecondsText again = SecondsAfter(**restored, LiveFilter{}, -1);
+  EXPECT_EQ(written, again.json);
+  EXPECT_EQ(again.last, 1);
+  const json seconds = json::parse(written);
+  ASSERT_EQ(seconds.size(), 2u);
+  EXPECT_EQ(seconds[0]["all"]["n"], 10);
+  EXPECT_EQ(seconds[0]["all"]["f"], 2);
+  EXPECT_EQ(seconds[1]["all"]["n"], 5);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "control/artefacts.h"
+#include "control/live.h"
 #include "core/duration.h"
 #include "core/files.h"
 #include "core/id.h"
@@ -480,6 +481,9 @@ void Orchestrator::WriteArtefacts(const Run& run, const Summary& summary, RunSta
     if (auto w = WritePrivateFile((dir / name).string(), content); !w.ok()) {
       LogWarn("run {}: {}", run.row.id, w.error().message);
     }
+  }
+  if (auto w = WritePrivateFile((dir / kHistoryFile).string(), SecondsAfter(run, {}, -1).json); !w.ok()) {
+    LogWarn("run {}: {}", run.row.id, w.error().message);
   }
 }
 

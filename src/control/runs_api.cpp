@@ -442,20 +442,26 @@ void Live(ApiContext& api, Call& c) {
     }
     return;
   }
+  // An ended run: its whole history, then `end`. Unfiltered, from the file written when it ended; filtered
+  // (or a run that ended before such files were written), merged again from its stored reports.
   const store::RunRow row = LoadRun(api, id);
-  auto run = RestoreRun(api.store, row);
-  if (!run.ok()) throw http::StoreUnavailable(run.error(), "read run " + id);
-  const LiveFilter filter = LiveFilterFrom(c.req, **run);
-  std::set<int64_t> seconds;
-  for (const auto& [region, per_second] : (*run)->region_seconds) {
-    for (const auto& [s, snap] : per_second) {
-      if (s > after) seconds.insert(s);
-    }
+  SecondsText history;
+  bool filtered = false;
+  for (const char* key : {"region", "scenario", "name", "status", "check"}) filtered |= c.req.HasQuery(key);
+  std::optional<std::string> stored = filtered ? std::nullopt : ReadRunFile(api, row.id, kHistoryFile);
+  if (stored && stored->size() >= 2) {
+    const size_t at = stored->rfind("{\"t\":");
+    int64_t last = -1;
+    if (at != std::string::npos)
+      std::from_chars(stored->data() + at + 5, stored->data() + stored->size(), last);
+    history = {*std::move(stored), last};
+  } else {
+    auto run = RestoreRun(api.store, row);
+    if (!run.ok()) throw http::StoreUnavailable(run.error(), "read run " + id);
+    history = SecondsAfter(**run, LiveFilterFrom(c.req, **run), after);
   }
-  std::string history;
-  for (int64_t s : seconds) history += (history.empty() ? "[" : ",") + JsonText(SecondJson(**run, s, filter));
   std::string body = ": meridian live feed\n\n";
-  if (!seconds.empty()) body += SseEvent("seconds", *seconds.rbegin(), history + "]");
+  if (history.last >= 0) body += SseEvent("seconds", history.last, history.json);
   body += SseEvent("end", -1, JsonText(FinalRunJson(api, id)));
   http::StreamWriter out = c.out.StartStream(head);
   out.Write(body);

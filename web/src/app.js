@@ -468,9 +468,11 @@
       errors.replaceChildren(...Object.entries(summary.errors || {}).map(([kind, n]) => el('tr', {},
         el('td', { text: kind }), el('td', { class: 'num', text: fmt(n, 0) }),
         el('td', { class: 'muted', text: (examples[kind] || []).join(' | ') }))));
-      document.getElementById('agents-card').hidden = !(tables.agents || []).length;
-      agentsHead.hidden = !(tables.agents || []).length;
-      agents.replaceChildren(...(tables.agents || []).map((a) => el('tr', {}, el('td', { text: a.name }),
+      // A live run's agents as the control plane sees them now; an ended run's from its summary.
+      const agentRows = (tables.agents || []).length ? tables.agents : (summary.agents || []);
+      document.getElementById('agents-card').hidden = !agentRows.length;
+      agentsHead.hidden = !agentRows.length;
+      agents.replaceChildren(...agentRows.map((a) => el('tr', {}, el('td', { text: a.name }),
         el('td', { text: a.region }), el('td', {}, badge(a.state)), el('td', { class: 'num', text: fmt(a.requests, 0) }),
         el('td', { class: 'num', text: ms(a.start_skew_ms) }), el('td', { class: 'num', text: ms(a.clock_offset_ms) }),
         el('td', { class: 'num', text: a.last_contact_s === undefined ? '–' : fmt(a.last_contact_s, 1) + ' s ago' }))));

@@ -254,6 +254,7 @@ async function main() {
     (await page.getAttribute('#run-state', 'data-state')) === 'aborted', 15000);
   assert.equal(await page.textContent('#status'), 'ended');
   assert.ok(await page.$('#abort[hidden]'));
+  assert.equal((await page.$$('#agents tbody tr')).length, 3, 'the ended run lists its agents');
   log('ended run from the store:', await points(), 'points');
   // The plan as run, and a step's log tail read when asked.
   await page.click('#plan-box summary');
@@ -286,6 +287,7 @@ async function main() {
   assert.deepEqual(reportErrors, []);
   assert.equal(await report.getAttribute('#run-state', 'data-state'), 'aborted');
   assert.ok(await report.$('#abort[hidden]'));
+  assert.equal((await report.$$('#agents tbody tr')).length, 3, 'the report lists the agents');
   const shown = await report.$$eval('#requests tbody tr', (rows) => rows.map((tr) =>
     [...tr.children].map((td) => td.textContent)));
   assert.equal(shown.length, summary.by_request.length);
