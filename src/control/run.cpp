@@ -155,31 +155,46 @@ void MapNames(Run& run, AgentProgress& p, stats::IntervalSnapshot& s) {
 
 }  // namespace
 
-Result<std::unique_ptr<Run>> RestoreRun(store::Store& store, const store::RunRow& row, size_t* reports) {
+Result<StoredRun> ReadStoredRun(store::Store& store, const store::RunRow& row) {
+  StoredRun stored;
+  stored.row = row;
+  auto assignments = store.Assignments(row.id);
+  if (!assignments.ok()) return assignments.error();
+  stored.assignments = std::move(assignments).value();
+  auto steps = store.StepInstances(row.id, false);
+  if (!steps.ok()) return steps.error();
+  stored.steps = std::move(steps).value();
+  auto samples = store.Samples(row.id);
+  if (!samples.ok()) return samples.error();
+  stored.samples = std::move(samples).value();
+  return stored;
+}
+
+Result<std::unique_ptr<Run>> RebuildRun(const StoredRun& stored) {
   auto run = std::make_unique<Run>();
-  run->row = row;
-  auto plan = plan::ParsePlan(row.plan_yaml, "plan.yaml");
+  run->row = stored.row;
+  auto plan = plan::ParsePlan(stored.row.plan_yaml, "plan.yaml");
   if (!plan.ok()) return plan.error();
   run->plan = std::move(plan).value();
   run->names = plan::Names(run->plan);
   run->static_names = run->names.requests.size();
   run->slots = plan::Slots(run->plan);
-  auto assignments = store.Assignments(row.id);
-  if (!assignments.ok()) return assignments.error();
-  run->assignments = *assignments;
-  auto steps = store.StepInstances(row.id, false);
-  if (!steps.ok()) return steps.error();
-  run->step_instances = *steps;
-  auto samples = store.Samples(row.id);
-  if (!samples.ok()) return samples.error();
-  for (const auto& s : *samples) {
+  run->assignments = stored.assignments;
+  run->step_instances = stored.steps;
+  for (const auto& s : stored.samples) {
     auto snap = stats::DecodeSnapshot(s.payload);
     const auto* a = run->Assignment(s.agent_id);
     if (!snap.ok() || !a) continue;
     run->Ingest(s.agent_id, a->region, s.seq, *snap);
   }
-  if (reports) *reports = samples->size();
   return run;
+}
+
+Result<std::unique_ptr<Run>> RestoreRun(store::Store& store, const store::RunRow& row, size_t* reports) {
+  auto stored = ReadStoredRun(store, row);
+  if (!stored.ok()) return stored.error();
+  if (reports) *reports = stored->samples.size();
+  return RebuildRun(*stored);
 }
 
 void Run::Ingest(const std::string& agent_id, const std::string& region, int64_t seq,

@@ -74,6 +74,18 @@ struct Run {
 Result<std::unique_ptr<Run>> RestoreRun(store::Store& store, const store::RunRow& row,
                                         size_t* reports = nullptr);
 
+// RestoreRun in two halves, so that the costly one can leave the loop's thread: what the store holds of a
+// run (read on the store's thread), then the run rebuilt from it (a pure function: any thread). Merging an
+// hour of reports again takes seconds.
+struct StoredRun {
+  store::RunRow row;
+  std::vector<store::AssignmentRow> assignments;
+  std::vector<store::StepInstanceRow> steps;
+  std::vector<store::SampleRow> samples;
+};
+Result<StoredRun> ReadStoredRun(store::Store& store, const store::RunRow& row);
+Result<std::unique_ptr<Run>> RebuildRun(const StoredRun& stored);
+
 // Whether a step instance's result (its result_json) is a failure: it could not be started, or it ended by
 // itself with a non-zero exit code or a signal. Stopped at run_max_time (SIGTERM, then SIGKILL) is not.
 bool InstanceFailed(const nlohmann::json& result);

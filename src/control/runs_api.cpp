@@ -289,8 +289,8 @@ std::string ReportHtmlOf(ApiContext& api, const std::string& id) {
 }
 
 // A one-file page (report, comparison): its policy lets it make no request; a download, not a page of ours.
-void SendHtmlPage(Call& c, std::string page, const std::string& name) {
-  c.out.Send(
+void SendHtmlPage(http::Responder& out, std::string page, const std::string& name) {
+  out.Send(
       http::ServerResponse{200,
                            "text/html; charset=utf-8",
                            std::move(page),
@@ -305,7 +305,7 @@ void Report(ApiContext& api, Call& c) {
   std::string format = c.req.Query("format");
   if (format.empty()) format = "json";
   if (format == "html") {
-    SendHtmlPage(c, ReportHtmlOf(api, id), id);
+    SendHtmlPage(c.out, ReportHtmlOf(api, id), id);
     return;
   }
   json summary;
@@ -374,15 +374,34 @@ void Compare(ApiContext& api, Call& c) {
   } else if (format == "text") {
     c.out.Send(http::ServerResponse{200, "text/plain; charset=utf-8", CompareText(result), {}});
   } else {
-    // Both histories, merged again from the stored reports.
-    auto restore = [&](const std::string& id) {
-      auto run = RestoreRun(api.store, LoadRun(api, id));
-      if (!run.ok()) throw http::StoreUnavailable(run.error(), "read run " + id);
-      return std::move(run).value();
+    // Both histories, merged again from the stored reports: read here, merged on the work thread.
+    auto read = [&](const std::string& id) {
+      auto stored = ReadStoredRun(api.store, LoadRun(api, id));
+      if (!stored.ok()) throw http::StoreUnavailable(stored.error(), "read run " + id);
+      return std::move(stored).value();
     };
-    const auto run_a = restore(baseline), run_b = restore(c.Param("id"));
-    SendHtmlPage(c, CompareHtml(result, *run_a, *run_b, api.orchestrator.clock().Wall()),
-                 fmt::format("{}-vs-{}", baseline, c.Param("id")));
+    struct Job {
+      StoredRun a, b;
+      std::string page;
+      std::string error;
+    };
+    auto job = std::make_shared<Job>(Job{read(baseline), read(c.Param("id")), "", ""});
+    api.work.Run(
+        [job, result, now = api.orchestrator.clock().Wall()] {
+          auto run_a = RebuildRun(job->a);
+          auto run_b = RebuildRun(job->b);
+          if (!run_a.ok() || !run_b.ok()) {
+            job->error = (run_a.ok() ? run_b.error() : run_a.error()).message;
+          } else {
+            job->page = CompareHtml(result, **run_a, **run_b, now);
+          }
+          job->a = job->b = {};  // the reports, freed on this thread
+        },
+        [job, name = fmt::format("{}-vs-{}", baseline, c.Param("id")), out = c.out]() mutable {
+          if (!job->error.empty())
+            return out.Send(http::ErrorResponse(ApiError{500, "internal", job->error, ""}));
+          SendHtmlPage(out, std::move(job->page), name);
+        });
   }
 }
 
@@ -419,6 +438,16 @@ constexpr int64_t kResendSeconds = 5;
 
 // The dashboard's live feed (control/live.h): Server-Sent Events while the run lasts; for an ended run, its
 // whole history and the `end` event at once.
+// An ended run's feed: its history, then `end`, then the stream closes.
+void SendEndedFeed(http::Responder& out, const SecondsText& history, const std::string& end) {
+  std::string body = ": meridian live feed\n\n";
+  if (history.last >= 0) body += SseEvent("seconds", history.last, history.json);
+  body += SseEvent("end", -1, end);
+  http::StreamWriter stream = out.StartStream({200, "text/event-stream; charset=utf-8", "", {}});
+  stream.Write(body);
+  stream.End();
+}
+
 void Live(ApiContext& api, Call& c) {
   const std::string& id = c.Param("id");
   int64_t after = -1;
@@ -445,27 +474,45 @@ void Live(ApiContext& api, Call& c) {
   // An ended run: its whole history, then `end`. Unfiltered, from the file written when it ended; filtered
   // (or a run that ended before such files were written), merged again from its stored reports.
   const store::RunRow row = LoadRun(api, id);
-  SecondsText history;
   bool filtered = false;
   for (const char* key : {"region", "scenario", "name", "status", "check"}) filtered |= c.req.HasQuery(key);
-  std::optional<std::string> stored = filtered ? std::nullopt : ReadRunFile(api, row.id, kHistoryFile);
-  if (stored && stored->size() >= 2) {
-    const size_t at = stored->rfind("{\"t\":");
+  if (std::optional<std::string> file = filtered ? std::nullopt : ReadRunFile(api, row.id, kHistoryFile);
+      file && file->size() >= 2) {
+    const size_t at = file->rfind("{\"t\":");
     int64_t last = -1;
-    if (at != std::string::npos)
-      std::from_chars(stored->data() + at + 5, stored->data() + stored->size(), last);
-    history = {*std::move(stored), last};
-  } else {
-    auto run = RestoreRun(api.store, row);
-    if (!run.ok()) throw http::StoreUnavailable(run.error(), "read run " + id);
-    history = SecondsAfter(**run, LiveFilterFrom(c.req, **run), after);
+    if (at != std::string::npos) std::from_chars(file->data() + at + 5, file->data() + file->size(), last);
+    SendEndedFeed(c.out, {*std::move(file), last}, JsonText(FinalRunJson(api, id)));
+    return;
   }
-  std::string body = ": meridian live feed\n\n";
-  if (history.last >= 0) body += SseEvent("seconds", history.last, history.json);
-  body += SseEvent("end", -1, JsonText(FinalRunJson(api, id)));
-  http::StreamWriter out = c.out.StartStream(head);
-  out.Write(body);
-  out.End();
+  // Merging every stored report again takes seconds for a long run: read here, merged on the work thread.
+  auto stored = ReadStoredRun(api.store, row);
+  if (!stored.ok()) throw http::StoreUnavailable(stored.error(), "read run " + id);
+  struct Job {
+    StoredRun stored;
+    http::ServerRequest req;
+    SecondsText history;
+    std::optional<ApiError> error;
+  };
+  auto job = std::make_shared<Job>();
+  job->stored = std::move(stored).value();
+  job->req.query = c.req.query;
+  api.work.Run(
+      [job, after] {
+        try {
+          auto run = RebuildRun(job->stored);
+          if (!run.ok()) {
+            throw ApiError{500, "internal", "run " + job->stored.row.id + ": " + run.error().message, ""};
+          }
+          job->history = SecondsAfter(**run, LiveFilterFrom(job->req, **run), after);
+        } catch (const ApiError& e) {
+          job->error = e;
+        }
+        job->stored = {};  // the reports, freed on this thread
+      },
+      [&api, job, id, out = c.out]() mutable {
+        if (job->error) return out.Send(http::ErrorResponse(*job->error));
+        SendEndedFeed(out, job->history, JsonText(FinalRunJson(api, id)));
+      });
 }
 
 // The plan as the run was given it: normalised, every default spelled out, its scripts bundled.

@@ -255,6 +255,16 @@ async function main() {
   assert.equal(await page.textContent('#status'), 'ended');
   assert.ok(await page.$('#abort[hidden]'));
   assert.equal((await page.$$('#agents tbody tr')).length, 3, 'the ended run lists its agents');
+  // A filter on the ended run: its stored reports merged again (off the control plane's loop).
+  await page.selectOption('#filter-region', 'eu-west-1');
+  await until('the ended run, one region', async () =>
+    (await page.getAttribute('#chart-region-rate', 'data-series')) === 'eu-west-1' && (await points()) >= livePoints - 2);
+  await page.selectOption('#filter-region', '');
+  await until('the ended run, every region', async () =>
+    (await page.getAttribute('#chart-region-rate', 'data-series')) === regions.slice().sort().join(','));
+  const mars = await call(base, 'GET', `/v1/runs/${runId}/live?region=mars`, TOKENS.runs);
+  assert.equal(mars.status, 400, mars.text);
+  assert.match(mars.json.error.message, /no region 'mars'/);
   log('ended run from the store:', await points(), 'points');
   // The plan as run, and a step's log tail read when asked.
   await page.click('#plan-box summary');
