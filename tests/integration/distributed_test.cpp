@@ -160,7 +160,7 @@ TEST(Distributed, CompareFlagsTheSlowerRunAgainstItsBaseline) {
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_NE(unknown.err.find("no run 'r-000000000000'"), std::string::npos) << unknown.err;
 
-  // Thresholds against a baseline run: a slower plan (50 ms) against the fast run (1 ms), then against itself.
+  // Thresholds against a baseline run: a slower plan (50 ms) against the fast one (1 ms), then itself.
   const std::string gated = c.WritePlan(
       "gated.yaml",
       "name: compare\nvars: { base: \"" + target.url() +
