@@ -139,7 +139,6 @@ std::string ReportHtml(const Run& run, const ordered_json& end, const ordered_js
                        {"summary", tables.value("summary", ordered_json::object())},
                        {"agents", tables.value("agents", ordered_json::array())},
                        {"events", events},
-                       {"plan", run.row.plan_yaml},
                        {"seconds", HistoryJson(run, kReportFullSeconds, kReportOlderPoints)}};
   return dashboard::ReportPage(JsonText(data));
 }

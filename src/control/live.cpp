@@ -109,6 +109,13 @@ std::string LiveFilter::Key() const {
   return fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}", region, scenario, name, check, status);
 }
 
+bool IsFiltered(const http::ServerRequest& req) {
+  for (const char* key : {"region", "scenario", "name", "status", "check"}) {
+    if (req.HasQuery(key)) return true;
+  }
+  return false;
+}
+
 LiveFilter LiveFilterFrom(const http::ServerRequest& req, const Run& run) {
   LiveFilter f;
   f.region = req.Query("region");

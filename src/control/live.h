@@ -37,6 +37,8 @@ struct LiveFilter {
 // The filter from a request's query (region, scenario, name, status, check); 400 naming the field for a
 // region the plan does not have or a status that is not 0-999.
 LiveFilter LiveFilterFrom(const http::ServerRequest& req, const Run& run);
+// Whether a request names any of those filters.
+bool IsFiltered(const http::ServerRequest& req);
 
 // One second of a run under a filter: the merged point and each region's.
 nlohmann::ordered_json SecondJson(const Run& run, int64_t second, const LiveFilter& filter);

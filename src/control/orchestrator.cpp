@@ -58,8 +58,9 @@ Result<void> Orchestrator::Resume(const store::RunRow& row) {
   if (auto baseline = BaselineData(store_, run->plan); baseline.ok()) {
     run->baseline = std::move(baseline).value();
   } else {
-    LogWarn("run {}: baseline run {} cannot be read ({}); its thresholds against it fail", row.id,
-            run->plan.baseline, baseline.error().message);
+    run->baseline_error =
+        fmt::format("baseline run {} could not be read: {}", run->plan.baseline, baseline.error().message);
+    LogWarn("run {}: {}; its thresholds against it fail", row.id, run->baseline_error);
   }
   // Agents get a fresh heartbeat window after a restart: the control plane, not they, was away.
   const int64_t now = clock_.Mono();
@@ -482,8 +483,14 @@ void Orchestrator::WriteArtefacts(const Run& run, const Summary& summary, RunSta
       LogWarn("run {}: {}", run.row.id, w.error().message);
     }
   }
-  if (auto w = WritePrivateFile((dir / kHistoryFile).string(), SecondsAfter(run, {}, -1).json); !w.ok()) {
+  // Whole or not at all: written aside, then renamed (a page never reads half of it).
+  const auto history = dir / kHistoryFile;
+  auto partial = history;
+  partial += ".partial";
+  if (auto w = WritePrivateFile(partial.string(), SecondsAfter(run, {}, -1).json); !w.ok()) {
     LogWarn("run {}: {}", run.row.id, w.error().message);
+  } else if (std::error_code ec; std::filesystem::rename(partial, history, ec), ec) {
+    LogWarn("run {}: cannot write {}: {}", run.row.id, history.string(), ec.message());
   }
 }
 

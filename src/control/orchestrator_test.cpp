@@ -136,5 +136,33 @@ TEST_F(OrchestratorTest, ARestartResumesActiveRunsWithTheirReportsAndAFreshHeart
   EXPECT_EQ(orchestrator_->Active(id), nullptr);
 }
 
+// A resumed run whose baseline run cannot be read (pruned by retention, say) goes on: its thresholds against
+// the baseline never abort it and fail at the end saying why; the others are evaluated as usual.
+TEST_F(OrchestratorTest, AResumedRunWhoseBaselineIsGoneSaysWhyAndIsNotAborted) {
+  control::Run& run = Running(
+      "baseline: r-000000000000\n" +
+      PlanYaml(
+          "thresholds:\n  http_req_duration: [{ threshold: \"p(95) < baseline * 1.1\", abortOnFail: true }]\n"
+          "  http_reqs: [\"count > 0\"]\n"));
+  const std::string id = run.row.id;
+  Report(run, "a1", 0, 10, 0);
+  Open();
+  control::Run* resumed = orchestrator_->Active(id);
+  ASSERT_NE(resumed, nullptr);
+  EXPECT_TRUE(resumed->baseline.empty());
+  EXPECT_NE(resumed->baseline_error.find("baseline run r-000000000000 could not be read"), std::string::npos)
+      << resumed->baseline_error;
+  EXPECT_TRUE(EvaluateThresholds(*resumed, /*abort_only=*/true).empty());
+  const auto all = EvaluateThresholds(*resumed, false);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_FALSE(all[0].ok);
+  EXPECT_NE(
+      all[0].measured_text.find("no baseline run to compare with (baseline run r-000000000000 could not be "
+                                "read: baseline: there is no run 'r-000000000000')"),
+      std::string::npos)
+      << all[0].measured_text;
+  EXPECT_TRUE(all[1].ok);
+}
+
 }  // namespace
 }  // namespace meridian::control

@@ -363,23 +363,41 @@ stats::MetricData MetricFor(const Run& run, const stats::ThresholdSet& set) {
   return d;
 }
 
-Result<std::vector<stats::MetricData>> BaselineData(store::Store& store, const plan::Plan& plan) {
-  std::vector<stats::MetricData> out;
-  if (plan.baseline.empty()) return out;
-  auto row = store.GetRun(plan.baseline);
-  if (!row.ok()) return row.error();
-  if (!row->has_value()) {
-    return MakeError(ErrorCode::kNotFound, fmt::format("baseline: there is no run '{}'", plan.baseline));
+bool UsesBaseline(const plan::Plan& plan) {
+  for (const auto& set : plan.thresholds) {
+    for (const auto& e : set.exprs) {
+      if (e.baseline) return true;
+    }
   }
+  return false;
+}
+
+Result<StoredRun> ReadBaselineRun(store::Store& store, const std::string& id) {
+  auto row = store.GetRun(id);
+  if (!row.ok()) return row.error();
+  if (!row->has_value())
+    return MakeError(ErrorCode::kNotFound, fmt::format("baseline: there is no run '{}'", id));
   if (!store::Terminal((*row)->state)) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("baseline: run '{}' has not ended ({}): a baseline is an ended run",
-                                 plan.baseline, store::RunStateName((*row)->state)));
+                     fmt::format("baseline: run '{}' has not ended ({}): a baseline is an ended run", id,
+                                 store::RunStateName((*row)->state)));
   }
-  auto base = RestoreRun(store, **row);
-  if (!base.ok()) return base.error();
-  for (const auto& set : plan.thresholds) out.push_back(MetricFor(**base, set));
+  return ReadStoredRun(store, **row);
+}
+
+std::vector<stats::MetricData> BaselineFrom(const Run& baseline, const plan::Plan& plan) {
+  std::vector<stats::MetricData> out;
+  for (const auto& set : plan.thresholds) out.push_back(MetricFor(baseline, set));
   return out;
+}
+
+Result<std::vector<stats::MetricData>> BaselineData(store::Store& store, const plan::Plan& plan) {
+  if (plan.baseline.empty() || !UsesBaseline(plan)) return std::vector<stats::MetricData>{};
+  auto stored = ReadBaselineRun(store, plan.baseline);
+  if (!stored.ok()) return stored.error();
+  auto base = RebuildRun(*stored);
+  if (!base.ok()) return base.error();
+  return BaselineFrom(**base, plan);
 }
 
 std::vector<stats::ThresholdOutcome> EvaluateThresholds(const Run& run, bool abort_only) {
@@ -390,9 +408,15 @@ std::vector<stats::ThresholdOutcome> EvaluateThresholds(const Run& run, bool abo
     for (const auto& e : set.exprs) wanted |= e.abort_on_fail;
     if (!wanted) continue;
     const stats::MetricData data = MetricFor(run, set);
+    const stats::MetricData* baseline = i < run.baseline.size() ? &run.baseline[i] : nullptr;
     for (const auto& e : set.exprs) {
       if (abort_only && !e.abort_on_fail) continue;
-      out.push_back(stats::Evaluate(set, e, data, i < run.baseline.size() ? &run.baseline[i] : nullptr));
+      // A baseline that could not be read (a resumed run) does not abort the run; the summary says why.
+      if (abort_only && e.baseline && !baseline) continue;
+      out.push_back(stats::Evaluate(set, e, data, baseline));
+      if (e.baseline && !baseline && !run.baseline_error.empty()) {
+        out.back().measured_text += " (" + run.baseline_error + ")";
+      }
     }
   }
   return out;

@@ -65,8 +65,10 @@ struct Run {
   size_t static_names = 0;  // entries of `names` derived from the plan; the rest came from agents (scripts)
   std::unordered_map<std::string, uint16_t> name_index;
   int64_t EndAtNs() const { return row.start_at_ns + plan.ScheduledDuration(); }
-  // The baseline run's data for each of plan.thresholds (the same filters), when the plan names one.
+  // The baseline run's data for each of plan.thresholds (the same filters), when the plan names one; why it
+  // could not be read (a resumed run whose baseline is gone).
   std::vector<stats::MetricData> baseline;
+  std::string baseline_error;
 };
 
 // A run as the store holds it: its plan, assignments, step instances (no logs) and every stored report
@@ -101,8 +103,13 @@ std::string LastLines(std::string_view text, int n);
 // iteration or step of any agent (as agents said in done; before that, the seconds of data so far).
 int64_t RunDurationNs(const Run& run);
 
-// For a plan with a baseline run: that run's data for each of the plan's thresholds, read once from the store
-// (its stored reports ingested again). kNotFound: no such run; kInvalidArgument: it has not ended.
+// Thresholds against a baseline run. Whether any expression of the plan compares with one; the baseline run
+// as the store holds it (kNotFound: no such run; kInvalidArgument: it has not ended); its data for each of
+// the plan's thresholds (the same filters; RebuildRun's run: seconds of merging for a long run, so off the
+// loop's thread when it can be); and the three together (for a resume at start-up).
+bool UsesBaseline(const plan::Plan& plan);
+Result<StoredRun> ReadBaselineRun(store::Store& store, const std::string& id);
+std::vector<stats::MetricData> BaselineFrom(const Run& baseline, const plan::Plan& plan);
 Result<std::vector<stats::MetricData>> BaselineData(store::Store& store, const plan::Plan& plan);
 
 // Threshold inputs for one filter, from the agents' totals.

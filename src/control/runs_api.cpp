@@ -47,6 +47,19 @@ nlohmann::ordered_json FinalRunJson(ApiContext& api, const std::string& id) {
 
 namespace {
 
+// 503 while the work thread already has jobs queued: rebuilding an ended run takes seconds, and run creation
+// waits behind those jobs.
+void CheckWorkQueue(ApiContext& api) {
+  constexpr size_t kMaxQueued = 4;
+  if (api.work.queued() >= kMaxQueued) {
+    throw ApiError{503,
+                   "busy",
+                   "the control plane is rebuilding other runs; try again shortly",
+                   "",
+                   {{"Retry-After", "2"}}};
+  }
+}
+
 // 429 when the token drives as many runs as it may.
 void CheckRunCap(ApiContext& api, const std::string& owner) {
   const size_t active = api.orchestrator.ActiveRunsOf(owner);
@@ -63,7 +76,7 @@ void CheckRunCap(ApiContext& api, const std::string& owner) {
 }
 
 void StartRun(ApiContext& api, plan::Plan plan, std::string yaml, const std::string& owner,
-              http::Responder& out) {
+              std::vector<stats::MetricData> baseline, http::Responder& out) {
   if (plan.ready_timeout_ns > api.config.max_ready_timeout_ns) {
     throw ApiError{
         400, "invalid_plan",
@@ -72,17 +85,55 @@ void StartRun(ApiContext& api, plan::Plan plan, std::string yaml, const std::str
         "ready_timeout"};
   }
   CheckRunCap(api, owner);  // again: runs may have started while the plan was parsed
-  auto baseline = BaselineData(api.store, plan);
-  if (!baseline.ok()) {
-    const Error& e = baseline.error();
-    if (e.code == ErrorCode::kNotFound) throw ApiError{400, "invalid_baseline", e.message, "baseline"};
-    if (e.code == ErrorCode::kInvalidArgument)
-      throw ApiError{409, "baseline_not_ended", e.message, "baseline"};
-    throw http::StoreUnavailable(e, "read the baseline run");
-  }
-  auto run = api.orchestrator.Create(std::move(plan), std::move(yaml), owner, std::move(baseline).value());
+  auto run = api.orchestrator.Create(std::move(plan), std::move(yaml), owner, std::move(baseline));
   if (!run.ok()) throw http::StoreUnavailable(run.error(), "create the run");
   out.Send(http::JsonResponse(201, RunRowJson((*run)->row)));
+}
+
+// A plan whose thresholds compare with a baseline run: the baseline read here, its reports merged and each
+// threshold's data measured on the work thread (seconds for a long run), then the run created on the loop.
+void WithBaseline(ApiContext& api, plan::Plan plan, std::string yaml, const std::string& owner,
+                  http::Responder& out) {
+  auto stored = ReadBaselineRun(api.store, plan.baseline);
+  if (!stored.ok()) {
+    const Error& e = stored.error();
+    if (e.code == ErrorCode::kNotFound) throw ApiError{400, "invalid_baseline", e.message, "baseline"};
+    if (e.code == ErrorCode::kInvalidArgument)
+      throw ApiError{400, "baseline_not_ended", e.message, "baseline"};
+    throw http::StoreUnavailable(e, "read the baseline run");
+  }
+  struct Job {
+    StoredRun stored;
+    plan::Plan plan;
+    std::string yaml;
+    std::vector<stats::MetricData> data;
+    std::string error;
+  };
+  auto job = std::make_shared<Job>();
+  job->stored = std::move(stored).value();
+  job->plan = std::move(plan);
+  job->yaml = std::move(yaml);
+  api.work.Run(
+      [job] {
+        try {
+          auto base = RebuildRun(job->stored);
+          if (base.ok()) job->data = BaselineFrom(**base, job->plan);
+          if (!base.ok()) job->error = base.error().message;
+        } catch (const std::exception& e) {
+          job->error = e.what();
+        }
+        job->stored = {};  // the reports, freed on this thread
+      },
+      [&api, job, owner, out]() mutable {
+        try {
+          if (!job->error.empty()) {
+            throw ApiError{500, "internal", "the baseline run could not be read: " + job->error, "baseline"};
+          }
+          StartRun(api, std::move(job->plan), std::move(job->yaml), owner, std::move(job->data), out);
+        } catch (const ApiError& e) {
+          out.Send(http::ErrorResponse(e));
+        }
+      });
 }
 
 // The plan is parsed and checked on the work thread; the run is created back on the loop.
@@ -117,7 +168,11 @@ void CreateRun(ApiContext& api, Call& c) {
           if (!parsed->plan->ok()) throw ApiError{400, "invalid_plan", parsed->plan->error().message, "plan"};
           if (!parsed->runnable.ok())
             throw ApiError{400, "not_runnable", parsed->runnable.error().message, "plan"};
-          StartRun(api, std::move(*parsed->plan).value(), std::move(parsed->yaml), owner, out);
+          plan::Plan plan = std::move(*parsed->plan).value();
+          if (plan.baseline.empty() || !UsesBaseline(plan)) {
+            return StartRun(api, std::move(plan), std::move(parsed->yaml), owner, {}, out);
+          }
+          WithBaseline(api, std::move(plan), std::move(parsed->yaml), owner, out);
         } catch (const ApiError& e) {
           out.Send(http::ErrorResponse(e));
         }
@@ -375,6 +430,7 @@ void Compare(ApiContext& api, Call& c) {
     c.out.Send(http::ServerResponse{200, "text/plain; charset=utf-8", CompareText(result), {}});
   } else {
     // Both histories, merged again from the stored reports: read here, merged on the work thread.
+    CheckWorkQueue(api);
     auto read = [&](const std::string& id) {
       auto stored = ReadStoredRun(api.store, LoadRun(api, id));
       if (!stored.ok()) throw http::StoreUnavailable(stored.error(), "read run " + id);
@@ -388,12 +444,16 @@ void Compare(ApiContext& api, Call& c) {
     auto job = std::make_shared<Job>(Job{read(baseline), read(c.Param("id")), "", ""});
     api.work.Run(
         [job, result, now = api.orchestrator.clock().Wall()] {
-          auto run_a = RebuildRun(job->a);
-          auto run_b = RebuildRun(job->b);
-          if (!run_a.ok() || !run_b.ok()) {
-            job->error = (run_a.ok() ? run_b.error() : run_a.error()).message;
-          } else {
-            job->page = CompareHtml(result, **run_a, **run_b, now);
+          try {
+            auto run_a = RebuildRun(job->a);
+            auto run_b = RebuildRun(job->b);
+            if (!run_a.ok() || !run_b.ok()) {
+              job->error = (run_a.ok() ? run_b.error() : run_a.error()).message;
+            } else {
+              job->page = CompareHtml(result, **run_a, **run_b, now);
+            }
+          } catch (const std::exception& e) {
+            job->error = e.what();
           }
           job->a = job->b = {};  // the reports, freed on this thread
         },
@@ -474,9 +534,8 @@ void Live(ApiContext& api, Call& c) {
   // An ended run: its whole history, then `end`. Unfiltered, from the file written when it ended; filtered
   // (or a run that ended before such files were written), merged again from its stored reports.
   const store::RunRow row = LoadRun(api, id);
-  bool filtered = false;
-  for (const char* key : {"region", "scenario", "name", "status", "check"}) filtered |= c.req.HasQuery(key);
-  if (std::optional<std::string> file = filtered ? std::nullopt : ReadRunFile(api, row.id, kHistoryFile);
+  if (std::optional<std::string> file =
+          IsFiltered(c.req) ? std::nullopt : ReadRunFile(api, row.id, kHistoryFile);
       file && file->size() >= 2) {
     const size_t at = file->rfind("{\"t\":");
     int64_t last = -1;
@@ -485,6 +544,7 @@ void Live(ApiContext& api, Call& c) {
     return;
   }
   // Merging every stored report again takes seconds for a long run: read here, merged on the work thread.
+  CheckWorkQueue(api);
   auto stored = ReadStoredRun(api.store, row);
   if (!stored.ok()) throw http::StoreUnavailable(stored.error(), "read run " + id);
   struct Job {
@@ -506,6 +566,8 @@ void Live(ApiContext& api, Call& c) {
           job->history = SecondsAfter(**run, LiveFilterFrom(job->req, **run), after);
         } catch (const ApiError& e) {
           job->error = e;
+        } catch (const std::exception& e) {
+          job->error = ApiError{500, "internal", e.what(), ""};
         }
         job->stored = {};  // the reports, freed on this thread
       },

@@ -40,7 +40,11 @@ void WorkThread::Main() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    job.first();
+    try {
+      job.first();
+    } catch (const std::exception& e) {  // the thread's boundary: `done` still runs, and says what it can
+      LogError("work thread: {}", e.what());
+    }
     loop_.Post([alive = alive_, done = std::move(job.second)] {
       if (!*alive) return;
       try {

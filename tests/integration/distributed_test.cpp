@@ -121,7 +121,7 @@ TEST(Distributed, CompareFlagsTheSlowerRunAgainstItsBaseline) {
             "\" }\nstart_buffer: 200ms\nregions: { eu-west-1: {} }\n"
             "scenarios:\n  s: { executor: constant-arrival-rate, rate: 50/s, duration: 2s, requests: "
             "[{ name: home, url: \"{{base}}/?delay=" +
-            (i == 0 ? "1ms" : "25ms") + "\" }] }\n");
+            (i == 0 ? "1ms" : "100ms") + "\" }] }\n");
     const Finished f = RunFull(c.Submit(plan), 60'000ms);
     ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
     ids[i] = json::parse(f.out)["run"]["id"];
@@ -143,8 +143,9 @@ TEST(Distributed, CompareFlagsTheSlowerRunAgainstItsBaseline) {
   ASSERT_EQ(result["rows"].size(), 3u);
   const json& home = result["rows"][2];
   EXPECT_EQ(home["name"], "home");
-  EXPECT_GE(home["b"]["p95_ms"].get<double>(), 25.0);
-  EXPECT_LT(home["a"]["p95_ms"].get<double>(), 20.0);
+  // (On a loaded machine the fast run's first requests can take tens of ms: only the ratio is asserted.)
+  EXPECT_GE(home["b"]["p95_ms"].get<double>(), 100.0);
+  EXPECT_LT(home["a"]["p95_ms"].get<double>(), home["b"]["p95_ms"].get<double>() / 2);
   EXPECT_NE(std::find(home["regressed"].begin(), home["regressed"].end(), "p95"), home["regressed"].end());
   const Finished page = compare(ids[0], ids[1], "html");  // one page: the table and both histories inline
   EXPECT_EQ(page.exit_code, 99) << page.err;
@@ -153,6 +154,9 @@ TEST(Distributed, CompareFlagsTheSlowerRunAgainstItsBaseline) {
   EXPECT_NE(page.out.find(ids[0]), std::string::npos);
   EXPECT_NE(page.out.find(ids[1]), std::string::npos);
   EXPECT_EQ(page.out.find("src=\"http"), std::string::npos);
+  const size_t first = page.out.find("\"seconds\":[{\"t\":");  // both runs' histories, not empty
+  ASSERT_NE(first, std::string::npos);
+  EXPECT_NE(page.out.find("\"seconds\":[{\"t\":", first + 1), std::string::npos);
   const Finished same = compare(ids[1], ids[1], "text");
   EXPECT_EQ(same.exit_code, 0) << same.err << same.out;
   EXPECT_NE(same.out.find("no regression"), std::string::npos) << same.out;
@@ -160,14 +164,14 @@ TEST(Distributed, CompareFlagsTheSlowerRunAgainstItsBaseline) {
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_NE(unknown.err.find("no run 'r-000000000000'"), std::string::npos) << unknown.err;
 
-  // Thresholds against a baseline run: a slower plan (50 ms) against the fast one (1 ms), then itself.
+  // Thresholds against a baseline run: a slower plan (200 ms) against the fast one (1 ms), then itself.
   const std::string gated = c.WritePlan(
       "gated.yaml",
       "name: compare\nvars: { base: \"" + target.url() +
           "\" }\nstart_buffer: 200ms\nregions: { eu-west-1: {} }\n"
-          "scenarios:\n  s: { executor: constant-arrival-rate, rate: 50/s, duration: 2s, requests: "
-          "[{ name: home, url: \"{{base}}/?delay=50ms\" }] }\n"
-          "thresholds: { \"http_req_duration{name:home}\": [\"p(95) < baseline * 3\"] }\n");
+          "scenarios:\n  s: { executor: constant-arrival-rate, rate: 20/s, duration: 2s, requests: "
+          "[{ name: home, url: \"{{base}}/?delay=200ms\" }] }\n"
+          "thresholds: { \"http_req_duration{name:home}\": [\"p(95) < baseline * 2\"] }\n");
   auto against = [&](const std::string& baseline) {
     std::vector<std::string> args = c.Submit(gated);
     args.insert(args.end(), {"--baseline", baseline});
@@ -180,7 +184,7 @@ TEST(Distributed, CompareFlagsTheSlowerRunAgainstItsBaseline) {
   ASSERT_EQ(gate["thresholds"].size(), 1u);
   const json& t = gate["thresholds"][0];
   EXPECT_FALSE(t["ok"].get<bool>());
-  EXPECT_DOUBLE_EQ(t["limit"].get<double>(), t["baseline"].get<double>() * 3);
+  EXPECT_DOUBLE_EQ(t["limit"].get<double>(), t["baseline"].get<double>() * 2);
   EXPECT_NEAR(t["baseline"].get<double>() / 1e6, home["a"]["p95_ms"].get<double>(), 0.05);
   EXPECT_NE(t["measured_text"].get<std::string>().find("; baseline "), std::string::npos) << t;
   const Finished same_speed = against(gate["run"]["id"]);

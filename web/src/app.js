@@ -223,7 +223,9 @@
     const compareButton = el('button', { type: 'button', id: 'compare-picked', text: 'Compare two ended runs',
                                          disabled: true });
     compareButton.addEventListener('click', () => {
-      const [a, b] = runs.filter((r) => picked.has(r.id)).sort((x, y) => x.created.localeCompare(y.created));
+      const two = runs.filter((r) => picked.has(r.id)).sort((x, y) => x.created.localeCompare(y.created));
+      if (two.length !== 2) return;  // one of them left the list meanwhile
+      const [a, b] = two;
       location.hash = '#/compare/' + encodeURIComponent(a.id) + '/' + encodeURIComponent(b.id);
     });
     main.replaceChildren(el('h1', { text: 'Runs' }),
@@ -339,11 +341,9 @@
       if (!planBox.open || planLoaded) return;
       planLoaded = true;
       try {
-        planText.textContent = REPORT ? (REPORT.plan || '') : await (async () => {
-          const res = await api('/v1/runs/' + encodeURIComponent(id) + '/plan');
-          if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
-          return res.text();
-        })();
+        const res = await api('/v1/runs/' + encodeURIComponent(id) + '/plan');
+        if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+        planText.textContent = await res.text();
       } catch (e) {
         planLoaded = false;
         planText.textContent = 'the plan cannot be read: ' + e.message;
@@ -372,7 +372,9 @@
       stepsHead, el('section', { class: 'card', id: 'steps-card' }, el('table', { id: 'steps' },
         el('thead', {}, el('tr', {}, ['step', 'agent', 'state', 'exit', 'restarts', 'CPU s', 'peak RSS', 'log'].map(
           (t) => el('th', { text: t })))), steps)),
-      el('h2', { text: 'Plan' }), el('section', { class: 'card' }, planBox),
+      // Not in the one-file report: a plan holds its vars (and what they templated: URLs, headers), which
+      // may be secrets; plan.yaml lies beside the report for whoever may read it.
+      ...(REPORT ? [] : [el('h2', { text: 'Plan' }), el('section', { class: 'card' }, planBox)]),
       el('h2', { text: 'State' }), el('section', { class: 'card' }, el('table', { id: 'timeline' },
         el('thead', {}, el('tr', {}, ['at', 'from', 'to', 'detail'].map((t) => el('th', { text: t })))),
         timeline)));
@@ -712,7 +714,12 @@
     const count = (p, s) => (p.counts && p.counts[s]) || 0;
     let auditAfter = 0;
     let tail = [];
-    async function refresh() {
+    let refreshing = null;  // one refresh at a time: the poll and an action's refresh share it
+    function refresh() {
+      if (!refreshing) refreshing = refreshOnce().finally(() => { refreshing = null; });
+      return refreshing;
+    }
+    async function refreshOnce() {
       try {
         const [p, e, a] = await Promise.all([apiJson('/v1/pools'), apiJson('/v1/environments'),
           apiJson('/v1/allocations?state=active&limit=200')]);

@@ -83,8 +83,10 @@ int RunsMain(int argc, char** argv) {
   if (!error.empty()) return Fail(kName, error, kExitUsage);
   auto client = http::BlockingClient::Create(control, token);
   if (!client.ok()) return Fail(kName, client.error().message, kExitUsage);
-  auto call = [&](const std::string& method, const std::string& path) -> Result<std::string> {
-    auto r = client->Request(method, path, method == "POST" ? "{}" : "");
+  // `timeout_ns`: a comparison as html merges both runs' stored reports again (seconds for long runs).
+  auto call = [&](const std::string& method, const std::string& path,
+                  int64_t timeout_ns = 10'000'000'000) -> Result<std::string> {
+    auto r = client->Request(method, path, method == "POST" ? "{}" : "", timeout_ns);
     if (!r.ok()) return r.error();
     if (r->status >= 300) {
       const auto j = nlohmann::json::parse(r->body, nullptr, false);
@@ -155,7 +157,7 @@ int RunsMain(int argc, char** argv) {
     const auto j = nlohmann::json::parse(*body, nullptr, false);
     if (!j.is_object()) return Fail(kName, "compare: the control plane's answer is not JSON", kExitRunError);
     if (compare_format != "json") {
-      body = call("GET", path + "&format=" + compare_format);
+      body = call("GET", path + "&format=" + compare_format, 300'000'000'000);
       if (!body.ok()) return Fail(kName, body.error().message, kExitRunError);
     }
     fmt::print("{}", *body);
