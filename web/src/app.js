@@ -36,6 +36,18 @@
   const ms = (v) => v === null || v === undefined ? '–'
     : fmt(Math.abs(v) < 0.005 ? 0 : v, Math.abs(v) < 10 ? 2 : 1) + ' ms';
   const sleep = (t) => new Promise((r) => setTimeout(r, t));
+  // fn at most once per frame, however often it is asked for.
+  function perFrame(fn) {
+    let queued = false;
+    return () => {
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(() => {
+        queued = false;
+        fn();
+      });
+    };
+  }
   function badge(state) { return el('span', { class: 'badge ' + state, text: state }); }
   function setStatus(text) { statusEl.textContent = text; }
 
@@ -398,37 +410,31 @@
       select.append(el('option', { value, text: value }));
     }
 
-    let drawQueued = false;
-    function draw() {
-      if (drawQueued) return;
-      drawQueued = true;
-      requestAnimationFrame(() => {
-        drawQueued = false;
-        const ts = [...points.keys()].sort((a, b) => a - b);
-        const rows = ts.map((t) => points.get(t));
-        const col = (f) => rows.map((r) => f(r));
-        // A report's older points each stand for w seconds (their counts, per second here).
-        const per = (r, v) => v === null || v === undefined ? v : v / (r.w || 1);
-        c.rate.set([{ label: 'requests/s' }, { label: 'errors/s', color: '#cf222e' }], ts,
-          [col((r) => per(r, r.all.n)), col((r) => per(r, r.all.f))]);
-        c.latency.set(['p50', 'p90', 'p95', 'p99', 'max'].map((label) => ({ label })), ts,
-          [0, 1, 2, 3, 4].map((i) => col((r) => r.all.n ? r.all.p[i] : null)));
-        const regions = [...new Set(rows.flatMap((r) => Object.keys(r.regions)))].sort();
-        for (const g of regions) option(selects.region, g);  // an ended run's tables do not list them
-        c.regionP99.set(regions.map((label) => ({ label })), ts,
-          regions.map((g) => col((r) => r.regions[g] && r.regions[g].n ? r.regions[g].p[3] : null)));
-        c.regionRate.set(regions.map((label) => ({ label })), ts,
-          regions.map((g) => col((r) => r.regions[g] ? per(r, r.regions[g].n) : null)));
-        c.vus.set([{ label: 'active VUs' }, { label: 'dropped/s', color: '#cf222e' }], ts,
-          [col((r) => r.all.vus), col((r) => per(r, r.all.drop))]);
-        c.checks.set([{ label: 'passed', color: '#1a7f37' }, { label: 'failed', color: '#cf222e' }], ts,
-          [col((r) => per(r, r.all.cp)), col((r) => per(r, r.all.cf))]);
-        const last = rows[rows.length - 1];
-        charts.dataset.lastSecond = last ? String(last.t) : '';
-        charts.dataset.lastP99 = last ? String(last.all.p[3]) : '';
-        charts.dataset.maxP99 = String(Math.max(0, ...rows.map((r) => r.all.n ? r.all.p[3] : 0)));
-      });
-    }
+    const draw = perFrame(() => {
+      const ts = [...points.keys()].sort((a, b) => a - b);
+      const rows = ts.map((t) => points.get(t));
+      const col = (f) => rows.map((r) => f(r));
+      // A report's older points each stand for w seconds (their counts, per second here).
+      const per = (r, v) => v === null || v === undefined ? v : v / (r.w || 1);
+      c.rate.set([{ label: 'requests/s' }, { label: 'errors/s', color: '#cf222e' }], ts,
+        [col((r) => per(r, r.all.n)), col((r) => per(r, r.all.f))]);
+      c.latency.set(['p50', 'p90', 'p95', 'p99', 'max'].map((label) => ({ label })), ts,
+        [0, 1, 2, 3, 4].map((i) => col((r) => r.all.n ? r.all.p[i] : null)));
+      const regions = [...new Set(rows.flatMap((r) => Object.keys(r.regions)))].sort();
+      for (const g of regions) option(selects.region, g);  // an ended run's tables do not list them
+      c.regionP99.set(regions.map((label) => ({ label })), ts,
+        regions.map((g) => col((r) => r.regions[g] && r.regions[g].n ? r.regions[g].p[3] : null)));
+      c.regionRate.set(regions.map((label) => ({ label })), ts,
+        regions.map((g) => col((r) => r.regions[g] ? per(r, r.regions[g].n) : null)));
+      c.vus.set([{ label: 'active VUs' }, { label: 'dropped/s', color: '#cf222e' }], ts,
+        [col((r) => r.all.vus), col((r) => per(r, r.all.drop))]);
+      c.checks.set([{ label: 'passed', color: '#1a7f37' }, { label: 'failed', color: '#cf222e' }], ts,
+        [col((r) => per(r, r.all.cp)), col((r) => per(r, r.all.cf))]);
+      const last = rows[rows.length - 1];
+      charts.dataset.lastSecond = last ? String(last.t) : '';
+      charts.dataset.lastP99 = last ? String(last.all.p[3]) : '';
+      charts.dataset.maxP99 = String(Math.max(0, ...rows.map((r) => r.all.n ? r.all.p[3] : 0)));
+    });
 
     function renderTables() {
       if (!tables) return;
@@ -615,24 +621,19 @@
           heads.map((t, i) => el('th', { class: i > 1 ? 'num' : '', text: t })))), body)));
     const series = { a: new Map(), b: new Map() };
     const labels = [{ label: 'A ' + aId }, { label: 'B ' + bId }];
-    let queued = false;
-    function drawCharts() {
-      if (queued) return;
-      queued = true;
-      requestAnimationFrame(() => {
-        queued = false;
-        const ts = [...new Set([...series.a.keys(), ...series.b.keys()])].sort((x, y) => x - y);
-        const col = (f) => ['a', 'b'].map((k) => ts.map((t) => {
-          const p = series[k].get(t);
-          return p ? f(p) : null;
-        }));
-        const per = (p, v) => v / (p.w || 1);
-        c.p95.set(labels, ts, col((p) => (p.all.n ? p.all.p[2] : null)));
-        c.p99.set(labels, ts, col((p) => (p.all.n ? p.all.p[3] : null)));
-        c.rate.set(labels, ts, col((p) => per(p, p.all.n)));
-        c.errors.set(labels, ts, col((p) => per(p, p.all.f)));
-      });
-    }
+    const drawCharts = perFrame(() => {
+      const ts = [...new Set([...series.a.keys(), ...series.b.keys()])].sort((x, y) => x - y);
+      const col = (f) => ['a', 'b'].map((k) => ts.map((t) => {
+        const p = series[k].get(t);
+        return p ? f(p) : null;
+      }));
+      const per = (p, v) => v / (p.w || 1);
+      c.p95.set(labels, ts, col((p) => (p.all.n ? p.all.p[2] : null)));
+      c.p99.set(labels, ts, col((p) => (p.all.n ? p.all.p[3] : null)));
+      c.rate.set(labels, ts, col((p) => per(p, p.all.n)));
+      c.errors.set(labels, ts, col((p) => per(p, p.all.f)));
+    });
+
     const pct = (v) => (v === null || v === undefined ? '' : (v > 0 ? '+' : '') + fmt(v, 1) + ' %');
     const errPct = (f) => (f === null || f === undefined ? '–' : fmt(f * 100, 2) + ' %');
     function renderTable(cmp) {

@@ -104,6 +104,20 @@ function run(argv) {
   });
 }
 
+// A one-file page opened from disk with the network cut: every request it makes is recorded (and aborted
+// unless it is the file itself), and so is every page error.
+async function openOffline(file) {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, offline: true });
+  const asked = [];
+  const errors = [];
+  context.on('request', (r) => asked.push(r.url()));
+  await context.route('**/*', (r) => (r.request().url().startsWith('file:') ? r.continue() : r.abort()));
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto('file://' + file);
+  return { page, asked, errors, close: () => context.close() };
+}
+
 async function shot(page, name, fullPage = false) {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
@@ -284,14 +298,7 @@ async function main() {
   const reportPath = path.join(dir, 'report.html');
   writeFileSync(reportPath, html);
   const summary = JSON.parse(await cli('json'));
-  const offline = await browser.newContext({ viewport: { width: 1400, height: 900 }, offline: true });
-  const asked = [];
-  offline.on('request', (r) => asked.push(r.url()));
-  await offline.route('**/*', (r) => (r.request().url().startsWith('file:') ? r.continue() : r.abort()));
-  const report = await offline.newPage();
-  const reportErrors = [];
-  report.on('pageerror', (e) => reportErrors.push(String(e)));
-  await report.goto('file://' + reportPath);
+  const { page: report, asked, errors: reportErrors, close: closeReport } = await openOffline(reportPath);
   await report.waitForSelector('#requests tbody tr');
   await until('the report charts', async () => Number(await report.getAttribute('#chart-latency', 'data-points')) >= 10);
   assert.deepEqual(reportErrors, []);
@@ -319,7 +326,7 @@ async function main() {
   await shot(report, 'dashboard-report.png', true);
   assert.deepEqual(asked.filter((u) => u !== 'file://' + reportPath), [], 'the report made requests');
   log('report.html:', html.length, 'bytes,', shown.length, 'request names, no request made');
-  await offline.close();
+  await closeReport();
 
   // ------------------------------------------------ two runs compared
   // The compare view of the run with itself (the other runs of this test live in another state dir): the
@@ -342,20 +349,13 @@ async function main() {
     'compare', runId, runId, '--format', 'html']);
   const comparePath = path.join(dir, 'compare.html');
   writeFileSync(comparePath, compareHtml);
-  const offline2 = await browser.newContext({ viewport: { width: 1400, height: 900 }, offline: true });
-  const asked2 = [];
-  offline2.on('request', (r) => asked2.push(r.url()));
-  await offline2.route('**/*', (r) => (r.request().url().startsWith('file:') ? r.continue() : r.abort()));
-  const cmpPage = await offline2.newPage();
-  const cmpErrors = [];
-  cmpPage.on('pageerror', (e) => cmpErrors.push(String(e)));
-  await cmpPage.goto('file://' + comparePath);
+  const { page: cmpPage, asked: asked2, errors: cmpErrors, close: closeCompare } = await openOffline(comparePath);
   await cmpPage.waitForSelector('#compare tbody tr');
   await until('the file\'s charts', async () => Number(await cmpPage.getAttribute('#chart-compare-rate', 'data-points')) >= 10);
   assert.deepEqual(cmpErrors, []);
   assert.deepEqual(await compareCells(cmpPage), liveCompare);
   assert.deepEqual(asked2.filter((u) => u !== 'file://' + comparePath), [], 'the comparison made requests');
-  await offline2.close();
+  await closeCompare();
   log('compare view and compare.html:', liveCompare.length, 'rows,', compareHtml.length, 'bytes, no request made');
 
   // ------------------------------------------------ leases
