@@ -200,10 +200,8 @@ SecondsText SecondsAfter(const Run& run, const LiveFilter& filter, int64_t after
     }
   }
   SecondsText out;
-  out.json = "[";
-  for (int64_t s : seconds)
-    out.json += (out.json.size() > 1 ? "," : "") + JsonText(SecondJson(run, s, filter));
-  out.json += "]";
+  for (int64_t s : seconds) Append(out.json, JsonText(SecondJson(run, s, filter)));
+  out.json = out.json.empty() ? "[]" : out.json + "]";
   out.last = seconds.empty() ? -1 : *seconds.rbegin();
   return out;
 }

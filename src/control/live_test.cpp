@@ -48,6 +48,15 @@ class LiveTest : public OrchestratorTest {
       return true;
     });
   }
+  // The run's one agent says done after `last_seq`; two ticks end the run (running → draining → passed).
+  void End(control::Run& run, const std::string& agent, int64_t last_seq) {
+    const std::string id = run.row.id;
+    Done(run, agent, last_seq);
+    Seen(agent);
+    Tick();
+    Tick();
+    ASSERT_EQ(orchestrator_->Active(id), nullptr);
+  }
   static std::vector<Event> Named(const std::vector<Event>& all, const std::string& name) {
     std::vector<Event> out;
     for (const auto& e : all) {
@@ -199,11 +208,7 @@ TEST_F(LiveTest, ViewersOfARunThatEndedGetTheEndAndAreLetGo) {
   EXPECT_EQ(feeds.viewers(), 1u);  // its first write failed
   EXPECT_FALSE(leaving.alive());
   Report(run, "a1", 0, 10, 0);
-  Done(run, "a1", 0);
-  Seen("a1");
-  Tick();
-  Tick();
-  ASSERT_EQ(orchestrator_->Active(id), nullptr);
+  ASSERT_NO_FATAL_FAILURE(End(run, "a1", 0));
   got.clear();
   feeds.Tick();
   ASSERT_EQ(Named(got, "end").size(), 1u);
@@ -218,11 +223,7 @@ TEST_F(LiveTest, AnEndedRunsHistoryIsWrittenAsItsFeedWouldSendIt) {
   const std::string id = run.row.id;
   Report(run, "a1", 0, 10, 2);
   Report(run, "a1", 1, 5, 0);
-  Done(run, "a1", 1);
-  Seen("a1");
-  Tick();
-  Tick();
-  ASSERT_EQ(orchestrator_->Active(id), nullptr);
+  ASSERT_NO_FATAL_FAILURE(End(run, "a1", 1));
   std::ifstream in(dir_ + "/runs/" + id + "/" + kHistoryFile);
   ASSERT_TRUE(in) << kHistoryFile;
   const std::string written((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
