@@ -35,8 +35,12 @@ constexpr size_t kSmallBody = 64 * 1024;         // what a route takes unless it
 constexpr size_t kParseInlineBytes = 64 * 1024;  // larger JSON bodies are parsed on the work thread
 constexpr int64_t kPruneEveryNs = 60'000'000'000;
 
+// server.yaml's data_dir; by default beside a SQLite file, or ".meridian" (in the working directory) beside a
+// PostgreSQL store, whose URL is no path (systemd's StateDirectory sets data_dir in deploy/systemd).
 std::string DataDirFor(const ServerConfig& config) {
   if (!config.data_dir.empty()) return config.data_dir;
+  if (config.store.starts_with("postgres://") || config.store.starts_with("postgresql://"))
+    return ".meridian";
   std::string path = config.store.starts_with("sqlite:") ? config.store.substr(7) : config.store;
   const auto parent = std::filesystem::path(path).parent_path();
   return (parent.empty() ? std::filesystem::path(".") : parent).string();
@@ -247,6 +251,15 @@ class ControlPlane::Impl {
             "GET", "/healthz", {}, [this](http::Call& c) { Health(c); }, "alive, version, active runs");
         !r.ok())
       return r;
+    // Readiness for load balancers and Kubernetes probes, which send no token: the answer says only ready or
+    // not (the reason goes to the log), like the login route it is open.
+    http::Route ready;
+    ready.method = "GET";
+    ready.pattern = "/readyz";
+    ready.open = true;
+    ready.summary = "ready: the store answers and has this binary's schema (no token; 503 otherwise)";
+    ready.handler = [this](http::Call& c) { Ready(c); };
+    if (auto r = router_.Add(std::move(ready)); !r.ok()) return r;
     // Prometheus: any valid token (a scrape config sends one).
     if (auto r = add(
             "GET", "/metrics", {}, [this](http::Call& c) { Metrics(c); }, "Prometheus text");
@@ -279,6 +292,14 @@ class ControlPlane::Impl {
   void Health(http::Call& c) {
     c.out.Send(http::JsonResponse(
         200, {{"status", "ok"}, {"version", kVersion}, {"active_runs", orchestrator_.runs().size()}}));
+  }
+
+  void Ready(http::Call& c) {
+    if (auto r = store_->Ready(); !r.ok()) {
+      LogWarn("readyz: not ready: {}", r.error().message);
+      return c.out.Send(http::JsonResponse(503, {{"status", "unavailable"}}));
+    }
+    c.out.Send(http::JsonResponse(200, {{"status", "ready"}}));
   }
 
   void Metrics(http::Call& c) {

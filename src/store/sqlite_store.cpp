@@ -16,68 +16,10 @@
 
 #include "core/files.h"
 #include "store/store.h"
+#include "store/store_internal.h"
 
 namespace meridian::store {
 namespace {
-constexpr const char* kEnvStates[] = {"available", "allocated", "cleaning", "dirty", "retired"};
-constexpr const char* kAllocationStates[] = {"active", "released", "expired"};
-constexpr const char* kRunStates[] = {"created",  "preparing", "ready",  "running", "draining",
-                                      "cleaning", "passed",    "failed", "aborted", "errored"};
-constexpr const char* kAssignmentStates[] = {"assigned", "ready", "running", "done", "lost"};
-static_assert(std::size(kRunStates) == static_cast<size_t>(RunState::kErrored) + 1);
-static_assert(std::size(kAssignmentStates) == static_cast<size_t>(AssignmentState::kLost) + 1);
-static_assert(std::size(kEnvStates) == static_cast<size_t>(EnvState::kRetired) + 1);
-static_assert(std::size(kAllocationStates) == static_cast<size_t>(AllocationState::kExpired) + 1);
-}  // namespace
-
-const char* EnvStateName(EnvState state) { return kEnvStates[static_cast<size_t>(state)]; }
-std::optional<EnvState> ParseEnvState(std::string_view text) {
-  for (size_t i = 0; i < std::size(kEnvStates); ++i) {
-    if (text == kEnvStates[i]) return static_cast<EnvState>(i);
-  }
-  return std::nullopt;
-}
-const char* AllocationStateName(AllocationState state) {
-  return kAllocationStates[static_cast<size_t>(state)];
-}
-std::optional<AllocationState> ParseAllocationState(std::string_view text) {
-  for (size_t i = 0; i < std::size(kAllocationStates); ++i) {
-    if (text == kAllocationStates[i]) return static_cast<AllocationState>(i);
-  }
-  return std::nullopt;
-}
-
-const char* RunStateName(RunState state) { return kRunStates[static_cast<size_t>(state)]; }
-std::optional<RunState> ParseRunState(std::string_view text) {
-  for (size_t i = 0; i < std::size(kRunStates); ++i) {
-    if (text == kRunStates[i]) return static_cast<RunState>(i);
-  }
-  return std::nullopt;
-}
-bool Terminal(RunState state) { return state >= RunState::kPassed; }
-const char* AssignmentStateName(AssignmentState state) {
-  return kAssignmentStates[static_cast<size_t>(state)];
-}
-std::optional<AssignmentState> ParseAssignmentState(std::string_view text) {
-  for (size_t i = 0; i < std::size(kAssignmentStates); ++i) {
-    if (text == kAssignmentStates[i]) return static_cast<AssignmentState>(i);
-  }
-  return std::nullopt;
-}
-
-namespace {
-
-// The run states that are (or are not) terminal as an SQL list: "('passed','failed','aborted','errored')".
-// Active runs are the rows in a known non-terminal state: a row whose state this version does not know is not
-// resumed.
-std::string RunStatesSql(bool terminal) {
-  std::string list;
-  for (size_t i = 0; i < std::size(kRunStates); ++i) {
-    if (Terminal(static_cast<RunState>(i)) == terminal)
-      list += fmt::format("{}'{}'", list.empty() ? "(" : ",", kRunStates[i]);
-  }
-  return list + ")";
-}
 
 // Each entry migrates from version i to i+1. Never edit a released entry: add a new one.
 constexpr const char* kMigrations[] = {
@@ -150,6 +92,8 @@ DELETE FROM tokens;
 ALTER TABLE run_agents ADD COLUMN load_ended_ns INTEGER NOT NULL DEFAULT 0;
 )",
 };
+
+static_assert(std::size(kMigrations) == kSchemaVersion);
 
 // Prepared statements, kept for the connection's life: preparing costs more than running most of them.
 struct StmtCache {
@@ -284,7 +228,7 @@ class SqliteStore final : public Store {
       if (auto r = Exec("INSERT INTO schema_version VALUES (0)"); !r.ok()) return r;
       version = 0;
     }
-    constexpr int kLatest = static_cast<int>(std::size(kMigrations));
+    constexpr int kLatest = kSchemaVersion;
     if (version > kLatest) {
       return MakeError(ErrorCode::kIo,
                        fmt::format("store: the database has schema version {}, newer than this "
@@ -303,6 +247,17 @@ class SqliteStore final : public Store {
     }
     return {};
   }
+
+  Result<void> Ready() override {
+    const int version = SchemaVersion();
+    if (version != kSchemaVersion) {
+      return MakeError(ErrorCode::kIo, fmt::format("store: schema version {}, this binary needs {}", version,
+                                                   kSchemaVersion));
+    }
+    return {};
+  }
+  std::string Describe() const override { return "sqlite:" + path_; }
+  void SetPath(std::string path) { path_ = std::move(path); }
 
   int SchemaVersion() override {
     Stmt s(cache_, "SELECT version FROM schema_version");
@@ -817,6 +772,7 @@ class SqliteStore final : public Store {
 
   sqlite3* db_;
   StmtCache cache_;
+  std::string path_;
 };
 
 }  // namespace
@@ -846,6 +802,7 @@ Result<std::unique_ptr<Store>> OpenSqlite(const std::string& path) {
     return MakeError(ErrorCode::kIo, fmt::format("cannot open the store {}: {}", path, msg));
   }
   auto store = std::make_unique<SqliteStore>(db);
+  store->SetPath(path);
   sqlite3_busy_timeout(db, 5000);
   for (const char* pragma : {
            // Every commit writes each page it changed whole into the WAL, and an allocation or a release
@@ -868,16 +825,6 @@ Result<std::unique_ptr<Store>> OpenSqlite(const std::string& path) {
   sqlite3_wal_autocheckpoint(db, static_cast<int>(kCheckpointBytes / std::max(512, store->PageSize())));
   if (auto r = store->Migrate(); !r.ok()) return r.error();
   return std::unique_ptr<Store>(std::move(store));
-}
-
-Result<std::unique_ptr<Store>> OpenStore(const std::string& spec) {
-  if (spec.starts_with("postgres://") || spec.starts_with("postgresql://")) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "--store: the PostgreSQL backend is not part of this build yet (use sqlite:PATH)");
-  }
-  const std::string path = spec.starts_with("sqlite:") ? spec.substr(7) : spec;
-  if (path.empty()) return MakeError(ErrorCode::kInvalidArgument, "--store: sqlite:PATH needs a path");
-  return OpenSqlite(path);
 }
 
 }  // namespace meridian::store

@@ -1,8 +1,9 @@
 #pragma once
 // The store: every run, state transition, agent, assignment, interval report and token lives here, so a
-// restarted control plane picks up where it left off (DESIGN §2). One abstract interface (a PostgreSQL
-// backend can follow) and one implementation on SQLite in WAL mode with versioned migrations. The store has
-// one owner (the control plane's loop thread); it is not thread-safe.
+// restarted control plane picks up where it left off (DESIGN §2). One abstract interface, two backends with
+// the same numbered migrations and one conformance suite (store_test.cpp): SQLite in WAL mode (one host) and
+// PostgreSQL through libpq (several control-plane replicas on one database). A Store object is one connection
+// with one owner (the control plane's loop thread); it is not thread-safe.
 
 #include <cstdint>
 #include <memory>
@@ -280,6 +281,11 @@ class Store {
   virtual Result<PruneResult> Prune(const PruneRequest& request) = 0;
 
   virtual int SchemaVersion() = 0;
+  // Reachable and migrated to this binary's schema (GET /readyz): a query on the connection, reconnecting
+  // once if it was lost.
+  virtual Result<void> Ready() = 0;
+  // The store as logs and /v1/status name it: "sqlite:PATH" or the PostgreSQL URL without its password.
+  virtual std::string Describe() const = 0;
 };
 
 // One transaction, rolled back unless committed: every early return leaves nothing behind.
@@ -321,7 +327,16 @@ class Transaction {
 // private to the server's user (0600; a directory it creates is 0700): they hold token hashes, plans, logs.
 Result<std::unique_ptr<Store>> OpenSqlite(const std::string& path);
 
-// Opens "sqlite:PATH" (or a bare path). "postgres://" names a backend this build does not have yet.
+// Connects to PostgreSQL (a libpq URL: postgres://user:password@host:port/db?sslmode=…, or
+// postgres://user@/db?host=/socket/dir) and applies pending migrations under an advisory lock, so replicas
+// starting together migrate once.
+Result<std::unique_ptr<Store>> OpenPostgres(const std::string& url);
+
+// Opens "sqlite:PATH" (or a bare path) or "postgres://…" / "postgresql://…".
 Result<std::unique_ptr<Store>> OpenStore(const std::string& spec);
+
+// A store spec as it may be printed: a postgres:// URL's password (in the user part or as a parameter) is
+// replaced by "***".
+std::string RedactStoreSpec(const std::string& spec);
 
 }  // namespace meridian::store

@@ -1,10 +1,16 @@
 #include "store/store.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
+
+#include "store/postgres_testing.h"
 
 namespace meridian::store {
 namespace {
@@ -15,11 +21,48 @@ std::string FreshPath(const char* name) {
   return path;
 }
 
-TEST(SqliteStore, MigratesAndKeepsRunsAcrossReopen) {
-  const std::string path = FreshPath("runs");
-  {
-    auto s = OpenSqlite(path);
+// The conformance suite: every test below runs on both backends, each on a new empty store (a new SQLite
+// file, a new database on the test PostgreSQL server), and expects exactly the same behaviour.
+class StoreConformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    spec_ = FreshSpec();
+    ASSERT_FALSE(spec_.empty());
+    auto s = OpenStore(spec_);
     ASSERT_TRUE(s.ok()) << s.error().message;
+    store_ = std::move(s).value();
+  }
+  // A new empty store of this backend ("" on failure, reported).
+  std::string FreshSpec() {
+    if (GetParam() == "sqlite") {
+      static int n = 0;
+      return "sqlite:" + FreshPath(fmt::format("conformance-{}-{}", ::getpid(), n++).c_str());
+    }
+    std::string error;
+    std::string url = NewPostgresDatabase(&error);
+    EXPECT_FALSE(url.empty()) << error;
+    return url;
+  }
+  // Another connection to the same store (a restarted control plane, a second replica).
+  std::unique_ptr<Store> Another() {
+    auto s = OpenStore(spec_);
+    EXPECT_TRUE(s.ok()) << s.error().message;
+    return s.ok() ? std::move(s).value() : nullptr;
+  }
+  void Reopen() {
+    store_.reset();
+    store_ = Another();
+  }
+  std::string spec_;
+  std::unique_ptr<Store> store_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& backend) { return backend.param; });
+
+TEST_P(StoreConformance, MigratesAndKeepsRunsAcrossReopen) {
+  {
+    auto* s = &store_;
     EXPECT_EQ((*s)->SchemaVersion(), 5);
     RunRow r;
     r.id = "r1";
@@ -41,8 +84,9 @@ TEST(SqliteStore, MigratesAndKeepsRunsAcrossReopen) {
     AssignmentRow a{"r1", "ag-1", "eu", 0, AssignmentState::kDone, 10, 20, 5, 5, 100, 2, 1, 3'500'000'020};
     ASSERT_TRUE((*s)->PutAssignment(a).ok());
   }
-  auto s = OpenSqlite(path);
-  ASSERT_TRUE(s.ok());
+  Reopen();
+  ASSERT_TRUE(store_);
+  auto* s = &store_;
   auto assignments = (*s)->Assignments("r1");
   ASSERT_TRUE(assignments.ok());
   ASSERT_EQ(assignments->size(), 1u);
@@ -62,9 +106,8 @@ TEST(SqliteStore, MigratesAndKeepsRunsAcrossReopen) {
   EXPECT_EQ(active->size(), 1u);
 }
 
-TEST(SqliteStore, SamplesAreIdempotentPerRunAgentSeq) {
-  auto s = OpenSqlite(FreshPath("samples"));
-  ASSERT_TRUE(s.ok());
+TEST_P(StoreConformance, SamplesAreIdempotentPerRunAgentSeq) {
+  auto* s = &store_;
   RunRow r;
   r.id = "r";
   r.state = RunState::kRunning;
@@ -82,9 +125,8 @@ TEST(SqliteStore, SamplesAreIdempotentPerRunAgentSeq) {
   EXPECT_EQ((*all)[0].payload, std::string("\x01\x00", 2));  // blobs keep NUL bytes
 }
 
-TEST(SqliteStore, TokensAndAgents) {
-  auto s = OpenSqlite(FreshPath("tokens"));
-  ASSERT_TRUE(s.ok());
+TEST_P(StoreConformance, TokensAndAgents) {
+  auto* s = &store_;
   ASSERT_TRUE((*s)->ReplaceTokens({{"ci", "abc", "runs:read runs:write"}}).ok());
   auto t = (*s)->FindToken("abc");
   ASSERT_TRUE(t.ok() && t->has_value());
@@ -97,18 +139,115 @@ TEST(SqliteStore, TokensAndAgents) {
   EXPECT_EQ((*a)->secret_hash, "keyed");
 }
 
-TEST(Store, PostgresIsNamedNotSilentlyIgnored) {
-  auto s = OpenStore("postgres://localhost/meridian");
+TEST_P(StoreConformance, IsReadyAndNamesItself) {
+  EXPECT_TRUE(store_->Ready().ok());
+  EXPECT_TRUE(store_->Describe().starts_with(GetParam() == "sqlite" ? "sqlite:" : "postgres://"))
+      << store_->Describe();
+}
+
+// Two connections (two replicas, or the reaper and a release) change one environment at once: the guarded
+// update lets exactly one through. The second writer waits for the first (SQLite: BEGIN IMMEDIATE;
+// PostgreSQL: the row lock) and then finds the guard no longer holds. The pause only orders the two; the
+// assertion holds whichever runs first.
+TEST_P(StoreConformance, RacingGuardedWritesChangeARowOnce) {
+  Store& a = *store_;
+  auto other = Another();
+  ASSERT_TRUE(other);
+  EnvironmentRow e;
+  e.id = "e1";
+  e.pool = "p";
+  e.spec_json = "{}";
+  ASSERT_TRUE(a.InsertEnvironment(e).ok());
+  EnvironmentRow mine = e, theirs = e;
+  mine.state = theirs.state = EnvState::kAllocated;
+  mine.allocation_id = "a1";
+  theirs.allocation_id = "a2";
+  ASSERT_TRUE(a.Begin().ok());
+  auto first = a.UpdateEnvironment(mine, EnvState::kAvailable, "");
+  ASSERT_TRUE(first.ok() && *first);
+  Result<bool> second = false;
+  std::thread racer([&] {
+    Transaction txn(*other);
+    if (!txn.ok()) {
+      second = txn.error();
+      return;
+    }
+    second = other->UpdateEnvironment(theirs, EnvState::kAvailable, "");
+    if (auto c = txn.Commit(); !c.ok()) second = c.error();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(a.Commit().ok());
+  racer.join();
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_FALSE(*second);
+  auto now = a.GetEnvironment("e1");
+  ASSERT_TRUE(now.ok() && now->has_value());
+  EXPECT_EQ((*now)->allocation_id, "a1");
+}
+
+// Replicas started together on a new database: the advisory lock lets one migrate; the others find the schema
+// current.
+TEST(PostgresStore, ReplicasStartingTogetherMigrateOnce) {
+  std::string error;
+  const std::string url = NewPostgresDatabase(&error);
+  ASSERT_FALSE(url.empty()) << error;
+  std::vector<std::thread> replicas;
+  std::vector<std::string> errors(4);
+  std::vector<int> versions(4, -1);
+  for (size_t i = 0; i < 4; ++i) {
+    replicas.emplace_back([&, i] {
+      auto s = OpenStore(url);
+      if (!s.ok()) {
+        errors[i] = s.error().message;
+        return;
+      }
+      versions[i] = (*s)->SchemaVersion();
+    });
+  }
+  for (auto& t : replicas) t.join();
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(errors[i], "") << i;
+    EXPECT_EQ(versions[i], 5) << i;
+  }
+}
+
+// A store that cannot be reached is named in the error, without its password.
+TEST(PostgresStore, ErrorsNameTheStoreWithoutItsPassword) {
+  auto s = OpenStore("postgres://meridian:s3cret@127.0.0.1:1/db?connect_timeout=5");
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.error().message.find("PostgreSQL"), std::string::npos);
+  EXPECT_NE(s.error().message.find("postgres://meridian:***@127.0.0.1:1/db"), std::string::npos)
+      << s.error().message;
+  EXPECT_EQ(s.error().message.find("s3cret"), std::string::npos);
+  EXPECT_EQ(RedactStoreSpec("postgresql://u@h/db?sslmode=require&password=pw&x=1"),
+            "postgresql://u@h/db?sslmode=require&password=***&x=1");
+  EXPECT_EQ(RedactStoreSpec("sqlite:/var/lib/m.db"), "sqlite:/var/lib/m.db");
+}
+
+// Text that is not UTF-8 (a hook's output in a note) is kept with U+FFFD in place of each bad byte on
+// PostgreSQL, whose TEXT columns refuse it; blobs keep every byte.
+TEST(PostgresStore, FreeTextThatIsNotUtf8IsKeptReadable) {
+  std::string error;
+  const std::string url = NewPostgresDatabase(&error);
+  ASSERT_FALSE(url.empty()) << error;
+  auto s = OpenStore(url);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EnvironmentRow e;
+  e.id = "e1";
+  e.pool = "p";
+  e.spec_json = "{}";
+  e.note = std::string("bad \xff byte\0nul", 14);
+  e.log = std::string("\xff\0raw", 5);
+  ASSERT_TRUE((*s)->InsertEnvironment(e).ok());
+  auto got = (*s)->GetEnvironment("e1");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->note, "bad \xEF\xBF\xBD byte\xEF\xBF\xBDnul");
+  EXPECT_EQ((*got)->log, e.log);
 }
 
 // Environment leases: guarded transitions, the free-environment list, idempotency keys, expiry, the audit
 // log.
-TEST(SqliteStore, EnvironmentTransitionsAreGuarded) {
-  const std::string path = FreshPath("envs");
-  auto s = OpenSqlite(path);
-  ASSERT_TRUE(s.ok()) << s.error().message;
+TEST_P(StoreConformance, EnvironmentTransitionsAreGuarded) {
+  auto* s = &store_;
   Store& st = **s;
   ASSERT_TRUE(st.PutPool({"p", "{}", false}).ok());
   for (const char* id : {"e1", "e2"}) {
@@ -227,9 +366,8 @@ TEST(SqliteStore, FilesArePrivate) {
 }
 
 // A non-admin's list is filtered by owner before the limit: others' newer allocations cannot hide its own.
-TEST(SqliteStore, AllocationsAreFilteredBeforeTheLimit) {
-  auto s = OpenSqlite(FreshPath("alloc-filter"));
-  ASSERT_TRUE(s.ok());
+TEST_P(StoreConformance, AllocationsAreFilteredBeforeTheLimit) {
+  auto* s = &store_;
   Store& st = **s;
   for (int i = 0; i < 10; ++i) {
     const std::string owner = i < 2 ? "mine" : "theirs";
@@ -264,9 +402,8 @@ TEST(SqliteStore, AllocationsAreFilteredBeforeTheLimit) {
 
 // Retention removes ended runs with everything that hangs off them, old ended allocations (not those whose
 // revoke is pending) and old audit rows, in batches; what is active or recent stays.
-TEST(SqliteStore, PruneRemovesOnlyWhatIsOldAndEnded) {
-  auto s = OpenSqlite(FreshPath("prune"));
-  ASSERT_TRUE(s.ok());
+TEST_P(StoreConformance, PruneRemovesOnlyWhatIsOldAndEnded) {
+  auto* s = &store_;
   Store& st = **s;
   for (const char* id : {"old1", "old2", "new", "live"}) {
     RunRow r;
@@ -319,10 +456,8 @@ TEST(SqliteStore, PruneRemovesOnlyWhatIsOldAndEnded) {
 
 }  // namespace
 
-TEST(SqliteStore, StepInstancesAreReplacedNotDuplicated) {
-  const std::string path = FreshPath("steps");
-  auto s = OpenSqlite(path);
-  ASSERT_TRUE(s.ok()) << s.error().message;
+TEST_P(StoreConformance, StepInstancesAreReplacedNotDuplicated) {
+  auto* s = &store_;
   RunRow r;
   r.id = "r1";
   r.name = "plan";

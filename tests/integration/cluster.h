@@ -1,6 +1,6 @@
 #pragma once
-// A control plane (`meridian serve` with a SQLite store and three tokens) and its agents as real processes on
-// loopback, for the integration tests.
+// A control plane (`meridian serve` with a SQLite or PostgreSQL store and three tokens) and its agents as
+// real processes on loopback, for the integration tests.
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -44,7 +44,8 @@ class Cluster {
     std::ofstream(dir_ + "/runs.token") << kRunsToken << "\n";
     std::ofstream(dir_ + "/agent.token") << kAgentToken << "\n";
     std::ofstream(dir_ + "/server.yaml")
-        << "store: sqlite:" << dir_ << "/meridian.db\n"
+        << "store: " << TestStoreSpec(dir_) << "\n"
+        << "data_dir: " << dir_ << "\n"
         << "long_poll: 500ms\n"
         << "tokens:\n"
         << "  - { name: ci, scopes: [runs:read, runs:write], sha256: " << Sha256(kRunsToken) << " }\n"

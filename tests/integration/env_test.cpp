@@ -36,8 +36,8 @@ class EnvServer {
     dir_.Write("admin.token", std::string(kAdmin) + "\n");
     dir_.Write("ci.token", std::string(kCi) + "\n");
     dir_.Write("envs.yaml", registry);
-    dir_.Write("server.yaml", "store: sqlite:" + dir_.path +
-                                  "/m.db\nregistry: envs.yaml\n"
+    dir_.Write("server.yaml", "store: " + TestStoreSpec(dir_.path) + "\ndata_dir: " + dir_.path +
+                                  "\nregistry: envs.yaml\n"
                                   "requests_per_second: 100000\ntokens:\n"
                                   "  - { name: admin, scopes: [env:admin], sha256: " +
                                   Sha256(kAdmin) +

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <poll.h>
@@ -16,6 +17,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+
+#include "store/postgres_testing.h"
 
 extern char** environ;
 
@@ -265,6 +268,15 @@ int UnusedPort() {
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   close(fd);
   return ntohs(addr.sin_port);
+}
+
+std::string TestStoreSpec(const std::string& dir) {
+  const char* pg = std::getenv("MERIDIAN_TEST_POSTGRES");
+  if (!pg || !*pg) return "sqlite:" + dir + "/meridian.db";
+  std::string error;
+  std::string url = store::NewPostgresDatabase(&error);
+  if (url.empty()) ADD_FAILURE() << error;
+  return url;
 }
 
 }  // namespace meridian::testing

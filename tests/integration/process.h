@@ -109,6 +109,11 @@ HttpReply HttpCall(int port, const std::string& method, const std::string& path,
 // A port on 127.0.0.1 with nothing listening.
 int UnusedPort();
 
+// The store a test's control plane uses: "sqlite:DIR/meridian.db", or, where ctest runs the test against the
+// test PostgreSQL server (MERIDIAN_TEST_POSTGRES set: the `postgres.` copies of the distributed and lease
+// tests), a new database on it. A database that cannot be made fails the test.
+std::string TestStoreSpec(const std::string& dir);
+
 // Writes a self-signed certificate for localhost and 127.0.0.1 (DIR/cert.pem, DIR/key.pem) with the openssl
 // command; false if that failed.
 bool GenerateTestCertificate(const std::string& dir);

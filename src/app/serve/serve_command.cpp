@@ -1,6 +1,7 @@
 // `meridian serve`: the control plane as a long-running server.
 
 #include <fmt/format.h>
+#include <systemd/sd-daemon.h>
 
 #include <csignal>
 #include <thread>
@@ -28,13 +29,17 @@ int ServeMain(int argc, char** argv) {
       ->required();
   app.add_option("-l,--listen", listen,
                  "Listen address, overriding server.yaml (127.0.0.1:7070, :0 for any port)");
-  app.add_option("--store", store_spec,
-                 "Store, overriding server.yaml: sqlite:PATH (postgres:// is not in this build)");
+  app.add_option(
+      "--store", store_spec,
+      "Store, overriding server.yaml: sqlite:PATH, or postgres://USER@HOST:PORT/DB?… (libpq's URL; "
+      "the password from $PGPASSWORD or ~/.pgpass rather than the command line)");
   SetValueNames(app, {{"-c", "FILE"}, {"-l", "ADDR"}, {"--store", "SPEC"}});
   app.footer(
       "\nExamples:\n"
       "  meridian serve -c server.yaml\n"
       "  meridian serve -c server.yaml -l 0.0.0.0:7070 --store sqlite:/var/lib/meridian/meridian.db\n"
+      "  PGPASSWORD=… meridian serve -c server.yaml --store "
+      "'postgres://meridian@db:5432/meridian?sslmode=require'\n"
 
       "\nPrints 'listening on http://ADDR' on stdout once ready. SIGTERM or Ctrl-C stops it; runs resume on "
       "restart.\nSIGHUP re-reads the environment registry named by server.yaml's `registry:` (see meridian "
@@ -52,6 +57,7 @@ int ServeMain(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);
   auto store = store::OpenStore(config->store);
   if (!store.ok()) return Fail(kName, store.error().message, kExitRunError);
+  LogInfo("store: {} (schema version {})", (*store)->Describe(), (*store)->SchemaVersion());
   net::EventLoop loop;
   if (auto r = loop.Init(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
   control::ControlPlane cp(loop, std::move(store).value(), *config);
@@ -70,7 +76,10 @@ int ServeMain(int argc, char** argv) {
       "dashboard: http://{}:{}/ (it asks for a token with runs:read; leases: env:allocate or env:admin)\n",
       host.empty() || host == "0.0.0.0" ? "127.0.0.1" : host, cp.port());
   std::fflush(stdout);
+  // systemd's Type=notify: ready once the store is migrated and the port is open (a no-op elsewhere).
+  (void)sd_notifyf(0, "READY=1\nSTATUS=listening on port %u", static_cast<unsigned>(cp.port()));
   loop.Run();
+  (void)sd_notify(0, "STOPPING=1");
   return kExitOk;
 }
 
