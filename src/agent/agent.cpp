@@ -588,6 +588,15 @@ Result<void> Agent::Run() {
     attempt = 0;
     const json work = ParseJson(r->body);
     const std::string run_id = work.value("run", "");
+    // The clock may have drifted (or the answer now comes from another replica) since the last measure: each
+    // run's start instant is converted with a fresh one.
+    if (runs_++ > 0) {
+      if (const ClockSample fresh = MeasureClock(); fresh.rtt_ns > 0) {
+        clock_ = fresh;
+        Log(fmt::format("run {}: clock offset {}{}, rtt {}", run_id, clock_.offset_ns < 0 ? "-" : "",
+                        FormatDuration(std::abs(clock_.offset_ns)), FormatDuration(clock_.rtt_ns)));
+      }
+    }
     Log(fmt::format("run {}: assigned region {} slot {}", run_id, work.value("region", ""),
                     work.value("slot", 0)));
     RunExecution exec(*this, run_id);

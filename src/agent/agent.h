@@ -60,6 +60,7 @@ class Agent {
   std::string id_;
   std::string secret_;  // issued at registration: proves to the control plane that this process is id_
   ClockSample clock_;
+  uint64_t runs_ = 0;  // runs received (the clock is measured again before each after the first)
   int64_t long_poll_ns_ = 2'000'000'000;
   std::atomic<bool> stop_{false};
   std::atomic<bool> abort_{false};

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 #include "core/clock.h"
 #include "http/response_parser.h"
@@ -28,27 +30,76 @@ bool WaitFor(int fd, short events, int64_t deadline_ns) {
   }
 }
 
+// A connection that is neither made nor refused (a host that is down) is given up after this, so that the
+// next control-plane URL gets its turn well within a request's deadline.
+constexpr int64_t kConnectTimeoutNs = 5'000'000'000;
+
+// Per list of several URLs, the one that answered last: clients made later (an agent makes one per thread and
+// per run) start there rather than at a dead first URL.
+std::mutex preferred_mu;
+std::unordered_map<std::string, size_t>& Preferred() {
+  static std::unordered_map<std::string, size_t> map;
+  return map;
+}
+
 }  // namespace
 
 Result<BlockingClient> BlockingClient::Create(const std::string& base, std::string token) {
-  auto url = ParseUrl(base);
-  if (!url.ok()) return url.error();
   BlockingClient c;
-  if (url->tls()) {
-    auto tls = net::TlsContext::Client(net::TlsClientOptions{false, ""});
-    if (!tls.ok()) return tls.error();
-    c.tls_ = std::shared_ptr<net::TlsContext>(std::move(tls).value());
+  for (size_t at = 0; at <= base.size();) {
+    size_t comma = base.find(',', at);
+    if (comma == std::string::npos) comma = base.size();
+    const std::string one(TrimOws(std::string_view(base).substr(at, comma - at)));
+    at = comma + 1;
+    if (one.empty()) continue;
+    auto url = ParseUrl(one);
+    if (!url.ok()) return url.error();
+    Target t;
+    if (url->tls()) {
+      auto tls = net::TlsContext::Client(net::TlsClientOptions{false, ""});
+      if (!tls.ok()) return tls.error();
+      t.tls = std::shared_ptr<net::TlsContext>(std::move(tls).value());
+    }
+    t.base = url->Origin();
+    t.host = url->host;
+    t.prefix = url->target == "/" ? "" : url->target;
+    while (!t.prefix.empty() && t.prefix.back() == '/') t.prefix.pop_back();
+    t.host_header = url->HostHeader();
+    c.targets_.push_back(std::move(t));
   }
-  auto resolved = net::Resolve(url->host, url->port, 5'000'000'000);
-  if (!resolved.ok()) return resolved.error();
-  c.base_ = url->Origin();
-  c.host_ = url->host;
-  c.prefix_ = url->target == "/" ? "" : url->target;
-  while (!c.prefix_.empty() && c.prefix_.back() == '/') c.prefix_.pop_back();
-  c.host_header_ = url->HostHeader();
+  if (c.targets_.empty()) return MakeError(ErrorCode::kInvalidArgument, "no control-plane URL");
   c.token_ = std::move(token);
-  c.endpoint_ = resolved->endpoints.front();
+  c.list_ = base;
+  size_t first = 0;
+  if (c.targets_.size() > 1) {
+    std::lock_guard lock(preferred_mu);
+    if (auto it = Preferred().find(base); it != Preferred().end() && it->second < c.targets_.size())
+      first = it->second;
+  }
+  Result<void> used = MakeError(ErrorCode::kInvalidArgument, "no URL");
+  for (size_t i = 0; i < c.targets_.size() && !used.ok(); ++i) used = c.Use((first + i) % c.targets_.size());
+  if (!used.ok()) return used.error();
   return c;
+}
+
+Result<void> BlockingClient::Use(size_t index) {
+  Disconnect();
+  current_ = index;
+  Target& t = targets_[index];
+  base_ = t.base;
+  prefix_ = t.prefix;
+  host_header_ = t.host_header;
+  host_ = t.host;
+  tls_ = t.tls;
+  if (!t.endpoint) {
+    auto url = ParseUrl(t.base);
+    if (!url.ok()) return url.error();
+    auto resolved = net::Resolve(url->host, url->port, 5'000'000'000);
+    if (!resolved.ok()) return resolved.error();
+    t.endpoint = resolved->endpoints.front();
+  }
+  endpoint_ = *t.endpoint;
+  return {};
 }
 
 BlockingClient::BlockingClient(BlockingClient&& o) noexcept { *this = std::move(o); }
@@ -63,6 +114,9 @@ BlockingClient& BlockingClient::operator=(BlockingClient&& o) noexcept {
     host_ = std::move(o.host_);
     endpoint_ = o.endpoint_;
     tls_ = std::move(o.tls_);
+    targets_ = std::move(o.targets_);
+    list_ = std::move(o.list_);
+    current_ = o.current_;
     ssl_ = o.ssl_;
     o.ssl_ = nullptr;
     fd_ = o.fd_;
@@ -133,6 +187,30 @@ ssize_t BlockingClient::Receive(char* data, size_t size) {
 Result<FetchResponse> BlockingClient::Request(const std::string& method, const std::string& path,
                                               const std::string& body, int64_t timeout_ns,
                                               const std::string& content_type) {
+  const bool repeatable = method == "GET" || method == "PUT" || method == "DELETE" || method == "HEAD";
+  auto r = Attempt(method, path, body, timeout_ns, content_type);
+  // The other URLs, each once, from the one after the current: a replica that is down, or answers 503
+  // (draining, its store unreachable), hands the request on.
+  for (size_t tried = 1; tried < targets_.size(); ++tried) {
+    const bool move_on = r.ok() ? r->status == 503 : (!sent_ || repeatable);
+    if (!move_on) break;
+    const size_t next = (current_ + 1) % targets_.size();
+    if (auto u = Use(next); !u.ok()) {
+      if (!r.ok()) r = u.error();
+      continue;
+    }
+    r = Attempt(method, path, body, timeout_ns, content_type);
+    if (r.ok() && r->status != 503) {
+      std::lock_guard lock(preferred_mu);
+      Preferred()[list_] = current_;
+    }
+  }
+  return r;
+}
+
+Result<FetchResponse> BlockingClient::Attempt(const std::string& method, const std::string& path,
+                                              const std::string& body, int64_t timeout_ns,
+                                              const std::string& content_type) {
   std::string req = fmt::format("{} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: meridian\r\n", method, prefix_,
                                 path, host_header_);
   if (!token_.empty()) req += fmt::format("Authorization: Bearer {}\r\n", token_);
@@ -144,9 +222,11 @@ Result<FetchResponse> BlockingClient::Request(const std::string& method, const s
   req += body;
   const int64_t deadline = MonoNanos() + timeout_ns;
   bool reused = false;
+  sent_ = false;
   auto r = Once(req, deadline, &reused);
   if (!r.ok() && reused && r.error().code == ErrorCode::kReset) {
     Disconnect();  // the kept connection had been closed by the server: one fresh attempt
+    sent_ = false;
     r = Once(req, deadline, &reused);
   }
   if (!r.ok()) Disconnect();
@@ -171,7 +251,7 @@ Result<FetchResponse> BlockingClient::Once(const std::string& request, int64_t d
     fd_ = *fd;
     int err = net::StartConnect(fd_, endpoint_);
     if (err == EINPROGRESS) {
-      if (!WaitFor(fd_, POLLOUT, deadline)) {
+      if (!WaitFor(fd_, POLLOUT, std::min(deadline, MonoNanos() + kConnectTimeoutNs))) {
         return MakeError(ErrorCode::kTimeout, fmt::format("connect to {} timed out", base_));
       }
       err = net::FinishConnect(fd_);
@@ -186,6 +266,7 @@ Result<FetchResponse> BlockingClient::Once(const std::string& request, int64_t d
   }
   FetchResponse out;
   out.sent_wall_ns = WallNanos();
+  sent_ = true;  // from here the server may have seen (some of) the request
   size_t sent = 0;
   while (sent < request.size()) {
     const ssize_t n = Send(request.data() + sent, request.size() - sent);

@@ -73,11 +73,15 @@ class Cluster {
     server_.reset();
   }
   // An agent that serves one run and exits (`once`), or every run until it is stopped.
-  Process& StartAgent(const std::string& region, const std::string& name, bool once = true) {
-    std::vector<std::string> args{
-        MeridianBinary(), "agent",  "--control", url_,           "--region",
-        region,           "--name", name,        "--token-file", dir_ + "/agent.token",
-        "--workers",      "1"};
+  // `control`: its --control (default: this server's URL).
+  Process& StartAgent(const std::string& region, const std::string& name, bool once = true,
+                      const std::string& control = "") {
+    std::vector<std::string> args{MeridianBinary(), "agent",
+                                  "--control",      control.empty() ? url_ : control,
+                                  "--region",       region,
+                                  "--name",         name,
+                                  "--token-file",   dir_ + "/agent.token",
+                                  "--workers",      "1"};
     if (once) args.push_back("--once");
     agents_.push_back(std::make_unique<Process>(args));
     return *agents_.back();

@@ -309,6 +309,48 @@ TEST(Distributed, SubmitBundlesTheScriptsAPlanNames) {
   EXPECT_EQ(s["checks"]["count"], 10) << f.out;
 }
 
+// Several control-plane URLs (replicas): an agent and a client whose first URL is dead work through the
+// second, and the run's counts add up as on one URL.
+TEST(Distributed, AgentsAndClientsFailOverToTheNextControlUrl) {
+  Target target;
+  Cluster c;
+  c.StartServer();
+  const std::string controls = "http://127.0.0.1:" + std::to_string(UnusedPort()) + "," + c.url();
+  c.StartAgent("local", "a1", /*once=*/true, controls);
+  c.AwaitAgents(1);
+  const std::string plan =
+      c.WritePlan("plan.yaml",
+                  "name: failover\nstart_buffer: 200ms\nregions: { local: {} }\nscenarios:\n  s:\n"
+                  "    executor: per-vu-iterations\n    vus: 2\n    iterations: 10\n    requests:\n"
+                  "      - { name: home, url: \"" +
+                      target.url() + "/\" }\n");
+  auto args = c.Submit(plan);
+  *std::find(args.begin(), args.end(), c.url()) = controls;
+  const Finished f = RunFull(args, 60'000ms);
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  const json s = json::parse(f.out);
+  EXPECT_EQ(s["requests"]["count"], 20) << f.out;
+  const Finished af = c.agents()[0]->Wait(20'000ms);
+  EXPECT_EQ(af.exit_code, 0) << af.err;
+  EXPECT_EQ(AgentRequests(af.err), 20u) << af.err;
+  // A client whose URLs are all dead names the last one it tried.
+  const std::string dead = "http://127.0.0.1:" + std::to_string(UnusedPort());
+  const Finished none =
+      RunMeridian({"runs", "--control", dead + "," + dead, "--token-file", c.dir() + "/runs.token", "list"});
+  EXPECT_NE(none.exit_code, 0);
+  EXPECT_NE(none.err.find("cannot connect to " + dead), std::string::npos) << none.err;
+}
+
+// GET /readyz needs no token (load balancers and probes send none) and says only whether the server is ready.
+TEST(Distributed, ReadyzAnswersWithoutATokenAndSaysOnlyReady) {
+  Cluster c;
+  c.StartServer();
+  const HttpReply r = HttpCall(c.port(), "GET", "/readyz", {});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body), json({{"status", "ready"}}));
+  EXPECT_EQ(HttpCall(c.port(), "GET", "/healthz", {}).status, 401);  // the rest still needs one
+}
+
 TEST(Distributed, EveryRouteNeedsTheRightToken) {
   Cluster c;
   c.StartServer();

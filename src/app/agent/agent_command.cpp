@@ -19,7 +19,11 @@ int AgentMain(int argc, char** argv) {
       "run's common instant, report every second. The token needs the 'agent' scope.",
       kName};
   app.get_formatter()->column_width(30);
-  app.add_option("--control", o.control_url, "Control plane URL (http://host:port)")->required();
+  app.add_option("--control", o.control_url,
+                 "Control plane URL(s), comma-separated for replicas: tried in turn on connection errors and "
+                 "503s (default: $MERIDIAN_CONTROL)")
+      ->envname("MERIDIAN_CONTROL")
+      ->required();
   app.add_option("--region", o.region, "Region this agent serves (matches the plan's regions)")->required();
   app.add_option("--token-file", token_file, "File holding the agent token (default: $MERIDIAN_TOKEN)");
   app.add_option("--name", o.name, "Agent name in summaries (default: the host name)");

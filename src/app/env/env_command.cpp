@@ -164,7 +164,8 @@ int EnvMain(int argc, char** argv) {
       kName};
   app.get_formatter()->column_width(34);
   app.add_option("--control", control,
-                 "Control plane URL (default: $MERIDIAN_CONTROL or http://127.0.0.1:7070)");
+                 "Control plane URL(s), comma-separated for replicas (default: $MERIDIAN_CONTROL or "
+                 "http://127.0.0.1:7070)");
   app.add_option("--token-file", token_file, "File holding the token (default: $MERIDIAN_TOKEN)");
   app.add_flag("--json", as_json, "Print the server's JSON");
   app.require_subcommand(1);

@@ -24,7 +24,10 @@ int RunsMain(int argc, char** argv) {
   CLI::App app{"List and inspect runs on a control plane, abort one, export its report, or compare two.",
                kName};
   app.get_formatter()->column_width(30);
-  app.add_option("--control", control, "Control plane URL")->default_val(control);
+  app.add_option("--control", control,
+                 "Control plane URL(s), comma-separated for replicas (default: $MERIDIAN_CONTROL or "
+                 "http://127.0.0.1:7070)")
+      ->envname("MERIDIAN_CONTROL");
   app.add_option("--token-file", token_file, "File holding the token (default: $MERIDIAN_TOKEN)");
   app.require_subcommand(1);
   auto* list = app.add_subcommand("list", "Recent runs, newest first");

@@ -22,7 +22,10 @@ int SubmitMain(int argc, char** argv) {
          "plan", path,
          "Plan file (.yaml, .yml, .json), or a script (.js, .mjs) whose `export const options` is the plan")
       ->required();
-  app.add_option("--control", control, "Control plane URL (http://host:port)")->required();
+  app.add_option("--control", control,
+                 "Control plane URL(s), comma-separated for replicas (default: $MERIDIAN_CONTROL)")
+      ->envname("MERIDIAN_CONTROL")
+      ->required();
   app.add_option("--token-file", token_file, "File holding the token (default: $MERIDIAN_TOKEN)");
   app.add_option("--baseline", baseline,
                  "An ended run that thresholds written as \"p(95) < baseline * 1.10\" compare with");
