@@ -48,10 +48,10 @@ Process::Process(const std::vector<std::string>& args, const std::vector<std::st
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data()) != 0) {
-    throw std::runtime_error("posix_spawn " + args[0]);
-  }
+  // A program without a slash is looked up in $PATH (systemd-analyze, openssl).
+  const int spawned = posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) throw std::runtime_error("posix_spawn " + args[0]);
   close(out_pipe[1]);
   close(err_pipe[1]);
   out_fd_ = out_pipe[0];
