@@ -98,6 +98,8 @@ static_assert(std::size(kMigrations) == kSchemaVersion);
 
 // Serialises migrations between replicas that start together (any constant of ours: "meridian" in ASCII).
 constexpr int64_t kMigrationLock = 0x6d65726964696e;
+// Held by the one server of a database for its session (ClaimSoleServer).
+constexpr int64_t kServerLock = kMigrationLock + 1;
 
 // TEXT columns hold UTF-8 without NUL bytes; SQLite stores any bytes. Free text (a hook's note, an event's
 // detail) that is not valid UTF-8 keeps its valid part with U+FFFD in place of each bad byte, rather than
@@ -287,7 +289,7 @@ class PostgresStore final : public Store {
   Result<Rows> Run(const char* what, const std::string& sql, const Params& p = Params()) {
     for (int attempt = 0;; ++attempt) {
       auto r = RunOnce(what, sql, p);
-      if (r.ok() || attempt > 0 || in_txn_ || PQstatus(conn_) == CONNECTION_OK) return r;
+      if (r.ok() || attempt > 0 || in_txn_ || reconnecting_ || PQstatus(conn_) == CONNECTION_OK) return r;
       if (!Reconnect()) return r;
     }
   }
@@ -359,6 +361,18 @@ class PostgresStore final : public Store {
     return {};
   }
   std::string Describe() const override { return described_; }
+  Result<void> ClaimSoleServer() override {
+    auto r = Run("claim the database", fmt::format("SELECT pg_try_advisory_lock({})", kServerLock));
+    if (!r.ok()) return r.error();
+    if (r->size() == 0 || r->Int(0, 0) == 0) {
+      return MakeError(ErrorCode::kIo,
+                       fmt::format("store: another meridian serve uses {} (one server per database: several "
+                                   "replicas on one database are not supported yet)",
+                                   described_));
+    }
+    sole_ = true;
+    return {};
+  }
 
   // ---- runs ---------------------------------------------------------------------------------------------
 
@@ -841,6 +855,11 @@ class PostgresStore final : public Store {
   }
 
   Result<Rows> RunOnce(const char* what, const std::string& sql, const Params& p) {
+    if (claim_lost_) {
+      return MakeError(ErrorCode::kIo, fmt::format("store: {}: another meridian serve took the database "
+                                                   "while this one was disconnected; restart this one",
+                                                   what));
+    }
     auto it = prepared_.find(sql);
     if (it == prepared_.end()) {
       const std::string name = fmt::format("m{}", prepared_.size());
@@ -866,18 +885,30 @@ class PostgresStore final : public Store {
                                                                         std::string(PQerrorMessage(conn_))));
   }
 
-  // A new session: prepared statements are per session.
+  // A new session: prepared statements and advisory locks are per session. A server that cannot take its
+  // lock again (another one started meanwhile) keeps failing rather than share the database.
   bool Reconnect() {
     PQreset(conn_);
     prepared_.clear();
     in_txn_ = false;
-    return PQstatus(conn_) == CONNECTION_OK;
+    if (PQstatus(conn_) != CONNECTION_OK) return false;
+    reconnecting_ = true;  // the claim's own statement does not reconnect again
+    const bool claimed = !sole_ || ClaimSoleServer().ok();
+    reconnecting_ = false;
+    if (!claimed) {
+      claim_lost_ = true;  // every statement fails from now on
+      return false;
+    }
+    return true;
   }
 
   PGconn* conn_;
   std::string described_;
   std::unordered_map<std::string, std::string> prepared_;  // SQL → statement name
   bool in_txn_ = false;
+  bool sole_ = false;        // ClaimSoleServer succeeded: take the lock again after a reconnect
+  bool claim_lost_ = false;  // and could not, after one
+  bool reconnecting_ = false;
 };
 
 }  // namespace

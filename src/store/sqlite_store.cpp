@@ -257,6 +257,7 @@ class SqliteStore final : public Store {
     return {};
   }
   std::string Describe() const override { return "sqlite:" + path_; }
+  Result<void> ClaimSoleServer() override { return {}; }
   void SetPath(std::string path) { path_ = std::move(path); }
 
   int SchemaVersion() override {

@@ -284,6 +284,10 @@ class Store {
   // Reachable and migrated to this binary's schema (GET /readyz): a query on the connection, reconnecting
   // once if it was lost.
   virtual Result<void> Ready() = 0;
+  // Claims the store for this server alone, for as long as it runs (`meridian serve`): one control plane per
+  // database until replicas share one (docs/deploy.md). PostgreSQL: a session advisory lock, taken again
+  // after a reconnect (writes fail while another server holds it); SQLite: nothing (one host, one file).
+  virtual Result<void> ClaimSoleServer() = 0;
   // The store as logs and /v1/status name it: "sqlite:PATH" or the PostgreSQL URL without its password.
   virtual std::string Describe() const = 0;
 };

@@ -211,6 +211,24 @@ TEST(PostgresStore, ReplicasStartingTogetherMigrateOnce) {
   }
 }
 
+// One `meridian serve` per database: a second one is refused, naming why, until the first is gone.
+TEST(PostgresStore, OneServerPerDatabase) {
+  std::string error;
+  const std::string url = NewPostgresDatabase(&error);
+  ASSERT_FALSE(url.empty()) << error;
+  auto first = OpenStore(url);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  ASSERT_TRUE((*first)->ClaimSoleServer().ok());
+  auto second = OpenStore(url);
+  ASSERT_TRUE(second.ok()) << second.error().message;  // reading (`meridian` tools, tests) is fine
+  auto refused = (*second)->ClaimSoleServer();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("another meridian serve uses postgres://"), std::string::npos)
+      << refused.error().message;
+  first->reset();  // its session ends: the lock with it
+  EXPECT_TRUE((*second)->ClaimSoleServer().ok());
+}
+
 // A store that cannot be reached is named in the error, without its password.
 TEST(PostgresStore, ErrorsNameTheStoreWithoutItsPassword) {
   auto s = OpenStore("postgres://meridian:s3cret@127.0.0.1:1/db?connect_timeout=5");

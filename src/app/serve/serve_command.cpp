@@ -57,6 +57,7 @@ int ServeMain(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);
   auto store = store::OpenStore(config->store);
   if (!store.ok()) return Fail(kName, store.error().message, kExitRunError);
+  if (auto r = (*store)->ClaimSoleServer(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
   LogInfo("store: {} (schema version {})", (*store)->Describe(), (*store)->SchemaVersion());
   net::EventLoop loop;
   if (auto r = loop.Init(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
