@@ -15,6 +15,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "core/log.h"
 #include "core/utf8.h"
 #include "store/store.h"
 #include "store/store_internal.h"
@@ -891,7 +892,11 @@ class PostgresStore final : public Store {
     PQreset(conn_);
     prepared_.clear();
     in_txn_ = false;
-    if (PQstatus(conn_) != CONNECTION_OK) return false;
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      LogWarn("store: the connection to {} is lost and could not be made again yet", described_);
+      return false;
+    }
+    LogWarn("store: the connection to {} was lost; connected again", described_);
     reconnecting_ = true;  // the claim's own statement does not reconnect again
     const bool claimed = !sole_ || ClaimSoleServer().ok();
     reconnecting_ = false;

@@ -225,8 +225,13 @@ TEST(PostgresStore, OneServerPerDatabase) {
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.error().message.find("another meridian serve uses postgres://"), std::string::npos)
       << refused.error().message;
-  first->reset();  // its session ends: the lock with it
-  EXPECT_TRUE((*second)->ClaimSoleServer().ok());
+  first->reset();  // its session ends, and the lock with it (the server ends a session asynchronously)
+  bool claimed = false;
+  for (int i = 0; i < 100 && !claimed; ++i) {
+    claimed = (*second)->ClaimSoleServer().ok();
+    if (!claimed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(claimed);
 }
 
 // A store that cannot be reached is named in the error, without its password.

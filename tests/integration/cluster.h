@@ -38,13 +38,14 @@ constexpr const char* kReadToken = "read-secret-3";
 
 class Cluster {
  public:
-  Cluster() {
+  // `store`: the server's store (default: TestStoreSpec, a new SQLite file or PostgreSQL database).
+  explicit Cluster(const std::string& store = "") {
     char tmpl[] = "/tmp/meridian-dist-XXXXXX";
     dir_ = mkdtemp(tmpl);
     std::ofstream(dir_ + "/runs.token") << kRunsToken << "\n";
     std::ofstream(dir_ + "/agent.token") << kAgentToken << "\n";
     std::ofstream(dir_ + "/server.yaml")
-        << "store: " << TestStoreSpec(dir_) << "\n"
+        << "store: " << (store.empty() ? TestStoreSpec(dir_) : store) << "\n"
         << "data_dir: " << dir_ << "\n"
         << "long_poll: 500ms\n"
         << "tokens:\n"
@@ -66,6 +67,13 @@ class Cluster {
     url_ = line.substr(line.find("http://"));
     while (!url_.empty() && (url_.back() == '\n' || url_.back() == '\r')) url_.pop_back();
     port_ = std::stoi(url_.substr(url_.rfind(':') + 1));
+  }
+  // SIGTERM, and what the server printed.
+  Finished StopServer() {
+    server_->Signal(SIGTERM);
+    Finished f = server_->Wait(10'000ms);
+    server_.reset();
+    return f;
   }
   void KillServer() {
     server_->Signal(SIGKILL);

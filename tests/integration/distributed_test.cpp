@@ -238,6 +238,59 @@ TEST(Distributed, KilledControlPlaneResumesAndLosesNothingAcknowledged) {
   EXPECT_NEAR(static_cast<double>(sum), 600, 30);
 }
 
+// PostgreSQL restarted mid-run (its own server: the shared one serves other tests): `serve` reconnects, the
+// run completes, and its totals equal what the agents counted themselves (nothing acknowledged is lost).
+// Runs only as postgres.PostgresOnly.* (tests/CMakeLists.txt).
+TEST(PostgresOnly, RestartedDatabaseMidRunLosesNothingAcknowledged) {
+  TempDir pg;
+  const std::string script = std::string(MERIDIAN_SOURCE_DIR) + "/tests/scripts/postgres.sh";
+  const Finished started = RunFull({script, "start", pg.path}, 120'000ms);
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  std::string url;
+  std::getline(std::ifstream(pg.path + "/url") >> std::ws, url);
+  ASSERT_FALSE(url.empty());
+  struct Stop {
+    std::string script, dir;
+    ~Stop() { RunFull({script, "stop", dir}, 120'000ms); }
+  } stop{script, pg.path};
+  Target target;
+  Cluster c(url);
+  c.StartServer();
+  c.StartAgent("us-east-1", "east");
+  c.StartAgent("eu-west-1", "west");
+  c.AwaitAgents(2);
+  const std::string plan = c.WritePlan(
+      "plan.yaml",
+      "name: pg-restart\nvars: { base: \"" + target.url() +
+          "\" }\nstart_buffer: 500ms\nheartbeat_timeout: 10s\nregions: { us-east-1: {}, eu-west-1: {} }\n"
+          "scenarios:\n  s: { executor: constant-arrival-rate, rate: 100/s, duration: 6s, requests: "
+          "[{ url: \"{{base}}/\" }] }\n");
+  Process submit(c.Submit(plan));
+  bool running = false;
+  for (int i = 0; i < 200 && !running; ++i) {
+    std::this_thread::sleep_for(50ms);
+    auto r = HttpCall(c.port(), "GET", "/v1/runs?active=true",
+                      {std::string("Authorization: Bearer ") + kReadToken});
+    running = r.status == 200 && r.body.find("\"running\"") != std::string::npos;
+  }
+  ASSERT_TRUE(running);
+  std::this_thread::sleep_for(2s);
+  const Finished restarted = RunFull({script, "restart", pg.path}, 120'000ms);
+  ASSERT_EQ(restarted.exit_code, 0) << restarted.err;
+  const Finished f = submit.Wait(60'000ms);
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  const json s = json::parse(f.out);
+  uint64_t sum = 0;
+  for (auto& a : c.agents()) {
+    const Finished af = a->Wait(20'000ms);
+    sum += AgentRequests(af.err);
+  }
+  EXPECT_EQ(s["requests"]["count"].get<uint64_t>(), sum);
+  EXPECT_NEAR(static_cast<double>(sum), 600, 30);
+  const Finished server = c.StopServer();
+  EXPECT_NE(server.err.find("was lost; connected again"), std::string::npos) << server.err;  // it was cut off
+}
+
 // Two agents (east, west-doomed) run a plan for `duration`; west-doomed is killed -9 two seconds in. Returns
 // submit's result and how long the run took to end after the kill.
 std::pair<Finished, std::chrono::steady_clock::duration> RunAndKillOneAgent(const std::string& settings,

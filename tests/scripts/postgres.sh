@@ -3,14 +3,15 @@
 # it, `stop` removes it after them). The data directory and the Unix socket live in a new temp dir; the server
 # listens on no TCP port and trusts local connections (nothing else can reach the socket's private dir).
 # PostgreSQL refuses to run as root: as root the server runs as Debian's `postgres` user (or `nobody`).
-# Usage: tests/scripts/postgres.sh start|stop STATE_DIR
+# Usage: tests/scripts/postgres.sh start|restart|stop STATE_DIR
 #   start writes STATE_DIR/url (a postgres:// URL for the superuser `meridian`, database `postgres`) and
-#   STATE_DIR/root (the temp dir); stop stops the server and removes the temp dir.
+#   STATE_DIR/root (the temp dir); restart stops the server (ending every session) and starts it again on the
+#   same data; stop stops the server and removes the temp dir.
 set -euo pipefail
 action=${1:-}
 state=${2:-}
-if [ -z "$state" ] || { [ "$action" != start ] && [ "$action" != stop ]; }; then
-  echo "usage: $0 start|stop STATE_DIR" >&2
+if [ -z "$state" ] || { [ "$action" != start ] && [ "$action" != stop ] && [ "$action" != restart ]; }; then
+  echo "usage: $0 start|restart|stop STATE_DIR" >&2
   exit 2
 fi
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -42,6 +43,12 @@ stop() {
 
 if [ "$action" = stop ]; then
   stop
+  exit 0
+fi
+if [ "$action" = restart ]; then
+  root=$(cat "$state/root")
+  cd "$root"
+  as_server "$bin/pg_ctl" -D "$root/data" -l "$root/server.log" -m fast -w -t 60 restart >/dev/null
   exit 0
 fi
 
