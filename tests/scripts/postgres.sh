@@ -65,9 +65,12 @@ chmod 700 "$root"
 cd "$root"
 as_server "$bin/initdb" -D "$root/data" -U meridian --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
   --no-sync >"$root/initdb.log" 2>&1 || { cat "$root/initdb.log" >&2; exit 1; }
-# fsync off: a test server's data is thrown away; 200 connections for replicas, agents and clients at once
+# fsync off: a test server's data is thrown away (MERIDIAN_PG_DURABLE=1 keeps PostgreSQL's defaults, for the
+# benchmarks' durable runs); 200 connections for replicas, agents and clients at once
+durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+[ "${MERIDIAN_PG_DURABLE:-0}" = 1 ] && durability=""
 as_server "$bin/pg_ctl" -D "$root/data" -l "$root/server.log" -w -t 60 \
-  -o "-c listen_addresses='' -k $root -p 5432 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+  -o "-c listen_addresses='' -k $root -p 5432 $durability -c max_connections=200" \
   start >/dev/null || { cat "$root/server.log" >&2; exit 1; }
 echo "postgres://meridian@/postgres?host=$root&port=5432" > "$state/url"
 echo "postgres.sh: server up at $(cat "$state/url")"
