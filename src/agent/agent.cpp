@@ -264,7 +264,10 @@ class Agent::RunExecution {
     ready_sent_ = true;
     const std::string ready = fmt::format("/v1/runs/{}/agents/{}/ready", run_id_, agent_.id_);
     for (int attempt = 0; !agent_.abort_.load() && !stop_.load(); ++attempt) {
-      auto r = control_->Request("POST", ready, "{}");
+      // The clock as measured for this run (the control plane shows it in the run's agents and summary).
+      auto r = control_->Request(
+          "POST", ready,
+          JsonText(json{{"clock_offset_ns", agent_.clock_.offset_ns}, {"rtt_ns", agent_.clock_.rtt_ns}}));
       if (r.ok() && r->status == 200) break;
       if (r.ok() && (r->status == 409 || r->status == 403 || r->status == 404)) return -1;
       agent_.Backoff(attempt);

@@ -155,6 +155,20 @@ void Ready(ApiContext& api, Call& c) {
   if (!part) return;
   const json body = http::ParseBody(c.req);
   const std::string error = Field<std::string>(body, "error", "");
+  // The agent measures its clock again before each run: keep the measure this run starts with.
+  if (body.contains("clock_offset_ns") && body.contains("rtt_ns")) {
+    auto& agents = api.orchestrator.agents();
+    if (auto it = agents.find(part->assignment.agent_id); it != agents.end()) {
+      store::AgentRow row = it->second.row;
+      row.clock_offset_ns = Field<int64_t>(body, "clock_offset_ns", row.clock_offset_ns);
+      row.rtt_ns = Field<int64_t>(body, "rtt_ns", row.rtt_ns);
+      if (row.clock_offset_ns != it->second.row.clock_offset_ns || row.rtt_ns != it->second.row.rtt_ns) {
+        if (auto r = api.store.PutAgent(row); !r.ok())
+          throw http::StoreUnavailable(r.error(), "store the agent's clock");
+        it->second.row = row;
+      }
+    }
+  }
   api.orchestrator.AgentReady(part->run, part->assignment, error);
   c.out.Send(http::JsonResponse(
       200, error.empty() ? api.orchestrator.StartJson(part->run) : ordered_json{{"stop", true}}));

@@ -195,6 +195,11 @@ TEST(Distributed, CompareFlagsTheSlowerRunAgainstItsBaseline) {
   const Finished none = RunFull(c.Submit(gated), 20'000ms);
   EXPECT_EQ(none.exit_code, 2) << none.err;
   EXPECT_NE(none.err.find("--baseline RUN"), std::string::npos) << none.err;
+  // The agent measured its clock again before each run after its first.
+  c.agents()[0]->Signal(SIGTERM);
+  const Finished agent = c.agents()[0]->Wait(20'000ms);
+  EXPECT_EQ(agent.err.find("run " + ids[0] + ": clock offset"), std::string::npos) << agent.err;
+  EXPECT_NE(agent.err.find("run " + ids[1] + ": clock offset"), std::string::npos) << agent.err;
 }
 
 TEST(Distributed, KilledControlPlaneResumesAndLosesNothingAcknowledged) {
