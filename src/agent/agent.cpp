@@ -484,6 +484,26 @@ void Agent::Stop() {
   if (current_) current_->RequestStop();
 }
 
+void Agent::Drain() {
+  if (!drain_.exchange(true)) Log("draining: no new work; a run in progress finishes");
+}
+
+// Tells the control plane this agent is leaving; it answers 409 while the agent's part in a run is not over
+// (its done being processed): a few tries.
+void Agent::Deregister() {
+  if (id_.empty()) return;
+  auto client = Client();
+  for (int attempt = 0; client.ok() && attempt < 10 && !abort_.load(); ++attempt) {
+    auto r = client->Request("DELETE", fmt::format("/v1/agents/{}", id_));
+    if (r.ok() && (r->status == 200 || r->status == 404)) {
+      Log(fmt::format("drained: {} deregistered", id_));
+      return;
+    }
+    Backoff(attempt);
+  }
+  Log(fmt::format("drained: {} not deregistered (the control plane forgets it when it is idle)", id_));
+}
+
 void Agent::Abort() {
   abort_.store(true);
   Stop();
@@ -556,6 +576,10 @@ Result<void> Agent::Run() {
   if (options_.region.empty()) return MakeError(ErrorCode::kInvalidArgument, "--region is required");
   bool registered = false;
   for (int attempt = 0; !stop_.load(); ++attempt) {
+    if (drain_.load()) {
+      if (registered) Deregister();
+      break;
+    }
     if (!registered) {
       registered = Register();
       if (!registered) {

@@ -43,6 +43,9 @@ class Agent {
   void Stop();
   // Thread-safe: give up waiting for the control plane (a second SIGTERM).
   void Abort();
+  // Thread-safe (`meridian agent drain`, SIGUSR1): take no new work; a run in progress finishes; then the
+  // agent deregisters (the control plane forgets it at once) and Run returns.
+  void Drain();
 
   const std::string& id() const { return id_; }
   ClockSample clock() const { return clock_; }
@@ -50,6 +53,7 @@ class Agent {
  private:
   class RunExecution;
   bool Register();
+  void Deregister();
   // A client for the control plane carrying the token and, once registered, the agent's secret.
   Result<http::BlockingClient> Client() const;
   ClockSample MeasureClock();
@@ -63,6 +67,7 @@ class Agent {
   uint64_t runs_ = 0;  // runs received (the clock is measured again before each after the first)
   int64_t long_poll_ns_ = 2'000'000'000;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> drain_{false};
   std::atomic<bool> abort_{false};
   std::mutex current_mu_;
   RunExecution* current_ = nullptr;

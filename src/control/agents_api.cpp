@@ -150,6 +150,26 @@ void Work(ApiContext& api, Call& c) {
   api.orchestrator.PollWork(live, c.out);
 }
 
+// An agent leaving (`meridian agent drain`, a stopped pod): forgotten at once rather than after
+// forget_agents_after, so that no run is assigned to it. Refused while it has a part in a run or a poll held.
+void Deregister(ApiContext& api, Call& c) {
+  const std::string& id = c.Param("id");
+  AgentLive& live = KnownAgent(api, id, c.req);
+  if (!live.run_id.empty() || live.poll.alive()) {
+    throw ApiError{409,
+                   "agent_busy",
+                   live.run_id.empty() ? fmt::format("agent {} has a work poll held", id)
+                                       : fmt::format("agent {} has a part in run {}", id, live.run_id),
+                   "",
+                   {{"Retry-After", "1"}}};
+  }
+  if (auto r = api.store.DeleteAgent(id); !r.ok())
+    throw http::StoreUnavailable(r.error(), "forget the agent");
+  api.orchestrator.agents().erase(id);
+  LogInfo("agent {} left (deregistered)", id);
+  c.out.Send(http::JsonResponse(200, {{"id", id}, {"deregistered", true}}));
+}
+
 void Ready(ApiContext& api, Call& c) {
   auto part = AgentPart(api, c);
   if (!part) return;
@@ -261,6 +281,7 @@ Result<void> AddAgentRoutes(http::Router& router, ApiContext& api) {
           {"POST", "/v1/agents", {"agent"}, Register, "register an agent"},
           {"GET", "/v1/time", {"agent"}, Time, "the server's clock"},
           {"GET", "/v1/agents/{id}/work", {"agent"}, Work, "long poll for work"},
+          {"DELETE", "/v1/agents/{id}", {"agent"}, Deregister, "an agent leaving (drain)"},
           {"POST", "/v1/runs/{run}/agents/{agent}/ready", {"agent"}, Ready, "prepared (or could not)"},
           {"POST", "/v1/runs/{run}/agents/{agent}/heartbeat", {"agent"}, Heartbeat, "alive; stop?"},
           {"PUT",

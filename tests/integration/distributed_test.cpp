@@ -399,6 +399,48 @@ TEST(Distributed, AgentsAndClientsFailOverToTheNextControlUrl) {
   EXPECT_NE(none.err.find("cannot connect to " + dead), std::string::npos) << none.err;
 }
 
+// `meridian agent drain` (a pod's preStop): the agent finishes the run it is in, tells the control plane it
+// is leaving, and exits; drain returns then. The run passes with every request counted; the agent is no
+// longer listed.
+TEST(Distributed, DrainedAgentFinishesItsRunAndLeaves) {
+  Target target;
+  Cluster c;
+  c.StartServer();
+  Process& agent = c.StartAgent("local", "a1", /*once=*/false);
+  c.AwaitAgents(1);
+  const std::string plan =
+      c.WritePlan("plan.yaml",
+                  "name: drain\nstart_buffer: 200ms\nregions: { local: {} }\nscenarios:\n  s: { executor: "
+                  "constant-arrival-rate, rate: 50/s, duration: 3s, requests: [{ url: \"" +
+                      target.url() + "/\" }] }\n");
+  Process submit(c.Submit(plan));
+  bool running = false;
+  for (int i = 0; i < 200 && !running; ++i) {
+    std::this_thread::sleep_for(50ms);
+    auto r = HttpCall(c.port(), "GET", "/v1/runs?active=true",
+                      {std::string("Authorization: Bearer ") + kReadToken});
+    running = r.status == 200 && r.body.find("\"running\"") != std::string::npos;
+  }
+  ASSERT_TRUE(running);
+  const Finished drain =
+      RunMeridian({"agent", "drain", "--pid", std::to_string(agent.pid()), "--timeout", "60s"}, 90'000ms);
+  EXPECT_EQ(drain.exit_code, 0) << drain.err;
+  const Finished a = agent.Wait(5'000ms);  // already gone: drain returned after it exited
+  EXPECT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_NE(a.err.find("deregistered"), std::string::npos) << a.err;
+  const Finished f = submit.Wait(30'000ms);
+  ASSERT_EQ(f.exit_code, 0) << f.err << f.out;
+  const json s = json::parse(f.out);
+  EXPECT_EQ(s["requests"]["count"].get<uint64_t>(), AgentRequests(a.err));
+  EXPECT_NEAR(s["requests"]["count"].get<double>(), 150, 10);
+  auto listed = HttpCall(c.port(), "GET", "/v1/agents", {std::string("Authorization: Bearer ") + kReadToken});
+  EXPECT_EQ(json::parse(listed.body)["agents"].size(), 0u) << listed.body;
+  // Nothing to drain: named.
+  const Finished none = RunMeridian({"agent", "drain", "--pid", std::to_string(agent.pid())});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("cannot signal process"), std::string::npos) << none.err;
+}
+
 // GET /readyz needs no token (load balancers and probes send none) and says only whether the server is ready.
 TEST(Distributed, ReadyzAnswersWithoutATokenAndSaysOnlyReady) {
   Cluster c;

@@ -11,8 +11,10 @@ namespace meridian::app {
 
 class SignalWatcher {
  public:
-  // `hangup`: SIGHUP is delivered too (and counted apart from SIGINT/SIGTERM as 0).
-  explicit SignalWatcher(std::function<void(int signal, int count)> on_signal, bool hangup = false);
+  // `hangup`: SIGHUP is delivered too (and counted apart from SIGINT/SIGTERM as 0); `user1`: SIGUSR1 too
+  // (count 0).
+  explicit SignalWatcher(std::function<void(int signal, int count)> on_signal, bool hangup = false,
+                         bool user1 = false);
   ~SignalWatcher();
   SignalWatcher(const SignalWatcher&) = delete;
   SignalWatcher& operator=(const SignalWatcher&) = delete;
