@@ -226,7 +226,6 @@ Result<FetchResponse> BlockingClient::Attempt(const std::string& method, const s
   auto r = Once(req, deadline, &reused);
   if (!r.ok() && reused && r.error().code == ErrorCode::kReset) {
     Disconnect();  // the kept connection had been closed by the server: one fresh attempt
-    sent_ = false;
     r = Once(req, deadline, &reused);
   }
   if (!r.ok()) Disconnect();
@@ -266,7 +265,7 @@ Result<FetchResponse> BlockingClient::Once(const std::string& request, int64_t d
   }
   FetchResponse out;
   out.sent_wall_ns = WallNanos();
-  sent_ = true;  // from here the server may have seen (some of) the request
+  sent_ = true;  // from here the server may have seen (some of) the request (reset only by Attempt)
   size_t sent = 0;
   while (sent < request.size()) {
     const ssize_t n = Send(request.data() + sent, request.size() - sent);

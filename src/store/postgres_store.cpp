@@ -284,14 +284,17 @@ class PostgresStore final : public Store {
   PostgresStore(PGconn* conn, std::string described) : conn_(conn), described_(std::move(described)) {}
   ~PostgresStore() override { PQfinish(conn_); }
 
-  // One statement; prepared on its first use on this connection. Outside a transaction a statement that
-  // finds the connection gone reconnects once and runs again (inside one, the transaction is lost: it
-  // fails, and the caller's Transaction rolls back).
+  // One statement; prepared on its first use on this connection. A statement that finds the connection gone
+  // reconnects, and a read outside a transaction runs again; a write fails (it may have committed before the
+  // connection broke: the caller's 503 lets its client retry an idempotent request instead of the store
+  // replaying one), and so does anything inside a transaction (lost with the session: the caller's
+  // Transaction rolls back).
   Result<Rows> Run(const char* what, const std::string& sql, const Params& p = Params()) {
     for (int attempt = 0;; ++attempt) {
       auto r = RunOnce(what, sql, p);
-      if (r.ok() || attempt > 0 || in_txn_ || reconnecting_ || PQstatus(conn_) == CONNECTION_OK) return r;
-      if (!Reconnect()) return r;
+      if (r.ok() || attempt > 0 || reconnecting_ || PQstatus(conn_) == CONNECTION_OK) return r;
+      const bool was_in_txn = in_txn_;
+      if (!Reconnect() || was_in_txn || !sql.starts_with("SELECT")) return r;
     }
   }
 
@@ -400,10 +403,11 @@ class PostgresStore final : public Store {
   }
 
   Result<std::vector<RunRow>> ListRuns(size_t limit, bool active_only) override {
-    auto r = Run("list runs",
-                 fmt::format("SELECT {} FROM runs {} ORDER BY created_ns DESC, id DESC LIMIT $1", kRunColumns,
-                             active_only ? "WHERE state IN " + RunStatesSql(/*terminal=*/false) : ""),
-                 Params().Int(static_cast<int64_t>(limit)));
+    auto r =
+        Run("list runs",
+            fmt::format("SELECT {} FROM runs {} ORDER BY created_ns DESC, id COLLATE \"C\" DESC LIMIT $1",
+                        kRunColumns, active_only ? "WHERE state IN " + RunStatesSql(/*terminal=*/false) : ""),
+            Params().Int(static_cast<int64_t>(limit)));
     if (!r.ok()) return r.error();
     return r->All(ReadRun);
   }
@@ -469,8 +473,8 @@ class PostgresStore final : public Store {
     return r->One(ReadAgent);
   }
   Result<std::vector<AgentRow>> ListAgents() override {
-    auto r =
-        Run("list agents", fmt::format("SELECT {} FROM agents ORDER BY registered_ns, id", kAgentColumns));
+    auto r = Run("list agents", fmt::format("SELECT {} FROM agents ORDER BY registered_ns, id COLLATE \"C\"",
+                                            kAgentColumns));
     if (!r.ok()) return r.error();
     return r->All(ReadAgent);
   }
@@ -500,7 +504,7 @@ class PostgresStore final : public Store {
     auto r = Run("list assignments",
                  "SELECT run_id, agent_id, region, slot, state, ready_ns, started_ns, last_seq, acked_seq, "
                  "requests, connections, retries, load_ended_ns FROM run_agents WHERE run_id=$1 "
-                 "ORDER BY region, slot",
+                 "ORDER BY region COLLATE \"C\", slot",
                  Params().Text(run_id));
     if (!r.ok()) return r.error();
     return r->All([](const Rows& s, int i) {
@@ -530,7 +534,8 @@ class PostgresStore final : public Store {
   }
   Result<std::vector<SampleRow>> Samples(const std::string& run_id) override {
     auto r = Run("list samples",
-                 "SELECT agent_id, seq, second, payload FROM samples WHERE run_id=$1 ORDER BY agent_id, seq",
+                 "SELECT agent_id, seq, second, payload FROM samples WHERE run_id=$1 ORDER BY agent_id "
+                 "COLLATE \"C\", seq",
                  Params().Text(run_id));
     if (!r.ok()) return r.error();
     return r->All([](const Rows& s, int i) {
@@ -565,7 +570,7 @@ class PostgresStore final : public Store {
   Result<std::vector<StepInstanceRow>> StepInstances(const std::string& run_id, bool with_logs) override {
     auto r = Run("list step instances",
                  fmt::format("SELECT step, instance, agent_id, result_json, {} FROM step_instances WHERE "
-                             "run_id=$1 ORDER BY step, instance",
+                             "run_id=$1 ORDER BY step COLLATE \"C\", instance",
                              with_logs ? "log" : "''::bytea"),
                  Params().Text(run_id));
     if (!r.ok()) return r.error();
@@ -598,14 +603,23 @@ class PostgresStore final : public Store {
   // ---- environment leases ---------------------------------------------------------------------------------
 
   // READ COMMITTED: every guarded UPDATE re-checks its guard on the row as the other writer committed it.
+  // Not nested (as SQLite's BEGIN IMMEDIATE is not): one transaction at a time per connection.
   Result<void> Begin() override {
+    if (in_txn_) return MakeError(ErrorCode::kInternal, "store: begin: a transaction is already open");
     auto r = Exec("begin", "BEGIN");
     if (r.ok()) in_txn_ = true;
     return r;
   }
+  // Never replayed on a new session (where COMMIT would only warn), and a transaction that had failed
+  // (COMMIT answers ROLLBACK) is an error.
   Result<void> Commit() override {
+    auto r = Run("commit", "COMMIT");
     in_txn_ = false;
-    return Exec("commit", "COMMIT");
+    if (!r.ok()) return r.error();
+    if (std::string_view(PQcmdStatus(const_cast<PGresult*>(r->raw()))) != "COMMIT") {
+      return MakeError(ErrorCode::kIo, "store: commit: the transaction was rolled back");
+    }
+    return {};
   }
   void Rollback() override {
     in_txn_ = false;
@@ -621,7 +635,8 @@ class PostgresStore final : public Store {
     return {};
   }
   Result<std::vector<PoolRow>> Pools() override {
-    auto r = Run("list pools", "SELECT name, settings_json, removed FROM env_pools ORDER BY name");
+    auto r =
+        Run("list pools", "SELECT name, settings_json, removed FROM env_pools ORDER BY name COLLATE \"C\"");
     if (!r.ok()) return r.error();
     return r->All([](const Rows& s, int i) { return PoolRow{s.Text(i, 0), s.Text(i, 1), s.Int(i, 2) != 0}; });
   }
@@ -693,7 +708,8 @@ class PostgresStore final : public Store {
     }
     auto r = Run("list environments",
                  fmt::format("SELECT {} FROM environments WHERE {} ORDER BY {}", kList, where,
-                             free_only ? "last_released_ns, id" : "pool, last_released_ns, id"),
+                             free_only ? "last_released_ns, id COLLATE \"C\""
+                                       : "pool COLLATE \"C\", last_released_ns, id COLLATE \"C\""),
                  p);
     if (!r.ok()) return r.error();
     return r->All(ReadEnv);
@@ -750,24 +766,26 @@ class PostgresStore final : public Store {
     }
     if (f.active_only) where += " AND state = 'active'";
     p.Int(static_cast<int64_t>(f.limit));
-    auto r = Run("list allocations",
-                 fmt::format("SELECT {} FROM allocations WHERE {} ORDER BY created_ns DESC, id LIMIT ${}",
-                             kAllocColumns, where, p.size()),
-                 p);
+    auto r =
+        Run("list allocations",
+            fmt::format(
+                "SELECT {} FROM allocations WHERE {} ORDER BY created_ns DESC, id COLLATE \"C\" LIMIT ${}",
+                kAllocColumns, where, p.size()),
+            p);
     if (!r.ok()) return r.error();
     return r->All(ReadAlloc);
   }
   Result<std::vector<AllocationRow>> PendingRevokes() override {
-    auto r =
-        Run("pending revokes",
-            fmt::format("SELECT {} FROM allocations WHERE revoke_pending = 1 ORDER BY id", kAllocColumns));
+    auto r = Run("pending revokes",
+                 fmt::format("SELECT {} FROM allocations WHERE revoke_pending = 1 ORDER BY id COLLATE \"C\"",
+                             kAllocColumns));
     if (!r.ok()) return r.error();
     return r->All(ReadAlloc);
   }
   Result<std::vector<AllocationRow>> ExpiredAllocations(int64_t now_ns) override {
     auto r = Run("expired allocations",
                  fmt::format("SELECT {} FROM allocations WHERE state = 'active' AND expires_ns <= $1 "
-                             "ORDER BY expires_ns, id",
+                             "ORDER BY expires_ns, id COLLATE \"C\"",
                              kAllocColumns),
                  Params().Int(now_ns));
     if (!r.ok()) return r.error();
@@ -856,10 +874,17 @@ class PostgresStore final : public Store {
   }
 
   Result<Rows> RunOnce(const char* what, const std::string& sql, const Params& p) {
-    if (claim_lost_) {
-      return MakeError(ErrorCode::kIo, fmt::format("store: {}: another meridian serve took the database "
-                                                   "while this one was disconnected; restart this one",
-                                                   what));
+    if (claim_lost_) {  // taken again once the other session (or our own dead one) is gone
+      Rows claim(PQexec(conn_, fmt::format("SELECT pg_try_advisory_lock({})", kServerLock).c_str()));
+      if (PQresultStatus(claim.raw()) == PGRES_TUPLES_OK && claim.size() == 1 && claim.Int(0, 0) != 0) {
+        claim_lost_ = false;
+        LogWarn("store: {} is this server's again", described_);
+      } else {
+        return MakeError(ErrorCode::kIo,
+                         fmt::format("store: {}: another meridian serve holds the database since this one "
+                                     "was disconnected",
+                                     what));
+      }
     }
     auto it = prepared_.find(sql);
     if (it == prepared_.end()) {
@@ -918,33 +943,30 @@ class PostgresStore final : public Store {
 
 }  // namespace
 
-std::string RedactStoreSpec(const std::string& spec) {
-  if (!spec.starts_with("postgres://") && !spec.starts_with("postgresql://")) return spec;
-  std::string out = spec;
-  const size_t scheme = out.find("://") + 3;
-  const size_t at = out.find('@', scheme);
-  const size_t slash = out.find('/', scheme);
-  if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
-    const size_t colon = out.find(':', scheme);
-    if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
-  }
-  for (size_t p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
-    const size_t end = out.find('&', p);
-    out.replace(p + 9, (end == std::string::npos ? out.size() : end) - p - 9, "***");
-  }
-  return out;
-}
-
 Result<std::unique_ptr<Store>> OpenPostgres(const std::string& url) {
   // The URL's own settings win over these defaults (expand_dbname: later keywords override earlier ones).
-  const char* keys[] = {"application_name", "connect_timeout", "dbname", nullptr};
-  const char* values[] = {"meridian", "10", url.c_str(), nullptr};
+  // keepalives: a database host that vanished is noticed in about 25 s rather than at the kernel's 2 h.
+  const char* keys[] = {"application_name",    "connect_timeout",  "client_encoding", "keepalives_idle",
+                        "keepalives_interval", "keepalives_count", "dbname",          nullptr};
+  const char* values[] = {"meridian", "10", "UTF8", "10", "5", "3", url.c_str(), nullptr};
   PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (!conn) return MakeError(ErrorCode::kIo, "cannot connect to PostgreSQL: out of memory");
   if (PQstatus(conn) != CONNECTION_OK) {
     std::string msg = PQerrorMessage(conn);
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     PQfinish(conn);
+    // libpq may quote the URL, or the part it could not parse, in its message: no password in either.
+    if (char* parse_error = nullptr; PQconninfoOption* opts = PQconninfoParse(url.c_str(), &parse_error)) {
+      for (PQconninfoOption* o = opts; o->keyword; ++o) {
+        if (std::string_view(o->keyword) != "password" || !o->val || !*o->val) continue;
+        for (size_t at = msg.find(o->val); at != std::string::npos; at = msg.find(o->val, at))
+          msg.replace(at, std::strlen(o->val), "***");
+      }
+      PQconninfoFree(opts);
+    } else {
+      PQfreemem(parse_error);
+      msg = "the URL is not a valid libpq URL (check its percent-encoding)";
+    }
     return MakeError(ErrorCode::kIo,
                      fmt::format("cannot connect to the store {}: {}", RedactStoreSpec(url), msg));
   }

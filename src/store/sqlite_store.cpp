@@ -373,7 +373,7 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<AgentRow>> ListAgents() override {
-    Stmt s(cache_, fmt::format("SELECT {} FROM agents ORDER BY registered_ns", kAgentColumns).c_str());
+    Stmt s(cache_, fmt::format("SELECT {} FROM agents ORDER BY registered_ns, id", kAgentColumns).c_str());
     return s.All(ReadAgent, "list agents");
   }
 
@@ -662,13 +662,18 @@ class SqliteStore final : public Store {
     return s.All(ReadAlloc, "list allocations");
   }
   Result<std::vector<AllocationRow>> PendingRevokes() override {
-    Stmt s(cache_, fmt::format("SELECT {} FROM allocations WHERE revoke_pending = 1", kAllocColumns).c_str());
+    Stmt s(cache_,
+           fmt::format("SELECT {} FROM allocations WHERE revoke_pending = 1 ORDER BY id", kAllocColumns)
+               .c_str());
     return s.All(ReadAlloc, "pending revokes");
   }
   Result<std::vector<AllocationRow>> ExpiredAllocations(int64_t now_ns) override {
-    Stmt s(cache_,
-           fmt::format("SELECT {} FROM allocations WHERE state = 'active' AND expires_ns <= ?", kAllocColumns)
-               .c_str());
+    Stmt s(
+        cache_,
+        fmt::format(
+            "SELECT {} FROM allocations WHERE state = 'active' AND expires_ns <= ? ORDER BY expires_ns, id",
+            kAllocColumns)
+            .c_str());
     s.Bind(1, now_ns);
     return s.All(ReadAlloc, "expired allocations");
   }

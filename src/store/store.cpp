@@ -66,9 +66,35 @@ std::string RunStatesSql(bool terminal) {
   return list + ")";
 }
 
+std::string RedactStoreSpec(const std::string& spec) {
+  if (!spec.starts_with("postgres://") && !spec.starts_with("postgresql://")) return spec;
+  std::string out = spec;
+  const size_t scheme = out.find("://") + 3;
+  // The user part ends at the last '@' before the parameters: a password may hold '@' or '/' unencoded.
+  const size_t query = out.find('?', scheme);
+  const size_t at = out.rfind('@', query == std::string::npos ? std::string::npos : query);
+  if (at != std::string::npos && at >= scheme) {
+    const size_t colon = out.find(':', scheme);
+    if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+  }
+  for (size_t p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
+    const size_t end = out.find('&', p);
+    out.replace(p + 9, (end == std::string::npos ? out.size() : end) - p - 9, "***");
+  }
+  return out;
+}
+
 // "postgres://…" / "postgresql://…" (libpq's URL, with any of its parameters), "sqlite:PATH" or a bare path.
+// libpq's key=value form ("host=db password=…") is refused rather than taken for a file name.
 Result<std::unique_ptr<Store>> OpenStore(const std::string& spec) {
   if (spec.starts_with("postgres://") || spec.starts_with("postgresql://")) return OpenPostgres(spec);
+  if (!spec.starts_with("sqlite:") && spec.find('=') != std::string::npos &&
+      spec.find_first_of(" \t") != std::string::npos) {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "--store: a key=value connection string is not accepted (it would print as it is): use a "
+        "postgres://USER@HOST:PORT/DB URL, the password in $PGPASSWORD or ~/.pgpass");
+  }
   const std::string path = spec.starts_with("sqlite:") ? spec.substr(7) : spec;
   if (path.empty()) return MakeError(ErrorCode::kInvalidArgument, "--store: sqlite:PATH needs a path");
   return OpenSqlite(path);

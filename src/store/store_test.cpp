@@ -185,6 +185,17 @@ TEST_P(StoreConformance, RacingGuardedWritesChangeARowOnce) {
   EXPECT_EQ((*now)->allocation_id, "a1");
 }
 
+// One transaction at a time per connection, on both (SQLite's BEGIN IMMEDIATE does not nest).
+TEST_P(StoreConformance, TransactionsDoNotNest) {
+  ASSERT_TRUE(store_->Begin().ok());
+  EXPECT_FALSE(store_->Begin().ok());
+  store_->Rollback();
+  ASSERT_TRUE(store_->Begin().ok());
+  ASSERT_TRUE(store_->PutPool({"p", "{}", false}).ok());
+  ASSERT_TRUE(store_->Commit().ok());
+  EXPECT_EQ(store_->Pools()->size(), 1u);
+}
+
 // Replicas started together on a new database: the advisory lock lets one migrate; the others find the schema
 // current.
 TEST(PostgresStore, ReplicasStartingTogetherMigrateOnce) {
@@ -244,6 +255,17 @@ TEST(PostgresStore, ErrorsNameTheStoreWithoutItsPassword) {
   EXPECT_EQ(RedactStoreSpec("postgresql://u@h/db?sslmode=require&password=pw&x=1"),
             "postgresql://u@h/db?sslmode=require&password=***&x=1");
   EXPECT_EQ(RedactStoreSpec("sqlite:/var/lib/m.db"), "sqlite:/var/lib/m.db");
+  EXPECT_EQ(RedactStoreSpec("postgres://u:p@s/s@h:5432/db?sslmode=require"),
+            "postgres://u:***@h:5432/db?sslmode=require");  // '@' and '/' in the password, unencoded
+  // libpq's own message for a URL it cannot parse would quote it: not passed on.
+  auto bad = OpenStore("postgres://u:50%zzoff@127.0.0.1:1/db");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().message.find("50%zzoff"), std::string::npos) << bad.error().message;
+  // The key=value form would be taken for a file name and printed whole: refused, naming the URL form.
+  auto kv = OpenStore("host=db password=s3cret");
+  ASSERT_FALSE(kv.ok());
+  EXPECT_NE(kv.error().message.find("postgres://USER@HOST:PORT/DB"), std::string::npos);
+  EXPECT_EQ(kv.error().message.find("s3cret"), std::string::npos);
 }
 
 // Text that is not UTF-8 (a hook's output in a note) is kept with U+FFFD in place of each bad byte on

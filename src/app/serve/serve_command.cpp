@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <systemd/sd-daemon.h>
 
+#include <chrono>
 #include <csignal>
 #include <thread>
 
@@ -57,7 +58,15 @@ int ServeMain(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);
   auto store = store::OpenStore(config->store);
   if (!store.ok()) return Fail(kName, store.error().message, kExitRunError);
-  if (auto r = (*store)->ClaimSoleServer(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
+  // A server that was just killed may still hold the database until PostgreSQL ends its session: wait a
+  // little for it before refusing to start.
+  for (int attempt = 0;; ++attempt) {
+    auto r = (*store)->ClaimSoleServer();
+    if (r.ok()) break;
+    if (attempt == 0) LogWarn("{}; waiting up to 15 s for it to go", r.error().message);
+    if (attempt >= 75) return Fail(kName, r.error().message, kExitRunError);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
   LogInfo("store: {} (schema version {})", (*store)->Describe(), (*store)->SchemaVersion());
   net::EventLoop loop;
   if (auto r = loop.Init(); !r.ok()) return Fail(kName, r.error().message, kExitRunError);
