@@ -103,6 +103,16 @@ class Cluster {
     }
     FAIL() << "agents did not register";
   }
+  // Waits until the server lists a run in state running (10 s at most).
+  bool AwaitRunning() {
+    for (int i = 0; i < 200; ++i) {
+      auto r = HttpCall(port_, "GET", "/v1/runs?active=true",
+                        {std::string("Authorization: Bearer ") + kReadToken});
+      if (r.status == 200 && r.body.find("\"running\"") != std::string::npos) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  }
   std::string WritePlan(const std::string& name, const std::string& text) {
     const std::string path = dir_ + "/" + name;
     std::ofstream(path) << text;

@@ -218,14 +218,7 @@ TEST(Distributed, KilledControlPlaneResumesAndLosesNothingAcknowledged) {
           "[{ url: \"{{base}}/\" }] }\n");
   Process submit(c.Submit(plan));
   // Let it run for a while, then kill -9 the control plane and bring it back on the same port.
-  bool running = false;
-  for (int i = 0; i < 200 && !running; ++i) {
-    std::this_thread::sleep_for(50ms);
-    auto r =
-        HttpCall(port, "GET", "/v1/runs?active=true", {std::string("Authorization: Bearer ") + kReadToken});
-    running = r.status == 200 && r.body.find("\"running\"") != std::string::npos;
-  }
-  ASSERT_TRUE(running);
+  ASSERT_TRUE(c.AwaitRunning());
   std::this_thread::sleep_for(2s);
   c.KillServer();
   std::this_thread::sleep_for(1500ms);
@@ -271,14 +264,7 @@ TEST(PostgresOnly, RestartedDatabaseMidRunLosesNothingAcknowledged) {
           "scenarios:\n  s: { executor: constant-arrival-rate, rate: 100/s, duration: 6s, requests: "
           "[{ url: \"{{base}}/\" }] }\n");
   Process submit(c.Submit(plan));
-  bool running = false;
-  for (int i = 0; i < 200 && !running; ++i) {
-    std::this_thread::sleep_for(50ms);
-    auto r = HttpCall(c.port(), "GET", "/v1/runs?active=true",
-                      {std::string("Authorization: Bearer ") + kReadToken});
-    running = r.status == 200 && r.body.find("\"running\"") != std::string::npos;
-  }
-  ASSERT_TRUE(running);
+  ASSERT_TRUE(c.AwaitRunning());
   std::this_thread::sleep_for(2s);
   const Finished restarted = RunFull({script, "restart", pg.path}, 120'000ms);
   ASSERT_EQ(restarted.exit_code, 0) << restarted.err;
@@ -414,14 +400,7 @@ TEST(Distributed, DrainedAgentFinishesItsRunAndLeaves) {
                   "constant-arrival-rate, rate: 50/s, duration: 3s, requests: [{ url: \"" +
                       target.url() + "/\" }] }\n");
   Process submit(c.Submit(plan));
-  bool running = false;
-  for (int i = 0; i < 200 && !running; ++i) {
-    std::this_thread::sleep_for(50ms);
-    auto r = HttpCall(c.port(), "GET", "/v1/runs?active=true",
-                      {std::string("Authorization: Bearer ") + kReadToken});
-    running = r.status == 200 && r.body.find("\"running\"") != std::string::npos;
-  }
-  ASSERT_TRUE(running);
+  ASSERT_TRUE(c.AwaitRunning());
   const Finished drain =
       RunMeridian({"agent", "drain", "--pid", std::to_string(agent.pid()), "--timeout", "60s"}, 90'000ms);
   EXPECT_EQ(drain.exit_code, 0) << drain.err;
