@@ -202,6 +202,16 @@ TEST(Distributed, CompareFlagsTheSlowerRunAgainstItsBaseline) {
   EXPECT_NE(agent.err.find("run " + ids[1] + ": clock offset"), std::string::npos) << agent.err;
 }
 
+// Two regions at 100/s in all for 6 s: about 600 requests, long enough to break something in the middle.
+std::string TwoRegionsSixSeconds(const std::string& name, const std::string& base,
+                                 const std::string& heartbeat_timeout) {
+  return "name: " + name + "\nvars: { base: \"" + base +
+         "\" }\nstart_buffer: 500ms\nheartbeat_timeout: " + heartbeat_timeout +
+         "\nregions: { us-east-1: {}, eu-west-1: {} }\n"
+         "scenarios:\n  s: { executor: constant-arrival-rate, rate: 100/s, duration: 6s, requests: "
+         "[{ url: \"{{base}}/\" }] }\n";
+}
+
 TEST(Distributed, KilledControlPlaneResumesAndLosesNothingAcknowledged) {
   Target target;
   Cluster c;
@@ -210,12 +220,7 @@ TEST(Distributed, KilledControlPlaneResumesAndLosesNothingAcknowledged) {
   c.StartAgent("us-east-1", "east");
   c.StartAgent("eu-west-1", "west");
   c.AwaitAgents(2);
-  const std::string plan = c.WritePlan(
-      "plan.yaml",
-      "name: resume\nvars: { base: \"" + target.url() +
-          "\" }\nstart_buffer: 500ms\nheartbeat_timeout: 5s\nregions: { us-east-1: {}, eu-west-1: {} }\n"
-          "scenarios:\n  s: { executor: constant-arrival-rate, rate: 100/s, duration: 6s, requests: "
-          "[{ url: \"{{base}}/\" }] }\n");
+  const std::string plan = c.WritePlan("plan.yaml", TwoRegionsSixSeconds("resume", target.url(), "5s"));
   Process submit(c.Submit(plan));
   // Let it run for a while, then kill -9 the control plane and bring it back on the same port.
   ASSERT_TRUE(c.AwaitRunning());
@@ -257,12 +262,7 @@ TEST(PostgresOnly, RestartedDatabaseMidRunLosesNothingAcknowledged) {
   c.StartAgent("us-east-1", "east");
   c.StartAgent("eu-west-1", "west");
   c.AwaitAgents(2);
-  const std::string plan = c.WritePlan(
-      "plan.yaml",
-      "name: pg-restart\nvars: { base: \"" + target.url() +
-          "\" }\nstart_buffer: 500ms\nheartbeat_timeout: 10s\nregions: { us-east-1: {}, eu-west-1: {} }\n"
-          "scenarios:\n  s: { executor: constant-arrival-rate, rate: 100/s, duration: 6s, requests: "
-          "[{ url: \"{{base}}/\" }] }\n");
+  const std::string plan = c.WritePlan("plan.yaml", TwoRegionsSixSeconds("pg-restart", target.url(), "10s"));
   Process submit(c.Submit(plan));
   ASSERT_TRUE(c.AwaitRunning());
   std::this_thread::sleep_for(2s);

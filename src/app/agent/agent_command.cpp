@@ -15,7 +15,6 @@
 #include "app/common/cli.h"
 #include "app/common/follow.h"
 #include "app/common/signals.h"
-#include "core/duration.h"
 
 namespace meridian::app {
 
@@ -44,9 +43,9 @@ int DrainMain(int argc, char** argv) {
       "arguments.");
   int code = 0;
   if (!ParseCommandLine(app, argc, argv, &code)) return code;
-  auto timeout = ParseDuration(timeout_text);
-  if (!timeout.ok() || *timeout <= 0)
-    return Fail(kName, "--timeout: a duration such as 30s or 10m", kExitUsage);
+  auto timeout = DurationFlag("--timeout", timeout_text);
+  if (!timeout.ok()) return Fail(kName, timeout.error().message, kExitUsage);
+  if (*timeout <= 0) return Fail(kName, "--timeout: must be more than 0 (30s, 10m)", kExitUsage);
   if (::kill(pid, SIGUSR1) != 0) {
     return Fail(kName, fmt::format("cannot signal process {}: {}", pid, std::strerror(errno)), kExitRunError);
   }
